@@ -1,0 +1,2 @@
+//! Shared helpers for the pktmesh criterion benchmarks (the benchmarks live in `benches/`).
+#![forbid(unsafe_code)]

@@ -1,0 +1,82 @@
+//! The node configs and scenario files captured from real cjdns 22.3 nodes: private key →
+//! public key → IPv6 must reproduce what the real nodes printed.
+
+use std::path::PathBuf;
+
+use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
+
+fn captures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/cjdns-captures")
+}
+
+/// Every scenario folder that exists (more are added over time).
+fn scenarios() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(captures_dir())
+        .expect("shared/vectors/cjdns-captures must sit beside the checkout")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("scenario.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no capture scenarios found");
+    dirs
+}
+
+fn check_identity(private_hex: &str, public_text: &str, ipv6: &str) {
+    let private = PrivateKey::from_hex(private_hex).unwrap();
+    let public = private.public_key();
+    assert_eq!(public.to_string(), public_text);
+    assert_eq!(PublicKey::parse(public_text).unwrap(), public);
+    assert_eq!(public.address().to_string(), ipv6);
+    assert_eq!(Address::parse(ipv6).unwrap(), public.address());
+}
+
+#[test]
+fn scenario_nodes_match_their_printed_identity() {
+    let mut checked = 0;
+    for dir in scenarios() {
+        let text = std::fs::read_to_string(dir.join("scenario.json")).unwrap();
+        let scenario: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let nodes = scenario["nodes"].as_object().expect("nodes object");
+        for node in nodes.values() {
+            check_identity(
+                node["private_key"].as_str().unwrap(),
+                node["public_key"].as_str().unwrap(),
+                node["ipv6"].as_str().unwrap(),
+            );
+            // The node's own config file says the same.
+            let config = node["config"].as_str().unwrap();
+            let conf: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+            check_identity(
+                conf["privateKey"].as_str().unwrap(),
+                conf["publicKey"].as_str().unwrap(),
+                conf["ipv6"].as_str().unwrap(),
+            );
+            assert_eq!(conf["publicKey"], node["public_key"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn connect_to_keys_are_valid_peers() {
+    for dir in scenarios() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".cjdroute.conf") {
+                continue;
+            }
+            let conf: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for udp in conf["interfaces"]["UDPInterface"].as_array().unwrap() {
+                if let Some(peers) = udp["connectTo"].as_object() {
+                    for peer in peers.values() {
+                        let key = PublicKey::parse(peer["publicKey"].as_str().unwrap()).unwrap();
+                        assert!(key.address().is_valid());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The cjdns forwarding plane.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! pktctl placeholder.
+fn main() {}
