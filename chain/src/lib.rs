@@ -1,4 +1,31 @@
-//! PKT chain rules and PacketCrypt proof-of-work validation.
+//! PKT chain rules and PacketCrypt proof-of-work validation, sans-IO.
 //!
-//! Work in progress: see issue "chain + miner".
+//! What lives here:
+//! - [`hash`]: BLAKE2b, `HashExpand` (ChaCha20 keystream) and double SHA-256.
+//! - [`cryptocycle`]: the 2048-byte CryptoCycle state and its Init/Update/Smul/Final.
+//! - [`randhash`]: RandGen program generation and the RandHash interpreter.
+//! - [`item`]: announcement table items (v1 `mkitem2`, v0 memohash) and the table merkle tree.
+//! - [`difficulty`]: compact targets, work, effective block targets, announcement aging.
+//! - [`announce`]: the 1024-byte announcement view and its v0/v1 validation (`CheckAnn`).
+//! - [`block`]: the 80-byte header, the coinbase commitment, the PcP wire format, the
+//!   range-merkle proof tree and [`block::validate_block_proof`].
+//! - [`params`]: PKT mainnet constants (block reward, Network Steward share, genesis).
+//!
+//! # One ChaCha20/Poly1305 for packets and mining
+//! CryptoCycle is an AEAD pass over a packet-sized buffer. It takes ChaCha20 and Poly1305 from
+//! `pktmesh_crypto_auth::primitives`, the same module the Noise/CryptoAuth packet path uses, so
+//! packet encryption and mining run the same code (and the same CPU-feature selection). The
+//! RFC 8439 equivalence vectors in the tests pin the two uses to each other.
+//!
+//! Everything here is deterministic and performs no I/O: parent block hashes, heights and the
+//! announcement set are arguments. Malformed input yields a typed error, never a panic.
 #![forbid(unsafe_code)]
+
+pub mod announce;
+pub mod block;
+pub mod cryptocycle;
+pub mod difficulty;
+pub mod hash;
+pub mod item;
+pub mod params;
+pub mod randhash;

@@ -1,0 +1,1 @@
+//! Blocks: header, coinbase commitment, PcP wire format, proof tree and validation.
