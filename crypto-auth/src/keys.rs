@@ -427,7 +427,8 @@ mod tests {
 
     #[test]
     fn digest_public_only_vector() {
-        let key = PublicKey::parse("3fdqgz2vtqb0wx02hhvx3wjmjqktyt567fcuvj3m72vw5u6ubu70.k").unwrap();
+        let key =
+            PublicKey::parse("3fdqgz2vtqb0wx02hhvx3wjmjqktyt567fcuvj3m72vw5u6ubu70.k").unwrap();
         assert_eq!(
             hex::encode(key.as_bytes()),
             "a331ebbed8d92ac03b10efed3e389cd0c6ec7331a72dbde198476c5eb4d14a1f"
@@ -460,13 +461,13 @@ mod tests {
     #[test]
     fn malformed_public_keys_get_distinct_errors() {
         let good = "r6jzx210usqbgnm3pdtm1z6btd14pvdtkn5j8qnpgqzknpggkuw0.k";
-        assert_eq!(
-            PublicKey::parse(&good[..52]),
-            Err(KeyError::MissingSuffix)
-        );
+        assert_eq!(PublicKey::parse(&good[..52]), Err(KeyError::MissingSuffix));
         assert!(matches!(
             PublicKey::parse("r6jz.k"),
-            Err(KeyError::BadLength { expected: 54, found: 6 })
+            Err(KeyError::BadLength {
+                expected: 54,
+                found: 6
+            })
         ));
         let bad_char = good.replacen('6', "a", 1);
         assert_eq!(
@@ -495,12 +496,18 @@ mod tests {
     fn malformed_private_keys_and_addresses() {
         assert!(matches!(
             PrivateKey::from_hex("abcd"),
-            Err(KeyError::BadLength { expected: 64, found: 4 })
+            Err(KeyError::BadLength {
+                expected: 64,
+                found: 4
+            })
         ));
         let bad = format!("{}zz", "0".repeat(62));
         assert!(matches!(
             PrivateKey::from_hex(&bad),
-            Err(KeyError::BadCharacter { found: 'z', position: 62 })
+            Err(KeyError::BadCharacter {
+                found: 'z',
+                position: 62
+            })
         ));
         assert!(matches!(
             Address::parse("fd00::1"),

@@ -3,6 +3,10 @@
 //! What lives here:
 //! - [`keys`]: private keys, X25519 public keys, the cjdns base32 `….k` text form and the
 //!   `fc00::/8` IPv6 address derived from a public key.
+//! - [`legacy`]: the legacy cjdns CryptoAuth (wire-compatible with cjdns 22.x): the session
+//!   state machine, handshake header, users and passwords.
+//! - [`replay`]: the 64-bit sliding replay window of legacy data packets.
+//! - [`error`]: the typed errors (decrypt errors carry the cjdns codes 1–16).
 //! - [`primitives`]: the one place in the workspace that provides raw ChaCha20 and Poly1305.
 //!   Packet encryption (Noise sessions) and PacketCrypt's CryptoCycle (`pktmesh-chain`) both
 //!   build on it, so the two uses share one implementation and one set of CPU-feature choices.
@@ -11,7 +15,11 @@
 //! arguments.
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod keys;
+pub mod legacy;
 pub mod primitives;
+pub mod replay;
 
+pub use error::{AddUserError, DecryptError, EncryptError};
 pub use keys::{Address, KeyError, PrivateKey, PublicKey};

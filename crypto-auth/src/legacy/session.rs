@@ -1,0 +1,616 @@
+//! One legacy CryptoAuth session with one peer: the state machine of cjdns 22.3
+//! (`crypto_auth.rs`), sans-IO.
+//!
+//! * [`Session::encrypt`] seals the payload that sits in a caller buffer after `headroom`
+//!   bytes, writing the header into the headroom (120 bytes for handshake packets, 20 for data;
+//!   [`MAX_OVERHEAD`] always suffices) and returns the packet as a sub-slice. It sends HELLO,
+//!   REPEAT HELLO, KEY or REPEAT KEY while the handshake is incomplete, data afterwards.
+//! * [`Session::decrypt`] opens a packet in place and returns the plaintext as a sub-slice.
+//!   A packet that fails (any [`DecryptError`]) leaves the session exactly as it was.
+//!
+//! Time is an argument (`now`), randomness is an argument (`rng`); nothing here allocates on
+//! the data path. Timeouts (10 s without data during setup, 60 s once established, never
+//! while a HELLO is outstanding) are applied by [`Session::reset_if_timeout`], which
+//! `encrypt` and `decrypt` call first, as cjdns does before encrypting and for every packet
+//! from a known peer.
+//!
+//! One deliberate difference from 22.3: cjdns re-initialises the replay window to the nonce of
+//! a *failed* first data packet; here a packet that fails authentication changes nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::auth::CryptoAuth;
+use super::crypto;
+use super::header::{
+    AuthChallenge, AuthType, HandshakeHeader, PacketKind, BOX_OFFSET, DATA_HEADER_LEN, HEADER_LEN,
+};
+use super::stages::{
+    DataKey, Established, HelloReceived, HelloSent, KeyReceived, KeySent, Sending, Stage,
+    TempKeyPair,
+};
+use crate::error::{DecryptError, EncryptError};
+use crate::keys::PublicKey;
+use crate::replay::{ReplayProtector, ReplayStats, ReplayVerdict};
+
+/// Headroom that is always enough for [`Session::encrypt`].
+pub const MAX_OVERHEAD: usize = HEADER_LEN;
+/// A session that is not established resets after this long without data.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// An established session resets after this long without data.
+pub const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
+/// At this nonce the session resets and re-handshakes instead of wrapping.
+pub const MAX_NONCE: u32 = u32::MAX - 0xF;
+
+/// The externally visible state (cjdns `CryptoAuth_State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum State {
+    /// Nothing sent or received.
+    Init = 0,
+    /// We sent a HELLO.
+    SentHello = 1,
+    /// We received a HELLO.
+    ReceivedHello = 2,
+    /// We sent a KEY.
+    SentKey = 3,
+    /// We received a KEY (and may be sending data).
+    ReceivedKey = 4,
+    /// A data packet from the peer authenticated.
+    Established = 100,
+}
+
+/// A successfully opened packet.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    /// What kind of packet it was.
+    pub kind: PacketKind,
+    /// The plaintext, inside the caller's buffer.
+    pub payload: &'a mut [u8],
+}
+
+/// Our own credentials for HELLO packets.
+#[derive(Clone)]
+struct OwnAuth {
+    challenge: AuthChallenge,
+    secret: [u8; 32],
+}
+
+/// A legacy CryptoAuth session with one peer.
+pub struct Session {
+    ca: Arc<CryptoAuth>,
+    peer: PublicKey,
+    require_auth: bool,
+    auth: Option<OwnAuth>,
+    stage: Stage,
+    replay: ReplayProtector,
+    last_packet: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .field("state", &self.state())
+            .field("require_auth", &self.require_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session of the node `ca` with the peer whose permanent key is `peer`. With
+    /// `require_auth`, a HELLO/KEY must name a configured user (cjdns sets this for sessions
+    /// created by an unknown incoming peer).
+    pub fn new(ca: Arc<CryptoAuth>, peer: PublicKey, require_auth: bool, now: Instant) -> Self {
+        Self {
+            ca,
+            peer,
+            require_auth,
+            auth: None,
+            stage: Stage::Init,
+            replay: ReplayProtector::new(),
+            last_packet: now,
+        }
+    }
+
+    /// Set (or clear) the password and login this side sends in its HELLO packets: auth type 2
+    /// with a login, type 1 without. Changing it resets the session.
+    pub fn set_auth(&mut self, password: Option<&[u8]>, login: Option<&[u8]>) {
+        let new = password.map(|pw| OwnAuth {
+            challenge: AuthChallenge::for_password(pw, login),
+            secret: crypto::sha256(pw),
+        });
+        let same = match (&self.auth, &new) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.challenge == b.challenge && a.secret == b.secret,
+            _ => false,
+        };
+        if !same {
+            self.auth = new;
+            self.reset();
+        }
+    }
+
+    /// The peer's permanent key.
+    pub fn peer(&self) -> &PublicKey {
+        &self.peer
+    }
+
+    /// The node context this session belongs to.
+    pub fn context(&self) -> &Arc<CryptoAuth> {
+        &self.ca
+    }
+
+    /// The cjdns state.
+    pub fn state(&self) -> State {
+        match &self.stage {
+            Stage::Init => State::Init,
+            Stage::HelloSent(_) => State::SentHello,
+            Stage::HelloReceived(_) => State::ReceivedHello,
+            Stage::KeySent(_) => State::SentKey,
+            Stage::KeyReceived(_) | Stage::Sending(_) => State::ReceivedKey,
+            Stage::Established(_) => State::Established,
+        }
+    }
+
+    /// cjdns's `nextNonce` counter (the state below 5, the next data nonce above).
+    pub fn next_nonce(&self) -> u32 {
+        match &self.stage {
+            Stage::Init => 0,
+            Stage::HelloSent(_) => 1,
+            Stage::HelloReceived(_) => 2,
+            Stage::KeySent(_) => 3,
+            Stage::KeyReceived(_) => 4,
+            Stage::Sending(s) => s.next_nonce,
+            Stage::Established(e) => e.next_nonce(),
+        }
+    }
+
+    /// Whether we sent the HELLO of the current handshake.
+    pub fn is_initiator(&self) -> bool {
+        match &self.stage {
+            Stage::HelloSent(_) | Stage::KeyReceived(_) | Stage::Sending(_) => true,
+            Stage::Established(e) => e.key().we_initiated(),
+            Stage::Init | Stage::HelloReceived(_) | Stage::KeySent(_) => false,
+        }
+    }
+
+    /// Whether the session is established (a data packet from the peer authenticated).
+    pub fn is_established(&self) -> bool {
+        matches!(self.stage, Stage::Established(_))
+    }
+
+    /// Replay-protector counters.
+    pub fn replay_stats(&self) -> ReplayStats {
+        self.replay.stats()
+    }
+
+    /// The header room [`Session::encrypt`] needs for the next packet.
+    pub fn overhead(&self) -> usize {
+        match self.stage {
+            Stage::Init | Stage::HelloSent(_) | Stage::HelloReceived(_) | Stage::KeySent(_) => {
+                HEADER_LEN
+            }
+            _ => DATA_HEADER_LEN,
+        }
+    }
+
+    /// Our temporary public key of the current handshake, if any.
+    pub fn our_temp_public(&self) -> Option<[u8; 32]> {
+        self.ours().map(|k| k.public)
+    }
+
+    /// The peer's temporary public key of the current handshake, if known.
+    pub fn peer_temp_public(&self) -> Option<[u8; 32]> {
+        self.theirs().copied()
+    }
+
+    fn ours(&self) -> Option<&TempKeyPair> {
+        match &self.stage {
+            Stage::HelloSent(s) => Some(&s.ours),
+            Stage::KeySent(s) => Some(&s.ours),
+            Stage::KeyReceived(s) => Some(&s.ours),
+            Stage::Sending(s) => Some(&s.ours),
+            Stage::Init | Stage::HelloReceived(_) | Stage::Established(_) => None,
+        }
+    }
+
+    fn theirs(&self) -> Option<&[u8; 32]> {
+        match &self.stage {
+            Stage::HelloReceived(s) => Some(&s.theirs),
+            Stage::KeySent(s) => Some(&s.theirs),
+            Stage::KeyReceived(s) => Some(&s.theirs),
+            Stage::Sending(s) => Some(&s.theirs),
+            Stage::Established(e) => Some(e.theirs()),
+            Stage::Init | Stage::HelloSent(_) => None,
+        }
+    }
+
+    /// Forget the handshake (temporary keys, data key); keeps the replay window.
+    pub fn reset(&mut self) {
+        self.stage = Stage::Init;
+    }
+
+    /// Reset the session if it has been silent too long: 10 s without data while not
+    /// established, 60 s when established; never while our HELLO is outstanding.
+    pub fn reset_if_timeout(&mut self, now: Instant) {
+        if matches!(self.stage, Stage::HelloSent(_)) {
+            return;
+        }
+        let silent = now.saturating_duration_since(self.last_packet);
+        if silent < SETUP_TIMEOUT || (silent < ESTABLISHED_TIMEOUT && self.is_established()) {
+            return;
+        }
+        self.last_packet = now;
+        self.reset();
+    }
+
+    /// Encrypt the payload `buf[headroom..]` in place; the packet is written to
+    /// `buf[headroom - overhead..]` and returned.
+    pub fn encrypt<'a, R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        buf: &'a mut [u8],
+        headroom: usize,
+    ) -> Result<&'a mut [u8], EncryptError> {
+        self.reset_if_timeout(now);
+        if self.next_nonce() >= MAX_NONCE {
+            self.reset();
+        }
+        let needed = self.overhead();
+        let available = headroom.min(buf.len());
+        if available < needed {
+            return Err(EncryptError::InsufficientHeadroom { needed, available });
+        }
+        let packet = buf.get_mut(available - needed..).unwrap_or_default();
+        if needed == HEADER_LEN {
+            self.seal_handshake(rng, packet)?;
+            return Ok(packet);
+        }
+        if packet.len() == DATA_HEADER_LEN {
+            return Err(EncryptError::EmptyPayload);
+        }
+        if let Stage::KeyReceived(k) = &self.stage {
+            let key = DataKey::derive(&k.ours, &k.theirs, true).ok_or(EncryptError::WeakKey)?;
+            let Stage::KeyReceived(k) = std::mem::replace(&mut self.stage, Stage::Init) else {
+                unreachable!("matched above")
+            };
+            self.stage = Stage::Sending(Sending {
+                ours: k.ours,
+                theirs: k.theirs,
+                key,
+                next_nonce: 4,
+            });
+        }
+        match &mut self.stage {
+            Stage::Sending(s) => {
+                s.key.seal(s.next_nonce, packet);
+                s.next_nonce = s.next_nonce.wrapping_add(1);
+            }
+            Stage::Established(e) => {
+                let n = e.take_nonce();
+                e.key().seal(n, packet);
+            }
+            _ => unreachable!("overhead() is 20 only for data stages"),
+        }
+        Ok(packet)
+    }
+
+    /// Convenience wrapper around [`Session::encrypt`] that allocates.
+    pub fn encrypt_to_vec<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        let mut buf = vec![0u8; MAX_OVERHEAD + payload.len()];
+        buf[MAX_OVERHEAD..].copy_from_slice(payload);
+        let len = self.encrypt(now, rng, &mut buf, MAX_OVERHEAD)?.len();
+        buf.drain(..buf.len() - len);
+        Ok(buf)
+    }
+
+    fn seal_handshake<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        packet: &mut [u8],
+    ) -> Result<(), EncryptError> {
+        let stage_word = self.next_nonce();
+        // Fresh temporary keys for HELLO (from INIT) and KEY (from RECEIVED_HELLO).
+        let ours = match &self.stage {
+            Stage::Init | Stage::HelloReceived(_) => TempKeyPair::generate(rng),
+            Stage::HelloSent(s) => s.ours.clone(),
+            Stage::KeySent(s) => s.ours.clone(),
+            _ => unreachable!("called only for handshake stages"),
+        };
+        let own_secret = self.auth.as_ref().map(|a| a.secret);
+        let peer_key = match self.theirs() {
+            None => *self.peer.as_bytes(),
+            Some(t) => *t,
+        };
+        let key = crypto::shared_secret(
+            self.ca.private_key().as_bytes(),
+            &peer_key,
+            own_secret.as_ref(),
+        )
+        .ok_or(EncryptError::WeakKey)?;
+
+        let mut random = [0u8; 36];
+        rng.fill_bytes(&mut random);
+        let auth = match &self.auth {
+            Some(a) => a.challenge,
+            None => {
+                let mut c = [0u8; 12];
+                c.copy_from_slice(&random[..12]);
+                let mut c = AuthChallenge::from_bytes(&c);
+                c.auth_type = AuthType::None;
+                c.additional = 0;
+                c
+            }
+        };
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&random[12..]);
+        let header = HandshakeHeader {
+            stage: stage_word,
+            auth,
+            nonce,
+            public_key: *self.ca.public_key().as_bytes(),
+        };
+
+        let Some((head, body)) = packet.split_first_chunk_mut::<BOX_OFFSET>() else {
+            unreachable!("caller checked the headroom")
+        };
+        header.emit(head);
+        let Some((tag, boxed)) = body.split_first_chunk_mut::<16>() else {
+            unreachable!("caller checked the headroom")
+        };
+        if let Some(t) = boxed.first_chunk_mut::<32>() {
+            *t = ours.public;
+        }
+        *tag = crypto::seal_detached(&crypto::box_key(&key), &nonce, boxed);
+
+        self.stage = match std::mem::replace(&mut self.stage, Stage::Init) {
+            Stage::Init | Stage::HelloSent(_) => Stage::HelloSent(HelloSent { ours }),
+            Stage::HelloReceived(h) => Stage::KeySent(KeySent {
+                ours,
+                theirs: h.theirs,
+            }),
+            Stage::KeySent(k) => Stage::KeySent(k),
+            _ => unreachable!("called only for handshake stages"),
+        };
+        Ok(())
+    }
+
+    /// Open `packet` in place. On success the plaintext is returned as a sub-slice; on failure
+    /// the session is unchanged.
+    pub fn decrypt<'a>(
+        &mut self,
+        now: Instant,
+        packet: &'a mut [u8],
+    ) -> Result<Opened<'a>, DecryptError> {
+        self.reset_if_timeout(now);
+        if packet.len() < DATA_HEADER_LEN {
+            return Err(DecryptError::Runt);
+        }
+        let kind = PacketKind::of(packet).ok_or(DecryptError::Runt)?;
+        match (kind, self.is_established()) {
+            (PacketKind::Data(nonce), _) => self.open_data(now, nonce, packet),
+            (PacketKind::Key | PacketKind::RepeatKey, true) => {
+                Err(DecryptError::KeyPktEstablishedSession)
+            }
+            _ => self.open_handshake(kind, packet),
+        }
+    }
+
+    fn open_data<'a>(
+        &mut self,
+        now: Instant,
+        nonce: u32,
+        packet: &'a mut [u8],
+    ) -> Result<Opened<'a>, DecryptError> {
+        let kind = PacketKind::Data(nonce);
+        if let Stage::Established(e) = &self.stage {
+            e.key().open(nonce, packet).ok_or(DecryptError::Decrypt)?;
+            if self.replay.check(nonce) != ReplayVerdict::Fresh {
+                return Err(DecryptError::Replay);
+            }
+            self.last_packet = now;
+            return Ok(Opened {
+                kind,
+                payload: packet.get_mut(DATA_HEADER_LEN..).unwrap_or_default(),
+            });
+        }
+        // First data packet: derive the data key from both temporary keys.
+        let (key, theirs, next_nonce) = match &self.stage {
+            Stage::KeySent(k) => (DataKey::derive(&k.ours, &k.theirs, false), k.theirs, 3),
+            Stage::KeyReceived(k) => (DataKey::derive(&k.ours, &k.theirs, true), k.theirs, 4),
+            Stage::Sending(s) => (Some(s.key.clone()), s.theirs, s.next_nonce),
+            _ => return Err(DecryptError::NoSession),
+        };
+        let key = key.ok_or(DecryptError::Decrypt)?;
+        let proof = key.open(nonce, packet).ok_or(DecryptError::Decrypt)?;
+        self.replay.init(nonce.wrapping_add(1));
+        self.stage = Stage::Established(Established::confirm(
+            proof,
+            theirs,
+            key,
+            next_nonce.wrapping_add(3),
+        ));
+        self.last_packet = now;
+        Ok(Opened {
+            kind,
+            payload: packet.get_mut(DATA_HEADER_LEN..).unwrap_or_default(),
+        })
+    }
+
+    fn open_handshake<'a>(
+        &mut self,
+        kind: PacketKind,
+        packet: &'a mut [u8],
+    ) -> Result<Opened<'a>, DecryptError> {
+        let header = HandshakeHeader::parse(packet).ok_or(DecryptError::Internal)?;
+        if header.public_key != *self.peer.as_bytes() {
+            return Err(DecryptError::WrongPermPubkey);
+        }
+        let user = self.ca.find_user(&header.auth);
+        if let Some(ip) = user.and_then(|u| u.restricted_to()) {
+            if ip != self.peer.address() {
+                return Err(DecryptError::IpRestricted);
+            }
+        }
+        if self.require_auth && user.is_none() {
+            return Err(DecryptError::AuthRequired);
+        }
+        if user.is_none() && header.auth.auth_type != AuthType::None {
+            return Err(DecryptError::UnrecognizedAuth);
+        }
+        let password = user.map(|u| *u.secret());
+        let is_hello = matches!(kind, PacketKind::Hello | PacketKind::RepeatHello);
+        let secret = if is_hello {
+            crypto::shared_secret(
+                self.ca.private_key().as_bytes(),
+                self.peer.as_bytes(),
+                password.as_ref(),
+            )
+        } else {
+            let ours = self
+                .ours()
+                .filter(|_| self.is_initiator())
+                .ok_or(DecryptError::StrayKey)?;
+            crypto::shared_secret(&ours.secret, self.peer.as_bytes(), password.as_ref())
+        }
+        .ok_or(DecryptError::HandshakeDecryptFailed)?;
+
+        let body = packet.get_mut(BOX_OFFSET..).ok_or(DecryptError::Internal)?;
+        let (tag, boxed) = body
+            .split_first_chunk_mut::<16>()
+            .ok_or(DecryptError::Internal)?;
+        crypto::open_detached(&crypto::box_key(&secret), &header.nonce, boxed, tag)
+            .ok_or(DecryptError::HandshakeDecryptFailed)?;
+        let temp: [u8; 32] = *boxed.first_chunk::<32>().ok_or(DecryptError::Internal)?;
+        if temp == [0u8; 32] {
+            return Err(DecryptError::Wiseguy);
+        }
+
+        let known = self.theirs().copied();
+        let past_key = matches!(
+            self.stage,
+            Stage::KeyReceived(_) | Stage::Sending(_) | Stage::Established(_)
+        );
+        match kind {
+            PacketKind::Hello if known == Some(temp) => return Err(DecryptError::InvalidPacket),
+            PacketKind::Key if past_key && known == Some(temp) => {
+                return Err(DecryptError::InvalidPacket)
+            }
+            PacketKind::RepeatKey if past_key && known != Some(temp) => {
+                return Err(DecryptError::InvalidPacket)
+            }
+            _ => {}
+        }
+
+        let stage = std::mem::replace(&mut self.stage, Stage::Init);
+        let result = if is_hello {
+            self.on_hello(stage, temp)
+        } else {
+            self.on_key(stage, kind, temp)
+        };
+        let (stage, outcome) = result;
+        self.stage = stage;
+        match outcome {
+            Ok(reset_replay) => {
+                if reset_replay {
+                    self.replay.reset();
+                }
+                Ok(Opened {
+                    kind,
+                    payload: packet.get_mut(HEADER_LEN..).unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// HELLO / REPEAT HELLO that authenticated, carrying temporary key `temp`.
+    fn on_hello(&self, stage: Stage, temp: [u8; 32]) -> (Stage, Result<bool, DecryptError>) {
+        let fresh = Stage::HelloReceived(HelloReceived { theirs: temp });
+        let known = match &stage {
+            Stage::HelloReceived(s) => Some(s.theirs),
+            Stage::KeySent(s) => Some(s.theirs),
+            Stage::KeyReceived(s) => Some(s.theirs),
+            Stage::Sending(s) => Some(s.theirs),
+            Stage::Established(e) => Some(*e.theirs()),
+            Stage::Init | Stage::HelloSent(_) => None,
+        };
+        if known != Some(temp) {
+            return match stage {
+                // Both sides sent HELLO: the one with the lower permanent key stays initiator.
+                Stage::HelloSent(h) => {
+                    if self.peer.as_bytes() < self.ca.public_key().as_bytes() {
+                        (fresh, Ok(true))
+                    } else {
+                        (Stage::HelloSent(h), Ok(false))
+                    }
+                }
+                _ => (fresh, Ok(true)),
+            };
+        }
+        match stage {
+            s @ (Stage::HelloReceived(_) | Stage::KeySent(_)) => (s, Ok(true)),
+            s => (s, Err(DecryptError::InvalidPacket)),
+        }
+    }
+
+    /// KEY / REPEAT KEY that authenticated (we are the initiator).
+    fn on_key(
+        &self,
+        stage: Stage,
+        kind: PacketKind,
+        temp: [u8; 32],
+    ) -> (Stage, Result<bool, DecryptError>) {
+        match stage {
+            Stage::HelloSent(h) => (
+                Stage::KeyReceived(KeyReceived {
+                    ours: h.ours,
+                    theirs: temp,
+                }),
+                Ok(true),
+            ),
+            Stage::KeyReceived(mut k) => {
+                if kind == PacketKind::Key {
+                    k.theirs = temp;
+                }
+                (Stage::KeyReceived(k), Ok(true))
+            }
+            Stage::Sending(mut s) => {
+                if kind == PacketKind::Key {
+                    match DataKey::derive(&s.ours, &temp, true) {
+                        Some(key) => {
+                            s.key = key;
+                            s.theirs = temp;
+                        }
+                        None => {
+                            return (Stage::Sending(s), Err(DecryptError::HandshakeDecryptFailed))
+                        }
+                    }
+                }
+                s.next_nonce = s.next_nonce.wrapping_add(1);
+                (Stage::Sending(s), Ok(true))
+            }
+            s @ Stage::Established(_) => (s, Err(DecryptError::KeyPktEstablishedSession)),
+            s => (s, Err(DecryptError::StrayKey)),
+        }
+    }
+}
+
+/// The permanent public key named in a handshake packet (to find or create the session for an
+/// incoming HELLO from an unknown sender). `None` for data packets and short input.
+pub fn handshake_sender(packet: &[u8]) -> Option<PublicKey> {
+    let kind = PacketKind::of(packet)?;
+    if !kind.is_handshake() {
+        return None;
+    }
+    HandshakeHeader::parse(packet).map(|h| PublicKey::from_bytes(h.public_key))
+}
