@@ -1,2 +1,59 @@
-//! pktctl placeholder.
-fn main() {}
+//! `pktctl`: keys, labels and encoding schemes of a cjdns/pktmesh network.
+//!
+//! Every subcommand prints one line (or one JSON object with `--json`) and exits non-zero with
+//! a one-line error on bad input.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pktmesh_tools::pktctl::{key, label, scheme};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pktctl",
+    version,
+    about = "pktmesh control tool: keys, labels, schemes"
+)]
+struct Cli {
+    /// Print one JSON object instead of a plain line.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Node keys and addresses.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Route labels.
+    #[command(subcommand)]
+    Label(label::LabelCommand),
+    /// Encoding schemes.
+    #[command(subcommand)]
+    Scheme(scheme::SchemeCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Key(cmd) => key::run(cmd),
+        Command::Label(cmd) => label::run(cmd),
+        Command::Scheme(cmd) => scheme::run(cmd),
+    };
+    match result {
+        Ok(out) => {
+            if cli.json {
+                println!("{}", out.json);
+            } else {
+                println!("{}", out.line);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Command-line front ends of pktmesh.
+//!
+//! [`pktctl`] holds the subcommands of the `pktctl` binary (keys, labels, encoding schemes),
+//! each a function from parsed arguments to an [`Output`] that the binary prints as one line
+//! or one JSON object. The binary itself only parses arguments and prints.
+#![forbid(unsafe_code)]
+
+pub mod pktctl;
+
+/// What a subcommand prints: one plain line, or the same result as a JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The one-line plain form.
+    pub line: String,
+    /// The `--json` form.
+    pub json: serde_json::Value,
+}
+
+impl Output {
+    /// An output whose JSON form is `{ key: value }` and whose line is `value` as text.
+    pub fn single(key: &str, value: impl Into<serde_json::Value>) -> Self {
+        let value = value.into();
+        let line = match &value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Self {
+            line,
+            json: serde_json::json!({ key: value }),
+        }
+    }
+}
