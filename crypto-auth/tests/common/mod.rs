@@ -19,6 +19,8 @@ pub fn captures_dir() -> PathBuf {
 pub struct UdpFrame {
     /// 1-based frame number in the pcap.
     pub number: usize,
+    /// Capture timestamp.
+    pub ts: std::time::Duration,
     pub src: std::net::SocketAddr,
     pub dst: std::net::SocketAddr,
     pub payload: Vec<u8>,
@@ -49,7 +51,8 @@ pub fn read_udp_frames(path: &Path) -> Vec<UdpFrame> {
             101 | 228 | 229 => data,
             other => panic!("unsupported link type {other}"),
         };
-        if let Some(f) = parse_ip_udp(number, ip) {
+        if let Some(mut f) = parse_ip_udp(number, ip) {
+            f.ts = pkt.timestamp;
             out.push(f);
         }
     }
@@ -93,6 +96,7 @@ fn parse_ip_udp(number: usize, ip: &[u8]) -> Option<UdpFrame> {
     let payload = udp.get(8..len)?.to_vec();
     Some(UdpFrame {
         number,
+        ts: std::time::Duration::ZERO,
         src: SocketAddr::new(src_ip, sport),
         dst: SocketAddr::new(dst_ip, dport),
         payload,
