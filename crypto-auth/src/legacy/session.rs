@@ -78,7 +78,9 @@ struct OwnAuth {
     secret: [u8; 32],
 }
 
-/// A legacy CryptoAuth session with one peer.
+/// A legacy CryptoAuth session with one peer. Cloning copies the whole state (for tests and
+/// fuzzing; a real node keeps one value per peer).
+#[derive(Clone)]
 pub struct Session {
     ca: Arc<CryptoAuth>,
     peer: PublicKey,

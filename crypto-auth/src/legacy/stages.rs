@@ -90,28 +90,33 @@ impl DataKey {
 }
 
 /// SENT_HELLO: we sent a HELLO with this temporary key.
+#[derive(Clone)]
 pub(crate) struct HelloSent {
     pub(crate) ours: TempKeyPair,
 }
 
 /// RECEIVED_HELLO: the peer's HELLO authenticated; we have its temporary key.
+#[derive(Clone)]
 pub(crate) struct HelloReceived {
     pub(crate) theirs: [u8; 32],
 }
 
 /// SENT_KEY: we answered with a KEY.
+#[derive(Clone)]
 pub(crate) struct KeySent {
     pub(crate) ours: TempKeyPair,
     pub(crate) theirs: [u8; 32],
 }
 
 /// RECEIVED_KEY: we sent the HELLO and a KEY authenticated.
+#[derive(Clone)]
 pub(crate) struct KeyReceived {
     pub(crate) ours: TempKeyPair,
     pub(crate) theirs: [u8; 32],
 }
 
 /// We (the initiator) send data; nothing has come back under the data key yet.
+#[derive(Clone)]
 pub(crate) struct Sending {
     pub(crate) ours: TempKeyPair,
     pub(crate) theirs: [u8; 32],
@@ -120,6 +125,7 @@ pub(crate) struct Sending {
 }
 
 /// ESTABLISHED: a data packet from the peer authenticated under the data key.
+#[derive(Clone)]
 pub(crate) struct Established {
     theirs: [u8; 32],
     key: DataKey,
@@ -157,6 +163,7 @@ impl Established {
 }
 
 /// The stage a legacy session is in.
+#[derive(Clone)]
 pub(crate) enum Stage {
     Init,
     HelloSent(HelloSent),
