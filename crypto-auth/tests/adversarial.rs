@@ -19,7 +19,10 @@ struct Node {
     public: PublicKey,
 }
 
-fn node(rng: &mut TestRng, users: &[(&[u8], Option<&[u8]>, Option<&Node>)]) -> Node {
+/// (password, login, restricted to this node's address)
+type UserSpec<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a Node>);
+
+fn node(rng: &mut TestRng, users: &[UserSpec<'_>]) -> Node {
     let (key, public, _) = PrivateKey::generate(rng);
     let mut ca = CryptoAuth::new(key.clone());
     for (pw, login, only) in users {
@@ -100,7 +103,7 @@ fn hundred_thousand_packets_reordered_duplicated_truncated_flipped() {
     let mut rng = TestRng::new(1);
     let now = Instant::now();
     let (mut sa, mut sb) = established(&mut rng, now);
-    let mut buf = vec![0u8; MAX_OVERHEAD + 64];
+    let mut buf = [0u8; MAX_OVERHEAD + 64];
     let (mut delivered, mut replays, mut runts, mut decrypt_errs) = (0u32, 0u32, 0u32, 0u32);
     for dir in 0..2 {
         let (tx, rx) = if dir == 0 {
