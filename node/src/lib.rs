@@ -5,6 +5,10 @@
 //! - [`config`]: `cjdroute.conf` (cjdns' JSON-with-comments dialect) and `--genconf`.
 //! - [`admin`]: the admin API (bencode over UDP): cookies, password auth, dispatch.
 //! - [`dht`]: the legacy DHT pathfinder (CJDHT messages, content type 256).
+//! - [`core`]: the node itself: switch, peers, end-to-end sessions and pathfinder wired together.
+//! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
+//!   table (SessionManager).
+//! - [`ipv6`]: IPv6 packets to and from cjdns content types; [`packet`]: the reusable buffer.
 //!
 //! Sockets, TUN devices, timers and threads live in the daemon (`pktmesh-tools`, `cjdroute`).
 #![forbid(unsafe_code)]
@@ -12,4 +16,9 @@
 pub mod admin;
 pub mod bencode;
 pub mod config;
+pub mod core;
 pub mod dht;
+pub mod ipv6;
+pub mod packet;
+pub mod peers;
+pub mod sessions;

@@ -1,0 +1,1143 @@
+//! The node: switch, direct peers, end-to-end sessions and the pathfinder wired together.
+//!
+//! Inputs are datagrams from peers ([`Node::handle_udp`]), IPv6 packets from the TUN device
+//! ([`Node::handle_tun`]) and the passage of time ([`Node::handle_timeout`]). The data path
+//! works in place on a caller-owned [`PacketBuf`] and answers with one [`Output`] that refers
+//! to the same buffer, so forwarding and TUN traffic allocate nothing. Control-plane packets
+//! (keepalives, handshakes, pathfinder messages, errors) are queued and collected with
+//! [`Node::poll_transmit`]; noteworthy happenings with [`Node::poll_event`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session, State};
+use pktmesh_crypto_auth::{Address, DecryptError, PrivateKey, PublicKey};
+use pktmesh_switch::control::{
+    self, respond, write_switch_error, ControlMessage, ErrorCode, LinkAddress, NoReply, Ping,
+    ResponderConfig, CONTROL_MARKER, ERROR_PACKET_MAX, PROTOCOL_VERSION,
+};
+use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
+use pktmesh_switch::switch_core::{SlotError, ROUTER_SLOT};
+use pktmesh_switch::{EncodingScheme, Forward, Label, SwitchCore};
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use thiserror::Error;
+
+use crate::ipv6::{self, read_data_header, write_data_header, CONTENT_TYPE_CJDHT};
+use crate::packet::PacketBuf;
+use crate::peers::{Peer, PeerCredentials, PeerState, KEEPALIVE_MAGIC, PING_INTERVAL};
+use crate::sessions::SessionManager;
+
+/// A node as the pathfinder knows it: key, path from us, version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRef {
+    /// Permanent key.
+    pub key: PublicKey,
+    /// Path from this node.
+    pub path: Label,
+    /// Protocol version (0 = unknown).
+    pub version: u32,
+}
+
+/// What the node core needs from a pathfinder (the DHT of [`crate::dht`], or a test double).
+pub trait Pathfinder {
+    /// A direct peer's link is up and its version known.
+    fn peer_up(&mut self, now: Instant, peer: NodeRef);
+    /// A direct peer is gone.
+    fn peer_down(&mut self, now: Instant, key: &PublicKey);
+    /// A CJDHT message (the bencoded bytes after the DataHeader) arrived from `from`.
+    fn handle_message(&mut self, now: Instant, from: NodeRef, message: &[u8]);
+    /// Find a path to `target`; the answer comes from [`Pathfinder::poll_node`].
+    fn search(&mut self, now: Instant, target: Address);
+    /// Send something to `node` that it must answer (sets up an end-to-end session).
+    fn ping(&mut self, now: Instant, node: NodeRef);
+    /// Advance timers.
+    fn handle_timeout(&mut self, now: Instant);
+    /// When [`Pathfinder::handle_timeout`] wants to run next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next CJDHT message to send.
+    fn poll_transmit(&mut self) -> Option<(NodeRef, Vec<u8>)>;
+    /// The next node whose path was found or changed.
+    fn poll_node(&mut self) -> Option<NodeRef>;
+    /// The best path known to `address`.
+    fn node_for(&self, address: &Address) -> Option<NodeRef>;
+}
+
+/// Where the packet in the buffer goes after a data-path call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Nothing to send.
+    None,
+    /// Send the buffer's packet as one UDP datagram to this address.
+    Udp(SocketAddr),
+    /// Write the buffer's packet (an IPv6 packet) to the TUN device.
+    Tun,
+}
+
+/// A queued control-plane packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A UDP datagram.
+    Udp {
+        /// Destination.
+        to: SocketAddr,
+        /// Datagram.
+        data: Vec<u8>,
+    },
+    /// An IPv6 packet for the TUN device.
+    Tun(Vec<u8>),
+}
+
+/// Something the operator may want to see in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A peer's link session authenticated both ways.
+    PeerEstablished {
+        /// The peer.
+        key: PublicKey,
+        /// Its link address.
+        address: SocketAddr,
+    },
+    /// A handshake from an unknown address did not authenticate.
+    HandshakeRejected {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Why.
+        error: DecryptError,
+    },
+    /// A peer we connect to rejected our credentials or we cannot open its packets.
+    PeerAuthFailed {
+        /// The peer.
+        key: PublicKey,
+        /// Why.
+        error: DecryptError,
+    },
+    /// An incoming peer was silent too long and was removed.
+    PeerForgotten {
+        /// The peer.
+        key: PublicKey,
+    },
+}
+
+/// Errors of the node's API.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The peer key is not a valid cjdns key or is our own.
+    #[error("invalid peer key: its address is not in fc00::/8 or it is our own key")]
+    BadPeerKey,
+    /// The peer is already configured at this address.
+    #[error("a peer at {0} already exists")]
+    DuplicatePeer(SocketAddr),
+    /// No switch slot is free.
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// The password cannot be used.
+    #[error("invalid password: {0}")]
+    Password(String),
+}
+
+/// A switch ping started through the admin API or a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingResult {
+    /// The cookie the ping carried.
+    pub cookie: u64,
+    /// Round-trip time.
+    pub rtt: Duration,
+    /// Responder's protocol version.
+    pub version: u32,
+    /// The path the pong came back on (reversed arrival label).
+    pub response_path: Label,
+}
+
+/// Statistics of one peer, as `InterfaceController_peerStats` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's key.
+    pub key: PublicKey,
+    /// Label from us to it.
+    pub label: Label,
+    /// Link address.
+    pub link_address: SocketAddr,
+    /// State name.
+    pub state: &'static str,
+    /// Protocol version (0 unknown).
+    pub version: u32,
+    /// Whether it connected to us.
+    pub is_incoming: bool,
+    /// Milliseconds since it last spoke.
+    pub last_ms_ago: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Login or configured name.
+    pub user: Option<String>,
+}
+
+/// Statistics of one end-to-end session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Remote key.
+    pub key: PublicKey,
+    /// Remote address.
+    pub address: Address,
+    /// CryptoAuth state name.
+    pub state: &'static str,
+    /// Our receive handle.
+    pub handle: u32,
+    /// Its handle (0 unknown).
+    pub send_handle: u32,
+    /// Path (0 unknown).
+    pub path: u64,
+    /// Remote version.
+    pub version: u32,
+}
+
+/// The node core. `P` is the pathfinder.
+pub struct Node<P> {
+    ca: Arc<CryptoAuth>,
+    key: PublicKey,
+    address: Address,
+    scheme: EncodingScheme,
+    switch: SwitchCore,
+    peers: Vec<Option<Peer>>,
+    peer_by_link: HashMap<SocketAddr, u16>,
+    sessions: SessionManager,
+    pathfinder: P,
+    rng: rand_chacha::ChaCha20Rng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<NodeEvent>,
+    next_keepalive: Instant,
+    keepalive_cursor: usize,
+    pings: HashMap<u64, (Instant, Label)>,
+    ping_results: VecDeque<PingResult>,
+}
+
+impl<P> std::fmt::Debug for Node<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.address)
+            .field("peers", &self.peer_by_link.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Offset of `part` in the buffer whose first byte is at address `base` (the in-place crypto
+/// calls return sub-slices of the buffer they were given).
+fn offset_in(base: usize, part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(base)
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let w = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+fn state_name(s: State) -> &'static str {
+    PeerState::Session(s).name()
+}
+
+impl<P: Pathfinder> Node<P> {
+    /// A node with `private_key`, its randomness seeded from `seed`.
+    pub fn new(private_key: PrivateKey, pathfinder: P, seed: [u8; 32], now: Instant) -> Self {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+        // End-to-end sessions use no passwords; they share the context as created here, while
+        // link sessions see the users added later (`Arc::make_mut` splits the two).
+        let ca = Arc::new(CryptoAuth::new(private_key));
+        let key = *ca.public_key();
+        let scheme = EncodingScheme::v358();
+        let sessions = SessionManager::new(ca.clone(), &mut rng);
+        let mut peers = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
+        peers.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
+        Self {
+            ca,
+            key,
+            address: key.address(),
+            scheme,
+            switch: SwitchCore::new(scheme),
+            peers,
+            peer_by_link: HashMap::new(),
+            sessions,
+            pathfinder,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_keepalive: now,
+            keepalive_cursor: 0,
+            pings: HashMap::new(),
+            ping_results: VecDeque::new(),
+        }
+    }
+
+    /// This node's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// This node's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The encoding scheme of this node's switch.
+    pub fn scheme(&self) -> &EncodingScheme {
+        &self.scheme
+    }
+
+    /// The pathfinder.
+    pub fn pathfinder(&self) -> &P {
+        &self.pathfinder
+    }
+
+    /// The pathfinder, mutably.
+    pub fn pathfinder_mut(&mut self) -> &mut P {
+        &mut self.pathfinder
+    }
+
+    fn ca_mut(&mut self) -> &mut CryptoAuth {
+        // Users are added before peers exist; afterwards the sessions share the context.
+        Arc::make_mut(&mut self.ca)
+    }
+
+    /// Authorizes `password` for incoming peers, optionally under `login` and restricted to
+    /// one peer address.
+    pub fn add_authorized_password(
+        &mut self,
+        password: &[u8],
+        login: Option<&[u8]>,
+        restricted_to: Option<Address>,
+    ) -> Result<(), NodeError> {
+        self.ca_mut()
+            .add_user(password, login, restricted_to)
+            .map_err(|e| NodeError::Password(e.to_string()))?;
+        // Existing sessions keep the context they were created with; new ones see the user.
+        Ok(())
+    }
+
+    /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and
+    /// sends the first packet, a switch ping, which goes out as a HELLO.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        link_address: SocketAddr,
+        key: PublicKey,
+        credentials: PeerCredentials,
+        name: Option<String>,
+    ) -> Result<Label, NodeError> {
+        if !key.is_valid() || key == self.key {
+            return Err(NodeError::BadPeerKey);
+        }
+        if self.peer_by_link.contains_key(&link_address) {
+            return Err(NodeError::DuplicatePeer(link_address));
+        }
+        let (slot, label) = self.switch.add_interface()?;
+        let mut session = Session::new(self.ca.clone(), key, false, now);
+        session.set_auth(Some(&credentials.password), credentials.login.as_deref());
+        self.peers[usize::from(slot)] = Some(Peer {
+            link_address,
+            key,
+            session,
+            slot,
+            label,
+            is_incoming: false,
+            credentials: Some(credentials),
+            name,
+            version: 0,
+            last_message: now,
+            last_ping: None,
+            ping_cookie: None,
+            incompatible: false,
+            announced: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            bad_packets: 0,
+        });
+        self.peer_by_link.insert(link_address, slot);
+        self.send_keepalive(now, slot);
+        Ok(label)
+    }
+
+    /// The next queued control-plane packet.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event worth logging.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next completed switch ping.
+    pub fn poll_ping_result(&mut self) -> Option<PingResult> {
+        self.ping_results.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.pathfinder.poll_timeout() {
+            Some(t) if t < self.next_keepalive => t,
+            _ => self.next_keepalive,
+        }
+    }
+
+    // ----- data path -------------------------------------------------------------------
+
+    /// A datagram arrived from `from`. On return the buffer holds what [`Output`] says to send.
+    pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, buf: &mut PacketBuf) -> Output {
+        let slot = match self.peer_by_link.get(&from) {
+            Some(&slot) => slot,
+            None => match self.accept_peer(now, from, buf) {
+                Some(slot) => return self.after_link_decrypt(now, slot, buf, true),
+                None => return Output::None,
+            },
+        };
+        let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
+            return Output::None;
+        };
+        let start = buf.headroom();
+        let pkt = buf.data_mut();
+        let base = pkt.as_ptr() as usize;
+        let opened = match peer.session.decrypt(now, pkt) {
+            Ok(o) => (offset_in(base, o.payload), o.payload.len()),
+            Err(error) => {
+                peer.bad_packets += 1;
+                if matches!(
+                    error,
+                    DecryptError::AuthRequired
+                        | DecryptError::UnrecognizedAuth
+                        | DecryptError::HandshakeDecryptFailed
+                ) {
+                    self.events.push_back(NodeEvent::PeerAuthFailed {
+                        key: peer.key,
+                        error,
+                    });
+                }
+                return Output::None;
+            }
+        };
+        buf.set_start(start + opened.0);
+        buf.truncate(opened.1);
+        self.after_link_decrypt(now, slot, buf, false)
+    }
+
+    /// Handles the first packet from an unknown address: only a HELLO that names an authorized
+    /// user creates a peer.
+    fn accept_peer(&mut self, now: Instant, from: SocketAddr, buf: &mut PacketBuf) -> Option<u16> {
+        let first = be32(buf.data(), 0)?;
+        if first > 1 {
+            return None;
+        }
+        let key = handshake_sender(buf.data())?;
+        if !key.is_valid() || key == self.key {
+            return None;
+        }
+        let mut session = Session::new(self.ca.clone(), key, true, now);
+        let start = buf.headroom();
+        let pkt = buf.data_mut();
+        let base = pkt.as_ptr() as usize;
+        let opened = match session.decrypt(now, pkt) {
+            Ok(o) => (offset_in(base, o.payload), o.payload.len()),
+            Err(error) => {
+                self.events
+                    .push_back(NodeEvent::HandshakeRejected { from, error });
+                return None;
+            }
+        };
+        // A peer that restarted on a new port replaces its old incoming entry.
+        if let Some(old) = self
+            .peers
+            .iter()
+            .flatten()
+            .find(|p| p.key == key && p.is_incoming)
+            .map(|p| p.slot)
+        {
+            self.remove_peer(now, old);
+        }
+        let (slot, label) = self.switch.add_interface().ok()?;
+        self.peers[usize::from(slot)] = Some(Peer {
+            link_address: from,
+            key,
+            session,
+            slot,
+            label,
+            is_incoming: true,
+            credentials: None,
+            name: None,
+            version: 0,
+            last_message: now,
+            last_ping: None,
+            ping_cookie: None,
+            incompatible: false,
+            announced: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            bad_packets: 0,
+        });
+        self.peer_by_link.insert(from, slot);
+        buf.set_start(start + opened.0);
+        buf.truncate(opened.1);
+        Some(slot)
+    }
+
+    fn after_link_decrypt(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        buf: &mut PacketBuf,
+        new: bool,
+    ) -> Output {
+        let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
+            return Output::None;
+        };
+        peer.bytes_in += buf.len() as u64;
+        if peer.session.is_established() {
+            peer.last_message = now;
+            if !peer.announced && peer.version != 0 {
+                peer.announced = true;
+                let node = NodeRef {
+                    key: peer.key,
+                    path: peer.label,
+                    version: peer.version,
+                };
+                self.events.push_back(NodeEvent::PeerEstablished {
+                    key: peer.key,
+                    address: peer.link_address,
+                });
+                self.pathfinder.peer_up(now, node);
+            }
+        } else {
+            // Until the link is established only packets for our router are accepted, and
+            // the peer is pinged so that it reveals its version.
+            if buf.data().get(7) != Some(&1) {
+                return Output::None;
+            }
+            if new || peer.version == 0 {
+                let due = peer
+                    .last_ping
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_millis(500));
+                if due {
+                    self.send_keepalive(now, slot);
+                }
+            }
+        }
+        self.switch_in(now, slot, buf)
+    }
+
+    /// Runs the switch on a packet that arrived on `from`.
+    fn switch_in(&mut self, now: Instant, from: u16, buf: &mut PacketBuf) -> Output {
+        match self.switch.forward(from, buf.data_mut()) {
+            Forward::Deliver { to } if to == ROUTER_SLOT => self.router_in(now, buf),
+            Forward::Deliver { to } => self.send_to_peer(now, to, buf),
+            Forward::SendError { code } => {
+                let mut err = [0u8; ERROR_PACKET_MAX];
+                if let Ok(n) = write_switch_error(buf.data(), code, &mut err) {
+                    let mut eb = PacketBuf::from_slice(&err[..n]);
+                    let out = if from == ROUTER_SLOT {
+                        self.router_in(now, &mut eb)
+                    } else {
+                        self.send_to_peer(now, from, &mut eb)
+                    };
+                    self.queue(out, &eb);
+                }
+                Output::None
+            }
+            Forward::Drop(_) => Output::None,
+        }
+    }
+
+    /// Encrypts the buffer for the peer in `slot`.
+    fn send_to_peer(&mut self, now: Instant, slot: u16, buf: &mut PacketBuf) -> Output {
+        let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
+            return Output::None;
+        };
+        let (whole, start) = buf.with_headroom();
+        let base = whole.as_ptr() as usize;
+        let new_start = match peer.session.encrypt(now, &mut self.rng, whole, start) {
+            Ok(pkt) => offset_in(base, pkt),
+            Err(_) => return Output::None,
+        };
+        buf.set_start(new_start);
+        peer.bytes_out += buf.len() as u64;
+        Output::Udp(peer.link_address)
+    }
+
+    /// Sends a packet our router originated (it starts with a switch header).
+    fn send_from_router(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+        self.switch_in(now, ROUTER_SLOT, buf)
+    }
+
+    fn queue(&mut self, out: Output, buf: &PacketBuf) {
+        match out {
+            Output::None => {}
+            Output::Udp(to) => self.transmits.push_back(Transmit::Udp {
+                to,
+                data: buf.data().to_vec(),
+            }),
+            Output::Tun => self.transmits.push_back(Transmit::Tun(buf.data().to_vec())),
+        }
+    }
+
+    /// A packet the switch delivered to our router.
+    fn router_in(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+        let Some(header) = buf.data().first_chunk::<HEADER_LEN>() else {
+            return Output::None;
+        };
+        let label = u64::from_be_bytes([
+            header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7],
+        ]);
+        let back = label.reverse_bits();
+        match be32(buf.data(), HEADER_LEN) {
+            Some(0xffff_ffff) => {
+                self.control_in(now, back, buf);
+                Output::None
+            }
+            Some(_) => self.session_in(now, back, buf),
+            None => Output::None,
+        }
+    }
+
+    fn control_in(&mut self, now: Instant, back: u64, buf: &PacketBuf) {
+        let Some(frame) = control::control_frame(buf.data()) else {
+            return;
+        };
+        let link = self
+            .peers
+            .iter()
+            .flatten()
+            .find(|p| p.label.bits() == back)
+            .map(|p| match p.link_address {
+                SocketAddr::V4(a) => LinkAddress::Udp4 {
+                    port: a.port(),
+                    addr: a.ip().octets(),
+                },
+                SocketAddr::V6(a) => LinkAddress::Udp6 {
+                    port: a.port(),
+                    addr: a.ip().octets(),
+                },
+            });
+        let scheme = self.scheme;
+        let config = ResponderConfig {
+            protocol_version: PROTOCOL_VERSION,
+            public_key: *self.key.as_bytes(),
+            scheme: &scheme,
+            snode: None,
+        };
+        let mut out = [0u8; 512];
+        match respond(&config, back, frame, link, &mut out) {
+            Ok(n) => {
+                let mut reply = PacketBuf::from_slice(&out[..n]);
+                let o = self.send_from_router(now, &mut reply);
+                self.queue(o, &reply);
+            }
+            Err(NoReply::NotAQuery(_)) => {
+                if let Ok(ControlMessage::Pong(p)) = ControlMessage::parse(frame) {
+                    self.on_pong(now, back, p);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn on_pong(&mut self, now: Instant, back: u64, pong: Ping<'_>) {
+        let Some(cookie_bytes) = pong.data.first_chunk::<8>() else {
+            return;
+        };
+        let cookie = u64::from_be_bytes(*cookie_bytes);
+        if pong.data.ends_with(KEEPALIVE_MAGIC) {
+            let Some(peer) = self
+                .peers
+                .iter_mut()
+                .flatten()
+                .find(|p| p.ping_cookie == Some(cookie))
+            else {
+                return;
+            };
+            peer.ping_cookie = None;
+            if peer.label.bits() != back || pong.version < control::MINIMUM_COMPATIBLE_VERSION {
+                peer.incompatible = true;
+                return;
+            }
+            peer.version = pong.version;
+            if peer.session.is_established() {
+                peer.last_message = now;
+                if !peer.announced {
+                    peer.announced = true;
+                    let node = NodeRef {
+                        key: peer.key,
+                        path: peer.label,
+                        version: peer.version,
+                    };
+                    self.events.push_back(NodeEvent::PeerEstablished {
+                        key: peer.key,
+                        address: peer.link_address,
+                    });
+                    self.pathfinder.peer_up(now, node);
+                }
+            }
+        } else if let Some((sent, path)) = self.pings.remove(&cookie) {
+            self.ping_results.push_back(PingResult {
+                cookie,
+                rtt: now.saturating_duration_since(sent),
+                version: pong.version,
+                response_path: Label::new(back).unwrap_or(path),
+            });
+        }
+    }
+
+    /// An end-to-end packet for our router: `[switch header][handle or handshake][…]`.
+    fn session_in(&mut self, now: Instant, back: u64, buf: &mut PacketBuf) -> Output {
+        let Ok(back_label) = Label::new(back) else {
+            return Output::None;
+        };
+        let data = buf.data();
+        let Some(word) = be32(data, HEADER_LEN) else {
+            return Output::None;
+        };
+        if data.len() < HEADER_LEN + 4 + 20 {
+            return Output::None;
+        }
+        // Kept to quote in an AUTHENTICATION error if decryption fails.
+        let mut quoted = [0u8; HEADER_LEN + 16];
+        quoted.copy_from_slice(&data[..HEADER_LEN + 16]);
+        let (index, handshake) = if word > 3 {
+            let Some(index) = self.sessions.index_of_handle(word) else {
+                return Output::None;
+            };
+            if be32(data, HEADER_LEN + 4).is_none_or(|nonce| nonce < 4) {
+                return Output::None;
+            }
+            buf.advance(HEADER_LEN + 4);
+            (index, false)
+        } else {
+            if data.len() < HEADER_LEN + 120 + 4 {
+                return Output::None;
+            }
+            let Some(key) = handshake_sender(&data[HEADER_LEN..]) else {
+                return Output::None;
+            };
+            if !key.is_valid() || key == self.key {
+                return Output::None;
+            }
+            let Some(index) = self.sessions.get_or_create(now, key, Some(back_label), 0) else {
+                return Output::None;
+            };
+            buf.advance(HEADER_LEN);
+            (index, true)
+        };
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return Output::None;
+        };
+        let was_ready = sess.ready();
+        let start = buf.headroom();
+        let pkt = buf.data_mut();
+        let base = pkt.as_ptr() as usize;
+        let (offset, len) = match sess.session.decrypt(now, pkt) {
+            Ok(o) => (offset_in(base, o.payload), o.payload.len()),
+            Err(error) => {
+                let state = sess.session.state() as u32;
+                self.send_auth_error(now, back_label, &quoted, error, state);
+                return Output::None;
+            }
+        };
+        buf.set_start(start + offset);
+        buf.truncate(len);
+        if handshake {
+            let Some(handle) = be32(buf.data(), 0) else {
+                return Output::None;
+            };
+            sess.send_handle = Some(handle);
+            buf.advance(4);
+        }
+        sess.path = Some(back_label);
+        sess.bytes_in += buf.len() as u64;
+        let node = NodeRef {
+            key: sess.key,
+            path: back_label,
+            version: sess.version,
+        };
+        let source = sess.address;
+        let became_ready = !was_ready && sess.ready();
+
+        let out = match read_data_header(buf.data()) {
+            Some(ct) if ct < 256 => {
+                let (whole, data_offset) = buf.with_headroom();
+                match ipv6::to_tun(whole, data_offset, &source, &self.address) {
+                    Some(ip_start) => {
+                        buf.set_start(ip_start);
+                        Output::Tun
+                    }
+                    None => Output::None,
+                }
+            }
+            Some(CONTENT_TYPE_CJDHT) => {
+                self.pathfinder
+                    .handle_message(now, node, buf.data().get(4..).unwrap_or_default());
+                Output::None
+            }
+            _ => Output::None,
+        };
+        if became_ready {
+            // The KEY arrived: user packets may flow now. They are queued behind `out`.
+            self.flush(now, source);
+        }
+        self.drain_pathfinder(now);
+        out
+    }
+
+    fn send_auth_error(
+        &mut self,
+        now: Instant,
+        back: Label,
+        quoted: &[u8],
+        error: DecryptError,
+        state: u32,
+    ) {
+        let mut cause = [0u8; HEADER_LEN + 16 + 8];
+        cause[..HEADER_LEN + 16].copy_from_slice(quoted);
+        cause[HEADER_LEN + 16..HEADER_LEN + 20].copy_from_slice(&error.code().to_be_bytes());
+        cause[HEADER_LEN + 20..].copy_from_slice(&state.to_be_bytes());
+        let header = SwitchHeaderRepr {
+            suppress_errors: true,
+            ..SwitchHeaderRepr::new(back.bits())
+        };
+        let mut out = [0u8; 128];
+        let msg = ControlMessage::Error {
+            code: ErrorCode::AUTHENTICATION,
+            cause: &cause,
+        };
+        if let Ok(n) = msg.emit_packet(&header, &mut out) {
+            let mut b = PacketBuf::from_slice(&out[..n]);
+            let o = self.send_from_router(now, &mut b);
+            self.queue(o, &b);
+        }
+    }
+
+    /// An IPv6 packet read from the TUN device.
+    pub fn handle_tun(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+        let own = self.address;
+        let out = match ipv6::from_tun(buf.data_mut(), &own) {
+            Ok(o) => o,
+            Err(_) => return Output::None,
+        };
+        buf.advance(out.data_offset);
+        let output = self.send_to_node(now, out.destination, buf, true);
+        self.drain_pathfinder(now);
+        output
+    }
+
+    /// Sends `[DataHeader][payload]` to `destination` through its end-to-end session.
+    fn send_to_node(
+        &mut self,
+        now: Instant,
+        destination: Address,
+        buf: &mut PacketBuf,
+        user: bool,
+    ) -> Output {
+        let index = match self.sessions.index_of(&destination) {
+            Some(i) => i,
+            None => match self.known_node(&destination) {
+                Some(node) => {
+                    match self
+                        .sessions
+                        .get_or_create(now, node.key, Some(node.path), node.version)
+                    {
+                        Some(i) => i,
+                        None => return Output::None,
+                    }
+                }
+                None => {
+                    self.sessions.buffer(now, destination, buf.data());
+                    self.pathfinder.search(now, destination);
+                    return Output::None;
+                }
+            },
+        };
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return Output::None;
+        };
+        if sess.path.is_none() {
+            self.sessions.buffer(now, destination, buf.data());
+            self.pathfinder.search(now, destination);
+            return Output::None;
+        }
+        if user {
+            sess.last_used = Some(now);
+            if !sess.ready() {
+                let setup_due = sess
+                    .last_setup
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                let node = NodeRef {
+                    key: sess.key,
+                    path: sess.path.unwrap_or(Label::SELF),
+                    version: sess.version,
+                };
+                if setup_due {
+                    sess.last_setup = Some(now);
+                }
+                self.sessions.buffer(now, destination, buf.data());
+                if setup_due {
+                    self.pathfinder.ping(now, node);
+                }
+                return Output::None;
+            }
+        }
+        self.seal_and_send(now, index, buf)
+    }
+
+    /// A node we can reach without searching: a direct peer or one the pathfinder knows.
+    fn known_node(&self, address: &Address) -> Option<NodeRef> {
+        let peer = self
+            .peers
+            .iter()
+            .flatten()
+            .find(|p| &p.address() == address)
+            .map(|p| NodeRef {
+                key: p.key,
+                path: p.label,
+                version: p.version,
+            });
+        peer.or_else(|| self.pathfinder.node_for(address))
+    }
+
+    /// Encrypts `[DataHeader][payload]` in session `index` and hands it to the switch.
+    fn seal_and_send(&mut self, now: Instant, index: usize, buf: &mut PacketBuf) -> Output {
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return Output::None;
+        };
+        let Some(path) = sess.path else {
+            return Output::None;
+        };
+        sess.session.reset_if_timeout(now);
+        if !sess.ready() {
+            // Handshake packets carry our handle inside, so the peer can address us.
+            match buf.push_front(4) {
+                Some(h) => h.copy_from_slice(&sess.receive_handle.to_be_bytes()),
+                None => return Output::None,
+            }
+        }
+        sess.bytes_out += buf.len() as u64;
+        let (whole, start) = buf.with_headroom();
+        let base = whole.as_ptr() as usize;
+        let new_start = match sess.session.encrypt(now, &mut self.rng, whole, start) {
+            Ok(pkt) => offset_in(base, pkt),
+            Err(_) => return Output::None,
+        };
+        buf.set_start(new_start);
+        if sess.ready() {
+            let Some(handle) = sess.send_handle else {
+                return Output::None;
+            };
+            match buf.push_front(4) {
+                Some(h) => h.copy_from_slice(&handle.to_be_bytes()),
+                None => return Output::None,
+            }
+        }
+        match buf.push_front(HEADER_LEN) {
+            Some(h) => h.copy_from_slice(&SwitchHeaderRepr::new(path.bits()).to_bytes()),
+            None => return Output::None,
+        }
+        self.send_from_router(now, buf)
+    }
+
+    /// Sends the user packets buffered for `destination`, now that its session is ready.
+    fn flush(&mut self, now: Instant, destination: Address) {
+        for b in self.sessions.take_buffered(&destination) {
+            let mut pb = PacketBuf::from_slice(&b.data);
+            let out = self.send_to_node(now, destination, &mut pb, true);
+            self.queue(out, &pb);
+        }
+    }
+
+    /// Sends what the pathfinder queued and acts on the paths it found.
+    fn drain_pathfinder(&mut self, now: Instant) {
+        for _ in 0..256 {
+            let Some((node, message)) = self.pathfinder.poll_transmit() else {
+                break;
+            };
+            let Some(index) =
+                self.sessions
+                    .get_or_create(now, node.key, Some(node.path), node.version)
+            else {
+                continue;
+            };
+            let mut pb = PacketBuf::new();
+            let n = message.len().min(crate::packet::MAX_PACKET - 4);
+            {
+                let area = pb.read_area();
+                write_data_header(area, CONTENT_TYPE_CJDHT);
+                area[4..4 + n].copy_from_slice(&message[..n]);
+            }
+            pb.set_read_len(4 + n);
+            if let Some(s) = self.sessions.get_mut(index) {
+                s.last_setup = Some(now);
+            }
+            let out = self.seal_and_send(now, index, &mut pb);
+            self.queue(out, &pb);
+        }
+        for _ in 0..256 {
+            let Some(node) = self.pathfinder.poll_node() else {
+                break;
+            };
+            let address = node.key.address();
+            let waiting = self.sessions.waiting_destinations().contains(&address);
+            if let Some(index) = self.sessions.index_of(&address) {
+                self.sessions
+                    .get_or_create(now, node.key, Some(node.path), node.version);
+                if waiting && self.sessions.get(index).is_some_and(|s| s.ready()) {
+                    self.flush(now, address);
+                    continue;
+                }
+            }
+            if waiting {
+                self.sessions
+                    .get_or_create(now, node.key, Some(node.path), node.version);
+                self.pathfinder.ping(now, node);
+            }
+        }
+    }
+
+    // ----- timers -----------------------------------------------------------------------
+
+    /// Runs keepalives, expiry and the pathfinder's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + PING_INTERVAL;
+            self.keepalive(now);
+        }
+        self.sessions.expire(now);
+        self.pathfinder.handle_timeout(now);
+        self.drain_pathfinder(now);
+    }
+
+    fn keepalive(&mut self, now: Instant) {
+        // Forget incoming peers that went silent.
+        let forgotten: Vec<u16> = self
+            .peers
+            .iter()
+            .flatten()
+            .filter(|p| {
+                p.is_incoming
+                    && now.saturating_duration_since(p.last_message) > crate::peers::FORGET_AFTER
+            })
+            .map(|p| p.slot)
+            .collect();
+        for slot in forgotten {
+            if let Some(key) = self.peers[usize::from(slot)].as_ref().map(|p| p.key) {
+                self.events.push_back(NodeEvent::PeerForgotten { key });
+            }
+            self.remove_peer(now, slot);
+        }
+        // Ping at most one lazy peer per tick, round robin.
+        let n = self.peers.len();
+        for step in 0..n {
+            let slot = (self.keepalive_cursor + step) % n;
+            let lazy = self.peers[slot].as_ref().is_some_and(|p| p.is_lazy(now));
+            if lazy {
+                self.keepalive_cursor = slot + 1;
+                // slot < 257
+                self.send_keepalive(now, slot as u16);
+                break;
+            }
+        }
+    }
+
+    fn remove_peer(&mut self, now: Instant, slot: u16) {
+        if let Some(peer) = self.peers[usize::from(slot)].take() {
+            self.peer_by_link.remove(&peer.link_address);
+            self.switch.remove_interface(slot);
+            if peer.announced {
+                self.pathfinder.peer_down(now, &peer.key);
+            }
+        }
+    }
+
+    fn send_keepalive(&mut self, now: Instant, slot: u16) {
+        let cookie = self.rng.next_u64();
+        let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
+            return;
+        };
+        peer.last_ping = Some(now);
+        peer.ping_cookie = Some(cookie);
+        let label = peer.label;
+        let mut data = [0u8; 8 + 12];
+        data[..8].copy_from_slice(&cookie.to_be_bytes());
+        data[8..].copy_from_slice(KEEPALIVE_MAGIC);
+        self.send_switch_ping(now, label, &data);
+    }
+
+    fn send_switch_ping(&mut self, now: Instant, label: Label, data: &[u8]) {
+        let msg = ControlMessage::Ping(Ping {
+            version: PROTOCOL_VERSION,
+            data,
+        });
+        let mut out = [0u8; 400];
+        if let Ok(n) = msg.emit_packet(&SwitchHeaderRepr::new(label.bits()), &mut out) {
+            let mut b = PacketBuf::from_slice(&out[..n]);
+            let o = self.send_from_router(now, &mut b);
+            self.queue(o, &b);
+        }
+    }
+
+    /// Starts a switch ping along `path` (admin `SwitchPinger_ping`); the answer arrives as a
+    /// [`PingResult`] with the returned cookie.
+    pub fn switch_ping(&mut self, now: Instant, path: Label) -> u64 {
+        let cookie = self.rng.next_u64();
+        self.pings.insert(cookie, (now, path));
+        self.send_switch_ping(now, path, &cookie.to_be_bytes());
+        cookie
+    }
+
+    // ----- introspection ----------------------------------------------------------------
+
+    /// Peer statistics (`InterfaceController_peerStats`).
+    pub fn peer_stats(&self, now: Instant) -> Vec<PeerStats> {
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| PeerStats {
+                key: p.key,
+                label: p.label,
+                link_address: p.link_address,
+                state: p.state(now).name(),
+                version: p.version,
+                is_incoming: p.is_incoming,
+                last_ms_ago: now.saturating_duration_since(p.last_message).as_millis() as u64,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                user: p.name.clone(),
+            })
+            .collect()
+    }
+
+    /// End-to-end session statistics (`SessionManager_sessionStats`).
+    pub fn session_stats(&self) -> Vec<SessionStats> {
+        self.sessions
+            .iter()
+            .map(|s| SessionStats {
+                key: s.key,
+                address: s.address,
+                state: state_name(s.session.state()),
+                handle: s.receive_handle,
+                send_handle: s.send_handle.unwrap_or(0),
+                path: s.path.map_or(0, Label::bits),
+                version: s.version,
+            })
+            .collect()
+    }
+
+    /// Number of user packets waiting for sessions.
+    pub fn buffered_packets(&self) -> usize {
+        self.sessions.buffered_len()
+    }
+
+    /// Random bytes from the node's generator (for callers that need nonces, e.g. admin cookies).
+    pub fn rng(&mut self) -> &mut (impl RngCore + CryptoRng) {
+        &mut self.rng
+    }
+
+    /// The marker every control frame starts with (re-exported for drivers and tests).
+    pub const CONTROL_MARKER: [u8; 4] = CONTROL_MARKER;
+}
