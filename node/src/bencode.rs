@@ -610,7 +610,7 @@ pub fn encode(value: &Value) -> Vec<u8> {
 fn pad_after_d(out: &mut Vec<u8>, align: usize) {
     if align > 1 {
         let pad = (align - out.len() % align) % align;
-        out.splice(1..1, core::iter::repeat(b'0').take(pad));
+        out.splice(1..1, core::iter::repeat_n(b'0', pad));
     }
 }
 
