@@ -38,6 +38,18 @@ pub mod raw {
     ) -> Option<[u8; 32]> {
         super::crypto::shared_secret(secret, public, password_hash)
     }
+    /// SHA-256(password): the password secret mixed into handshake keys.
+    pub fn password_hash(password: &[u8]) -> [u8; 32] {
+        super::crypto::sha256(password)
+    }
+    /// The X25519 public key of a (temporary) private key.
+    pub fn public_of(secret: &[u8; 32]) -> [u8; 32] {
+        super::crypto::x25519_base(secret)
+    }
+    /// The 24-byte nonce of data packet `nonce` sent by the initiator (or by the responder).
+    pub fn data_nonce(nonce: u32, sender_is_initiator: bool) -> [u8; 24] {
+        super::crypto::data_nonce(nonce, sender_is_initiator)
+    }
     /// Open a tag-first XSalsa20-Poly1305 box in place: `buf` = tag ‖ ciphertext; on success
     /// the plaintext is `buf[16..]`.
     pub fn open_box(key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) -> bool {

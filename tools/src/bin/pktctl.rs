@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pktmesh_tools::pktctl::{key, label, scheme};
+use pktmesh_tools::pktctl::{decode, key, label, scheme};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +33,8 @@ enum Command {
     /// Encoding schemes.
     #[command(subcommand)]
     Scheme(scheme::SchemeCommand),
+    /// Decrypt a capture: one JSON object per UDP frame.
+    Decode(decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,8 @@ fn main() -> ExitCode {
         Command::Key(cmd) => key::run(cmd),
         Command::Label(cmd) => label::run(cmd),
         Command::Scheme(cmd) => scheme::run(cmd),
+        // Many lines of JSON, one per frame: prints for itself.
+        Command::Decode(args) => return decode::main(args),
     };
     match result {
         Ok(out) => {

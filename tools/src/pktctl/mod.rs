@@ -1,6 +1,7 @@
-//! `pktctl` subcommands: `key`, `label` and `scheme`. Argument types are clap derives; the
+//! `pktctl` subcommands: `key`, `label`, `scheme` and `decode`. Argument types are clap derives; the
 //! logic lives in one function per subcommand.
 
+pub mod decode;
 pub mod key;
 pub mod label;
 pub mod scheme;
