@@ -242,7 +242,7 @@ fn integer_extremes() {
 fn nesting_limit() {
     let nested = |levels: usize| {
         let mut v = vec![b'l'; levels];
-        v.extend(std::iter::repeat(b'e').take(levels));
+        v.extend(std::iter::repeat_n(b'e', levels));
         v
     };
     // 33 lists: the innermost is at depth 32.
@@ -258,7 +258,7 @@ fn nesting_limit() {
     // Scalars count as a level too.
     let mut v = vec![b'l'; MAX_DEPTH + 1];
     v.extend_from_slice(b"i1e");
-    v.extend(std::iter::repeat(b'e').take(MAX_DEPTH + 1));
+    v.extend(std::iter::repeat_n(b'e', MAX_DEPTH + 1));
     assert_eq!(parse(&v).unwrap_err().kind, DecodeErrorKind::TooDeep);
 }
 
