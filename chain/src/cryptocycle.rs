@@ -10,7 +10,7 @@
 
 use crate::hash::{b2b256, hash_expand, hash_expand_at};
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use pktmesh_crypto_auth::primitives::{chacha20_xor, poly1305_key_gen, poly1305_padded};
+use pktmesh_crypto_auth::primitives::{poly1305_padded, ChaCha20, KeyIvInit, StreamCipher};
 
 /// Size of the CryptoCycle state in bytes.
 pub const STATE_LEN: usize = 2048;
@@ -132,7 +132,13 @@ impl State {
         nonce.copy_from_slice(&self.bytes[..12]);
         let mut key = [0u8; 32];
         key.copy_from_slice(&self.bytes[16..48]);
-        let poly_key = poly1305_key_gen(&key, &nonce);
+        // One cipher instance: block 0 gives the Poly1305 key (RFC 8439 §2.6), the message
+        // is then XORed from block 1 on without re-keying or seeking.
+        let mut cipher = ChaCha20::new(&key.into(), &nonce.into());
+        let mut block0 = [0u8; 64];
+        cipher.apply_keystream(&mut block0);
+        let mut poly_key = [0u8; 32];
+        poly_key.copy_from_slice(&block0[..32]);
 
         let add = (w >> bits::ADD_SHIFT & 7) as usize;
         let len = (w >> bits::LEN_SHIFT & 0x7f) as usize;
@@ -157,10 +163,10 @@ impl State {
 
         let tag = if decrypt {
             let tag = poly1305_padded(&poly_key, &[&self.bytes[HDR_LEN..msg_end], &lens]);
-            chacha20_xor(&key, &nonce, 1, &mut self.bytes[msg_start..msg_end]);
+            cipher.apply_keystream(&mut self.bytes[msg_start..msg_end]);
             tag
         } else {
-            chacha20_xor(&key, &nonce, 1, &mut self.bytes[msg_start..msg_end]);
+            cipher.apply_keystream(&mut self.bytes[msg_start..msg_end]);
             let zero_from = msg_end - tzc.min(mlen);
             self.bytes[zero_from..msg_end].fill(0);
             poly1305_padded(&poly_key, &[&self.bytes[HDR_LEN..msg_end], &lens])
@@ -178,10 +184,10 @@ impl State {
 
     /// `Init` for a state whose next operation is [`State::update`]: only the keystream bytes
     /// that the first update does not overwrite (`[0,32)` and `[1056,2048)`) are computed.
-    /// Every byte read later is identical to [`State::init`]; bytes `[64,1024)` are zero.
+    /// Every byte read later is identical to [`State::init`]; bytes `[64,1024)` keep their
+    /// previous contents until the update overwrites them.
     pub fn init_for_update(&mut self, seed: &[u8; 32], nonce: u64) {
         hash_expand(&mut self.bytes[..64], seed, 0);
-        self.bytes[64..1024].fill(0);
         hash_expand_at(&mut self.bytes[1024..], seed, 0, 16);
         self.bytes[..8].copy_from_slice(&nonce.to_le_bytes());
         self.make_fuzzable();

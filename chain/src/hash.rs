@@ -1,39 +1,48 @@
 //! Hash primitives of PacketCrypt: BLAKE2b-256/512 (`HashCompress`), the ChaCha20-based
 //! `HashExpand`, and Bitcoin's double SHA-256 used for block ids.
 
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Blake2b512, Digest};
+use blake2b_simd::Params;
 use pktmesh_crypto_auth::primitives::chacha20_xor;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
-type Blake2b256 = Blake2b<U32>;
+fn params(len: usize) -> Params {
+    let mut p = Params::new();
+    p.hash_length(len);
+    p
+}
+
+fn out<const N: usize>(h: blake2b_simd::Hash) -> [u8; N] {
+    let mut o = [0u8; N];
+    o.copy_from_slice(h.as_bytes());
+    o
+}
 
 /// Unkeyed BLAKE2b with a 32-byte output.
 pub fn b2b256(data: &[u8]) -> [u8; 32] {
-    Blake2b256::digest(data).into()
+    out(params(32).hash(data))
 }
 
 /// Unkeyed BLAKE2b-256 of the concatenation of `parts`.
 pub fn b2b256_parts(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Blake2b256::new();
+    let mut st = params(32).to_state();
     for p in parts {
-        h.update(p);
+        st.update(p);
     }
-    h.finalize().into()
+    out(st.finalize())
 }
 
 /// Unkeyed BLAKE2b with a 64-byte output.
 pub fn b2b512(data: &[u8]) -> [u8; 64] {
-    Blake2b512::digest(data).into()
+    out(blake2b_simd::blake2b(data))
 }
 
 /// Unkeyed BLAKE2b-512 of the concatenation of `parts`.
 pub fn b2b512_parts(parts: &[&[u8]]) -> [u8; 64] {
-    let mut h = Blake2b512::new();
+    let mut st = params(64).to_state();
     for p in parts {
-        h.update(p);
+        st.update(p);
     }
-    h.finalize().into()
+    out(st.finalize())
 }
 
 /// The 12-byte ChaCha20 nonce `LE32(num) ‖ "PC_EXPND"` used by [`hash_expand`].

@@ -19,6 +19,9 @@ pub struct BenchResult {
     pub elapsed: Duration,
     /// Threads used.
     pub threads: usize,
+    /// CPU time the worker threads used during the measured phase (`None` where
+    /// `/proc/thread-self/stat` is unavailable).
+    pub cpu: Option<Duration>,
 }
 
 impl BenchResult {
@@ -26,6 +29,24 @@ impl BenchResult {
     pub fn per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Operations per CPU-second of the workers: the figure that other processes sharing the
+    /// machine do not distort.
+    pub fn per_cpu_sec(&self) -> Option<f64> {
+        self.cpu.map(|c| self.ops as f64 / c.as_secs_f64())
+    }
+}
+
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every supported architecture.
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// A job with an unreachable target, so that every attempt is counted and none emitted.
@@ -118,10 +139,19 @@ fn run_timed(
     let count = AtomicU64::new(0);
     let start = Instant::now();
     let mut elapsed = Duration::ZERO;
+    let cpu = std::sync::Mutex::new(Some(Duration::ZERO));
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (stop, count, work) = (&stop, &count, &work);
-            s.spawn(move || work(t, stop, count));
+            let (stop, count, work, cpu) = (&stop, &count, &work, &cpu);
+            s.spawn(move || {
+                let before = thread_cpu_time();
+                work(t, stop, count);
+                let used = before
+                    .zip(thread_cpu_time())
+                    .map(|(b, a)| a.saturating_sub(b));
+                let mut total = cpu.lock().unwrap_or_else(|p| p.into_inner());
+                *total = total.zip(used).map(|(x, y)| x + y);
+            });
         }
         let mut last = (Instant::now(), 0u64);
         while start.elapsed().as_secs_f64() < secs {
@@ -134,9 +164,11 @@ fn run_timed(
         elapsed = start.elapsed();
         stop.store(true, Ordering::Relaxed);
     });
+    let cpu = cpu.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(BenchResult {
         ops: count.load(Ordering::Relaxed),
         elapsed,
         threads,
+        cpu,
     })
 }

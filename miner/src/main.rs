@@ -320,9 +320,10 @@ fn main() -> Result<()> {
                 })
                 .map_err(|e| anyhow!("{e}"))?;
                 println!(
-                    "bench ann: {:.0} ann-hash attempts/s total, {:.0} per thread ({} threads, {:.1}s)",
+                    "bench ann: {:.0} ann-hash attempts/s total, {:.0} per thread, {:.0} per CPU-second ({} threads, {:.1}s)",
                     r.per_sec(),
                     r.per_sec() / r.threads as f64,
+                    r.per_cpu_sec().unwrap_or(f64::NAN),
                     r.threads,
                     r.elapsed.as_secs_f64()
                 );
@@ -334,9 +335,10 @@ fn main() -> Result<()> {
                 })
                 .map_err(|e| anyhow!("{e}"))?;
                 println!(
-                    "bench blk: {:.0} block hashes/s total, {:.0} per thread ({} threads, {mem} MiB/thread, {:.1}s)",
+                    "bench blk: {:.0} block hashes/s total, {:.0} per thread, {:.0} per CPU-second ({} threads, {mem} MiB/thread, {:.1}s)",
                     r.per_sec(),
                     r.per_sec() / r.threads as f64,
+                    r.per_cpu_sec().unwrap_or(f64::NAN),
                     r.threads,
                     r.elapsed.as_secs_f64()
                 );
