@@ -5,6 +5,8 @@
 //!   `fc00::/8` IPv6 address derived from a public key.
 //! - [`legacy`]: the legacy cjdns CryptoAuth (wire-compatible with cjdns 22.x): the session
 //!   state machine, handshake header, users and passwords.
+//! - [`noise`]: Noise (WireGuard IKpsk2) sessions in cjdns's framing, and the peer link that
+//!   prefers Noise and falls back to legacy.
 //! - [`replay`]: the 64-bit sliding replay window of legacy data packets.
 //! - [`error`]: the typed errors (decrypt errors carry the cjdns codes 1–16).
 //! - [`primitives`]: the one place in the workspace that provides raw ChaCha20 and Poly1305.
@@ -18,6 +20,7 @@
 pub mod error;
 pub mod keys;
 pub mod legacy;
+pub mod noise;
 pub mod primitives;
 pub mod replay;
 

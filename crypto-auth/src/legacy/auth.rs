@@ -3,7 +3,8 @@
 //! Every configured password is findable by two lookup keys: the type-1 key derived from the
 //! password and the type-2 key derived from its login (a user without a login gets the
 //! synthetic login `Anon #<n>`, n = number of users before it, as cjdns does). The secret that
-//! enters the key derivation is SHA-256(password) either way.
+//! enters the key derivation is SHA-256(password) either way. Each user also carries its Noise
+//! credentials (PSK and CjdnsPsk lookup, derived with the login as configured or "").
 
 use super::crypto::sha256;
 use super::header::{AuthChallenge, AuthType};
@@ -17,6 +18,7 @@ pub struct User {
     secret: [u8; 32],
     password_key: [u8; 8],
     login_key: [u8; 8],
+    noise: crate::noise::Credentials,
     restricted_to: Option<Address>,
 }
 
@@ -28,6 +30,10 @@ impl User {
     /// The peer address this user is restricted to, if any.
     pub fn restricted_to(&self) -> Option<Address> {
         self.restricted_to
+    }
+    /// The Noise (CjdnsPsk) credentials of this user: login as configured, or "" without one.
+    pub fn noise(&self) -> &crate::noise::Credentials {
+        &self.noise
     }
     /// SHA-256(password), the secret mixed into the handshake key.
     pub(crate) fn secret(&self) -> &[u8; 32] {
@@ -111,11 +117,13 @@ impl CryptoAuth {
         }
         let password_key = AuthChallenge::for_password(password, None).key();
         let login_key = AuthChallenge::for_password(password, Some(&login_bytes)).key();
+        let noise = crate::noise::Credentials::derive(login.unwrap_or_default(), password);
         self.users.push(User {
             login: login_bytes,
             secret,
             password_key,
             login_key,
+            noise,
             restricted_to,
         });
         Ok(())
@@ -132,6 +140,11 @@ impl CryptoAuth {
     /// The configured users.
     pub fn users(&self) -> &[User] {
         &self.users
+    }
+
+    /// The user a Noise CjdnsPsk lookup (`03 ‖ 7 bytes`) names, if any.
+    pub fn find_noise_user(&self, lookup: &[u8; 8]) -> Option<&User> {
+        self.users.iter().find(|u| u.noise.lookup() == lookup)
     }
 
     /// The user an incoming challenge names, if any (types 1 and 2 only).

@@ -1,0 +1,507 @@
+//! The IKpsk2 handshake in cjdns's WireGuard framing (digest §6.3), sans-IO.
+//!
+//! Initiator: [`InitiationSent::new`] writes the initiation; [`InitiationSent::complete`]
+//! checks the response and yields a [`Transport`]; [`InitiationSent::take_cookie`] handles a
+//! cookie reply. Responder: [`Responder::handle_initiation`] (node-global: mac1, cookie and
+//! rate-limit gate before any X25519, timestamp replay check, CjdnsPsk lookup) answers with a
+//! response or a cookie reply.
+//!
+//! Differences from cjdns 22.3, deliberately (§6.3.5): a response is read as WireGuard
+//! defines it (`sender_idx` = the responder's index, `receiver_idx` = ours), and the handshake
+//! rate limiter is a per-second budget that refills, not a lifetime counter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::additional::{Additional, Credentials, MAX_ADDITIONAL};
+use super::crypto::{dh, hash, kdf1, kdf2, kdf3, mac, open_to, public_of, seal_to, xopen, xseal};
+use super::transport::{HandshakeVerified, Transport};
+use super::NoiseError;
+use crate::legacy::CryptoAuth;
+use crate::PublicKey;
+
+const CONSTRUCTION: &[u8] = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+const IDENTIFIER: &[u8] = b"WireGuard v1 zx2c4 Jason@zx2c4.com";
+const LABEL_MAC1: &[u8] = b"mac1----";
+const LABEL_COOKIE: &[u8] = b"cookie--";
+
+/// The 4-byte marker cjdns puts before every Noise handshake message.
+pub const CONTROL_MARKER: [u8; 4] = [0xff; 4];
+/// Initiation length on the wire without additional data (marker included).
+pub const INITIATION_BASE_LEN: usize = 4 + 148;
+/// Response length on the wire.
+pub const RESPONSE_LEN: usize = 4 + 92;
+/// Cookie reply length on the wire.
+pub const COOKIE_REPLY_LEN: usize = 4 + 64;
+/// Largest initiation this implementation writes or accepts.
+pub const MAX_INITIATION_LEN: usize = INITIATION_BASE_LEN + MAX_ADDITIONAL + 16;
+/// Cookies are valid for this long.
+pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+/// The cjdns protocol version announced in CjdnsVer.
+pub const PROTOCOL_VERSION: u32 = 22;
+
+fn initial_chain(responder_static: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+    let ck = hash(&[CONSTRUCTION]);
+    let h = hash(&[&ck, IDENTIFIER]);
+    (ck, hash(&[&h, responder_static]))
+}
+
+/// Whether `index` can be used as a local Noise index: its four wire bytes (LE), read big
+/// endian, must not look like a legacy handshake word (0..=3) or the Noise marker.
+pub fn is_usable_index(index: u32) -> bool {
+    let word = u32::from_be_bytes(index.to_le_bytes());
+    word >= 4 && word != u32::MAX
+}
+
+/// A TAI64N timestamp of a wall-clock time given as the duration since the Unix epoch.
+pub fn tai64n(since_epoch: Duration) -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t[..8].copy_from_slice(&(0x4000_0000_0000_000a_u64 + since_epoch.as_secs()).to_be_bytes());
+    t[8..].copy_from_slice(&since_epoch.subsec_nanos().to_be_bytes());
+    t
+}
+
+fn u32_le(b: &[u8], at: usize) -> Result<u32, NoiseError> {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or(NoiseError::Truncated)
+}
+
+fn key32(b: &[u8], at: usize) -> Result<[u8; 32], NoiseError> {
+    b.get(at..at + 32)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(NoiseError::Truncated)
+}
+
+/// An initiation we sent and the state to finish it.
+#[derive(Clone)]
+pub struct InitiationSent {
+    peer: [u8; 32],
+    psk: [u8; 32],
+    local_index: u32,
+    ephemeral: [u8; 32],
+    ephemeral_public: [u8; 32],
+    ck: [u8; 32],
+    h: [u8; 32],
+    mac1: [u8; 16],
+}
+
+impl std::fmt::Debug for InitiationSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiationSent")
+            .field("local_index", &self.local_index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the initiator puts in its initiation besides the keys.
+#[derive(Debug, Clone, Default)]
+pub struct InitiationParams {
+    /// Password credentials (CjdnsPsk) for the peer, if it requires them.
+    pub credentials: Option<Credentials>,
+    /// The peer's session index learnt from an earlier handshake (PrevSessIndex).
+    pub prev_session_index: Option<u32>,
+    /// A cookie from the peer's last cookie reply, if still fresh (gives mac2).
+    pub cookie: Option<[u8; 16]>,
+}
+
+impl InitiationSent {
+    /// Write an initiation to `peer` into `out`; returns the state and the length written.
+    /// `local_index` must satisfy [`is_usable_index`]; `wall` is the wall-clock time since the
+    /// Unix epoch (the TAI64N timestamp).
+    pub fn new<R: RngCore + CryptoRng>(
+        ca: &CryptoAuth,
+        peer: &PublicKey,
+        params: &InitiationParams,
+        local_index: u32,
+        wall: Duration,
+        rng: &mut R,
+        out: &mut [u8; MAX_INITIATION_LEN],
+    ) -> Result<(Self, usize), NoiseError> {
+        if !is_usable_index(local_index) {
+            return Err(NoiseError::BadIndex);
+        }
+        let s_r = *peer.as_bytes();
+        let s_i = ca.private_key().as_bytes();
+        let (mut ck, mut h) = initial_chain(&s_r);
+        let mut e = [0u8; 32];
+        rng.fill_bytes(&mut e);
+        let e_pub = public_of(&e);
+        let additional = Additional {
+            version: Some(PROTOCOL_VERSION),
+            psk_lookup: params.credentials.as_ref().map(|c| *c.lookup()),
+            prev_session_index: params.prev_session_index,
+        };
+        let mut a = [0u8; MAX_ADDITIONAL];
+        let a_len = additional.encode(&mut a);
+        let len = INITIATION_BASE_LEN + a_len + 16;
+        out.fill(0);
+        let msg = &mut out[4..len];
+        msg[0] = 1;
+        msg[4..8].copy_from_slice(&local_index.to_le_bytes());
+        ck = kdf1(&ck, &e_pub);
+        msg[8..40].copy_from_slice(&e_pub);
+        h = hash(&[&h, &e_pub]);
+        let (ck2, k) = kdf2(&ck, &dh(&e, &s_r).ok_or(NoiseError::WeakKey)?);
+        ck = ck2;
+        seal_to(&k, 0, &h, ca.public_key().as_bytes(), &mut msg[40..88]);
+        h = hash(&[&h, &msg[40..88]]);
+        let (ck2, k) = kdf2(&ck, &dh(s_i, &s_r).ok_or(NoiseError::WeakKey)?);
+        ck = ck2;
+        seal_to(&k, 0, &h, &tai64n(wall), &mut msg[88..116]);
+        h = hash(&[&h, &msg[88..116]]);
+        seal_to(&k, 0, &h, &a[..a_len], &mut msg[116..116 + a_len + 16]);
+        let m = msg.len();
+        let mac1 = mac(&hash(&[LABEL_MAC1, &s_r]), &msg[..m - 32]);
+        msg[m - 32..m - 16].copy_from_slice(&mac1);
+        if let Some(cookie) = &params.cookie {
+            let mac2 = mac(cookie, &msg[..m - 16]);
+            msg[m - 16..].copy_from_slice(&mac2);
+        }
+        out[..4].copy_from_slice(&CONTROL_MARKER);
+        let psk = params.credentials.as_ref().map_or([0; 32], |c| *c.psk());
+        Ok((
+            Self {
+                peer: s_r,
+                psk,
+                local_index,
+                ephemeral: e,
+                ephemeral_public: e_pub,
+                ck,
+                h,
+                mac1,
+            },
+            len,
+        ))
+    }
+
+    /// Our index in this handshake.
+    pub fn local_index(&self) -> u32 {
+        self.local_index
+    }
+
+    /// Check a response (`FF FF FF FF 02 …`, 96 bytes) and derive the transport keys.
+    pub fn complete(
+        &self,
+        ca: &CryptoAuth,
+        now: Instant,
+        packet: &[u8],
+    ) -> Result<Transport, NoiseError> {
+        let msg = packet
+            .strip_prefix(&CONTROL_MARKER)
+            .ok_or(NoiseError::NotNoise)?;
+        if msg.len() != RESPONSE_LEN - 4 {
+            return Err(NoiseError::Truncated);
+        }
+        if msg[..4] != [2, 0, 0, 0] {
+            return Err(NoiseError::UnexpectedMessage);
+        }
+        let responder_index = u32_le(msg, 4)?;
+        if u32_le(msg, 8)? != self.local_index {
+            return Err(NoiseError::WrongIndex);
+        }
+        let mac1 = mac(&hash(&[LABEL_MAC1, ca.public_key().as_bytes()]), &msg[..60]);
+        if mac1[..] != msg[60..76] {
+            return Err(NoiseError::BadMac);
+        }
+        let e_r = key32(msg, 12)?;
+        let mut ck = kdf1(&self.ck, &e_r);
+        let mut h = hash(&[&self.h, &e_r]);
+        ck = kdf1(&ck, &dh(&self.ephemeral, &e_r).ok_or(NoiseError::WeakKey)?);
+        ck = kdf1(
+            &ck,
+            &dh(ca.private_key().as_bytes(), &e_r).ok_or(NoiseError::WeakKey)?,
+        );
+        let (ck, t, k) = kdf3(&ck, &self.psk);
+        h = hash(&[&h, &t]);
+        if !open_to(&k, 0, &h, &msg[44..60], &mut []) {
+            return Err(NoiseError::Decrypt);
+        }
+        let (send, recv) = kdf2(&ck, &[]);
+        Ok(Transport::from_handshake(
+            HandshakeVerified(()),
+            self.local_index,
+            responder_index,
+            &send,
+            &recv,
+            now,
+            true,
+        ))
+    }
+
+    /// Open a cookie reply to this initiation; returns the cookie for the next attempt's mac2.
+    pub fn take_cookie(&self, packet: &[u8]) -> Result<[u8; 16], NoiseError> {
+        let msg = packet
+            .strip_prefix(&CONTROL_MARKER)
+            .ok_or(NoiseError::NotNoise)?;
+        if msg.len() != COOKIE_REPLY_LEN - 4 {
+            return Err(NoiseError::Truncated);
+        }
+        if msg[..4] != [3, 0, 0, 0] {
+            return Err(NoiseError::UnexpectedMessage);
+        }
+        if u32_le(msg, 4)? != self.local_index {
+            return Err(NoiseError::WrongIndex);
+        }
+        let nonce: [u8; 24] = msg[8..32].try_into().map_err(|_| NoiseError::Truncated)?;
+        let sealed: [u8; 32] = msg[32..64].try_into().map_err(|_| NoiseError::Truncated)?;
+        xopen(
+            &hash(&[LABEL_COOKIE, &self.peer]),
+            &nonce,
+            &self.mac1,
+            &sealed,
+        )
+        .ok_or(NoiseError::Decrypt)
+    }
+
+    /// Our ephemeral public key (for tests).
+    pub fn ephemeral_public(&self) -> [u8; 32] {
+        self.ephemeral_public
+    }
+}
+
+/// A handshake the responder accepted.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The session (the responder may send once the initiator's first data packet arrives).
+    pub transport: Transport,
+    /// The initiator's permanent key.
+    pub peer: PublicKey,
+    /// The initiator's additional data.
+    pub additional: Additional,
+    /// The login of the user whose CjdnsPsk matched, if any.
+    pub login: Option<Vec<u8>>,
+    /// The response to send (`FF FF FF FF 02 …`).
+    pub response: [u8; RESPONSE_LEN],
+}
+
+/// What the responder does with an initiation.
+#[derive(Debug)]
+pub enum InitiationOutcome {
+    /// Accepted: send the response.
+    Accept(Box<Accepted>),
+    /// Under load and without a valid mac2: send this cookie reply and create nothing.
+    CookieReply([u8; COOKIE_REPLY_LEN]),
+}
+
+/// The node-global responder: mac1/cookie gate, rate limiting and timestamp replay check.
+pub struct Responder {
+    ca: Arc<CryptoAuth>,
+    mac1_key: [u8; 32],
+    cookie_key: [u8; 32],
+    cookie_secret: [u8; 32],
+    cookie_secret_born: Option<Instant>,
+    limit_per_second: u32,
+    window_start: Option<Instant>,
+    in_window: u32,
+    timestamps: HashMap<[u8; 32], [u8; 12]>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("limit_per_second", &self.limit_per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// A responder for node `ca` that answers up to `limit_per_second` initiations per second
+    /// without cookies (the budget refills every second; cjdns 22.3 never refills it).
+    pub fn new(ca: Arc<CryptoAuth>, limit_per_second: u32) -> Self {
+        let s_r = *ca.public_key().as_bytes();
+        Self {
+            ca,
+            mac1_key: hash(&[LABEL_MAC1, &s_r]),
+            cookie_key: hash(&[LABEL_COOKIE, &s_r]),
+            cookie_secret: [0; 32],
+            cookie_secret_born: None,
+            limit_per_second,
+            window_start: None,
+            in_window: 0,
+            timestamps: HashMap::new(),
+        }
+    }
+
+    fn cookie_for<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        src: &[u8],
+    ) -> [u8; 16] {
+        let fresh = self
+            .cookie_secret_born
+            .is_some_and(|b| now.saturating_duration_since(b) < COOKIE_LIFETIME);
+        if !fresh {
+            rng.fill_bytes(&mut self.cookie_secret);
+            self.cookie_secret_born = Some(now);
+        }
+        mac(&self.cookie_secret, src)
+    }
+
+    fn under_load(&mut self, now: Instant) -> bool {
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= Duration::from_secs(1) {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+        self.in_window > self.limit_per_second
+    }
+
+    /// Handle an initiation (`FF FF FF FF 01 …`) from link address `src` (any stable byte
+    /// form, used for cookies). `local_index` is the index we will use if we accept; with
+    /// `require_auth`, an initiation without a known CjdnsPsk is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_initiation<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        src: &[u8],
+        packet: &[u8],
+        local_index: u32,
+        require_auth: bool,
+    ) -> Result<InitiationOutcome, NoiseError> {
+        let msg = packet
+            .strip_prefix(&CONTROL_MARKER)
+            .ok_or(NoiseError::NotNoise)?;
+        if msg.len() < INITIATION_BASE_LEN - 4 || msg.len() > MAX_INITIATION_LEN - 4 {
+            return Err(NoiseError::Truncated);
+        }
+        if msg[..4] != [1, 0, 0, 0] {
+            return Err(NoiseError::UnexpectedMessage);
+        }
+        let add_len = msg.len() - (INITIATION_BASE_LEN - 4);
+        if (1..16).contains(&add_len) {
+            return Err(NoiseError::BadAdditionalData);
+        }
+        if !is_usable_index(local_index) {
+            return Err(NoiseError::BadIndex);
+        }
+        let m = msg.len();
+        // The cheap gate first: mac1, then (under load) mac2 / cookie, before any X25519.
+        if mac(&self.mac1_key, &msg[..m - 32])[..] != msg[m - 32..m - 16] {
+            return Err(NoiseError::BadMac);
+        }
+        if self.under_load(now) {
+            let cookie = self.cookie_for(now, rng, src);
+            if mac(&cookie, &msg[..m - 16])[..] != msg[m - 16..] {
+                let mut reply = [0u8; COOKIE_REPLY_LEN];
+                reply[..4].copy_from_slice(&CONTROL_MARKER);
+                reply[4] = 3;
+                reply[8..12].copy_from_slice(&msg[4..8]);
+                let mut nonce = [0u8; 24];
+                rng.fill_bytes(&mut nonce);
+                reply[12..36].copy_from_slice(&nonce);
+                let mac1: [u8; 16] = msg[m - 32..m - 16]
+                    .try_into()
+                    .map_err(|_| NoiseError::Truncated)?;
+                reply[36..68].copy_from_slice(&xseal(&self.cookie_key, &nonce, &mac1, &cookie));
+                return Ok(InitiationOutcome::CookieReply(reply));
+            }
+        }
+        let initiator_index = u32_le(msg, 4)?;
+        let s_r = *self.ca.public_key().as_bytes();
+        let (mut ck, mut h) = initial_chain(&s_r);
+        let e_i = key32(msg, 8)?;
+        ck = kdf1(&ck, &e_i);
+        h = hash(&[&h, &e_i]);
+        let (ck2, k) = kdf2(
+            &ck,
+            &dh(self.ca.private_key().as_bytes(), &e_i).ok_or(NoiseError::WeakKey)?,
+        );
+        ck = ck2;
+        let mut s_i = [0u8; 32];
+        if !open_to(&k, 0, &h, &msg[40..88], &mut s_i) {
+            return Err(NoiseError::Decrypt);
+        }
+        h = hash(&[&h, &msg[40..88]]);
+        let (ck2, k) = kdf2(
+            &ck,
+            &dh(self.ca.private_key().as_bytes(), &s_i).ok_or(NoiseError::WeakKey)?,
+        );
+        ck = ck2;
+        let mut ts = [0u8; 12];
+        if !open_to(&k, 0, &h, &msg[88..116], &mut ts) {
+            return Err(NoiseError::Decrypt);
+        }
+        h = hash(&[&h, &msg[88..116]]);
+        let mut a = [0u8; MAX_ADDITIONAL];
+        let additional = if add_len == 0 {
+            Additional::default()
+        } else {
+            let plain = &mut a[..add_len - 16];
+            if !open_to(&k, 0, &h, &msg[116..116 + add_len], plain) {
+                return Err(NoiseError::Decrypt);
+            }
+            Additional::decode(plain)?
+        };
+        let peer = PublicKey::from_bytes(s_i);
+        if peer == *self.ca.public_key() {
+            return Err(NoiseError::OwnKey);
+        }
+        // Authentication.
+        let user = match &additional.psk_lookup {
+            Some(l) => Some(
+                self.ca
+                    .find_noise_user(l)
+                    .ok_or(NoiseError::UnrecognizedAuth)?,
+            ),
+            None if require_auth => return Err(NoiseError::AuthRequired),
+            None => None,
+        };
+        if let Some(ip) = user.and_then(|u| u.restricted_to()) {
+            if ip != peer.address() {
+                return Err(NoiseError::IpRestricted);
+            }
+        }
+        let psk = user.map_or([0; 32], |u| *u.noise().psk());
+        let login = user.map(|u| u.login().to_vec());
+        // Replayed initiations carry an old timestamp.
+        if self.timestamps.get(&s_i).is_some_and(|last| ts <= *last) {
+            return Err(NoiseError::Replay);
+        }
+        // Response.
+        let mut e = [0u8; 32];
+        rng.fill_bytes(&mut e);
+        let e_r = public_of(&e);
+        let mut response = [0u8; RESPONSE_LEN];
+        response[..4].copy_from_slice(&CONTROL_MARKER);
+        let out = &mut response[4..];
+        out[0] = 2;
+        out[4..8].copy_from_slice(&local_index.to_le_bytes());
+        out[8..12].copy_from_slice(&initiator_index.to_le_bytes());
+        out[12..44].copy_from_slice(&e_r);
+        ck = kdf1(&ck, &e_r);
+        h = hash(&[&h, &e_r]);
+        ck = kdf1(&ck, &dh(&e, &e_i).ok_or(NoiseError::WeakKey)?);
+        ck = kdf1(&ck, &dh(&e, &s_i).ok_or(NoiseError::WeakKey)?);
+        let (ck, t, k) = kdf3(&ck, &psk);
+        h = hash(&[&h, &t]);
+        seal_to(&k, 0, &h, &[], &mut out[44..60]);
+        let mac1 = mac(&hash(&[LABEL_MAC1, &s_i]), &out[..60]);
+        out[60..76].copy_from_slice(&mac1);
+        let (recv, send) = kdf2(&ck, &[]);
+        self.timestamps.insert(s_i, ts);
+        let transport = Transport::from_handshake(
+            HandshakeVerified(()),
+            local_index,
+            initiator_index,
+            &send,
+            &recv,
+            now,
+            false,
+        );
+        Ok(InitiationOutcome::Accept(Box::new(Accepted {
+            transport,
+            peer,
+            additional,
+            login,
+            response,
+        })))
+    }
+}

@@ -1,0 +1,85 @@
+//! Noise sessions: WireGuard's `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s` in the framing cjdns
+//! 22.x uses on peer links (digest §6.3), sans-IO.
+//!
+//! * [`handshake`]: initiation / response / cookie reply, the CjdnsPsk password entity, the
+//!   mac1 → cookie → rate-limit gate that runs before any X25519.
+//! * [`transport`]: established sessions, `receiver_idx ‖ counter(4) ‖ ciphertext ‖ tag` data
+//!   packets and the 1024-packet replay window.
+//! * [`additional`]: the cjdns additional-data entities and PSK derivation.
+//! * [`link`]: a peer link that prefers Noise and falls back to legacy CryptoAuth when the
+//!   peer does not answer Noise.
+//!
+//! Not reproduced from cjdns 22.3 (§6.3.5): the response index swap and the never-refilled
+//! handshake rate limiter.
+
+pub mod additional;
+mod crypto;
+pub mod handshake;
+pub mod link;
+pub mod transport;
+
+pub use additional::{Additional, Credentials};
+pub use handshake::{
+    is_usable_index, Accepted, InitiationOutcome, InitiationParams, InitiationSent, Responder,
+};
+pub use link::{Link, LinkEvent, LinkMode};
+pub use transport::Transport;
+
+use thiserror::Error;
+
+/// Why a Noise message was rejected. A rejected message changes no state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
+pub enum NoiseError {
+    /// Not a Noise message (no `FFFFFFFF` marker).
+    #[error("not a Noise handshake message")]
+    NotNoise,
+    /// Shorter (or longer) than its type requires.
+    #[error("truncated or oversized Noise message")]
+    Truncated,
+    /// A handshake message of a type that is not expected here.
+    #[error("unexpected Noise message type")]
+    UnexpectedMessage,
+    /// The index does not name this session.
+    #[error("index does not match the session")]
+    WrongIndex,
+    /// mac1 did not verify.
+    #[error("bad mac1")]
+    BadMac,
+    /// An AEAD did not authenticate.
+    #[error("authenticated decryption failed")]
+    Decrypt,
+    /// Replayed data counter or initiation timestamp.
+    #[error("replay")]
+    Replay,
+    /// The additional data is malformed.
+    #[error("malformed additional data")]
+    BadAdditionalData,
+    /// The CjdnsPsk names no configured user.
+    #[error("unrecognized CjdnsPsk")]
+    UnrecognizedAuth,
+    /// Authentication is required and the initiation has no CjdnsPsk.
+    #[error("authentication required")]
+    AuthRequired,
+    /// The matched user is restricted to another peer address.
+    #[error("user restricted to another peer address")]
+    IpRestricted,
+    /// The initiation names our own key.
+    #[error("initiation from our own key")]
+    OwnKey,
+    /// A key of low order (all-zero X25519 result).
+    #[error("low-order key")]
+    WeakKey,
+    /// The local index would be mistaken for a legacy word on the wire.
+    #[error("unusable local index")]
+    BadIndex,
+    /// The keys are too old or the counter is exhausted: handshake again.
+    #[error("session expired")]
+    Expired,
+    /// The responder may not send before the initiator's first data packet.
+    #[error("session not yet confirmed by the initiator")]
+    NotConfirmed,
+    /// The caller's buffer is too small.
+    #[error("buffer too small")]
+    BufferTooSmall,
+}

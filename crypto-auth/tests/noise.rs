@@ -1,0 +1,413 @@
+//! Noise sessions between two pktmesh nodes: handshake, auth, cookies, data adversaries and
+//! the fallback to legacy CryptoAuth.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestRng;
+use pktmesh_crypto_auth::legacy::CryptoAuth;
+use pktmesh_crypto_auth::noise::handshake::{MAX_INITIATION_LEN, RESPONSE_LEN};
+use pktmesh_crypto_auth::noise::link::{LinkError, NOISE_ATTEMPTS, RETRY_AFTER};
+use pktmesh_crypto_auth::noise::transport::DATA_OVERHEAD;
+use pktmesh_crypto_auth::noise::{
+    is_usable_index, Credentials, InitiationOutcome, InitiationParams, InitiationSent, Link,
+    LinkEvent, LinkMode, NoiseError, Responder, Transport,
+};
+use pktmesh_crypto_auth::{PrivateKey, PublicKey};
+
+const WALL: Duration = Duration::from_secs(1_800_000_000);
+const SRC: &[u8] = b"10.0.0.1:1234";
+
+struct Pair {
+    a: Arc<CryptoAuth>,
+    b: Arc<CryptoAuth>,
+    pa: PublicKey,
+    pb: PublicKey,
+}
+
+fn pair(rng: &mut TestRng, users: &[(&[u8], Option<&[u8]>)]) -> Pair {
+    let (ka, pa, _) = PrivateKey::generate(rng);
+    let (kb, pb, _) = PrivateKey::generate(rng);
+    let mut cb = CryptoAuth::new(kb);
+    for (pw, login) in users {
+        cb.add_user(pw, *login, None).unwrap();
+    }
+    Pair {
+        a: Arc::new(CryptoAuth::new(ka)),
+        b: Arc::new(cb),
+        pa,
+        pb,
+    }
+}
+
+fn initiate(
+    rng: &mut TestRng,
+    p: &Pair,
+    creds: Option<Credentials>,
+    cookie: Option<[u8; 16]>,
+    wall: Duration,
+) -> (InitiationSent, Vec<u8>) {
+    let mut out = [0u8; MAX_INITIATION_LEN];
+    let params = InitiationParams {
+        credentials: creds,
+        prev_session_index: None,
+        cookie,
+    };
+    let (s, n) = InitiationSent::new(&p.a, &p.pb, &params, 0x0100, wall, rng, &mut out).unwrap();
+    (s, out[..n].to_vec())
+}
+
+fn accept(o: InitiationOutcome) -> Box<pktmesh_crypto_auth::noise::Accepted> {
+    match o {
+        InitiationOutcome::Accept(a) => a,
+        InitiationOutcome::CookieReply(_) => panic!("unexpected cookie reply"),
+    }
+}
+
+fn established(rng: &mut TestRng, now: Instant) -> (Transport, Transport) {
+    let p = pair(rng, &[(b"pw", Some(b"alice"))]);
+    let creds = Credentials::derive(b"alice", b"pw");
+    let (sent, init) = initiate(rng, &p, Some(creds), None, WALL);
+    assert_eq!(init.len(), 184, "with auth: 4 + 148 + 16 + 16");
+    let mut r = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r.handle_initiation(now, rng, SRC, &init, 0x0200, true)
+            .unwrap(),
+    );
+    assert_eq!(acc.peer, p.pa);
+    assert_eq!(acc.login.as_deref(), Some(&b"alice"[..]));
+    assert_eq!(acc.additional.version, Some(22));
+    let mut ta = sent.complete(&p.a, now, &acc.response).unwrap();
+    let mut tb = acc.transport;
+    // The responder may not send until the initiator's first packet arrives.
+    let mut buf = vec![0u8; DATA_OVERHEAD + 3];
+    assert_eq!(
+        tb.encrypt(now, &mut buf).unwrap_err(),
+        NoiseError::NotConfirmed
+    );
+    let mut ka = vec![0u8; DATA_OVERHEAD];
+    ta.encrypt(now, &mut ka).unwrap();
+    assert!(tb.decrypt(now, &mut ka).unwrap().is_empty());
+    assert!(tb.is_confirmed());
+    (ta, tb)
+}
+
+fn seal(t: &mut Transport, now: Instant, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; payload.len() + DATA_OVERHEAD];
+    p[8..8 + payload.len()].copy_from_slice(payload);
+    t.encrypt(now, &mut p).unwrap();
+    p
+}
+
+#[test]
+fn handshake_and_data_both_ways() {
+    let mut rng = TestRng::new(1);
+    let now = Instant::now();
+    let (mut ta, mut tb) = established(&mut rng, now);
+    for i in 0..1000u32 {
+        let msg = i.to_be_bytes();
+        let mut p = seal(&mut ta, now, &msg);
+        assert_eq!(p.len(), 24 + 4);
+        assert_eq!(
+            &p[..4],
+            &0x0200u32.to_le_bytes(),
+            "receiver index first, little endian"
+        );
+        assert_eq!(tb.decrypt(now, &mut p).unwrap(), &msg);
+        let mut p = seal(&mut tb, now, &msg);
+        assert_eq!(ta.decrypt(now, &mut p).unwrap(), &msg);
+    }
+}
+
+#[test]
+fn data_adversaries() {
+    let mut rng = TestRng::new(2);
+    let now = Instant::now();
+    let (mut ta, mut tb) = established(&mut rng, now);
+    let packets: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| seal(&mut ta, now, &i.to_le_bytes()))
+        .collect();
+    // Reordered within the 1024 window: all accepted; duplicates are replays.
+    for chunk in packets.chunks(100) {
+        for p in chunk.iter().rev() {
+            let mut q = p.clone();
+            tb.decrypt(now, &mut q).unwrap();
+            let mut q = p.clone();
+            assert_eq!(tb.decrypt(now, &mut q).unwrap_err(), NoiseError::Replay);
+        }
+    }
+    let mut p = seal(&mut ta, now, b"flip me");
+    for at in 8..p.len() {
+        let mut q = p.clone();
+        q[at] ^= 0x10;
+        assert_eq!(
+            tb.decrypt(now, &mut q).unwrap_err(),
+            NoiseError::Decrypt,
+            "byte {at}"
+        );
+    }
+    let mut q = p.clone();
+    q[0] ^= 1;
+    assert_eq!(tb.decrypt(now, &mut q).unwrap_err(), NoiseError::WrongIndex);
+    for cut in 0..DATA_OVERHEAD {
+        assert_eq!(
+            tb.decrypt(now, &mut p[..cut].to_vec()).unwrap_err(),
+            NoiseError::Truncated
+        );
+    }
+    assert_eq!(tb.decrypt(now, &mut p).unwrap(), b"flip me");
+    // Keys expire.
+    let late = now + Duration::from_secs(180);
+    let mut p = vec![0u8; DATA_OVERHEAD];
+    assert_eq!(ta.encrypt(late, &mut p).unwrap_err(), NoiseError::Expired);
+}
+
+#[test]
+fn auth_rules() {
+    let mut rng = TestRng::new(3);
+    let now = Instant::now();
+    let p = pair(&mut rng, &[(b"pw", Some(b"alice"))]);
+    let mut r = Responder::new(p.b.clone(), 100);
+    // No CjdnsPsk while auth is required.
+    let (_, init) = initiate(&mut rng, &p, None, None, WALL);
+    assert_eq!(init.len(), 176, "without auth: 4 + 148 + 8 + 16");
+    assert_eq!(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, true)
+            .unwrap_err(),
+        NoiseError::AuthRequired
+    );
+    // ... accepted when not required, with a zero PSK.
+    let (sent, init) = initiate(&mut rng, &p, None, None, WALL + Duration::from_secs(1));
+    let acc = accept(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, false)
+            .unwrap(),
+    );
+    assert!(acc.login.is_none());
+    sent.complete(&p.a, now, &acc.response).unwrap();
+    // Unknown login / wrong password: the lookup does not match.
+    let (_, init) = initiate(
+        &mut rng,
+        &p,
+        Some(Credentials::derive(b"mallory", b"pw")),
+        None,
+        WALL + Duration::from_secs(2),
+    );
+    assert_eq!(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, true)
+            .unwrap_err(),
+        NoiseError::UnrecognizedAuth
+    );
+    let (_, init) = initiate(
+        &mut rng,
+        &p,
+        Some(Credentials::derive(b"alice", b"wrong")),
+        None,
+        WALL + Duration::from_secs(3),
+    );
+    assert_eq!(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, true)
+            .unwrap_err(),
+        NoiseError::UnrecognizedAuth
+    );
+    // A replayed initiation (same timestamp) is refused.
+    let (_, init) = initiate(
+        &mut rng,
+        &p,
+        Some(Credentials::derive(b"alice", b"pw")),
+        None,
+        WALL + Duration::from_secs(10),
+    );
+    accept(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, true)
+            .unwrap(),
+    );
+    assert_eq!(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, true)
+            .unwrap_err(),
+        NoiseError::Replay
+    );
+    // Bit flips anywhere are refused (mac1 first).
+    for at in 4..init.len() {
+        let mut q = init.clone();
+        q[at] ^= 4;
+        assert!(
+            r.handle_initiation(now, &mut rng, SRC, &q, 0x200, true)
+                .is_err(),
+            "byte {at}"
+        );
+    }
+    // A response with any byte before mac2 flipped is refused (mac2 only matters to a node
+    // under load, as in WireGuard); the intact one completes.
+    let (sent, init) = initiate(&mut rng, &p, None, None, WALL + Duration::from_secs(20));
+    let mut r2 = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r2.handle_initiation(now, &mut rng, SRC, &init, 0x200, false)
+            .unwrap(),
+    );
+    for at in 0..RESPONSE_LEN - 16 {
+        let mut bad = acc.response;
+        bad[at] ^= 1;
+        assert!(sent.complete(&p.a, now, &bad).is_err(), "byte {at}");
+    }
+    assert!(sent.complete(&p.a, now, &acc.response).is_ok());
+}
+
+#[test]
+fn cookie_under_load() {
+    let mut rng = TestRng::new(4);
+    let now = Instant::now();
+    let p = pair(&mut rng, &[]);
+    // A budget of 0 initiations per second: every initiation needs a cookie.
+    let mut r = Responder::new(p.b.clone(), 0);
+    let (sent, init) = initiate(&mut rng, &p, None, None, WALL);
+    let reply = match r
+        .handle_initiation(now, &mut rng, SRC, &init, 0x200, false)
+        .unwrap()
+    {
+        InitiationOutcome::CookieReply(c) => c,
+        InitiationOutcome::Accept(_) => panic!("should be under load"),
+    };
+    assert_eq!(reply.len(), 68);
+    let cookie = sent.take_cookie(&reply).unwrap();
+    let (sent, init) = initiate(
+        &mut rng,
+        &p,
+        None,
+        Some(cookie),
+        WALL + Duration::from_secs(1),
+    );
+    let acc = accept(
+        r.handle_initiation(now, &mut rng, SRC, &init, 0x200, false)
+            .unwrap(),
+    );
+    sent.complete(&p.a, now, &acc.response).unwrap();
+    // The cookie is bound to the source address.
+    let (_, init) = initiate(
+        &mut rng,
+        &p,
+        None,
+        Some(cookie),
+        WALL + Duration::from_secs(2),
+    );
+    assert!(matches!(
+        r.handle_initiation(now, &mut rng, b"10.0.0.2:1", &init, 0x200, false)
+            .unwrap(),
+        InitiationOutcome::CookieReply(_)
+    ));
+    // With a normal budget, the limiter refills every second (unlike cjdns 22.3).
+    let mut r = Responder::new(p.b.clone(), 2);
+    let mut cookies = 0;
+    for i in 0..20u64 {
+        let t = now + Duration::from_millis(250 * i);
+        let (_, init) = initiate(
+            &mut rng,
+            &p,
+            None,
+            None,
+            WALL + Duration::from_secs(100 + i),
+        );
+        if let InitiationOutcome::CookieReply(_) = r
+            .handle_initiation(t, &mut rng, SRC, &init, 0x200, false)
+            .unwrap()
+        {
+            cookies += 1;
+        }
+    }
+    assert_eq!(
+        cookies, 10,
+        "2 per second accepted, 2 per second asked for a cookie"
+    );
+}
+
+#[test]
+fn indexes_never_look_like_legacy_words() {
+    assert!(!is_usable_index(0));
+    assert!(!is_usable_index(0x0300_0000), "wire bytes 00 00 00 03");
+    assert!(!is_usable_index(u32::MAX));
+    assert!(is_usable_index(0x0100));
+    assert!(is_usable_index(4 << 24));
+}
+
+#[test]
+fn link_prefers_noise() {
+    let mut rng = TestRng::new(5);
+    let now = Instant::now();
+    let p = pair(&mut rng, &[(b"pw", None)]);
+    let (mut link, first) = Link::connect(
+        p.a.clone(),
+        p.pb,
+        Some(b"pw"),
+        None,
+        true,
+        0x100,
+        now,
+        WALL,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(link.mode(), LinkMode::NoiseHandshake);
+    assert!(matches!(
+        link.encrypt(now, &mut rng, b"x"),
+        Err(LinkError::NotReady)
+    ));
+    let mut r = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r.handle_initiation(now, &mut rng, SRC, &first.unwrap(), 0x300, true)
+            .unwrap(),
+    );
+    let LinkEvent::Transmit(mut ka) = link
+        .handle_packet(now, WALL, &mut rng, &acc.response)
+        .unwrap()
+    else {
+        panic!("keepalive expected")
+    };
+    let mut tb = acc.transport;
+    assert!(tb.decrypt(now, &mut ka).unwrap().is_empty());
+    assert_eq!(link.mode(), LinkMode::Noise);
+    let mut d = link.encrypt(now, &mut rng, b"switch packet").unwrap();
+    assert_eq!(tb.decrypt(now, &mut d).unwrap(), b"switch packet");
+    let back = seal(&mut tb, now, b"reply");
+    assert_eq!(
+        link.handle_packet(now, WALL, &mut rng, &back).unwrap(),
+        LinkEvent::Payload(b"reply".to_vec())
+    );
+}
+
+#[test]
+fn link_falls_back_to_legacy_when_noise_is_ignored() {
+    let mut rng = TestRng::new(6);
+    let t0 = Instant::now();
+    let p = pair(&mut rng, &[(b"pw", Some(b"alice"))]);
+    let (mut link, first) = Link::connect(
+        p.a.clone(),
+        p.pb,
+        Some(b"pw"),
+        Some(b"alice"),
+        true,
+        0x100,
+        t0,
+        WALL,
+        &mut rng,
+    )
+    .unwrap();
+    assert!(first.is_some());
+    let mut t = t0;
+    for _ in 1..NOISE_ATTEMPTS {
+        t += RETRY_AFTER;
+        let again = link.handle_timeout(t, WALL, &mut rng).unwrap();
+        assert!(
+            again.is_some_and(|p| p[..4] == [0xff; 4]),
+            "a retried initiation"
+        );
+    }
+    t += RETRY_AFTER;
+    assert!(link.handle_timeout(t, WALL, &mut rng).unwrap().is_none());
+    assert_eq!(link.mode(), LinkMode::Legacy);
+    // The legacy HELLO carries the same login and password.
+    let hello = link.encrypt(t, &mut rng, b"ping").unwrap();
+    let mut sb = pktmesh_crypto_auth::legacy::Session::new(p.b.clone(), p.pa, true, t);
+    let mut h = hello.clone();
+    assert_eq!(sb.decrypt(t, &mut h).unwrap().payload, b"ping");
+}
