@@ -1,10 +1,13 @@
-//! Command-line front ends of pktmesh.
+//! Command-line front ends of pktmesh and the `cjdroute` daemon's driver.
 //!
+//! [`daemon`] is the I/O driver around the sans-IO node core; its `tun` module is the only
+//! code in the workspace that uses `unsafe` (Linux ioctls).
 //! [`pktctl`] holds the subcommands of the `pktctl` binary (keys, labels, encoding schemes),
 //! each a function from parsed arguments to an [`Output`] that the binary prints as one line
 //! or one JSON object. The binary itself only parses arguments and prints.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod daemon;
 pub mod pktctl;
 
 /// What a subcommand prints: one plain line, or the same result as a JSON object.

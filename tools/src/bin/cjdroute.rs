@@ -1,0 +1,137 @@
+//! `cjdroute`: a pktmesh node, started the way cjdns' own `cjdroute` is.
+//!
+//! - `cjdroute --genconf` prints a new configuration in cjdns' format;
+//! - `cjdroute < cjdroute.conf` or `cjdroute --config FILE` runs a node (`--nobg` accepted for
+//!   compatibility: pktmesh always stays in the foreground and logs to stdout).
+
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use pktmesh_node::config::{genconf, Config};
+use pktmesh_tools::daemon::{self, AuthorizedPassword, DaemonSettings, PeerSpec};
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cjdroute",
+    version,
+    about = "pktmesh node, a drop-in for cjdns' cjdroute"
+)]
+struct Cli {
+    /// Print a new configuration and exit.
+    #[arg(long)]
+    genconf: bool,
+    /// Read the configuration from this file instead of standard input.
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Stay in the foreground (pktmesh always does).
+    #[arg(long)]
+    nobg: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.genconf {
+        print!("{}", genconf(&mut rand_core::OsRng));
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stdout)
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cjdroute: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let (text, source) = match &cli.config {
+        Some(path) => (
+            std::fs::read(path).with_context(|| format!("reading {path}"))?,
+            path.clone(),
+        ),
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                bail!("usage: cjdroute < cjdroute.conf   (or --config FILE, or --genconf)");
+            }
+            let mut text = Vec::new();
+            stdin
+                .lock()
+                .read_to_end(&mut text)
+                .context("reading the configuration from stdin")?;
+            (text, "<stdin>".to_string())
+        }
+    };
+    let loaded = Config::load(&text, &source)?;
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let settings = settings_from(&loaded.config)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("installing signal handlers")?;
+    }
+    info!(config = %source, "starting");
+    daemon::run(settings, daemon::PingPathfinder::default(), shutdown)
+}
+
+fn settings_from(config: &Config) -> Result<DaemonSettings> {
+    let mut udp_binds: Vec<SocketAddr> = Vec::new();
+    for udp in config.udp_interfaces() {
+        match &udp.bind {
+            Some(b) => udp_binds.push(b.0),
+            None => udp_binds.push("0.0.0.0:0".parse()?),
+        }
+    }
+    let peers = config
+        .udp_peers()
+        .map(|p| {
+            let password = p
+                .credentials
+                .password
+                .as_ref()
+                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+                .unwrap_or_default();
+            PeerSpec {
+                address: p.addr,
+                key: p.public_key,
+                password,
+                login: p.credentials.login.clone(),
+                name: p.credentials.peer_name.clone(),
+            }
+        })
+        .collect();
+    let authorized = config
+        .authorized_passwords
+        .iter()
+        .map(|a| AuthorizedPassword {
+            password: String::from_utf8_lossy(a.password.as_bytes()).into_owned(),
+            user: a.user.clone(),
+            ipv6: a.ipv6.as_ref().map(|x| x.0),
+        })
+        .collect();
+    let tun = config
+        .wants_tun()
+        .then(|| config.tun_device().unwrap_or("tun%d").to_string());
+    Ok(DaemonSettings {
+        private_key: config.private_key(),
+        udp_binds,
+        peers,
+        authorized,
+        tun,
+    })
+}

@@ -1,0 +1,261 @@
+//! The `cjdroute` driver: sockets, the TUN device, timers and signals around the sans-IO node
+//! core of `pktmesh-node`.
+//!
+//! One thread runs a `mio` poll loop over the UDP sockets, the TUN device and the admin socket.
+//! Every packet is read into one of two reusable [`PacketBuf`]s, handed to the node, and the
+//! buffer is written wherever the node says; nothing on that path allocates. Control-plane
+//! packets the node queues are flushed after every batch. What the node does lives in
+//! `pktmesh-node`; this module only moves bytes and keeps time.
+
+mod ping_pathfinder;
+pub mod tun;
+
+pub use ping_pathfinder::PingPathfinder;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
+use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
+use pktmesh_node::packet::PacketBuf;
+use pktmesh_node::peers::PeerCredentials;
+use tracing::{debug, info, warn};
+
+use self::tun::Tun;
+
+/// A peer to connect to.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Its UDP address.
+    pub address: SocketAddr,
+    /// Its public key.
+    pub key: PublicKey,
+    /// Password it authorized.
+    pub password: String,
+    /// Our login there.
+    pub login: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// A password incoming peers may use.
+#[derive(Debug, Clone)]
+pub struct AuthorizedPassword {
+    /// The password.
+    pub password: String,
+    /// Login name.
+    pub user: Option<String>,
+    /// Only for this peer address.
+    pub ipv6: Option<Address>,
+}
+
+/// Everything the driver needs to run a node.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// The node's private key.
+    pub private_key: PrivateKey,
+    /// UDP addresses to bind.
+    pub udp_binds: Vec<SocketAddr>,
+    /// Peers to connect to.
+    pub peers: Vec<PeerSpec>,
+    /// Passwords for incoming peers.
+    pub authorized: Vec<AuthorizedPassword>,
+    /// TUN device name, or `None` to run without TUN.
+    pub tun: Option<String>,
+}
+
+const TUN: Token = Token(usize::MAX - 1);
+const MAX_BATCH: usize = 64;
+
+/// Runs the node until `shutdown` is set.
+pub fn run<P: Pathfinder>(
+    settings: DaemonSettings,
+    pathfinder: P,
+    shutdown: Arc<AtomicBool>,
+) -> Result<()> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let now = Instant::now();
+    let mut node = Node::new(settings.private_key.clone(), pathfinder, seed, now);
+    info!(address = %node.address(), key = %node.public_key(), "node identity");
+    for a in &settings.authorized {
+        node.add_authorized_password(
+            a.password.as_bytes(),
+            a.user.as_deref().map(str::as_bytes),
+            a.ipv6,
+        )
+        .with_context(|| format!("authorizedPasswords entry for user {:?}", a.user))?;
+    }
+
+    let mut poll = Poll::new().context("creating the poll instance")?;
+    let mut sockets = Vec::new();
+    for (i, bind) in settings.udp_binds.iter().enumerate() {
+        let std_sock = StdUdpSocket::bind(bind).with_context(|| format!("binding UDP {bind}"))?;
+        std_sock.set_nonblocking(true)?;
+        let mut sock = UdpSocket::from_std(std_sock);
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)?;
+        info!(bind = %sock.local_addr()?, "UDP interface up");
+        sockets.push(sock);
+    }
+
+    let mut tun = match &settings.tun {
+        Some(name) => {
+            let t = Tun::create(name, (*node.address()).into())
+                .with_context(|| format!("creating TUN device {name:?}"))?;
+            poll.registry()
+                .register(&mut SourceFd(&t.as_raw_fd()), TUN, Interest::READABLE)?;
+            info!(device = t.name(), address = %node.address(), mtu = tun::TUN_MTU, "TUN up");
+            Some(t)
+        }
+        None => None,
+    };
+
+    for p in &settings.peers {
+        let creds = PeerCredentials {
+            password: p.password.as_bytes().to_vec(),
+            login: p.login.as_ref().map(|l| l.as_bytes().to_vec()),
+        };
+        match node.connect(Instant::now(), p.address, p.key, creds, p.name.clone()) {
+            Ok(label) => info!(peer = %p.address, key = %p.key, %label, "connecting to peer"),
+            Err(e) => warn!(peer = %p.address, error = %e, "cannot connect to peer"),
+        }
+    }
+
+    let mut events = Events::with_capacity(256);
+    let mut buf = PacketBuf::new();
+    let mut io = Io {
+        sockets,
+        tun: tun.as_mut(),
+    };
+    io.flush(&mut node);
+    while !shutdown.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = node
+            .poll_timeout()
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(200));
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("poll"),
+        }
+        for event in events.iter() {
+            match event.token() {
+                TUN => io.drain_tun(&mut node, &mut buf),
+                Token(i) => io.drain_socket(&mut node, &mut buf, i),
+            }
+        }
+        let now = Instant::now();
+        if now >= node.poll_timeout() {
+            node.handle_timeout(now);
+        }
+        io.flush(&mut node);
+        while let Some(e) = node.poll_event() {
+            log_event(&e);
+        }
+    }
+    info!("shutting down");
+    Ok(())
+}
+
+fn log_event(e: &NodeEvent) {
+    match e {
+        NodeEvent::PeerEstablished { key, address } => {
+            info!(peer = %address, %key, "peer established")
+        }
+        NodeEvent::HandshakeRejected { from, error } => {
+            warn!(peer = %from, %error, "rejected handshake from unknown peer (wrong password or login?)")
+        }
+        NodeEvent::PeerAuthFailed { key, error } => {
+            warn!(%key, %error, "peer authentication failed (wrong password?)")
+        }
+        NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
+    }
+}
+
+struct Io<'a> {
+    sockets: Vec<UdpSocket>,
+    tun: Option<&'a mut Tun>,
+}
+
+impl Io<'_> {
+    fn socket_for(&self, to: &SocketAddr) -> Option<&UdpSocket> {
+        self.sockets
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+    }
+
+    fn send(&mut self, out: Output, data: &[u8]) {
+        match out {
+            Output::None => {}
+            Output::Udp(to) => {
+                if let Some(s) = self.socket_for(&to) {
+                    if let Err(e) = s.send_to(data, to) {
+                        debug!(%to, error = %e, "UDP send failed");
+                    }
+                }
+            }
+            Output::Tun => {
+                if let Some(t) = self.tun.as_mut() {
+                    if let Err(e) = t.send(data) {
+                        debug!(error = %e, "TUN write failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_socket<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf, i: usize) {
+        for _ in 0..MAX_BATCH {
+            let Some(sock) = self.sockets.get(i) else {
+                return;
+            };
+            let (n, from) = match sock.recv_from(buf.read_area()) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "UDP receive failed");
+                    return;
+                }
+            };
+            buf.set_read_len(n);
+            let out = node.handle_udp(Instant::now(), from, buf);
+            self.send(out, buf.data());
+        }
+    }
+
+    fn drain_tun<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf) {
+        for _ in 0..MAX_BATCH {
+            let Some(t) = self.tun.as_mut() else { return };
+            let n = match t.recv(buf.read_area()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "TUN read failed");
+                    return;
+                }
+            };
+            buf.set_read_len(n);
+            let out = node.handle_tun(Instant::now(), buf);
+            self.send(out, buf.data());
+        }
+    }
+
+    fn flush<P: Pathfinder>(&mut self, node: &mut Node<P>) {
+        while let Some(t) = node.poll_transmit() {
+            match t {
+                Transmit::Udp { to, data } => self.send(Output::Udp(to), &data),
+                Transmit::Tun(data) => self.send(Output::Tun, &data),
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Test hosts in network namespaces: each test creates its own namespaces and veth pairs with
+//! private addresses, runs `cjdroute` processes in them, and removes everything on drop.
+//!
+//! Needs root, `ip` (iproute2) and `ping` (iputils-ping). Without root the tests say so and
+//! return; with `PKTMESH_REQUIRE_NETNS=1` (set by `.ci/run`) a missing capability is a failure.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether namespace tests can run here; panics when they must but cannot.
+pub fn available() -> bool {
+    // SAFETY-free check: root is uid 0 in /proc/self/status.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"));
+    let tools = Command::new("ip").arg("-V").output().is_ok()
+        && Command::new("ping").arg("-V").output().is_ok();
+    let ok = root && tools && Path::new("/dev/net/tun").exists();
+    if !ok {
+        let why = format!(
+            "root={root}, ip+ping present={tools}, /dev/net/tun present={}",
+            Path::new("/dev/net/tun").exists()
+        );
+        if std::env::var("PKTMESH_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+            panic!("namespace tests are required but cannot run: {why}");
+        }
+        eprintln!("SKIPPING namespace test: {why}");
+    }
+    ok
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short tag for names (namespaces, interfaces) of this test process.
+pub fn tag() -> String {
+    format!(
+        "pm{}x{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `ip` with arguments; panics with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up.
+    pub fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        ip(&["netns", "add", name]);
+        let ns = Self {
+            name: name.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `ip` inside the namespace.
+    pub fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+
+    /// Runs a command inside the namespace and returns its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.cmd(program)
+            .args(args)
+            .output()
+            .expect("run in namespace")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Joins two namespaces with a veth pair carrying `a_ip`/`b_ip` (CIDR strings).
+pub fn link(a: &Netns, b: &Netns, a_ip: &str, b_ip: &str) {
+    let t = tag();
+    let (va, vb) = (format!("{t}a"), format!("{t}b"));
+    ip(&[
+        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
+    ]);
+    a.ip(&["addr", "add", a_ip, "dev", &va]);
+    b.ip(&["addr", "add", b_ip, "dev", &vb]);
+    a.ip(&["link", "set", &va, "up"]);
+    b.ip(&["link", "set", &vb, "up"]);
+}
+
+/// The `cjdroute` binary under test.
+pub fn cjdroute_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cjdroute"))
+}
+
+/// A running `cjdroute`, killed on drop; its log is kept in a file.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cjdroute --nobg --config <conf>` inside `ns`.
+    pub fn start(ns: &Netns, conf: &Path, dir: &Path, name: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .cmd(cjdroute_bin().to_str().unwrap())
+            .args(["--nobg", "--config", conf.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start cjdroute");
+        Self { child, log }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`, up to `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM first for a graceful shutdown, then make sure.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Generates a fresh config with `cjdroute --genconf` and returns it with the node's fc
+/// address and public key.
+pub fn genconf() -> (String, String, String) {
+    let out = Command::new(cjdroute_bin())
+        .arg("--genconf")
+        .output()
+        .expect("genconf");
+    assert!(
+        out.status.success(),
+        "genconf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |key: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("\"{key}\"")))
+            .unwrap_or_else(|| panic!("no {key} in genconf output"));
+        line.split('"').nth(3).unwrap().to_string()
+    };
+    let ipv6 = field("ipv6");
+    let public_key = field("publicKey");
+    (text, ipv6, public_key)
+}
+
+/// Writes a file and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    p
+}
+
+/// Pings `target` (IPv6) from `ns` `count` times; true if every echo came back.
+pub fn ping6(ns: &Netns, target: &str, count: u32) -> (bool, String) {
+    let out = ns.run(
+        "ping",
+        &[
+            "-6",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            target,
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let ok = out.status.success() && text.contains(&format!("{count} received"));
+    (ok, text)
+}
+
+/// Pings until one succeeds or `timeout` passes.
+pub fn wait_ping6(ns: &Netns, target: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ping6(ns, target, 1).0 {
+            return true;
+        }
+    }
+    false
+}
