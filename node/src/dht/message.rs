@@ -17,6 +17,7 @@
 //! the asker), `np` (version list: one byte giving the width *w* in 1..=4, then one *w*-byte BE
 //! version per entry) and `dnd` ("do not disturb": do not hand this node out).
 //!
+//! The bencode is [`crate::bencode`]'s (cjdns' dialect: top-level padding accepted and written).
 //! Parsing is checked and never panics; it follows cjdns' modules in what makes a message
 //! unusable (no `txid`, no `p`, no `ei`, an `ei` beyond the scheme, an insane `es`) but leaves
 //! policy (version compatibility, whose `txid` this is) to the [`Pathfinder`](super::Pathfinder).
@@ -25,14 +26,12 @@
 //! writes sorted keys and cjdns' top-level padding, so a message parsed from a 22.x node
 //! re-encodes to the same bytes.
 
-use std::collections::BTreeMap;
-
 use pktmesh_crypto_auth::PublicKey;
 use pktmesh_switch::EncodingScheme;
 use thiserror::Error;
 
-use super::benc::{self, Value};
 use super::DhtError;
+use crate::bencode::{self, DecodeError, DecodeErrorKind, Dict, Value};
 
 /// Content type of CJDHT messages in the DataHeader.
 pub const CONTENT_TYPE_CJDHT: u16 = 256;
@@ -222,27 +221,24 @@ pub(crate) fn decode_versions(b: &[u8]) -> Option<Vec<u32>> {
     )
 }
 
-fn get_bytes<'a>(
-    d: &'a BTreeMap<Vec<u8>, Value>,
-    key: &'static str,
-) -> Result<Option<&'a [u8]>, DhtError> {
-    match d.get(key.as_bytes()) {
+fn get_bytes<'a>(d: &'a Dict, key: &'static str) -> Result<Option<&'a [u8]>, DhtError> {
+    match d.get(key) {
         None => Ok(None),
         Some(Value::Bytes(b)) => Ok(Some(b)),
         Some(_) => Err(DhtError::WrongType(key)),
     }
 }
 
-fn get_int(d: &BTreeMap<Vec<u8>, Value>, key: &'static str) -> Result<Option<i64>, DhtError> {
-    match d.get(key.as_bytes()) {
+fn get_int(d: &Dict, key: &'static str) -> Result<Option<i64>, DhtError> {
+    match d.get(key) {
         None => Ok(None),
         Some(Value::Int(i)) => Ok(Some(*i)),
         Some(_) => Err(DhtError::WrongType(key)),
     }
 }
 
-fn parse_nodes(d: &BTreeMap<Vec<u8>, Value>) -> Result<Vec<NodeEntry>, NodeListError> {
-    let n = match d.get(b"n".as_slice()) {
+fn parse_nodes(d: &Dict) -> Result<Vec<NodeEntry>, NodeListError> {
+    let n = match d.get("n") {
         None => return Ok(Vec::new()),
         Some(Value::Bytes(b)) => b,
         Some(_) => return Err(NodeListError::WrongType),
@@ -254,7 +250,7 @@ fn parse_nodes(d: &BTreeMap<Vec<u8>, Value>) -> Result<Vec<NodeEntry>, NodeListE
     if count > MAX_NODE_ENTRIES {
         return Err(NodeListError::TooLong(count));
     }
-    let versions = match d.get(b"np".as_slice()) {
+    let versions = match d.get("np") {
         Some(Value::Bytes(b)) => decode_versions(b).ok_or(NodeListError::BadVersions)?,
         _ => return Err(NodeListError::BadVersions),
     };
@@ -283,7 +279,15 @@ impl Message {
     /// Parses a CJDHT message (the bytes after the DataHeader). Bytes after the dictionary are
     /// ignored, as cjdns does.
     pub fn parse(bytes: &[u8]) -> Result<Self, DhtError> {
-        let (d, _used) = benc::parse_dict_prefix(bytes)?;
+        let d = match bencode::parse_prefix(bytes)? {
+            (Value::Dict(d), _used) => d,
+            _ => {
+                return Err(DhtError::Bencode(DecodeError {
+                    kind: DecodeErrorKind::NotADict,
+                    offset: 0,
+                }))
+            }
+        };
         let txid = get_bytes(&d, "txid")?
             .ok_or(DhtError::MissingKey("txid"))?
             .to_vec();
@@ -317,7 +321,7 @@ impl Message {
                     Ok(n) => (n, None),
                     Err(e) => (Vec::new(), Some(e)),
                 };
-                let dnd = matches!(d.get(b"dnd".as_slice()), Some(Value::Int(i)) if *i != 0);
+                let dnd = d.get_int("dnd").is_some_and(|i| i != 0);
                 Body::Reply(Reply {
                     nodes,
                     dnd,
@@ -342,9 +346,9 @@ impl Message {
     /// Encodes the message as cjdns would: sorted keys, top-level dictionary padded to a
     /// multiple of four bytes. An empty node list writes neither `n` nor `np`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut d = BTreeMap::new();
+        let mut d = Dict::new();
         let mut put = |k: &str, v: Value| {
-            d.insert(k.as_bytes().to_vec(), v);
+            d.insert(k, v);
         };
         put("txid", Value::Bytes(self.txid.clone()));
         put("p", Value::Int(i64::from(self.version)));
@@ -375,7 +379,7 @@ impl Message {
                 }
             }
         }
-        benc::write_dict_padded(&d)
+        bencode::encode_cjdns(&d)
     }
 }
 

@@ -29,7 +29,6 @@
 //! peers from rumoured nodes, re-check the node heard from least recently, find-node for
 //! keyspace coverage). [`store`] says where the node store deliberately differs.
 
-mod benc;
 pub mod message;
 mod pathfinder;
 pub mod store;
@@ -37,7 +36,6 @@ pub mod version;
 
 use thiserror::Error;
 
-pub use benc::BencodeError;
 pub use message::{
     Body, Message, NodeEntry, NodeListError, Query, Reply, Target, CONTENT_TYPE_CJDHT,
 };
@@ -48,9 +46,10 @@ pub use store::NodeInfo;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DhtError {
-    /// Not bencode, or not a dictionary.
+    /// Not bencode, or not a dictionary (a repeated key counts as malformed, although cjdns
+    /// would keep the last value).
     #[error(transparent)]
-    Bencode(#[from] BencodeError),
+    Bencode(#[from] crate::bencode::DecodeError),
     /// A mandatory key (`txid`, `p`, `ei`) is absent.
     #[error("message has no `{0}`")]
     MissingKey(&'static str),

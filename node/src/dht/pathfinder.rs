@@ -1,6 +1,6 @@
 //! The pathfinder state machine: queries in flight, searches, the janitor and the node store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::{Address, PublicKey};
@@ -9,6 +9,7 @@ use pktmesh_switch::{EncodingScheme, Label};
 use super::message::{Body, Message, NodeEntry, Query, Reply, Target};
 use super::store::{self, NodeInfo, NodeStore, PathUpdate};
 use super::{version, DhtError};
+use crate::core::NodeRef;
 
 /// Nodes per `fn`/`gp` answer (`RouterModule_K`).
 const K: usize = 8;
@@ -279,9 +280,9 @@ pub struct Pathfinder {
     store: NodeStore,
     rng: Rng,
     gmrt: MeanResponse,
-    pending: HashMap<u32, Pending>,
+    pending: BTreeMap<u32, Pending>,
     next_handle: u32,
-    searches: HashMap<u64, Search>,
+    searches: BTreeMap<u64, Search>,
     next_search: u64,
     rumors: Vec<Rumor>,
     dht_mill: Vec<Rumor>,
@@ -304,9 +305,9 @@ impl Pathfinder {
             store: NodeStore::new(key, config.scheme, config.node_capacity, config.max_peers),
             rng,
             gmrt: MeanResponse::new(now),
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_handle,
-            searches: HashMap::new(),
+            searches: BTreeMap::new(),
             next_search: 0,
             rumors: Vec::new(),
             dht_mill: Vec::new(),
@@ -416,6 +417,20 @@ impl Pathfinder {
                 key: lost.key,
             });
         }
+    }
+
+    /// Like [`Pathfinder::peer_down`], for the peer with this key.
+    pub fn peer_down_key(&mut self, now: Instant, key: &PublicKey) {
+        let label = self.store.get(&key.address()).and_then(|n| n.peer_label);
+        if let Some(label) = label {
+            self.peer_down(now, label);
+        }
+    }
+
+    /// Sends a `pn` to `key` on `path`; an answer refreshes the node (and, when it is new,
+    /// adds it to the store with [`Event::PathFound`]).
+    pub fn ping(&mut self, now: Instant, key: PublicKey, path: Label, version: u32) {
+        self.send_query(now, key, path, version, Query::Ping, Purpose::Ping);
     }
 
     /// A switch ERROR came back for a packet sent on `path` (`PFChan_Core_SWITCH_ERR`): the node
@@ -729,6 +744,7 @@ impl Pathfinder {
             rtt,
             reply.dnd,
         );
+        let announced = matches!(update, PathUpdate::Changed(_));
         if let PathUpdate::Changed(path) = update {
             self.path_found(from.key, path, msg.version);
         }
@@ -751,7 +767,9 @@ impl Pathfinder {
                 self.on_peers_reply(from.key, p.path, &reply.nodes, &entries);
             }
             Purpose::Keyspace => self.on_keyspace_reply(&responder, &entries),
-            Purpose::Search(id) => self.on_search_reply(now, id, &responder, p.path, &entries),
+            Purpose::Search(id) => {
+                self.on_search_reply(now, id, &responder, p.path, &entries, announced)
+            }
         }
         Ok(())
     }
@@ -838,6 +856,7 @@ impl Pathfinder {
         from: &Candidate,
         asked_path: Label,
         entries: &[Candidate],
+        announced: bool,
     ) {
         let Some(s) = self.searches.get_mut(&id) else {
             return;
@@ -846,13 +865,16 @@ impl Pathfinder {
         let target = s.target;
         if from.key.address().as_bytes() == &target {
             self.searches.remove(&id);
-            // The store has the node now; report its best path even if unchanged.
-            let path = self
-                .store
-                .get(&from.key.address())
-                .and_then(|n| n.path)
-                .unwrap_or(from.path);
-            self.path_found(from.key, path, from.version);
+            // The store has the node now; report its best path even if unchanged (the session
+            // layer asked), unless the reply itself just reported it.
+            if !announced {
+                let path = self
+                    .store
+                    .get(&from.key.address())
+                    .and_then(|n| n.path)
+                    .unwrap_or(from.path);
+                self.path_found(from.key, path, from.version);
+            }
             return;
         }
         let late = s.last_asked_path != Some(asked_path);
@@ -1172,4 +1194,79 @@ fn push_candidate(stack: &mut Vec<Candidate>, c: Candidate) {
         stack.pop();
     }
     stack.push(c);
+}
+
+/// The node core drives the DHT through its pathfinder trait. Failures it has no use for
+/// (malformed messages, refused lookups, [`Event::PathLost`], [`Event::SearchFailed`]) are
+/// dropped here; use the inherent API to see them.
+impl crate::core::Pathfinder for Pathfinder {
+    fn peer_up(&mut self, now: Instant, peer: NodeRef) {
+        let _ = Pathfinder::peer_up(self, now, peer.key, peer.path, peer.version);
+    }
+
+    fn peer_down(&mut self, now: Instant, key: &PublicKey) {
+        self.peer_down_key(now, key);
+    }
+
+    fn handle_message(&mut self, now: Instant, from: NodeRef, message: &[u8]) {
+        let from = Sender {
+            key: from.key,
+            path: from.path,
+            version: from.version,
+        };
+        let _ = Pathfinder::handle_message(self, now, from, message);
+    }
+
+    fn search(&mut self, now: Instant, target: Address) {
+        // Like cjdns' searchReq: a known node is reported again instead of searched for.
+        if let LookupStatus::Known(n) = self.lookup(now, target) {
+            if let Some(path) = n.path {
+                self.path_found(n.key, path, n.version);
+            }
+        }
+    }
+
+    fn ping(&mut self, now: Instant, node: NodeRef) {
+        Pathfinder::ping(self, now, node.key, node.path, node.version);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Pathfinder::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Pathfinder::poll_timeout(self)
+    }
+
+    fn poll_transmit(&mut self) -> Option<(NodeRef, Vec<u8>)> {
+        Pathfinder::poll_transmit(self).map(|t| {
+            let to = NodeRef {
+                key: t.key,
+                path: t.path,
+                version: t.version,
+            };
+            (to, t.payload)
+        })
+    }
+
+    fn poll_node(&mut self) -> Option<NodeRef> {
+        while let Some(e) = self.poll_event() {
+            if let Event::PathFound {
+                key, path, version, ..
+            } = e
+            {
+                return Some(NodeRef { key, path, version });
+            }
+        }
+        None
+    }
+
+    fn node_for(&self, address: &Address) -> Option<NodeRef> {
+        let n = self.store.get(address).filter(|n| n.reachable())?;
+        Some(NodeRef {
+            key: n.key,
+            path: n.path?,
+            version: n.version,
+        })
+    }
 }
