@@ -45,7 +45,7 @@ pub trait Pathfinder {
     /// A direct peer's link is up and its version known.
     fn peer_up(&mut self, now: Instant, peer: NodeRef);
     /// A direct peer is gone.
-    fn peer_down(&mut self, now: Instant, key: &PublicKey);
+    fn peer_down(&mut self, now: Instant, peer: NodeRef);
     /// A CJDHT message (the bencoded bytes after the DataHeader) arrived from `from`.
     fn handle_message(&mut self, now: Instant, from: NodeRef, message: &[u8]);
     /// Find a path to `target`; the answer comes from [`Pathfinder::poll_node`].
@@ -1049,7 +1049,12 @@ impl<P: Pathfinder> Node<P> {
             self.peer_by_link.remove(&peer.link_address);
             self.switch.remove_interface(slot);
             if peer.announced {
-                self.pathfinder.peer_down(now, &peer.key);
+                let node = NodeRef {
+                    key: peer.key,
+                    path: peer.label,
+                    version: peer.version,
+                };
+                self.pathfinder.peer_down(now, node);
             }
         }
     }

@@ -21,4 +21,5 @@ pub mod dht;
 pub mod ipv6;
 pub mod packet;
 pub mod peers;
+pub mod routing;
 pub mod sessions;

@@ -1,13 +1,15 @@
 //! Two node cores wired together in memory: peering with a password, the switch keepalive,
 //! end-to-end session set-up through a pathfinder and IPv6 packets from TUN to TUN.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
-use pktmesh_node::core::{Node, NodeEvent, NodeRef, Output, Pathfinder, Transmit};
-use pktmesh_node::packet::PacketBuf;
+use common::{icmp_echo, key, Net};
+use pktmesh_crypto_auth::Address;
+use pktmesh_node::core::{Node, NodeEvent, NodeRef, Pathfinder};
 use pktmesh_node::peers::PeerCredentials;
 
 /// A pathfinder double: answers every CJDHT message once ("pong"), and pings by sending "ping".
@@ -22,8 +24,8 @@ impl Pathfinder for EchoPathfinder {
     fn peer_up(&mut self, _now: Instant, peer: NodeRef) {
         self.peers.push(peer);
     }
-    fn peer_down(&mut self, _now: Instant, key: &PublicKey) {
-        self.peers.retain(|p| &p.key != key);
+    fn peer_down(&mut self, _now: Instant, peer: NodeRef) {
+        self.peers.retain(|p| p.key != peer.key);
     }
     fn handle_message(&mut self, _now: Instant, from: NodeRef, message: &[u8]) {
         self.received.push(message.to_vec());
@@ -50,115 +52,7 @@ impl Pathfinder for EchoPathfinder {
     }
 }
 
-struct Net {
-    nodes: Vec<(SocketAddr, Node<EchoPathfinder>)>,
-    tun: Vec<Vec<Vec<u8>>>,
-    now: Instant,
-}
-
-impl Net {
-    fn index(&self, addr: SocketAddr) -> Option<usize> {
-        self.nodes.iter().position(|(a, _)| *a == addr)
-    }
-
-    /// Delivers queued datagrams until none are left (bounded).
-    fn run(&mut self, max_steps: usize) -> usize {
-        let mut steps = 0;
-        while steps < max_steps {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                while let Some(t) = self.nodes[i].1.poll_transmit() {
-                    moved = true;
-                    let from = self.nodes[i].0;
-                    match t {
-                        Transmit::Udp { to, data } => self.deliver(from, to, &data),
-                        Transmit::Tun(p) => self.tun[i].push(p),
-                    }
-                    steps += 1;
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-        steps
-    }
-
-    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        let Some(j) = self.index(to) else { return };
-        let mut buf = PacketBuf::from_slice(data);
-        let now = self.now;
-        match self.nodes[j].1.handle_udp(now, from, &mut buf) {
-            Output::Udp(next) => {
-                let bytes = buf.data().to_vec();
-                self.deliver(to, next, &bytes);
-            }
-            Output::Tun => self.tun[j].push(buf.data().to_vec()),
-            Output::None => {}
-        }
-    }
-
-    fn send_tun(&mut self, i: usize, packet: &[u8]) {
-        let mut buf = PacketBuf::from_slice(packet);
-        let now = self.now;
-        let from = self.nodes[i].0;
-        match self.nodes[i].1.handle_tun(now, &mut buf) {
-            Output::Udp(to) => {
-                let bytes = buf.data().to_vec();
-                self.deliver(from, to, &bytes);
-            }
-            Output::Tun => self.tun[i].push(buf.data().to_vec()),
-            Output::None => {}
-        }
-    }
-
-    fn tick(&mut self, by: Duration) {
-        self.now += by;
-        let now = self.now;
-        for (_, n) in &mut self.nodes {
-            n.handle_timeout(now);
-        }
-    }
-}
-
-fn key(seed: u8) -> PrivateKey {
-    // Deterministic keys with fc addresses.
-    let mut rng = rand_chacha_like(seed);
-    PrivateKey::generate(&mut rng).0
-}
-
-/// A tiny deterministic CSPRNG stand-in for key generation in tests.
-fn rand_chacha_like(seed: u8) -> impl rand_core::RngCore + rand_core::CryptoRng {
-    use rand_core::SeedableRng;
-    rand_chacha::ChaCha20Rng::from_seed([seed; 32])
-}
-
-fn icmp_echo(src: &Address, dst: &Address, seq: u16) -> Vec<u8> {
-    let payload = [
-        0x80,
-        0,
-        0,
-        0,
-        0x12,
-        0x34,
-        (seq >> 8) as u8,
-        seq as u8,
-        0x41,
-        0x42,
-        0x43,
-        0x44,
-    ];
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.push(58);
-    p.push(64);
-    p.extend_from_slice(src.as_bytes());
-    p.extend_from_slice(dst.as_bytes());
-    p.extend_from_slice(&payload);
-    p
-}
-
-fn two_nodes(password_ok: bool) -> Net {
+fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
     let now = Instant::now();
     let a_addr: SocketAddr = "10.0.0.1:1001".parse().unwrap();
     let b_addr: SocketAddr = "10.0.0.2:1002".parse().unwrap();

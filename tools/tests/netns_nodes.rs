@@ -250,3 +250,69 @@ fn node_starts_every_time() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn line_of_four_nodes_a_reaches_d() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir(&tag);
+    let names = ["A", "B", "C", "D"];
+    let ns: Vec<Netns> = names
+        .iter()
+        .map(|n| Netns::new(&format!("{tag}{n}")))
+        .collect();
+    // Links A–B, B–C, C–D, each its own /24.
+    for i in 0..3 {
+        link(
+            &ns[i],
+            &ns[i + 1],
+            &format!("10.214.{i}.1/24"),
+            &format!("10.214.{i}.2/24"),
+        );
+    }
+    let ids: Vec<Identity> = (0..4).map(|_| identity()).collect();
+    let mut daemons = Vec::new();
+    for i in 0..4 {
+        // Node i listens on its address toward node i+1 (or i-1 for the last) and connects to
+        // node i+1; every node authorizes its left neighbour.
+        let bind = if i < 3 {
+            format!("10.214.{i}.1:12000")
+        } else {
+            "10.214.2.2:12000".to_string()
+        };
+        let right = (i < 3).then(|| (format!("10.214.{i}.2:12000"), &ids[i + 1]));
+        let connect: Vec<(&str, &Identity, &str, &str)> = right
+            .as_ref()
+            .map(|(addr, id)| vec![(addr.as_str(), *id, "line secret", "left")])
+            .unwrap_or_default();
+        let conf = config(&ids[i], &bind, &[("line secret", "left")], &connect);
+        // A node in the middle needs a socket on both links: bind to all addresses.
+        let conf = if i > 0 && i < 3 {
+            conf.replace(&bind, "0.0.0.0:12000")
+        } else {
+            conf
+        };
+        let p = write(&dir, &format!("{}.conf", names[i]), &conf);
+        daemons.push(Daemon::start(&ns[i], &p, &dir, names[i]));
+    }
+    for d in &daemons {
+        assert!(
+            d.wait_for_log("TUN up", Duration::from_secs(10)),
+            "{}",
+            d.log_text()
+        );
+    }
+    let reached = wait_ping6(&ns[0], &ids[3].ipv6, Duration::from_secs(60));
+    let logs: Vec<String> = daemons.iter().map(Daemon::log_text).collect();
+    assert!(
+        reached,
+        "A cannot reach D three hops away; logs:\n{}",
+        logs.join("\n----\n")
+    );
+    let (ok, text) = ping6(&ns[3], &ids[0].ipv6, 3);
+    assert!(ok, "D->A: {text}");
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+}

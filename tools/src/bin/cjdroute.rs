@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{genconf, Config};
+use pktmesh_node::routing::DhtRouter;
 use pktmesh_tools::daemon::{self, AuthorizedPassword, DaemonSettings, PeerSpec};
 use tracing::{info, warn};
 
@@ -86,7 +87,14 @@ fn run(cli: &Cli) -> Result<()> {
             .context("installing signal handlers")?;
     }
     info!(config = %source, "starting");
-    daemon::run(settings, daemon::PingPathfinder::default(), shutdown)
+    let now = std::time::Instant::now();
+    let dht = pktmesh_node::dht::Pathfinder::new(
+        now,
+        settings.private_key.public_key(),
+        pktmesh_node::dht::Config::default(),
+        rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+    );
+    daemon::run(settings, DhtRouter::new(dht), shutdown)
 }
 
 fn settings_from(config: &Config) -> Result<DaemonSettings> {

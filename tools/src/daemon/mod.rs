@@ -7,10 +7,7 @@
 //! packets the node queues are flushed after every batch. What the node does lives in
 //! `pktmesh-node`; this module only moves bytes and keeps time.
 
-mod ping_pathfinder;
 pub mod tun;
-
-pub use ping_pathfinder::PingPathfinder;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};

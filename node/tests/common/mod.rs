@@ -1,0 +1,118 @@
+//! An in-memory network of node cores for tests: datagrams are delivered between nodes by
+//! link address, TUN output is collected per node, and time is explicit.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::{Address, PrivateKey};
+use pktmesh_node::core::{Node, Output, Pathfinder, Transmit};
+use pktmesh_node::packet::PacketBuf;
+
+pub struct Net<P> {
+    pub nodes: Vec<(SocketAddr, Node<P>)>,
+    pub tun: Vec<Vec<Vec<u8>>>,
+    pub now: Instant,
+}
+
+impl<P: Pathfinder> Net<P> {
+    fn index(&self, addr: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|(a, _)| *a == addr)
+    }
+
+    /// Delivers queued datagrams until none are left (bounded).
+    pub fn run(&mut self, max_steps: usize) -> usize {
+        let mut steps = 0;
+        while steps < max_steps {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].1.poll_transmit() {
+                    moved = true;
+                    let from = self.nodes[i].0;
+                    match t {
+                        Transmit::Udp { to, data } => self.deliver(from, to, &data),
+                        Transmit::Tun(p) => self.tun[i].push(p),
+                    }
+                    steps += 1;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        steps
+    }
+
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let Some(j) = self.index(to) else { return };
+        let mut buf = PacketBuf::from_slice(data);
+        let now = self.now;
+        match self.nodes[j].1.handle_udp(now, from, &mut buf) {
+            Output::Udp(next) => {
+                let bytes = buf.data().to_vec();
+                self.deliver(to, next, &bytes);
+            }
+            Output::Tun => self.tun[j].push(buf.data().to_vec()),
+            Output::None => {}
+        }
+    }
+
+    pub fn send_tun(&mut self, i: usize, packet: &[u8]) {
+        let mut buf = PacketBuf::from_slice(packet);
+        let now = self.now;
+        let from = self.nodes[i].0;
+        match self.nodes[i].1.handle_tun(now, &mut buf) {
+            Output::Udp(to) => {
+                let bytes = buf.data().to_vec();
+                self.deliver(from, to, &bytes);
+            }
+            Output::Tun => self.tun[i].push(buf.data().to_vec()),
+            Output::None => {}
+        }
+    }
+
+    pub fn tick(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for (_, n) in &mut self.nodes {
+            n.handle_timeout(now);
+        }
+    }
+}
+
+pub fn key(seed: u8) -> PrivateKey {
+    // Deterministic keys with fc addresses.
+    let mut rng = rand_chacha_like(seed);
+    PrivateKey::generate(&mut rng).0
+}
+
+/// A tiny deterministic CSPRNG stand-in for key generation in tests.
+fn rand_chacha_like(seed: u8) -> impl rand_core::RngCore + rand_core::CryptoRng {
+    use rand_core::SeedableRng;
+    rand_chacha::ChaCha20Rng::from_seed([seed; 32])
+}
+
+pub fn icmp_echo(src: &Address, dst: &Address, seq: u16) -> Vec<u8> {
+    let payload = [
+        0x80,
+        0,
+        0,
+        0,
+        0x12,
+        0x34,
+        (seq >> 8) as u8,
+        seq as u8,
+        0x41,
+        0x42,
+        0x43,
+        0x44,
+    ];
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.push(58);
+    p.push(64);
+    p.extend_from_slice(src.as_bytes());
+    p.extend_from_slice(dst.as_bytes());
+    p.extend_from_slice(&payload);
+    p
+}
