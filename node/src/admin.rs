@@ -1,1 +1,703 @@
-//! Work in progress.
+//! The cjdns admin API (bencode over UDP) as a sans-IO state machine, and its client side.
+//!
+//! # Server
+//!
+//! [`AdminServer::handle`] takes one request datagram, the time (Unix seconds), the sender's
+//! address and the node's functions (an [`AdminFunctions`] implementation) and returns the
+//! response datagrams for the sender. It behaves like cjdns 22.3's `admin/Admin.c`:
+//!
+//! - A request longer than [`MAX_REQUEST_SIZE`] bytes is answered with exactly
+//!   `d5:error16:Request too big.e`.
+//! - Input that does not parse as one bencoded dictionary, or has no string `q`, gets no answer.
+//! - `q: cookie` → `{cookie: "<now as decimal u32>"}`.
+//! - `q: auth` checks the cookie and hash (below) and then dispatches `aq`; a failed check gets
+//!   `{error: "Auth failed."}`.
+//! - A function marked `needs_auth` called without authentication (or any unknown name) gets
+//!   `{error: "No functions matched your request, try Admin_availableFunctions()"}`. If the
+//!   configured password is the literal `NONE`, every request counts as authenticated (but a
+//!   `q: auth` with a wrong hash still fails).
+//! - A required argument that is missing or of the wrong type gets
+//!   `{error: "Entry [<name>] is required and must be of type [<Type>]"}`.
+//! - A non-empty `txid` in the request is echoed in every response to it.
+//! - Every response dictionary is padded to a multiple of 4 bytes ([`bencode::encode_cjdns`]).
+//!
+//! Built in (listed first by `Admin_availableFunctions`, in cjdns' order): `Admin_asyncEnabled`,
+//! `Admin_availableFunctions(page)` (8 per page, `more: 1` whenever a page is full),
+//! `Admin_importFd`, `Admin_exportFd(fd)` (no descriptor passing over UDP: they answer with
+//! cjdns' error strings), and `ping` → `{q: pong}`.
+//!
+//! # Authentication
+//!
+//! The client takes a cookie (decimal seconds), computes `hash1 = hex(SHA-256(password ‖
+//! cookie))`, bencodes `{q: auth, aq, args, cookie, hash: hash1, txid}`, hashes those exact
+//! bytes into `hash2` and replaces `hash1` by `hash2` in place. The server accepts a cookie
+//! only while `now − 20 ≤ cookie ≤ now`, finds the submitted hash in the raw request, puts
+//! its own `hash1` there, hashes the whole request and compares in constant time.
+//!
+//! Two cjdns details are reproduced so that hashes agree with stock nodes and tools: the cookie
+//! is read like C `strtoll` and truncated to 32 bits, and `password ‖ cookie` is formatted into
+//! a 64-byte buffer, so only its first 63 bytes are hashed (a password up to about 53 bytes is
+//! unaffected). One is not: cjdns finds the hash with `strstr`, which stops at a NUL byte in
+//! the request; we search the whole request.
+//!
+//! # Deferred and asynchronous replies
+//!
+//! A function may answer later ([`Response::Deferred`]): it keeps the [`ReplyTo`] from the
+//! [`Call`] and later turns a result into a datagram with [`AdminServer::reply`]. Streams such
+//! as log subscriptions use [`AdminServer::async_message`], which, like cjdns, refuses to send
+//! to a client that has been silent for more than [`ASYNC_TIMEOUT_SECS`].
+//!
+//! # Client
+//!
+//! [`client`] builds requests (plain and authenticated) and parses responses, for `pktctl` and
+//! tests.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::bencode::{self, Dict, Value};
+
+/// Requests longer than this are refused (`Admin_MAX_REQUEST_SIZE`).
+pub const MAX_REQUEST_SIZE: usize = 2048;
+
+/// The exact answer to an oversized request.
+pub const TOO_BIG_RESPONSE: &[u8] = b"d5:error16:Request too big.e";
+
+/// `Admin_availableFunctions` entries per page.
+pub const FUNCTIONS_PER_PAGE: usize = 8;
+
+/// How old a cookie may be, in seconds.
+pub const COOKIE_MAX_AGE_SECS: u64 = 20;
+
+/// How long after its last request a client still receives asynchronous messages.
+pub const ASYNC_TIMEOUT_SECS: u64 = 30;
+
+/// The admin password that turns authentication off.
+pub const PASSWORD_NONE: &[u8] = b"NONE";
+
+/// Error text for a failed `auth`.
+pub const AUTH_FAILED: &str = "Auth failed.";
+
+/// Error text for an unknown function or an unauthenticated call to a protected one.
+pub const NO_FUNCTIONS_MATCHED: &str =
+    "No functions matched your request, try Admin_availableFunctions()";
+
+/// The type of an argument, as `Admin_availableFunctions` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    /// A byte string.
+    String,
+    /// An integer.
+    Int,
+    /// A dictionary.
+    Dict,
+    /// A list.
+    List,
+}
+
+impl ArgType {
+    /// The name cjdns uses (`String`, `Int`, `Dict`, `List`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "String",
+            Self::Int => "Int",
+            Self::Dict => "Dict",
+            Self::List => "List",
+        }
+    }
+
+    fn matches(self, v: &Value) -> bool {
+        matches!(
+            (self, v),
+            (Self::String, Value::Bytes(_))
+                | (Self::Int, Value::Int(_))
+                | (Self::Dict, Value::Dict(_))
+                | (Self::List, Value::List(_))
+        )
+    }
+}
+
+impl fmt::Display for ArgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One argument of an admin function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// Argument name.
+    pub name: &'static str,
+    /// Whether a call without it (or with the wrong type) is refused.
+    pub required: bool,
+    /// Expected type.
+    pub ty: ArgType,
+}
+
+impl ArgSpec {
+    /// A required argument.
+    pub const fn required(name: &'static str, ty: ArgType) -> Self {
+        Self {
+            name,
+            required: true,
+            ty,
+        }
+    }
+
+    /// An optional argument.
+    pub const fn optional(name: &'static str, ty: ArgType) -> Self {
+        Self {
+            name,
+            required: false,
+            ty,
+        }
+    }
+}
+
+/// An admin function's name, protection and arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// Name, e.g. `InterfaceController_peerStats`.
+    pub name: &'static str,
+    /// Whether unauthenticated calls are refused.
+    pub needs_auth: bool,
+    /// Arguments, in registration order.
+    pub args: &'static [ArgSpec],
+}
+
+/// Where and how to send a reply: the requester's address and `txid`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReplyTo {
+    /// The requester.
+    pub addr: SocketAddr,
+    /// The requester's `txid`, echoed in replies (empty: none).
+    pub txid: Vec<u8>,
+}
+
+/// One call of a node function.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Call<'a> {
+    /// Unix seconds at arrival.
+    pub now: u64,
+    /// The function name (as registered).
+    pub name: &'static str,
+    /// The `args` dictionary (empty if the request had none).
+    pub args: &'a Dict,
+    /// Whether the caller authenticated (or the password is `NONE`).
+    pub authenticated: bool,
+    /// Where to send a deferred reply.
+    pub reply_to: &'a ReplyTo,
+}
+
+/// What a function returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Send this now.
+    Reply(Dict),
+    /// Send these now, in order (e.g. a result followed by a stream start).
+    Replies(Vec<Dict>),
+    /// Nothing now; the function will use [`AdminServer::reply`] later.
+    Deferred,
+}
+
+/// The functions a node offers through the admin API.
+pub trait AdminFunctions {
+    /// The functions, in the order `Admin_availableFunctions` lists them (after the built-ins).
+    fn functions(&self) -> &[FunctionSpec];
+
+    /// Runs `call`, whose required arguments have already been checked.
+    fn call(&mut self, call: &Call<'_>) -> Response;
+}
+
+/// The built-in functions, in the order cjdns registers them.
+pub const BUILTIN_FUNCTIONS: &[FunctionSpec] = &[
+    FunctionSpec {
+        name: "Admin_asyncEnabled",
+        needs_auth: false,
+        args: &[],
+    },
+    FunctionSpec {
+        name: "Admin_availableFunctions",
+        needs_auth: false,
+        args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "Admin_importFd",
+        needs_auth: true,
+        args: &[],
+    },
+    FunctionSpec {
+        name: "Admin_exportFd",
+        needs_auth: true,
+        args: &[ArgSpec::required("fd", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "ping",
+        needs_auth: false,
+        args: &[],
+    },
+];
+
+/// Why a request got no answer at all (for logging; cjdns logs these and stays silent).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Ignored {
+    /// Not one bencoded dictionary.
+    #[error("unparsable admin request: {0}")]
+    Unparsable(bencode::DecodeError),
+    /// No string `q`.
+    #[error("admin request without a query")]
+    NoQuery,
+}
+
+/// The result of handling one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Handled {
+    /// Datagrams to send back to the requester, in order.
+    pub responses: Vec<Vec<u8>>,
+    /// Set when the request was dropped without an answer.
+    pub ignored: Option<Ignored>,
+}
+
+/// The admin API server state: the password and the clients eligible for async messages.
+#[derive(Debug, Clone)]
+pub struct AdminServer {
+    password: Vec<u8>,
+    /// Client address → Unix seconds of its last request.
+    clients: HashMap<SocketAddr, u64>,
+    async_enabled: bool,
+}
+
+impl AdminServer {
+    /// A server with this admin password (`NONE` disables authentication).
+    pub fn new(password: impl Into<Vec<u8>>) -> Self {
+        Self {
+            password: password.into(),
+            clients: HashMap::new(),
+            async_enabled: false,
+        }
+    }
+
+    /// Whether authentication is off (`NONE`).
+    pub fn is_open(&self) -> bool {
+        self.password == PASSWORD_NONE
+    }
+
+    /// Handles one request datagram from `src` at `now` (Unix seconds) and returns the
+    /// response datagrams for `src`.
+    pub fn handle<F: AdminFunctions + ?Sized>(
+        &mut self,
+        now: u64,
+        src: SocketAddr,
+        request: &[u8],
+        functions: &mut F,
+    ) -> Handled {
+        let silent = |why| Handled {
+            responses: Vec::new(),
+            ignored: Some(why),
+        };
+        if request.len() > MAX_REQUEST_SIZE {
+            return Handled {
+                responses: vec![TOO_BIG_RESPONSE.to_vec()],
+                ignored: None,
+            };
+        }
+        let msg = match bencode::parse_dict(request) {
+            Ok(d) => d,
+            Err(e) => return silent(Ignored::Unparsable(e)),
+        };
+        let Some(query) = msg.get_bytes("q") else {
+            return silent(Ignored::NoQuery);
+        };
+        let reply_to = ReplyTo {
+            addr: src,
+            txid: msg.get_bytes("txid").unwrap_or_default().to_vec(),
+        };
+        let one = |d: Dict| Handled {
+            responses: vec![encode_reply(&reply_to, d)],
+            ignored: None,
+        };
+
+        if query == b"cookie" {
+            // cjdns formats the time as a 32-bit unsigned integer.
+            let cookie = (now as u32).to_string();
+            return one(Dict::new().with("cookie", cookie));
+        }
+
+        let mut authenticated = false;
+        let mut query = Some(query);
+        if query == Some(b"auth".as_slice()) {
+            if !self.auth_valid(now, &msg, request) {
+                return one(error_dict(AUTH_FAILED));
+            }
+            query = msg.get_bytes("aq");
+            authenticated = true;
+        }
+        if self.is_open() {
+            authenticated = true;
+        }
+
+        // Track clients for asynchronous messages.
+        self.async_enabled = true;
+        if let Some(last) = self.clients.get_mut(&src) {
+            *last = now;
+        } else if authenticated {
+            self.clients.insert(src, now);
+        } else {
+            self.async_enabled = false;
+        }
+
+        let empty = Dict::new();
+        let args_present = msg.get_dict("args");
+        let args = args_present.unwrap_or(&empty);
+
+        let spec = query.and_then(|q| {
+            BUILTIN_FUNCTIONS
+                .iter()
+                .chain(functions.functions().iter())
+                .find(|f| f.name.as_bytes() == q && (authenticated || !f.needs_auth))
+                .copied()
+        });
+        let Some(spec) = spec else {
+            return one(error_dict(NO_FUNCTIONS_MATCHED));
+        };
+        if let Some(missing) = spec.args.iter().find(|a| {
+            a.required
+                && !args_present
+                    .and_then(|d| d.get(a.name))
+                    .is_some_and(|v| a.ty.matches(v))
+        }) {
+            return one(error_dict(&format!(
+                "Entry [{}] is required and must be of type [{}]",
+                missing.name, missing.ty
+            )));
+        }
+
+        let response = match spec.name {
+            "Admin_asyncEnabled" => {
+                Response::Reply(Dict::new().with("asyncEnabled", i64::from(self.async_enabled)))
+            }
+            "Admin_availableFunctions" => {
+                Response::Reply(available_functions(args, functions.functions()))
+            }
+            "Admin_importFd" => Response::Reply(
+                Dict::new().with("error", "file descriptor was not attached to message"),
+            ),
+            "Admin_exportFd" => {
+                let error = if args.get_int("fd").is_some_and(|fd| fd >= 0) {
+                    "file descriptor was not attached to message"
+                } else {
+                    "invalid fd"
+                };
+                Response::Reply(Dict::new().with("error", error))
+            }
+            "ping" => Response::Reply(Dict::new().with("q", "pong")),
+            name => functions.call(&Call {
+                now,
+                name,
+                args,
+                authenticated,
+                reply_to: &reply_to,
+            }),
+        };
+        let responses = match response {
+            Response::Reply(d) => vec![encode_reply(&reply_to, d)],
+            Response::Replies(ds) => ds.into_iter().map(|d| encode_reply(&reply_to, d)).collect(),
+            Response::Deferred => Vec::new(),
+        };
+        Handled {
+            responses,
+            ignored: None,
+        }
+    }
+
+    /// Encodes a deferred reply (txid echoed, padded).
+    pub fn reply(&self, to: &ReplyTo, dict: Dict) -> Vec<u8> {
+        encode_reply(to, dict)
+    }
+
+    /// Encodes an asynchronous message for a client, or `None` if the client has not sent a
+    /// request in the last [`ASYNC_TIMEOUT_SECS`] (the channel is closed and forgotten).
+    pub fn async_message(&mut self, now: u64, to: &ReplyTo, dict: Dict) -> Option<Vec<u8>> {
+        let last = *self.clients.get(&to.addr)?;
+        if now.saturating_sub(last) > ASYNC_TIMEOUT_SECS {
+            self.clients.remove(&to.addr);
+            return None;
+        }
+        Some(encode_reply(to, dict))
+    }
+
+    /// Forgets clients silent for more than [`ASYNC_TIMEOUT_SECS`]; returns how many.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let before = self.clients.len();
+        self.clients
+            .retain(|_, last| now.saturating_sub(*last) <= ASYNC_TIMEOUT_SECS);
+        before - self.clients.len()
+    }
+
+    /// The cjdns `authValid` check.
+    fn auth_valid(&self, now: u64, msg: &Dict, raw: &[u8]) -> bool {
+        let mut cookie = msg.get_bytes("cookie").map_or(0, strtoll_u32);
+        if cookie == 0 {
+            cookie = msg.get_int("cookie").map_or(0, |c| c as u32);
+        }
+        let cookie_u64 = u64::from(cookie);
+        let Some(submitted) = msg.get_bytes("hash") else {
+            return false;
+        };
+        if cookie_u64 > now
+            || cookie_u64 < now.wrapping_sub(COOKIE_MAX_AGE_SECS)
+            || submitted.len() != 64
+        {
+            return false;
+        }
+        let Some(at) = find(raw, submitted) else {
+            return false;
+        };
+        let mut work = raw.to_vec();
+        work[at..at + 64].copy_from_slice(&password_hash_hex(&self.password, cookie));
+        let expected = hex_lower(&Sha256::digest(&work));
+        constant_time_eq(&expected, submitted)
+    }
+}
+
+/// `{error: text}`.
+fn error_dict(text: &str) -> Dict {
+    Dict::new().with("error", text)
+}
+
+/// Adds the txid (if any) and encodes with cjdns padding.
+fn encode_reply(to: &ReplyTo, mut dict: Dict) -> Vec<u8> {
+    if !to.txid.is_empty() {
+        dict.insert("txid", to.txid.clone());
+    }
+    bencode::encode_cjdns(&dict)
+}
+
+/// One page of `Admin_availableFunctions`, as cjdns computes it.
+fn available_functions(args: &Dict, node: &[FunctionSpec]) -> Dict {
+    // cjdns: `uint32_t i = page * 8` with a 64-bit page.
+    let start = args
+        .get_int("page")
+        .map_or(0, |p| p.wrapping_mul(FUNCTIONS_PER_PAGE as i64) as u32) as usize;
+    let page: Vec<&FunctionSpec> = BUILTIN_FUNCTIONS
+        .iter()
+        .chain(node.iter())
+        .skip(start)
+        .take(FUNCTIONS_PER_PAGE)
+        .collect();
+    let mut listed = Dict::new();
+    for f in &page {
+        let mut a = Dict::new();
+        for arg in f.args {
+            a.insert(
+                arg.name,
+                Dict::new()
+                    .with("required", i64::from(arg.required))
+                    .with("type", arg.ty.name()),
+            );
+        }
+        listed.insert(f.name, a);
+    }
+    let mut out = Dict::new().with("availableFunctions", listed);
+    if page.len() >= FUNCTIONS_PER_PAGE {
+        out.insert("more", 1);
+    }
+    out
+}
+
+/// C `strtoll(s, NULL, 10)` truncated to `uint32_t`: leading whitespace, an optional sign,
+/// decimal digits up to the first non-digit; saturates at the `i64` range.
+fn strtoll_u32(s: &[u8]) -> u32 {
+    let mut i = 0;
+    while s
+        .get(i)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+    {
+        i += 1;
+    }
+    let negative = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut acc: i64 = 0;
+    let mut saturated = false;
+    while let Some(d) = s.get(i).filter(|c| c.is_ascii_digit()) {
+        let digit = i64::from(d - b'0');
+        match acc.checked_mul(10).and_then(|a| {
+            if negative {
+                a.checked_sub(digit)
+            } else {
+                a.checked_add(digit)
+            }
+        }) {
+            Some(a) => acc = a,
+            None => {
+                saturated = true;
+                break;
+            }
+        }
+        i += 1;
+    }
+    if saturated {
+        acc = if negative { i64::MIN } else { i64::MAX };
+    }
+    acc as u32
+}
+
+/// Lower-case hex of SHA-256 of the first 63 bytes of `password ‖ decimal(cookie)`, as cjdns'
+/// `snprintf(buf, 64, "%s%u", …)` computes it (the password stops at a NUL byte, as a C
+/// string does).
+pub fn password_hash_hex(password: &[u8], cookie: u32) -> [u8; 64] {
+    let password = password.split(|&b| b == 0).next().unwrap_or_default();
+    let mut buf = Vec::with_capacity(password.len() + 10);
+    buf.extend_from_slice(password);
+    buf.extend_from_slice(cookie.to_string().as_bytes());
+    buf.truncate(63);
+    hex_lower(&Sha256::digest(&buf))
+}
+
+fn hex_lower(bytes: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().take(32).enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The client side: building requests and reading responses.
+pub mod client {
+    use super::{find, password_hash_hex, strtoll_u32, Sha256};
+    use crate::bencode::{self, Dict};
+    use sha2::Digest;
+    use thiserror::Error;
+
+    /// `{q: cookie, txid}`.
+    pub fn cookie_request(txid: &[u8]) -> Vec<u8> {
+        bencode::encode_cjdns(&Dict::new().with("q", "cookie").with("txid", txid))
+    }
+
+    /// `{q: function, args, txid}` without authentication (`args` omitted when empty).
+    pub fn request(function: &str, args: Dict, txid: &[u8]) -> Vec<u8> {
+        let mut d = Dict::new().with("q", function).with("txid", txid);
+        if !args.is_empty() {
+            d.insert("args", args);
+        }
+        bencode::encode_cjdns(&d)
+    }
+
+    /// An authenticated request for `function` with the cookie string a server sent, built as
+    /// cjdns' `AdminClient` builds it (so the hash matches what stock nodes compute).
+    pub fn authenticated_request(
+        function: &str,
+        args: Dict,
+        password: &[u8],
+        cookie: &[u8],
+        txid: &[u8],
+    ) -> Vec<u8> {
+        let hash1 = password_hash_hex(password, strtoll_u32(cookie));
+        let mut d = Dict::new()
+            .with("q", "auth")
+            .with("aq", function)
+            .with("cookie", cookie)
+            .with("hash", hash1.to_vec())
+            .with("txid", txid);
+        if !args.is_empty() {
+            d.insert("args", args);
+        }
+        let mut bytes = bencode::encode_cjdns(&d);
+        let hash2 = super::hex_lower(&Sha256::digest(&bytes));
+        // The hash string is in the request we just built, so it is found.
+        if let Some(at) = find(&bytes, &hash1) {
+            bytes[at..at + 64].copy_from_slice(&hash2);
+        }
+        bytes
+    }
+
+    /// Why a response could not be used.
+    #[derive(Debug, Clone, PartialEq, Eq, Error)]
+    #[non_exhaustive]
+    pub enum ClientError {
+        /// Not a bencoded dictionary.
+        #[error("malformed admin response: {0}")]
+        Malformed(bencode::DecodeError),
+        /// A cookie response without a cookie.
+        #[error("admin response has no cookie")]
+        NoCookie,
+    }
+
+    /// A parsed response.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct AdminResponse {
+        /// The whole dictionary (including `txid` and `error`).
+        pub dict: Dict,
+    }
+
+    impl AdminResponse {
+        /// The echoed `txid`.
+        pub fn txid(&self) -> Option<&[u8]> {
+            self.dict.get_bytes("txid")
+        }
+
+        /// The `error` text unless it is absent or `none` (cjdns' success marker).
+        pub fn error(&self) -> Option<&str> {
+            self.dict
+                .get_str("error")
+                .filter(|e| !e.eq_ignore_ascii_case("none"))
+        }
+
+        /// The `cookie` of a cookie response.
+        pub fn cookie(&self) -> Result<&[u8], ClientError> {
+            self.dict.get_bytes("cookie").ok_or(ClientError::NoCookie)
+        }
+
+        /// For `Admin_availableFunctions`: the function names on this page and whether
+        /// another page follows.
+        pub fn function_page(&self) -> (Vec<String>, bool) {
+            let names = self
+                .dict
+                .get_dict("availableFunctions")
+                .map(|d| {
+                    d.iter()
+                        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (names, self.dict.get_int("more").is_some_and(|m| m != 0))
+        }
+    }
+
+    /// Parses one response datagram.
+    pub fn parse_response(bytes: &[u8]) -> Result<AdminResponse, ClientError> {
+        bencode::parse_dict(bytes)
+            .map(|dict| AdminResponse { dict })
+            .map_err(ClientError::Malformed)
+    }
+}
