@@ -21,5 +21,4 @@ pub mod dht;
 pub mod ipv6;
 pub mod packet;
 pub mod peers;
-pub mod routing;
 pub mod sessions;

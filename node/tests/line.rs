@@ -10,20 +10,14 @@ use common::{icmp_echo, key, Net};
 use pktmesh_node::core::Node;
 use pktmesh_node::dht;
 use pktmesh_node::peers::PeerCredentials;
-use pktmesh_node::routing::DhtRouter;
 
-fn line(n: usize) -> Net<DhtRouter> {
+fn line(n: usize) -> Net<dht::Pathfinder> {
     let now = Instant::now();
     let mut nodes = Vec::new();
     for i in 0..n {
         let private = key(40 + i as u8);
         let public = private.public_key();
-        let router = DhtRouter::new(dht::Pathfinder::new(
-            now,
-            public,
-            dht::Config::default(),
-            i as u64,
-        ));
+        let router = dht::Pathfinder::new(now, public, dht::Config::default(), i as u64);
         let mut node = Node::new(private, router, [i as u8; 32], now);
         node.add_authorized_password(b"line password", Some(b"left neighbour"), None)
             .unwrap();
@@ -54,7 +48,7 @@ fn line(n: usize) -> Net<DhtRouter> {
 }
 
 fn reach_end(n: usize) {
-    let mut net: Net<DhtRouter> = line(n);
+    let mut net: Net<dht::Pathfinder> = line(n);
     // Let peering and the DHT janitors settle (bounded simulated time).
     for _ in 0..20 {
         net.run(100_000);
@@ -89,7 +83,7 @@ fn reach_end(n: usize) {
     net.send_tun(n - 1, &icmp_echo(&d, &a, 1));
     net.run(100_000);
     assert!(net.tun[0].len() > before, "D's reply reached A");
-    let _: &Node<DhtRouter> = &net.nodes[0].1;
+    let _: &Node<dht::Pathfinder> = &net.nodes[0].1;
 }
 
 #[test]

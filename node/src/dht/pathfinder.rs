@@ -1204,8 +1204,8 @@ impl crate::core::Pathfinder for Pathfinder {
         let _ = Pathfinder::peer_up(self, now, peer.key, peer.path, peer.version);
     }
 
-    fn peer_down(&mut self, now: Instant, key: &PublicKey) {
-        self.peer_down_key(now, key);
+    fn peer_down(&mut self, now: Instant, peer: NodeRef) {
+        self.peer_down_key(now, &peer.key);
     }
 
     fn handle_message(&mut self, now: Instant, from: NodeRef, message: &[u8]) {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{genconf, Config};
-use pktmesh_node::routing::DhtRouter;
 use pktmesh_tools::daemon::{self, AuthorizedPassword, DaemonSettings, PeerSpec};
 use tracing::{info, warn};
 
@@ -94,7 +93,7 @@ fn run(cli: &Cli) -> Result<()> {
         pktmesh_node::dht::Config::default(),
         rand_core::RngCore::next_u64(&mut rand_core::OsRng),
     );
-    daemon::run(settings, DhtRouter::new(dht), shutdown)
+    daemon::run(settings, dht, shutdown)
 }
 
 fn settings_from(config: &Config) -> Result<DaemonSettings> {
