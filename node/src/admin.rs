@@ -700,4 +700,84 @@ pub mod client {
             .map(|dict| AdminResponse { dict })
             .map_err(ClientError::Malformed)
     }
+
+    /// One admin call as a small state machine: with a password it first asks for a cookie,
+    /// then sends the authenticated request; without one it sends the plain request.
+    ///
+    /// The cookie request uses the call's txid followed by `/cookie`, so responses can be
+    /// told apart; responses with other txids are reported as [`Step::Ignored`].
+    #[derive(Debug, Clone)]
+    pub struct Exchange {
+        function: String,
+        args: Dict,
+        password: Option<Vec<u8>>,
+        txid: Vec<u8>,
+        cookie_txid: Vec<u8>,
+        awaiting_cookie: bool,
+    }
+
+    /// What to do after a response datagram.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum Step {
+        /// Send this datagram and wait for the next response.
+        Send(Vec<u8>),
+        /// The call's response.
+        Done(AdminResponse),
+        /// A datagram for some other request (or garbage); keep waiting.
+        Ignored,
+    }
+
+    impl Exchange {
+        /// Starts a call; returns the exchange and the first datagram to send.
+        pub fn start(
+            function: &str,
+            args: Dict,
+            password: Option<&[u8]>,
+            txid: &[u8],
+        ) -> (Self, Vec<u8>) {
+            let mut cookie_txid = txid.to_vec();
+            cookie_txid.extend_from_slice(b"/cookie");
+            let exchange = Self {
+                function: function.to_owned(),
+                args,
+                password: password.map(<[u8]>::to_vec),
+                txid: txid.to_vec(),
+                cookie_txid,
+                awaiting_cookie: password.is_some(),
+            };
+            let first = if exchange.awaiting_cookie {
+                cookie_request(&exchange.cookie_txid)
+            } else {
+                request(&exchange.function, exchange.args.clone(), &exchange.txid)
+            };
+            (exchange, first)
+        }
+
+        /// Feeds one response datagram.
+        pub fn on_response(&mut self, bytes: &[u8]) -> Result<Step, ClientError> {
+            let Ok(response) = parse_response(bytes) else {
+                return Ok(Step::Ignored);
+            };
+            if self.awaiting_cookie {
+                if response.txid() != Some(&self.cookie_txid[..]) {
+                    return Ok(Step::Ignored);
+                }
+                let cookie = response.cookie()?;
+                self.awaiting_cookie = false;
+                let password = self.password.as_deref().unwrap_or_default();
+                return Ok(Step::Send(authenticated_request(
+                    &self.function,
+                    self.args.clone(),
+                    password,
+                    cookie,
+                    &self.txid,
+                )));
+            }
+            if response.txid() != Some(&self.txid[..]) {
+                return Ok(Step::Ignored);
+            }
+            Ok(Step::Done(response))
+        }
+    }
 }

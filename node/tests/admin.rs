@@ -768,3 +768,81 @@ proptest! {
         let _ = server.handle(now, src(), &req, &mut node);
     }
 }
+
+/// The client state machine against the server: with and without a password, with a stray
+/// datagram in between.
+#[test]
+fn client_exchange_drives_a_call() {
+    let mut server = AdminServer::new(PASSWORD);
+    let mut node = Node::default();
+    let (mut ex, first) = client::Exchange::start("Core_exit", Dict::new(), Some(PASSWORD), b"42");
+    let cookie = server
+        .handle(NOW, src(), &first, &mut node)
+        .responses
+        .remove(0);
+    assert_eq!(
+        ex.on_response(b"d01:q4:ponge").unwrap(),
+        client::Step::Ignored
+    );
+    let client::Step::Send(call) = ex.on_response(&cookie).unwrap() else {
+        panic!("expected the authenticated request");
+    };
+    let reply = server
+        .handle(NOW + 1, src(), &call, &mut node)
+        .responses
+        .remove(0);
+    let client::Step::Done(resp) = ex.on_response(&reply).unwrap() else {
+        panic!("expected the result");
+    };
+    assert_eq!(resp.error(), None);
+    assert_eq!(node.calls.len(), 1);
+    assert!(node.calls[0].2);
+
+    // Without a password: one round trip, unauthenticated.
+    let (mut ex, first) = client::Exchange::start("Core_nodeInfo", Dict::new(), None, b"43");
+    let reply = server
+        .handle(NOW, src(), &first, &mut node)
+        .responses
+        .remove(0);
+    let client::Step::Done(resp) = ex.on_response(&reply).unwrap() else {
+        panic!("expected the result");
+    };
+    assert_eq!(resp.dict.get_str("myIp6"), Some("fc00::1"));
+}
+
+/// Requests exactly as 22.3's cjdnstool (cjdns-admin at 8cfdf38) writes them: unpadded,
+/// always with an `args` dictionary, hash over the unpadded bytes.
+#[test]
+fn cjdnstool_style_requests() {
+    let mut server = AdminServer::new(PASSWORD);
+    let mut node = Node::default();
+    let ping = encode(&Value::Dict(
+        Dict::new()
+            .with("txid", "17")
+            .with("q", "ping")
+            .with("args", Dict::new()),
+    ));
+    let d = one(&mut server, &mut node, NOW, &ping);
+    assert_eq!(d.get_str("q"), Some("pong"));
+    assert_eq!(d.get_str("txid"), Some("17"));
+
+    let cookie = NOW.to_string();
+    let hash1 = hex::encode(Sha256::digest([PASSWORD, cookie.as_bytes()].concat()));
+    let mut req = Dict::new()
+        .with("txid", "18")
+        .with("q", "auth")
+        .with("aq", "UDPInterface_beginConnection")
+        .with(
+            "args",
+            Dict::new()
+                .with("publicKey", "k.k")
+                .with("address", "10.0.0.1:1"),
+        )
+        .with("cookie", cookie.as_str())
+        .with("hash", hash1.as_str());
+    let hash2 = hex::encode(Sha256::digest(encode(&Value::Dict(req.clone()))));
+    req.insert("hash", hash2.as_str());
+    let d = one(&mut server, &mut node, NOW, &encode(&Value::Dict(req)));
+    assert_eq!(error_of(&d), Some("none"));
+    assert_eq!(d.get_str("txid"), Some("18"));
+}
