@@ -121,8 +121,17 @@ impl Net {
     }
 
     fn link(&mut self, a: usize, b: usize) {
-        let (sa, la) = self.nodes[a].sw.add_interface().unwrap();
-        let (sb, lb) = self.nodes[b].sw.add_interface().unwrap();
+        let sa = self.nodes[a].sw.add_interface().unwrap().0;
+        let sb = self.nodes[b].sw.add_interface().unwrap().0;
+        self.nodes[a].sw.remove_interface(sa);
+        self.nodes[b].sw.remove_interface(sb);
+        self.link_at(a, sa, b, sb);
+    }
+
+    /// Links `a`'s switch slot `sa` with `b`'s slot `sb`.
+    fn link_at(&mut self, a: usize, sa: u16, b: usize, sb: u16) {
+        let la = self.nodes[a].sw.add_interface_at(sa).unwrap();
+        let lb = self.nodes[b].sw.add_interface_at(sb).unwrap();
         self.nodes[a].links.insert(sa, (b, sb));
         self.nodes[b].links.insert(sb, (a, sa));
         let (ka, kb) = (self.nodes[a].key, self.nodes[b].key);
@@ -441,4 +450,33 @@ fn drives_through_the_node_core_trait() {
     let (to, payload) = CorePathfinder::poll_transmit(a).expect("a ping");
     assert_eq!(to, *n);
     assert!(payload.windows(5).any(|w| w == b"1:q2:") && payload.ends_with(b"e"));
+}
+
+#[test]
+fn labels_are_widened_for_askers_behind_wide_directors() {
+    // A line whose links use 4-, 7- and 10-bit directors in both directions, so every answer
+    // has to be re-encoded for the asker (getLabelFor) and every splice has to respect the
+    // switch rule that a return director must fit where the forward one was.
+    let slots: [(u16, u16); 4] = [(0, 200), (40, 3), (2, 17), (150, 5)];
+    let mut found = 0;
+    for seed in 20..24 {
+        let mut net = Net::new(5, seed, Config::default());
+        for (i, &(sa, sb)) in slots.iter().enumerate() {
+            net.link_at(i, sa, i + 1, sb);
+        }
+        net.run_for(Duration::from_secs(10));
+        for target in [3usize, 4] {
+            let path = net
+                .find(0, target, Duration::from_secs(90))
+                .unwrap_or_else(|| panic!("seed {seed}: no path to {target}"));
+            assert_routes(&net, 0, target, path, target as u32);
+            let back = net
+                .find(target, 0, Duration::from_secs(90))
+                .expect("and back");
+            assert_routes(&net, target, 0, back, target as u32);
+            found += 1;
+        }
+        assert_eq!(net.stats.undeliverable, 0, "seed {seed}: {:?}", net.stats);
+    }
+    assert_eq!(found, 8);
 }

@@ -645,7 +645,8 @@ impl Pathfinder {
     }
 
     fn janitor_delay(&mut self) -> Duration {
-        let half = (self.config.janitor_interval.as_millis() as u64 / 2).max(1);
+        // Bounded to a day so that no configuration can overflow the clock arithmetic.
+        let half = (self.config.janitor_interval.as_millis() / 2).clamp(1, 43_200_000) as u64;
         Duration::from_millis(half + self.rng.below(half * 2))
     }
 
