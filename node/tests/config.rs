@@ -144,6 +144,15 @@ fn captured_node_a_config() {
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
 }
 
+/// The captured configs are in the plain layout `clean_conf` writes: reproduce them exactly.
+#[test]
+fn clean_conf_reproduces_the_captured_files() {
+    for text in [NODE_A, NODE_B] {
+        let loaded = load(text);
+        assert_eq!(clean_conf(&loaded.raw), format!("{text}\n"));
+    }
+}
+
 #[test]
 fn captured_node_b_config() {
     let loaded = load(NODE_B);

@@ -1,4 +1,4 @@
-//! The "JSON with comments" dialect of `cjdroute.conf`, parsed into [`bencode::Value`]s.
+//! The "JSON with comments" dialect of `cjdroute.conf`, parsed into bencode values.
 //!
 //! What cjdns 22.3 accepts (and so do we):
 //! - `// …` to end of line and `/* … */` comments; whitespace is space, tab and newline
@@ -429,10 +429,12 @@ pub(crate) fn parse(
     Ok((value, p.notes))
 }
 
-/// Writes a value back out as the strict dialect (what `cjdroute --cleanconf` prints), with
-/// bytes outside printable ASCII, `"` and `\` as `\xHH`.
+/// Writes a value back out in the strict dialect: sorted keys, two-space indentation, empty
+/// containers as `{}`/`[]`, bytes outside printable ASCII (and `"`, `\`) as `\xHH`. For
+/// printable ASCII strings without `"` or `\` this is byte for byte what Python's
+/// `json.dumps(v, indent=2, sort_keys=True)` prints, the form of the captured configs.
 pub(crate) fn write_clean(value: &Value, indent: usize, out: &mut String) {
-    const STEP: &str = "    ";
+    const STEP: &str = "  ";
     match value {
         Value::Int(i) => out.push_str(&i.to_string()),
         Value::Bytes(b) => write_string(b, out),

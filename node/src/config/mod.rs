@@ -980,7 +980,10 @@ impl UdpPeer<'_> {
     }
 }
 
-/// Writes `raw` as cjdns' `--cleanconf` would: strict syntax, sorted keys, no comments.
+/// Writes `raw` as plain strict JSON without comments (sorted keys, two-space indentation),
+/// for `--cleanconf`. This is the layout of the captured configs, not byte for byte what
+/// cjdns' own `--cleanconf` prints (which indents differently and writes `\xHH` in upper
+/// case).
 pub fn clean_conf(raw: &Dict) -> String {
     let mut out = String::new();
     json::write_clean(&Value::Dict(raw.clone()), 0, &mut out);
