@@ -15,6 +15,10 @@
 //!   256), [`Pathfinder::poll_event`] ([`Event::PathFound`] and friends, for the session layer)
 //!   and [`Pathfinder::poll_timeout`] (when to call `handle_timeout` next).
 //!
+//! [`Pathfinder`] also implements [`crate::core::Pathfinder`], the interface the node core
+//! drives; that adapter drops what the core has no use for (typed errors, lost paths, failed
+//! searches).
+//!
 //! Time is `std::time::Instant`, always passed in; randomness comes from a seed given to
 //! [`Pathfinder::new`] (give it one from the OS). Every queue, table and search is bounded
 //! (see [`Config`]), and every call does work bounded by those sizes.

@@ -749,23 +749,17 @@ impl Pathfinder {
         if let PathUpdate::Changed(path) = update {
             self.path_found(from.key, path, msg.version);
         }
-        let mut responder = Candidate {
+        // Node lists are relative to the responder: splice them onto the path we asked it on.
+        let responder = Candidate {
             key: from.key,
             path: p.path,
             version: msg.version,
         };
-        if let Some(path) = self.store.get(&from.key.address()).and_then(|n| n.path) {
-            responder.path = if p.purpose == Purpose::Peers {
-                p.path
-            } else {
-                path
-            };
-        }
         let entries = self.spliced(&reply.nodes, p.path);
         match p.purpose {
             Purpose::Ping => {}
             Purpose::Peers => {
-                self.on_peers_reply(from.key, p.path, &reply.nodes, &entries);
+                self.on_peers_reply(from.key, &reply.nodes, &entries);
             }
             Purpose::Keyspace => self.on_keyspace_reply(&responder, &entries),
             Purpose::Search(id) => {
@@ -1052,13 +1046,7 @@ impl Pathfinder {
     }
 
     /// `peersResponseCallback`: peers we do not know (or know by a worse path) are rumours.
-    fn on_peers_reply(
-        &mut self,
-        from: PublicKey,
-        via: Label,
-        raw: &[NodeEntry],
-        entries: &[Candidate],
-    ) {
+    fn on_peers_reply(&mut self, from: PublicKey, raw: &[NodeEntry], entries: &[Candidate]) {
         // Page on: after a full page continue past its largest label, else start over.
         let next_cursor = if raw.len() >= K {
             raw.iter()
@@ -1071,7 +1059,6 @@ impl Pathfinder {
         if let Some(n) = self.store.get_mut(&from.address()) {
             n.gp_cursor = next_cursor;
         }
-        let _ = via;
         for e in entries {
             if e.key == from {
                 continue;

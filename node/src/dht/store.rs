@@ -6,11 +6,11 @@
 //! (`NodeStore.c` `compareNodes`). The "prefix" of an address is its bytes 8..12.
 //!
 //! What answers look like (from `NodeStore.c`):
-//! - `fn` ([`NodeStore::closest`]): walk outward from the first node at or after the target in
+//! - `fn` (`NodeStore::closest`): walk outward from the first node at or after the target in
 //!   rotated order, each step taking whichever neighbour (previous or next) is closer to the
 //!   target, skipping unreachable and version-incompatible nodes, until `count` are found; the
 //!   list is returned furthest first, closest last.
-//! - `gp` ([`NodeStore::peers_from`]): direct peers (and this node itself, label 1) whose label
+//! - `gp` (`NodeStore::peers_from`): direct peers (and this node itself, label 1) whose label
 //!   is at least the target label truncated to its first director plus terminator; the `max`
 //!   with the smallest `label - target` are kept, furthest first.
 //!
