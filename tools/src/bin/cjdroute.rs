@@ -134,11 +134,25 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
     let tun = config
         .wants_tun()
         .then(|| config.tun_device().unwrap_or("tun%d").to_string());
+    // cjdns makes up a random admin password when none is configured.
+    let admin_password = match config.admin_password() {
+        Some(p) => p.to_vec(),
+        None => {
+            let mut r = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+            r.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes()
+        }
+    };
     Ok(DaemonSettings {
         private_key: config.private_key(),
         udp_binds,
         peers,
         authorized,
         tun,
+        admin_bind: Some(config.admin_bind()),
+        admin_password,
     })
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pktmesh_tools::pktctl::{decode, key, label, scheme};
+use pktmesh_tools::pktctl::{decode, key, label, node, scheme};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +35,20 @@ enum Command {
     Scheme(scheme::SchemeCommand),
     /// Decrypt a capture: one JSON object per UDP frame.
     Decode(decode::DecodeArgs),
+    /// Peers of a running node (admin API).
+    Peers(node::AdminTarget),
+    /// End-to-end sessions of a running node (admin API).
+    Sessions(node::AdminTarget),
+    /// Switch-ping a label, or the node at an IPv6 address through its session (admin API).
+    Ping {
+        /// A label (`0000.0000.0000.0013`) or an fc IPv6 address.
+        dest: String,
+        /// Milliseconds to wait for the pong.
+        #[arg(long, default_value_t = 2000)]
+        timeout: u64,
+        #[command(flatten)]
+        target: node::AdminTarget,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +59,13 @@ fn main() -> ExitCode {
         Command::Scheme(cmd) => scheme::run(cmd),
         // Many lines of JSON, one per frame: prints for itself.
         Command::Decode(args) => return decode::main(args),
+        Command::Peers(target) => node::peers(target),
+        Command::Sessions(target) => node::sessions_output(target),
+        Command::Ping {
+            dest,
+            timeout,
+            target,
+        } => node::ping(target, dest, *timeout),
     };
     match result {
         Ok(out) => {

@@ -14,14 +14,16 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
+use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
+use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
 use tracing::{debug, info, warn};
@@ -67,9 +69,14 @@ pub struct DaemonSettings {
     pub authorized: Vec<AuthorizedPassword>,
     /// TUN device name, or `None` to run without TUN.
     pub tun: Option<String>,
+    /// Where the admin API listens, if anywhere.
+    pub admin_bind: Option<SocketAddr>,
+    /// The admin password (`NONE` turns authentication off).
+    pub admin_password: Vec<u8>,
 }
 
 const TUN: Token = Token(usize::MAX - 1);
+const ADMIN: Token = Token(usize::MAX - 2);
 const MAX_BATCH: usize = 64;
 
 /// Runs the node until `shutdown` is set.
@@ -116,6 +123,24 @@ pub fn run<P: Pathfinder>(
         None => None,
     };
 
+    let mut admin = match settings.admin_bind {
+        Some(bind) => {
+            let std_sock = StdUdpSocket::bind(bind)
+                .with_context(|| format!("binding the admin API to {bind}"))?;
+            std_sock.set_nonblocking(true)?;
+            let mut sock = UdpSocket::from_std(std_sock);
+            poll.registry()
+                .register(&mut sock, ADMIN, Interest::READABLE)?;
+            info!(bind = %bind, "admin API up");
+            Some(Admin {
+                socket: sock,
+                server: AdminServer::new(settings.admin_password.clone()),
+                pings: PendingPings::default(),
+            })
+        }
+        None => None,
+    };
+
     for p in &settings.peers {
         let creds = PeerCredentials {
             password: p.password.as_bytes().to_vec(),
@@ -139,7 +164,7 @@ pub fn run<P: Pathfinder>(
         let wait = node
             .poll_timeout()
             .saturating_duration_since(now)
-            .min(Duration::from_millis(200));
+            .min(Duration::from_millis(50));
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -148,6 +173,11 @@ pub fn run<P: Pathfinder>(
         for event in events.iter() {
             match event.token() {
                 TUN => io.drain_tun(&mut node, &mut buf),
+                ADMIN => {
+                    if let Some(a) = admin.as_mut() {
+                        a.drain(&mut node);
+                    }
+                }
                 Token(i) => io.drain_socket(&mut node, &mut buf, i),
             }
         }
@@ -156,6 +186,9 @@ pub fn run<P: Pathfinder>(
             node.handle_timeout(now);
         }
         io.flush(&mut node);
+        if let Some(a) = admin.as_mut() {
+            a.complete_pings(&mut node);
+        }
         while let Some(e) = node.poll_event() {
             log_event(&e);
         }
@@ -176,6 +209,49 @@ fn log_event(e: &NodeEvent) {
             warn!(%key, %error, "peer authentication failed (wrong password?)")
         }
         NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
+    }
+}
+
+struct Admin {
+    socket: UdpSocket,
+    server: AdminServer,
+    pings: PendingPings,
+}
+
+impl Admin {
+    fn drain<P: Pathfinder>(&mut self, node: &mut Node<P>) {
+        let mut request = [0u8; 4096];
+        for _ in 0..MAX_BATCH {
+            let (n, src) = match self.socket.recv_from(&mut request) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "admin receive failed");
+                    return;
+                }
+            };
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut functions = NodeAdmin {
+                node,
+                now: Instant::now(),
+                pings: &mut self.pings,
+            };
+            let handled = self.server.handle(unix, src, &request[..n], &mut functions);
+            if let Some(why) = handled.ignored {
+                debug!(%src, %why, "admin request ignored");
+            }
+            for r in handled.responses {
+                let _ = self.socket.send_to(&r, src);
+            }
+        }
+    }
+
+    fn complete_pings<P: Pathfinder>(&mut self, node: &mut Node<P>) {
+        for (to, reply) in self.pings.poll(Instant::now(), node, &self.server) {
+            let _ = self.socket.send_to(&reply, to);
+        }
     }
 }
 

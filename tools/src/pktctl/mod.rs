@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod key;
 pub mod label;
+pub mod node;
 pub mod scheme;
 
 use anyhow::{anyhow, Result};

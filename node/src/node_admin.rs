@@ -1,0 +1,402 @@
+//! The node's admin functions: what `cjdnstool peers show`, `session show`, `ping` and `util`
+//! call, with cjdns 22.3's names, arguments, paging and reply keys.
+//!
+//! [`NodeAdmin`] borrows the node for one request; switch pings answer later, so their reply
+//! addresses wait in [`PendingPings`] until the node reports the pong or the deadline passes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::{Address, PublicKey};
+use pktmesh_switch::Label;
+
+use crate::admin::{
+    AdminFunctions, AdminServer, ArgSpec, ArgType, Call, FunctionSpec, ReplyTo, Response,
+};
+use crate::bencode::{Dict, Value};
+use crate::core::{Node, Pathfinder, PingResult};
+use crate::peers::PeerCredentials;
+
+/// Peers per `InterfaceController_peerStats` page.
+pub const PEERS_PER_PAGE: usize = 6;
+/// Handles per `SessionManager_getHandles` page.
+pub const HANDLES_PER_PAGE: usize = 64;
+/// Default switch ping timeout.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// The functions this node registers, in cjdns' registration order.
+pub const NODE_FUNCTIONS: &[FunctionSpec] = &[
+    FunctionSpec {
+        name: "Core_nodeInfo",
+        needs_auth: false,
+        args: &[],
+    },
+    FunctionSpec {
+        name: "InterfaceController_peerStats",
+        needs_auth: false,
+        args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "SessionManager_getHandles",
+        needs_auth: true,
+        args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "SessionManager_sessionStats",
+        needs_auth: true,
+        args: &[ArgSpec::required("handle", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "SwitchPinger_ping",
+        needs_auth: true,
+        args: &[
+            ArgSpec::required("path", ArgType::String),
+            ArgSpec::optional("timeout", ArgType::Int),
+            ArgSpec::optional("data", ArgType::String),
+            ArgSpec::optional("keyPing", ArgType::Int),
+        ],
+    },
+    FunctionSpec {
+        name: "UDPInterface_beginConnection",
+        needs_auth: true,
+        args: &[
+            ArgSpec::required("publicKey", ArgType::String),
+            ArgSpec::required("address", ArgType::String),
+            ArgSpec::optional("interfaceNumber", ArgType::Int),
+            ArgSpec::optional("password", ArgType::String),
+            ArgSpec::optional("login", ArgType::String),
+            ArgSpec::optional("peerName", ArgType::String),
+            ArgSpec::optional("version", ArgType::Int),
+        ],
+    },
+    FunctionSpec {
+        name: "AuthorizedPasswords_add",
+        needs_auth: true,
+        args: &[
+            ArgSpec::required("password", ArgType::String),
+            ArgSpec::optional("user", ArgType::String),
+            ArgSpec::optional("ipv6", ArgType::String),
+        ],
+    },
+];
+
+/// `v<version>.<label>.<key>.k`, cjdns' printed node address (`Address_toStringKey`).
+pub fn address_string(version: u32, label: Label, key: &PublicKey) -> String {
+    format!("v{version}.{label}.{key}")
+}
+
+/// Switch pings waiting for their pong.
+#[derive(Debug, Default)]
+pub struct PendingPings {
+    waiting: Vec<PendingPing>,
+}
+
+#[derive(Debug)]
+struct PendingPing {
+    cookie: u64,
+    reply_to: ReplyTo,
+    path: String,
+    sent: Instant,
+    deadline: Instant,
+}
+
+impl PendingPings {
+    /// Completes pings with the node's results and expired ones with `timeout`, returning the
+    /// reply datagrams to send and where.
+    pub fn poll<P: Pathfinder>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<P>,
+        server: &AdminServer,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(r) = node.poll_ping_result() {
+            if let Some(i) = self.waiting.iter().position(|p| p.cookie == r.cookie) {
+                let p = self.waiting.swap_remove(i);
+                out.push((
+                    p.reply_to.addr,
+                    server.reply(&p.reply_to, pong_reply(&p, &r)),
+                ));
+            }
+        }
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].deadline <= now {
+                let p = self.waiting.swap_remove(i);
+                let ms = now.saturating_duration_since(p.sent).as_millis() as i64;
+                let d = Dict::new()
+                    .with("result", Value::from("timeout"))
+                    .with("ms", Value::Int(ms))
+                    .with("path", Value::from(p.path.as_str()));
+                out.push((p.reply_to.addr, server.reply(&p.reply_to, d)));
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The earliest deadline, for the driver's timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.iter().map(|p| p.deadline).min()
+    }
+}
+
+fn pong_reply(p: &PendingPing, r: &PingResult) -> Dict {
+    Dict::new()
+        .with("result", Value::from("pong"))
+        .with("ms", Value::Int(r.rtt.as_millis() as i64))
+        .with("path", Value::from(p.path.as_str()))
+        .with(
+            "responsePath",
+            Value::from(r.response_path.to_string().as_str()),
+        )
+        .with("version", Value::Int(i64::from(r.version)))
+}
+
+/// The node's admin functions for one request.
+pub struct NodeAdmin<'a, P> {
+    /// The node.
+    pub node: &'a mut Node<P>,
+    /// Monotonic time of the request.
+    pub now: Instant,
+    /// Where switch pings wait.
+    pub pings: &'a mut PendingPings,
+}
+
+fn error(text: &str) -> Response {
+    Response::Reply(Dict::new().with("error", Value::from(text)))
+}
+
+fn page_of(call: &Call<'_>) -> usize {
+    call.args
+        .get_int("page")
+        .and_then(|p| usize::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+impl<P: Pathfinder> NodeAdmin<'_, P> {
+    fn node_info(&self) -> Response {
+        let scheme = self.node.scheme();
+        let forms: Vec<Value> = scheme
+            .forms()
+            .iter()
+            .rev()
+            .map(|f| {
+                let prefix = format!("{:08x}", f.prefix);
+                let stripped = prefix.trim_start_matches("00");
+                let stripped = if stripped.is_empty() { "00" } else { stripped };
+                Value::Dict(
+                    Dict::new()
+                        .with("bitCount", Value::Int(i64::from(f.bit_count)))
+                        .with("prefixLen", Value::Int(i64::from(f.prefix_len)))
+                        .with("prefix", Value::from(stripped)),
+                )
+            })
+            .collect();
+        let key = *self.node.public_key();
+        Response::Reply(
+            Dict::new()
+                .with(
+                    "myAddr",
+                    Value::from(address_string(22, Label::SELF, &key).as_str()),
+                )
+                .with(
+                    "myIp6",
+                    Value::from(self.node.address().to_string().as_str()),
+                )
+                .with(
+                    "compressedSchemeHex",
+                    Value::from(hex_lower(&scheme.serialize()).as_str()),
+                )
+                .with("encodingScheme", Value::List(forms))
+                .with("version", Value::Int(22))
+                .with("error", Value::from("none")),
+        )
+    }
+
+    fn peer_stats(&self, call: &Call<'_>) -> Response {
+        let stats = self.node.peer_stats(self.now);
+        let start = page_of(call).saturating_mul(PEERS_PER_PAGE);
+        let peers: Vec<Value> = stats
+            .iter()
+            .skip(start)
+            .take(PEERS_PER_PAGE)
+            .map(|p| {
+                let mut d = Dict::new()
+                    .with(
+                        "addr",
+                        Value::from(address_string(p.version, p.label, &p.key).as_str()),
+                    )
+                    .with("lladdr", Value::from(p.link_address.to_string().as_str()))
+                    .with("state", Value::from(p.state))
+                    .with("last", Value::Int(p.last_ms_ago as i64))
+                    .with("isIncoming", Value::Int(i64::from(p.is_incoming)))
+                    .with("bytesIn", Value::Int(p.bytes_in as i64))
+                    .with("bytesOut", Value::Int(p.bytes_out as i64))
+                    .with("recvKbps", Value::Int(0))
+                    .with("sendKbps", Value::Int(0))
+                    .with("duplicates", Value::Int(0))
+                    .with("lostPackets", Value::Int(0))
+                    .with("receivedOutOfRange", Value::Int(0))
+                    .with("receivedPackets", Value::Int(0))
+                    .with("noiseProto", Value::Int(0))
+                    .with("ifNum", Value::Int(0));
+                if let Some(u) = &p.user {
+                    d.insert("user", Value::from(u.as_str()));
+                }
+                Value::Dict(d)
+            })
+            .collect();
+        let mut d = Dict::new()
+            .with("peers", Value::List(peers))
+            .with("total", Value::Int(stats.len() as i64));
+        if start + PEERS_PER_PAGE < stats.len() {
+            d.insert("more", Value::Int(1));
+        }
+        Response::Reply(d)
+    }
+
+    fn handles(&self, call: &Call<'_>) -> Response {
+        let all: Vec<Value> = self
+            .node
+            .session_stats()
+            .iter()
+            .map(|s| Value::Int(i64::from(s.handle)))
+            .collect();
+        let start = page_of(call).saturating_mul(HANDLES_PER_PAGE);
+        let page: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(HANDLES_PER_PAGE)
+            .cloned()
+            .collect();
+        let mut d = Dict::new()
+            .with("handles", Value::List(page))
+            .with("total", Value::Int(all.len() as i64));
+        if start + HANDLES_PER_PAGE < all.len() {
+            d.insert("more", Value::Int(1));
+        }
+        Response::Reply(d)
+    }
+
+    fn session_stats(&self, call: &Call<'_>) -> Response {
+        let handle = call.args.get_int("handle").unwrap_or(-1);
+        let Some(s) = self
+            .node
+            .session_stats()
+            .into_iter()
+            .find(|s| i64::from(s.handle) == handle)
+        else {
+            return error("no such session");
+        };
+        let label = Label::new(s.path).unwrap_or(Label::SELF);
+        Response::Reply(
+            Dict::new()
+                .with("ip6", Value::from(s.address.to_string().as_str()))
+                .with(
+                    "addr",
+                    Value::from(address_string(s.version, label, &s.key).as_str()),
+                )
+                .with("state", Value::from(s.state))
+                .with("handle", Value::Int(i64::from(s.handle)))
+                .with("sendHandle", Value::Int(i64::from(s.send_handle)))
+                .with(
+                    "metric",
+                    Value::Int(if s.path == 0 { 0xffff_ffff } else { 0 }),
+                )
+                .with("duplicates", Value::Int(0))
+                .with("lostPackets", Value::Int(0))
+                .with("receivedOutOfRange", Value::Int(0))
+                .with("noiseProto", Value::Int(0))
+                .with("timeOfLastUsage", Value::Int(0))
+                .with("error", Value::from("none")),
+        )
+    }
+
+    fn switch_ping(&mut self, call: &Call<'_>) -> Response {
+        let Some(path_text) = call.args.get_str("path") else {
+            return error("path was not parsable.");
+        };
+        let Ok(path) = Label::parse(path_text) else {
+            return error("path was not parsable.");
+        };
+        let timeout = call
+            .args
+            .get_int("timeout")
+            .and_then(|t| u64::try_from(t).ok())
+            .map_or(DEFAULT_PING_TIMEOUT, Duration::from_millis);
+        let cookie = self.node.switch_ping(self.now, path);
+        self.pings.waiting.push(PendingPing {
+            cookie,
+            reply_to: call.reply_to.clone(),
+            path: path_text.to_string(),
+            sent: self.now,
+            deadline: self.now + timeout,
+        });
+        Response::Deferred
+    }
+
+    fn begin_connection(&mut self, call: &Call<'_>) -> Response {
+        let key = match call.args.get_str("publicKey").map(PublicKey::parse) {
+            Some(Ok(k)) => k,
+            _ => return error("key must be 52 characters long"),
+        };
+        let addr: SocketAddr = match call.args.get_str("address").map(str::parse) {
+            Some(Ok(a)) => a,
+            _ => return error("unable to parse ip address and port."),
+        };
+        let password = call.args.get_bytes("password").unwrap_or_default().to_vec();
+        let login = call.args.get_bytes("login").map(<[u8]>::to_vec);
+        let name = call.args.get_str("peerName").map(str::to_string);
+        match self.node.connect(
+            self.now,
+            addr,
+            key,
+            PeerCredentials { password, login },
+            name,
+        ) {
+            Ok(_) => Response::Reply(Dict::new().with("error", Value::from("none"))),
+            Err(e) => error(&e.to_string()),
+        }
+    }
+
+    fn add_password(&mut self, call: &Call<'_>) -> Response {
+        let Some(password) = call.args.get_bytes("password") else {
+            return error("password required");
+        };
+        let user = call.args.get_bytes("user");
+        let ipv6 = match call.args.get_str("ipv6").map(Address::parse) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return error("Invalid IPv6 Address"),
+        };
+        match self.node.add_authorized_password(password, user, ipv6) {
+            Ok(()) => Response::Reply(Dict::new().with("error", Value::from("none"))),
+            Err(e) => error(&e.to_string()),
+        }
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, P> {
+    fn functions(&self) -> &[FunctionSpec] {
+        NODE_FUNCTIONS
+    }
+
+    fn call(&mut self, call: &Call<'_>) -> Response {
+        match call.name {
+            "Core_nodeInfo" => self.node_info(),
+            "InterfaceController_peerStats" => self.peer_stats(call),
+            "SessionManager_getHandles" => self.handles(call),
+            "SessionManager_sessionStats" => self.session_stats(call),
+            "SwitchPinger_ping" => self.switch_ping(call),
+            "UDPInterface_beginConnection" => self.begin_connection(call),
+            "AuthorizedPasswords_add" => self.add_password(call),
+            _ => error(crate::admin::NO_FUNCTIONS_MATCHED),
+        }
+    }
+}
