@@ -43,3 +43,198 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(decode_capture(&dir.join("scenario.json"), &dir.join("scenario.json")).is_err());
     assert!(decode_capture(&dir.join("capture.pcap"), &dir.join("capture.pcap")).is_err());
 }
+
+/// A synthetic capture made by two pktmesh nodes (outer link with login + password, inner
+/// end-to-end session, an ICMPv6 echo), with the temporary private keys in the scenario:
+/// every frame, data included, must decode down to the echo sequence numbers.
+#[test]
+fn synthetic_capture_with_temp_keys_decodes_fully() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    use pktmesh_crypto_auth::legacy::{CryptoAuth, Session};
+    use pktmesh_crypto_auth::PrivateKey;
+    use rand_core::{CryptoRng, OsRng, RngCore};
+
+    /// Records every 32-byte draw (the temporary private keys are among them).
+    struct Recording(Vec<[u8; 32]>);
+    impl RngCore for Recording {
+        fn next_u32(&mut self) -> u32 {
+            OsRng.next_u32()
+        }
+        fn next_u64(&mut self) -> u64 {
+            OsRng.next_u64()
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            OsRng.fill_bytes(d);
+            if let Ok(k) = <[u8; 32]>::try_from(&*d) {
+                self.0.push(k);
+            }
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(d);
+            Ok(())
+        }
+    }
+    impl CryptoRng for Recording {}
+
+    fn switch_packet(body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0x44, 0xff, 0xff];
+        p.extend_from_slice(body);
+        p
+    }
+    fn ping() -> Vec<u8> {
+        let mut frame = vec![0, 0, 0, 3, 0x09, 0xf9, 0x11, 0x02, 0, 0, 0, 22, 1, 2, 3, 4];
+        let c = pktmesh_switch::control::checksum(&frame);
+        frame[..2].copy_from_slice(&c.to_be_bytes());
+        let mut body = vec![0xff; 4];
+        body.extend_from_slice(&frame);
+        switch_packet(&body)
+    }
+    fn echo(kind: u8, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x10, 0, 0, 58, kind, 0, 0, 0, 0, 7];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&b"ABCD".repeat(25));
+        p
+    }
+
+    let mut rng = Recording(Vec::new());
+    let now = Instant::now();
+    let (ka, pa, _) = PrivateKey::generate(&mut rng);
+    let (kb, pb, _) = PrivateKey::generate(&mut rng);
+    let mut cb = CryptoAuth::new(kb.clone());
+    cb.add_user(b"secret-pw", Some(b"nodeA"), None).unwrap();
+    let (ca_a, ca_b) = (Arc::new(CryptoAuth::new(ka.clone())), Arc::new(cb));
+    let mut out_a = Session::new(ca_a.clone(), pb, false, now);
+    out_a.set_auth(Some(b"secret-pw"), Some(b"nodeA"));
+    let mut out_b = Session::new(ca_b.clone(), pa, true, now);
+    let mut in_a = Session::new(ca_a, pb, false, now);
+    let mut in_b = Session::new(ca_b, pa, false, now);
+    let (ha, hb) = (0x1111_0004u32, 0x2222_0004u32);
+
+    let mut frames: Vec<(bool, Vec<u8>)> = Vec::new(); // (from A, UDP payload)
+    let mut send =
+        |from_a: bool, plain: Vec<u8>, frames: &mut Vec<(bool, Vec<u8>)>, rng: &mut Recording| {
+            let (tx, rx) = if from_a {
+                (&mut out_a, &mut out_b)
+            } else {
+                (&mut out_b, &mut out_a)
+            };
+            let wire = tx.encrypt_to_vec(now, rng, &plain).unwrap();
+            let mut copy = wire.clone();
+            assert_eq!(rx.decrypt(now, &mut copy).unwrap().payload, &plain[..]);
+            frames.push((from_a, wire));
+        };
+    send(true, ping(), &mut frames, &mut rng);
+    send(false, ping(), &mut frames, &mut rng);
+    // Inner HELLO A→B and KEY B→A, carrying the handles and a CJDHT DataHeader.
+    let mut plain = ha.to_be_bytes().to_vec();
+    plain.extend_from_slice(&[0x10, 0, 1, 0]);
+    plain.extend_from_slice(b"d1:q2:pne");
+    let hello = in_a.encrypt_to_vec(now, &mut rng, &plain).unwrap();
+    in_b.decrypt(now, &mut hello.clone()).unwrap();
+    send(true, switch_packet(&hello), &mut frames, &mut rng);
+    let mut plain = hb.to_be_bytes().to_vec();
+    plain.extend_from_slice(&[0x10, 0, 1, 0]);
+    plain.extend_from_slice(b"d1:q2:pne");
+    let key = in_b.encrypt_to_vec(now, &mut rng, &plain).unwrap();
+    in_a.decrypt(now, &mut key.clone()).unwrap();
+    send(false, switch_packet(&key), &mut frames, &mut rng);
+    // Three echo request/reply pairs over the inner session.
+    for seq in 1..=3u16 {
+        let d = in_a.encrypt_to_vec(now, &mut rng, &echo(128, seq)).unwrap();
+        in_b.decrypt(now, &mut d.clone()).unwrap();
+        let mut body = hb.to_be_bytes().to_vec();
+        body.extend_from_slice(&d);
+        send(true, switch_packet(&body), &mut frames, &mut rng);
+        let d = in_b.encrypt_to_vec(now, &mut rng, &echo(129, seq)).unwrap();
+        in_a.decrypt(now, &mut d.clone()).unwrap();
+        let mut body = ha.to_be_bytes().to_vec();
+        body.extend_from_slice(&d);
+        send(false, switch_packet(&body), &mut frames, &mut rng);
+    }
+
+    // Write an Ethernet/IPv4/UDP pcap and the scenario.
+    let dir = std::env::temp_dir().join(format!("pktctl-decode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = PcapWriter::new(std::fs::File::create(dir.join("c.pcap")).unwrap()).unwrap();
+    for (i, (from_a, udp)) in frames.iter().enumerate() {
+        let (s, d, sp, dp) = if *from_a {
+            (1u8, 2u8, 11001u16, 11002u16)
+        } else {
+            (2, 1, 11002, 11001)
+        };
+        let mut pkt = vec![0u8; 12];
+        pkt.extend_from_slice(&[0x08, 0x00]);
+        let total = 20 + 8 + udp.len();
+        pkt.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        pkt.extend_from_slice(&[10, 77, 0, s, 10, 77, 0, d]);
+        pkt.extend_from_slice(&sp.to_be_bytes());
+        pkt.extend_from_slice(&dp.to_be_bytes());
+        pkt.extend_from_slice(&((8 + udp.len()) as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        pkt.extend_from_slice(udp);
+        let ts = std::time::Duration::from_millis(i as u64);
+        w.write_packet(&PcapPacket::new(ts, pkt.len() as u32, &pkt))
+            .unwrap();
+    }
+    drop(w);
+    let temps: Vec<String> = rng.0.iter().map(hex::encode).collect();
+    let scenario = serde_json::json!({
+        "nodes": {
+            "A": {"private_key": ka.to_hex(), "udp": "10.77.0.1:11001"},
+            "B": {"private_key": kb.to_hex(), "udp": "10.77.0.2:11002"},
+        },
+        "peering": {"login": "nodeA", "password": "secret-pw"},
+        "temp_private_keys": temps,
+    });
+    std::fs::write(dir.join("s.json"), scenario.to_string()).unwrap();
+    let lines = decode_capture(&dir.join("c.pcap"), &dir.join("s.json")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+
+    for l in &lines {
+        assert!(l.get("error").is_none(), "{l}");
+    }
+    let field = |i: usize, k: &str| lines[i][k].clone();
+    assert_eq!(
+        (field(0, "outer"), field(0, "inner")),
+        ("hello".into(), "control:ping".into())
+    );
+    assert_eq!(
+        (field(1, "outer"), field(1, "inner")),
+        ("key".into(), "control:ping".into())
+    );
+    assert_eq!(
+        (field(2, "outer"), field(2, "inner")),
+        ("data".into(), "handshake:hello".into())
+    );
+    assert_eq!(field(2, "content_type"), 256);
+    assert_eq!(
+        (field(3, "inner"), field(3, "content_type")),
+        ("handshake:key".into(), 256.into())
+    );
+    let requests: Vec<_> = lines[4..]
+        .iter()
+        .filter(|l| l["src"] == "10.77.0.1:11001" && l["icmp6_type"] == "echo-request")
+        .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(requests, [1, 2, 3]);
+    assert!(lines[4..]
+        .iter()
+        .all(|l| l["inner"] == "data" && l["content_type"] == 58));
+    assert_eq!(lines[9]["icmp6_type"], "echo-reply");
+}
