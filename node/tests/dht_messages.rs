@@ -488,3 +488,157 @@ proptest! {
         prop_assert_eq!(Message::parse(&bytes).unwrap(), m);
     }
 }
+
+fn ask(pf: &mut Pathfinder, now: Instant, from: Sender, query: Query) -> Reply {
+    let q = Message {
+        txid: b"00q".to_vec(),
+        version: 22,
+        scheme: Some(EncodingScheme::v358()),
+        encoding_index: 0,
+        body: Body::Query(query),
+    };
+    pf.handle_message(now, from, &q.to_bytes()).unwrap();
+    let t = pf.poll_transmit().expect("an answer");
+    assert_eq!(t.key, from.key);
+    match Message::parse(&t.payload).unwrap().body {
+        Body::Reply(r) => r,
+        other => panic!("not a reply: {other:?}"),
+    }
+}
+
+#[test]
+fn search_style_get_peers_and_next_hop() {
+    let (mut pf, now) = pathfinder();
+    let a = case(GET_PEERS).key;
+    let b = case(PING).key;
+    pf.peer_up(now, a, Label::new(0x13).unwrap(), 22).unwrap();
+    pf.peer_up(now, b, Label::new(0x15).unwrap(), 22).unwrap();
+    while pf.poll_transmit().is_some() {}
+    let from = Sender {
+        key: a,
+        path: Label::new(0x13).unwrap(),
+        version: 22,
+    };
+    // cjdns' search asks its target `gp` with the 16-byte address: an empty answer.
+    let r = ask(
+        &mut pf,
+        now,
+        from,
+        Query::GetPeers(Target::Address(*b.address().as_bytes())),
+    );
+    assert!(r.nodes.is_empty());
+    // `nh` for a known node names that node, its label re-encoded for the asker.
+    let r = ask(
+        &mut pf,
+        now,
+        from,
+        Query::NextHop(Target::Address(*b.address().as_bytes())),
+    );
+    assert_eq!(r.nodes.len(), 1);
+    assert_eq!((r.nodes[0].key, r.nodes[0].label), (b, 0x15));
+    // `fn` for b's address: b is the closest node we know, so it comes last.
+    let r = ask(
+        &mut pf,
+        now,
+        from,
+        Query::FindNode(Target::Address(*b.address().as_bytes())),
+    );
+    assert_eq!(r.nodes.last().map(|n| (n.key, n.label)), Some((b, 0x15)));
+    // A target of the wrong length gets an empty answer, as in cjdns.
+    let r = ask(
+        &mut pf,
+        now,
+        from,
+        Query::FindNode(Target::Other(vec![1, 2, 3])),
+    );
+    assert!(r.nodes.is_empty());
+}
+
+#[test]
+fn do_not_disturb_nodes_are_not_handed_out() {
+    let (mut pf, now) = pathfinder();
+    let a = case(GET_PEERS).key;
+    let b = case(PING).key;
+    pf.peer_up(now, a, Label::new(0x13).unwrap(), 22).unwrap();
+    pf.peer_up(now, b, Label::new(0x15).unwrap(), 22).unwrap();
+    // Answer our get-peers query to b with "do not disturb".
+    let mut to_b = None;
+    while let Some(t) = pf.poll_transmit() {
+        if t.key == b {
+            to_b = Some(t);
+        }
+    }
+    let t = to_b.expect("peer_up asks the peer for its peers");
+    let q = Message::parse(&t.payload).unwrap();
+    assert_eq!(q.body, Body::Query(Query::GetPeers(Target::Label(0))));
+    assert!(
+        q.txid.starts_with(b"00"),
+        "our txids carry cjdns' 00 prefix"
+    );
+    assert_eq!(q.txid.len(), 14);
+    let reply = Message {
+        txid: q.txid,
+        version: 22,
+        scheme: Some(EncodingScheme::v358()),
+        encoding_index: 0,
+        body: Body::Reply(Reply {
+            dnd: true,
+            ..Reply::default()
+        }),
+    };
+    let from_b = Sender {
+        key: b,
+        path: Label::new(0x15).unwrap(),
+        version: 22,
+    };
+    pf.handle_message(now, from_b, &reply.to_bytes()).unwrap();
+    assert!(pf.node(&b.address()).unwrap().last_heard.is_some());
+    // The same reply twice is not ours any more.
+    assert_eq!(
+        pf.handle_message(now, from_b, &reply.to_bytes()),
+        Err(DhtError::UnknownTransaction)
+    );
+    let from_a = Sender {
+        key: a,
+        path: Label::new(0x13).unwrap(),
+        version: 22,
+    };
+    let r = ask(&mut pf, now, from_a, Query::GetPeers(Target::Label(0)));
+    assert!(r.nodes.iter().all(|n| n.key != b), "{r:?}");
+    let r = ask(
+        &mut pf,
+        now,
+        from_a,
+        Query::FindNode(Target::Address(*b.address().as_bytes())),
+    );
+    assert!(r.nodes.iter().all(|n| n.key != b), "{r:?}");
+}
+
+#[test]
+fn replies_from_the_wrong_node_are_refused() {
+    let (mut pf, now) = pathfinder();
+    let a = case(GET_PEERS).key;
+    let b = case(PING).key;
+    pf.peer_up(now, a, Label::new(0x13).unwrap(), 22).unwrap();
+    let t = pf.poll_transmit().unwrap();
+    let q = Message::parse(&t.payload).unwrap();
+    let reply = Message {
+        txid: q.txid,
+        version: 22,
+        scheme: None,
+        encoding_index: 0,
+        body: Body::Reply(Reply::default()),
+    };
+    let from_b = Sender {
+        key: b,
+        path: Label::new(0x13).unwrap(),
+        version: 22,
+    };
+    assert_eq!(
+        pf.handle_message(now, from_b, &reply.to_bytes()),
+        Err(DhtError::WrongResponder)
+    );
+    // The real peer's answer still counts.
+    let from_a = Sender { key: a, ..from_b };
+    pf.handle_message(now, from_a, &reply.to_bytes()).unwrap();
+}
