@@ -5,7 +5,9 @@
 //!   `xsalsa20poly1305` crate, incrementing nonce: the ceiling;
 //! * `legacy-session/seal+open`: `Session::encrypt` on one side and `Session::decrypt` on the
 //!   other, in place in one caller buffer (headers, nonce bookkeeping, replay window);
-//! * `legacy-session/seal` and `raw/seal` alone.
+//! * `legacy-session/seal` and `raw/seal` alone;
+//! * the same for Noise: `raw-chacha20poly1305` (the `chacha20poly1305` crate, 12-byte
+//!   counter nonce) beside `noise-session` (`Transport::encrypt` / `Transport::decrypt`).
 //!
 //! The target (issue 3) is session seal+open ≥ 90 % of the raw seal+open throughput, with no
 //! allocation per packet (the session API works in caller buffers).
@@ -16,6 +18,11 @@ use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pktmesh_crypto_auth::legacy::{CryptoAuth, Session, DATA_HEADER_LEN, MAX_OVERHEAD};
+use pktmesh_crypto_auth::noise::handshake::MAX_INITIATION_LEN;
+use pktmesh_crypto_auth::noise::transport::{DATA_HEADER, DATA_OVERHEAD};
+use pktmesh_crypto_auth::noise::{
+    InitiationOutcome, InitiationParams, InitiationSent, Responder, Transport,
+};
 use pktmesh_crypto_auth::PrivateKey;
 use xsalsa20poly1305::aead::generic_array::GenericArray;
 use xsalsa20poly1305::{AeadInPlace, KeyInit, XSalsa20Poly1305};
@@ -55,6 +62,29 @@ fn legacy_pair(rng: &mut CountingRng, now: Instant) -> (Session, Session) {
     }
     assert!(a.is_established() && b.is_established());
     (a, b)
+}
+
+fn noise_pair(rng: &mut CountingRng, now: Instant) -> (Transport, Transport) {
+    let (ka, _, _) = PrivateKey::generate(rng);
+    let (kb, pb, _) = PrivateKey::generate(rng);
+    let (a, b) = (Arc::new(CryptoAuth::new(ka)), Arc::new(CryptoAuth::new(kb)));
+    let mut out = [0u8; MAX_INITIATION_LEN];
+    let wall = std::time::Duration::from_secs(1_800_000_000);
+    let params = InitiationParams::default();
+    let (sent, n) = InitiationSent::new(&a, &pb, &params, 0x100, wall, rng, &mut out).unwrap();
+    let mut r = Responder::new(b, 10);
+    let InitiationOutcome::Accept(acc) = r
+        .handle_initiation(now, rng, b"bench", &out[..n], 0x200, false)
+        .unwrap()
+    else {
+        panic!("no cookie expected")
+    };
+    let mut ta = sent.complete(&a, now, &acc.response).unwrap();
+    let mut tb = acc.transport;
+    let mut ka = [0u8; DATA_OVERHEAD];
+    ta.encrypt(now, &mut ka).unwrap();
+    tb.decrypt(now, &mut ka).unwrap();
+    (ta, tb)
 }
 
 fn data_path(c: &mut Criterion) {
@@ -114,6 +144,53 @@ fn data_path(c: &mut Criterion) {
             })
         });
         assert_eq!(a.overhead(), DATA_HEADER_LEN);
+
+        let chacha = chacha20poly1305::ChaCha20Poly1305::new(GenericArray::from_slice(&[9u8; 32]));
+        g.bench_function(
+            BenchmarkId::new("raw-chacha20poly1305", "seal+open"),
+            |bch| {
+                bch.iter(|| {
+                    n += 1;
+                    let mut nonce = [0u8; 12];
+                    nonce[4..].copy_from_slice(&n.to_le_bytes());
+                    let nonce = GenericArray::from_slice(&nonce);
+                    let tag = chacha
+                        .encrypt_in_place_detached(nonce, &[], &mut buf)
+                        .unwrap();
+                    chacha
+                        .decrypt_in_place_detached(nonce, &[], &mut buf, &tag)
+                        .unwrap();
+                    black_box(&buf);
+                })
+            },
+        );
+        let (mut na, mut nb) = noise_pair(&mut rng, now);
+        let mut npacket = vec![0u8; size + DATA_OVERHEAD];
+        g.bench_function(BenchmarkId::new("noise-session", "seal+open"), |bch| {
+            bch.iter(|| {
+                na.encrypt(now, &mut npacket).unwrap();
+                let body = nb.decrypt(now, &mut npacket).unwrap();
+                black_box(body.len());
+            })
+        });
+        g.bench_function(BenchmarkId::new("raw-chacha20poly1305", "seal"), |bch| {
+            bch.iter(|| {
+                n += 1;
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&n.to_le_bytes());
+                black_box(
+                    chacha
+                        .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &[], &mut buf)
+                        .unwrap(),
+                );
+            })
+        });
+        g.bench_function(BenchmarkId::new("noise-session", "seal"), |bch| {
+            bch.iter(|| {
+                na.encrypt(now, &mut npacket).unwrap();
+                black_box(npacket[DATA_HEADER]);
+            })
+        });
         g.finish();
     }
 }
