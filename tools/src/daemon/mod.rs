@@ -159,12 +159,19 @@ pub fn run<P: Pathfinder>(
         tun: tun.as_mut(),
     };
     io.flush(&mut node);
+    let mut tun_pending = false;
+    let mut socket_pending = vec![false; io.sockets.len()];
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = node
-            .poll_timeout()
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(50));
+        // Sources with unread data are served again at once (mio is edge-triggered).
+        let busy = tun_pending || socket_pending.iter().any(|&p| p);
+        let wait = if busy {
+            Duration::ZERO
+        } else {
+            node.poll_timeout()
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50))
+        };
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -172,13 +179,26 @@ pub fn run<P: Pathfinder>(
         }
         for event in events.iter() {
             match event.token() {
-                TUN => io.drain_tun(&mut node, &mut buf),
+                TUN => tun_pending = true,
                 ADMIN => {
                     if let Some(a) = admin.as_mut() {
                         a.drain(&mut node);
                     }
                 }
-                Token(i) => io.drain_socket(&mut node, &mut buf, i),
+                Token(i) => {
+                    if let Some(p) = socket_pending.get_mut(i) {
+                        *p = true;
+                    }
+                }
+            }
+        }
+        // One batch from each ready source per round, so neither direction starves the other.
+        if tun_pending {
+            tun_pending = io.drain_tun(&mut node, &mut buf);
+        }
+        for (i, pending) in socket_pending.iter_mut().enumerate() {
+            if *pending {
+                *pending = io.drain_socket(&mut node, &mut buf, i);
             }
         }
         let now = Instant::now();
@@ -287,40 +307,52 @@ impl Io<'_> {
         }
     }
 
-    fn drain_socket<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf, i: usize) {
+    /// Reads up to a batch from socket `i`; true if it may still hold data (mio is
+    /// edge-triggered, so a source left unread must be revisited without waiting for an event).
+    fn drain_socket<P: Pathfinder>(
+        &mut self,
+        node: &mut Node<P>,
+        buf: &mut PacketBuf,
+        i: usize,
+    ) -> bool {
         for _ in 0..MAX_BATCH {
             let Some(sock) = self.sockets.get(i) else {
-                return;
+                return false;
             };
             let (n, from) = match sock.recv_from(buf.read_area()) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     debug!(error = %e, "UDP receive failed");
-                    return;
+                    return false;
                 }
             };
             buf.set_read_len(n);
             let out = node.handle_udp(Instant::now(), from, buf);
             self.send(out, buf.data());
         }
+        true
     }
 
-    fn drain_tun<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf) {
+    /// Reads up to a batch from the TUN device; true if it may still hold packets.
+    fn drain_tun<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf) -> bool {
         for _ in 0..MAX_BATCH {
-            let Some(t) = self.tun.as_mut() else { return };
+            let Some(t) = self.tun.as_mut() else {
+                return false;
+            };
             let n = match t.recv(buf.read_area()) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     debug!(error = %e, "TUN read failed");
-                    return;
+                    return false;
                 }
             };
             buf.set_read_len(n);
             let out = node.handle_tun(Instant::now(), buf);
             self.send(out, buf.data());
         }
+        true
     }
 
     fn flush<P: Pathfinder>(&mut self, node: &mut Node<P>) {

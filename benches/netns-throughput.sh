@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Throughput of two pktmesh nodes in network namespaces joined by a veth pair, measured with
+# iperf3 through their TUN devices: TCP for 10 s, then an unthrottled UDP flood (-b 0).
+# Each node is pinned to its own core; CPU per node is read from /proc while iperf3 runs.
+#
+# Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
+# Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CJDROUTE=${1:-}
+if [ -z "$CJDROUTE" ]; then
+  cargo build --release -p pktmesh-tools --bin cjdroute --bin pktctl >&2
+  CJDROUTE=target/release/cjdroute
+fi
+PKTCTL=$(dirname "$CJDROUTE")/pktctl
+DUR=${DUR:-10}
+WORK=$(mktemp -d)
+A=pmtpA; B=pmtpB
+
+cleanup() {
+  for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
+  ip netns del $A 2>/dev/null || true
+  ip netns del $B 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip netns add $A; ip netns add $B
+ip -n $A link set lo up; ip -n $B link set lo up
+ip link add pmtpa netns $A type veth peer name pmtpb netns $B
+ip -n $A addr add 10.231.0.1/24 dev pmtpa; ip -n $B addr add 10.231.0.2/24 dev pmtpb
+ip -n $A link set pmtpa up; ip -n $B link set pmtpb up
+
+ident() { "$PKTCTL" key gen; }
+IA=$(ident); IB=$(ident)
+field() { echo "$1" | sed -E "s/.*\"$2\":\"([^\"]*)\".*/\1/"; }
+conf() { # private bind connect-json
+  cat <<EOF
+{ "privateKey": "$1",
+  "authorizedPasswords": [ { "password": "bench", "user": "bench" } ],
+  "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
+  "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ] },
+  "router": { "interface": { "type": "TUNInterface" } },
+  "noBackground": 1, "version": 2 }
+EOF
+}
+conf "$(field "$IB" private_key)" 10.231.0.2:12345 "" > "$WORK/b.conf"
+conf "$(field "$IA" private_key)" 10.231.0.1:12345 \
+  "\"10.231.0.2:12345\": { \"password\": \"bench\", \"login\": \"bench\", \"publicKey\": \"$(field "$IB" public_key)\" }" > "$WORK/a.conf"
+BIP=$(field "$IB" ipv6)
+
+RUST_LOG=warn ip netns exec $B taskset -c 1 "$CJDROUTE" --config "$WORK/b.conf" > "$WORK/b.log" 2>&1 & echo $! > "$WORK/b.pid"
+RUST_LOG=warn ip netns exec $A taskset -c 0 "$CJDROUTE" --config "$WORK/a.conf" > "$WORK/a.log" 2>&1 & echo $! > "$WORK/a.pid"
+for i in $(seq 1 100); do
+  ip netns exec $A ping -6 -c1 -W1 "$BIP" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+measure() { # label iperf-args...
+  local label=$1; shift
+  ip netns exec $B iperf3 -s -1 -B "$BIP" >/dev/null 2>&1 & local srv=$!
+  sleep 0.5
+  local a0 b0; a0=$(cpu_ticks "$(cat "$WORK/a.pid")"); b0=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  local out; out=$(ip netns exec $A iperf3 -c "$BIP" -t "$DUR" -J "$@" 2>&1 || true)
+  local a1 b1; a1=$(cpu_ticks "$(cat "$WORK/a.pid")"); b1=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  wait $srv 2>/dev/null || true
+  local hz; hz=$(getconf CLK_TCK)
+  local mbps; mbps=$(echo "$out" | python3 -c '
+import json,sys
+d=json.load(sys.stdin); e=d["end"]
+s=e.get("sum_received") or e.get("sum")
+print("%.0f" % (s["bits_per_second"]/1e6))' 2>/dev/null || echo "?")
+  echo "$label: ${mbps} Mbit/s received; CPU node A $(( (a1-a0)*100/hz/DUR ))%, node B $(( (b1-b0)*100/hz/DUR ))% of a core"
+}
+measure "TCP, $DUR s"
+measure "UDP flood -b 0, $DUR s" -u -b 0 -l 1200
