@@ -317,6 +317,11 @@ impl<P: Pathfinder> Node<P> {
         Ok(())
     }
 
+    /// Logins of the authorized passwords (`AuthorizedPasswords_list`).
+    pub fn authorized_users(&self) -> Vec<Vec<u8>> {
+        self.ca.users().iter().map(|u| u.login().to_vec()).collect()
+    }
+
     /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and
     /// sends the first packet, a switch ping, which goes out as a HELLO.
     pub fn connect(

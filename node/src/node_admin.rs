@@ -78,7 +78,15 @@ pub const NODE_FUNCTIONS: &[FunctionSpec] = &[
             ArgSpec::optional("ipv6", ArgType::String),
         ],
     },
+    FunctionSpec {
+        name: "AuthorizedPasswords_list",
+        needs_auth: true,
+        args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
 ];
+
+/// Users per `AuthorizedPasswords_list` page.
+pub const USERS_PER_PAGE: usize = 16;
 
 /// `v<version>.<label>.<key>.k`, cjdns' printed node address (`Address_toStringKey`).
 pub fn address_string(version: u32, label: Label, key: &PublicKey) -> String {
@@ -396,6 +404,21 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, P> {
             "SwitchPinger_ping" => self.switch_ping(call),
             "UDPInterface_beginConnection" => self.begin_connection(call),
             "AuthorizedPasswords_add" => self.add_password(call),
+            "AuthorizedPasswords_list" => {
+                let users = self.node.authorized_users();
+                let start = page_of(call).saturating_mul(USERS_PER_PAGE);
+                let page: Vec<Value> = users
+                    .iter()
+                    .skip(start)
+                    .take(USERS_PER_PAGE)
+                    .map(|u| Value::Bytes(u.clone()))
+                    .collect();
+                Response::Reply(
+                    Dict::new()
+                        .with("total", Value::Int(users.len() as i64))
+                        .with("users", Value::List(page)),
+                )
+            }
             _ => error(crate::admin::NO_FUNCTIONS_MATCHED),
         }
     }

@@ -3,54 +3,12 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{icmp_echo, key, Net};
-use pktmesh_crypto_auth::Address;
-use pktmesh_node::core::{Node, NodeEvent, NodeRef, Pathfinder};
+use common::{icmp_echo, key, EchoPathfinder, Net};
+use pktmesh_node::core::{Node, NodeEvent};
 use pktmesh_node::peers::PeerCredentials;
-
-/// A pathfinder double: answers every CJDHT message once ("pong"), and pings by sending "ping".
-#[derive(Default)]
-struct EchoPathfinder {
-    out: VecDeque<(NodeRef, Vec<u8>)>,
-    peers: Vec<NodeRef>,
-    received: Vec<Vec<u8>>,
-}
-
-impl Pathfinder for EchoPathfinder {
-    fn peer_up(&mut self, _now: Instant, peer: NodeRef) {
-        self.peers.push(peer);
-    }
-    fn peer_down(&mut self, _now: Instant, peer: NodeRef) {
-        self.peers.retain(|p| p.key != peer.key);
-    }
-    fn handle_message(&mut self, _now: Instant, from: NodeRef, message: &[u8]) {
-        self.received.push(message.to_vec());
-        if message == b"ping" {
-            self.out.push_back((from, b"pong".to_vec()));
-        }
-    }
-    fn search(&mut self, _now: Instant, _target: Address) {}
-    fn ping(&mut self, _now: Instant, node: NodeRef) {
-        self.out.push_back((node, b"ping".to_vec()));
-    }
-    fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn poll_transmit(&mut self) -> Option<(NodeRef, Vec<u8>)> {
-        self.out.pop_front()
-    }
-    fn poll_node(&mut self) -> Option<NodeRef> {
-        None
-    }
-    fn node_for(&self, _address: &Address) -> Option<NodeRef> {
-        None
-    }
-}
 
 fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
     let now = Instant::now();

@@ -2,11 +2,12 @@
 //! link address, TUN output is collected per node, and time is explicit.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::{Address, PrivateKey};
-use pktmesh_node::core::{Node, Output, Pathfinder, Transmit};
+use pktmesh_node::core::{Node, NodeRef, Output, Pathfinder, Transmit};
 use pktmesh_node::packet::PacketBuf;
 
 pub struct Net<P> {
@@ -115,4 +116,44 @@ pub fn icmp_echo(src: &Address, dst: &Address, seq: u16) -> Vec<u8> {
     p.extend_from_slice(dst.as_bytes());
     p.extend_from_slice(&payload);
     p
+}
+
+/// A pathfinder double: answers every CJDHT message once ("pong"), and pings by sending "ping".
+#[derive(Default)]
+pub struct EchoPathfinder {
+    pub out: VecDeque<(NodeRef, Vec<u8>)>,
+    pub peers: Vec<NodeRef>,
+    pub received: Vec<Vec<u8>>,
+}
+
+impl Pathfinder for EchoPathfinder {
+    fn peer_up(&mut self, _now: Instant, peer: NodeRef) {
+        self.peers.push(peer);
+    }
+    fn peer_down(&mut self, _now: Instant, peer: NodeRef) {
+        self.peers.retain(|p| p.key != peer.key);
+    }
+    fn handle_message(&mut self, _now: Instant, from: NodeRef, message: &[u8]) {
+        self.received.push(message.to_vec());
+        if message == b"ping" {
+            self.out.push_back((from, b"pong".to_vec()));
+        }
+    }
+    fn search(&mut self, _now: Instant, _target: Address) {}
+    fn ping(&mut self, _now: Instant, node: NodeRef) {
+        self.out.push_back((node, b"ping".to_vec()));
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_transmit(&mut self) -> Option<(NodeRef, Vec<u8>)> {
+        self.out.pop_front()
+    }
+    fn poll_node(&mut self) -> Option<NodeRef> {
+        None
+    }
+    fn node_for(&self, _address: &Address) -> Option<NodeRef> {
+        None
+    }
 }
