@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{icmp_echo, key, EchoPathfinder, Net};
 use pktmesh_node::core::{Node, NodeEvent};
+use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
 
 fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
@@ -113,4 +114,51 @@ fn wrong_password_never_peers() {
     }
     assert!(rejected >= 1, "B reports the rejected handshake");
     assert_ne!(net.nodes[0].1.peer_stats(now)[0].state, "ESTABLISHED");
+}
+
+#[test]
+fn garbage_and_forged_handshakes_do_not_disturb_a_session() {
+    use rand_core::{RngCore, SeedableRng};
+    let mut net = two_nodes(true);
+    for _ in 0..5 {
+        net.run(1000);
+        net.tick(Duration::from_millis(1100));
+    }
+    let a = *net.nodes[0].1.address();
+    let b = *net.nodes[1].1.address();
+    net.send_tun(0, &icmp_echo(&a, &b, 1));
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 1);
+
+    // An attacker floods B: random bytes, forged HELLOs (stage 0 with random keys), packets
+    // from A's own address with bad tags, runts and oversized datagrams.
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
+    let attacker: SocketAddr = "10.0.0.66:6666".parse().unwrap();
+    let a_addr = net.nodes[0].0;
+    let now = net.now;
+    for i in 0..20_000u32 {
+        let len = match i % 4 {
+            0 => (rng.next_u32() % 16) as usize,
+            1 => 4096,
+            _ => 20 + (rng.next_u32() % 1500) as usize,
+        };
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        if i % 3 == 0 && len >= 4 {
+            data[..4].copy_from_slice(&[0, 0, 0, 0]);
+        }
+        let from = if i % 5 == 0 { a_addr } else { attacker };
+        let mut buf = PacketBuf::from_slice(&data);
+        let _ = net.nodes[1].1.handle_udp(now, from, &mut buf);
+    }
+    while net.nodes[1].1.poll_transmit().is_some() {}
+    assert_eq!(net.nodes[1].1.peer_stats(now).len(), 1, "no peer was created by the flood");
+    // The session still carries traffic both ways.
+    for seq in 2..10u16 {
+        net.send_tun(0, &icmp_echo(&a, &b, seq));
+        net.send_tun(1, &icmp_echo(&b, &a, seq));
+        net.run(1000);
+    }
+    assert_eq!(net.tun[1].len(), 9);
+    assert_eq!(net.tun[0].len(), 8);
 }
