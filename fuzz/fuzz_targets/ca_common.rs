@@ -12,7 +12,10 @@ impl rand_core::RngCore for Rng {
         self.next_u64() as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11 ^ self.0 << 7
     }
     fn fill_bytes(&mut self, d: &mut [u8]) {
@@ -34,7 +37,16 @@ pub struct Fixture {
 }
 
 /// Everything observable about a session that a rejected packet must not change.
-pub fn snapshot(s: &Session) -> (State, u32, Option<[u8; 32]>, Option<[u8; 32]>, bool, (u32, u32)) {
+pub fn snapshot(
+    s: &Session,
+) -> (
+    State,
+    u32,
+    Option<[u8; 32]>,
+    Option<[u8; 32]>,
+    bool,
+    (u32, u32),
+) {
     (
         s.state(),
         s.next_nonce(),
@@ -93,6 +105,69 @@ pub fn feed(session: &Session, t0: Instant, packet: &mut [u8]) {
     let mut s = session.clone();
     let before = snapshot(&s);
     if s.decrypt(t0, packet).is_err() {
-        assert_eq!(before, snapshot(&s), "a rejected packet changed the session");
+        assert_eq!(
+            before,
+            snapshot(&s),
+            "a rejected packet changed the session"
+        );
     }
+}
+
+/// Noise fixtures: a responder, an initiation it accepts, the initiator state with the
+/// response, and a confirmed transport pair with a valid data packet.
+pub struct NoiseFixture {
+    pub t0: Instant,
+    pub ca_a: Arc<CryptoAuth>,
+    pub responder: pktmesh_crypto_auth::noise::Responder,
+    pub initiation: Vec<u8>,
+    pub sent: pktmesh_crypto_auth::noise::InitiationSent,
+    pub response: Vec<u8>,
+    pub transport: pktmesh_crypto_auth::noise::Transport,
+    pub data: Vec<u8>,
+}
+
+pub fn noise_fixture() -> &'static NoiseFixture {
+    use pktmesh_crypto_auth::noise::handshake::MAX_INITIATION_LEN;
+    use pktmesh_crypto_auth::noise::{
+        Credentials, InitiationOutcome, InitiationParams, InitiationSent, Responder,
+    };
+    static F: OnceLock<NoiseFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let t0 = Instant::now();
+        let mut rng = Rng(11);
+        let (ka, _, _) = PrivateKey::generate(&mut rng);
+        let (kb, pb, _) = PrivateKey::generate(&mut rng);
+        let mut cb = CryptoAuth::new(kb);
+        cb.add_user(b"pw", Some(b"login"), None).unwrap();
+        let (ca_a, ca_b) = (Arc::new(CryptoAuth::new(ka)), Arc::new(cb));
+        let params = InitiationParams {
+            credentials: Some(Credentials::derive(b"login", b"pw")),
+            ..Default::default()
+        };
+        let mut out = [0u8; MAX_INITIATION_LEN];
+        let wall = std::time::Duration::from_secs(1_800_000_000);
+        let (sent, n) =
+            InitiationSent::new(&ca_a, &pb, &params, 0x100, wall, &mut rng, &mut out).unwrap();
+        let initiation = out[..n].to_vec();
+        let mut fresh = Responder::new(ca_b.clone(), 1000);
+        let InitiationOutcome::Accept(acc) = fresh
+            .handle_initiation(t0, &mut rng, b"src", &initiation, 0x200, true)
+            .unwrap()
+        else {
+            panic!("accepted")
+        };
+        let mut ta = sent.complete(&ca_a, t0, &acc.response).unwrap();
+        let mut data = vec![0u8; 24 + 5];
+        ta.encrypt(t0, &mut data).unwrap();
+        NoiseFixture {
+            t0,
+            ca_a,
+            responder: Responder::new(ca_b, 1000),
+            initiation,
+            sent,
+            response: acc.response.to_vec(),
+            transport: acc.transport,
+            data,
+        }
+    })
 }

@@ -9,7 +9,9 @@ mod ca_common;
 
 fuzz_target!(|data: &[u8]| {
     let f = ca_common::fixture();
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let (session, valid) = &f.stages[usize::from(sel) % f.stages.len()];
     let mut p = if sel & 0x80 == 0 {
         let mut p = rest.to_vec();

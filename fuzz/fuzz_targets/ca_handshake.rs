@@ -8,7 +8,9 @@ mod ca_common;
 
 fuzz_target!(|data: &[u8]| {
     let f = ca_common::fixture();
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let (session, valid) = &f.stages[usize::from(sel) % f.stages.len()];
     // Mode 0: raw bytes. Mode 1: the valid next packet with bytes xored in (reaches the
     // semantic checks past the length and key checks). Mode 2: raw bytes under a handshake word.

@@ -289,6 +289,7 @@ pub enum InitiationOutcome {
 }
 
 /// The node-global responder: mac1/cookie gate, rate limiting and timestamp replay check.
+#[derive(Clone)]
 pub struct Responder {
     ca: Arc<CryptoAuth>,
     mac1_key: [u8; 32],
