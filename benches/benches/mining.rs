@@ -8,7 +8,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use pktmesh_chain::announce::AnnValidator;
-use pktmesh_chain::block::{block_work_hash, pcp_hash, validate_block_proof, BlockHeader, CoinbaseCommitment, PcProof};
+use pktmesh_chain::block::{
+    block_work_hash, pcp_hash, validate_block_proof, BlockHeader, CoinbaseCommitment, PcProof,
+};
 use pktmesh_chain::cryptocycle::State;
 use pktmesh_chain::hash::b2b256;
 use pktmesh_chain::item::ItemBuilder;
@@ -18,8 +20,12 @@ use pktmesh_miner::block::hash_with_table;
 use serde_json::Value;
 
 fn vector(name: &str) -> Value {
-    let path = format!("{}/../../shared/vectors/packetcrypt/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("vector file")).expect("vector json")
+    let path = format!(
+        "{}/../../shared/vectors/packetcrypt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("vector file"))
+        .expect("vector json")
 }
 
 fn unhex(v: &Value, k: &str) -> Vec<u8> {
@@ -89,7 +95,9 @@ fn block_mining(c: &mut Criterion) {
     g.bench_function("block_hash_64MiB", |b| {
         b.iter(|| {
             nonce = nonce.wrapping_add(1);
-            black_box(hash_with_table(&table, &[1u8; 32], nonce, &mut state, &mut idx))
+            black_box(hash_with_table(
+                &table, &[1u8; 32], nonce, &mut state, &mut idx,
+            ))
         })
     });
     g.finish();
@@ -98,19 +106,28 @@ fn block_mining(c: &mut Criterion) {
 fn validation(c: &mut Criterion) {
     let real = vector("real_ann_v1_mainnet.json");
     let ann = unhex(&real, "ann_hex");
-    let parent: [u8; 32] = unhex(&real, "parent_block_hash_raw").try_into().expect("32 bytes");
+    let parent: [u8; 32] = unhex(&real, "parent_block_hash_raw")
+        .try_into()
+        .expect("32 bytes");
     let mut v = AnnValidator::new();
     let mut g = c.benchmark_group("validation");
-    g.bench_function("check_ann_v1_mainnet", |b| b.iter(|| v.check(black_box(&ann), &parent, 2).expect("valid")));
+    g.bench_function("check_ann_v1_mainnet", |b| {
+        b.iter(|| v.check(black_box(&ann), &parent, 2).expect("valid"))
+    });
 
     let s = vector("synthetic_block_pcp_v2.json");
     let header = BlockHeader::parse(&unhex(&s, "header_hex")).expect("header");
     let pcp = PcProof::parse(&unhex(&s, "pcp_wire_hex")).expect("pcp");
-    let commit = CoinbaseCommitment::from_slice(&unhex(&s, "coinbase_commitment_hex")).expect("commitment");
-    let p: [u8; 32] = unhex(&s, "ann_parent_block_hash_raw").try_into().expect("32 bytes");
+    let commit =
+        CoinbaseCommitment::from_slice(&unhex(&s, "coinbase_commitment_hex")).expect("commitment");
+    let p: [u8; 32] = unhex(&s, "ann_parent_block_hash_raw")
+        .try_into()
+        .expect("32 bytes");
     let height = s["block_height"].as_u64().expect("height") as u32;
     g.bench_function("validate_block_proof_full", |b| {
-        b.iter(|| validate_block_proof(&header, black_box(&pcp), &commit, &[p; 4], height).expect("valid"))
+        b.iter(|| {
+            validate_block_proof(&header, black_box(&pcp), &commit, &[p; 4], height).expect("valid")
+        })
     });
     g.bench_function("block_work_hash_and_tree_proof", |b| {
         b.iter(|| {
