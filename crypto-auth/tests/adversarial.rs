@@ -490,6 +490,7 @@ fn timeouts() {
     open(&mut sb, t0 + Duration::from_secs(59), &d).unwrap();
     assert_eq!(sb.state(), State::Established);
     // 60 s after the last data, B resets on its next operation.
+    assert_eq!(sb.poll_timeout(), Some(t0 + Duration::from_secs(119)));
     sb.reset_if_timeout(t0 + Duration::from_secs(118));
     assert_eq!(sb.state(), State::Established);
     sb.reset_if_timeout(t0 + Duration::from_secs(119));
@@ -502,6 +503,8 @@ fn timeouts() {
     let h = x.encrypt_to_vec(t0, &mut rng, b"h").unwrap();
     open(&mut y, t0, &h).unwrap();
     y.encrypt_to_vec(t0, &mut rng, b"k").unwrap();
+    assert_eq!(y.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(x.poll_timeout(), None);
     y.reset_if_timeout(t0 + Duration::from_secs(9));
     assert_eq!(y.state(), State::SentKey);
     y.reset_if_timeout(t0 + Duration::from_secs(10));

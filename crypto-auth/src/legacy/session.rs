@@ -235,6 +235,16 @@ impl Session {
         self.stage = Stage::Init;
     }
 
+    /// When [`Session::reset_if_timeout`] will next reset the session, if it can: `None` in
+    /// INIT (nothing to reset) and while our HELLO is outstanding.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.stage {
+            Stage::Init | Stage::HelloSent(_) => None,
+            Stage::Established(_) => Some(self.last_packet + ESTABLISHED_TIMEOUT),
+            _ => Some(self.last_packet + SETUP_TIMEOUT),
+        }
+    }
+
     /// Reset the session if it has been silent too long: 10 s without data while not
     /// established, 60 s when established; never while our HELLO is outstanding.
     pub fn reset_if_timeout(&mut self, now: Instant) {
@@ -615,4 +625,61 @@ pub fn handshake_sender(packet: &[u8]) -> Option<PublicKey> {
         return None;
     }
     HandshakeHeader::parse(packet).map(|h| PublicKey::from_bytes(h.public_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+
+    struct Counter(u64);
+    impl RngCore for Counter {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1);
+            self.0 >> 7
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            for b in d {
+                *b = self.next_u64() as u8;
+            }
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(d);
+            Ok(())
+        }
+    }
+    impl CryptoRng for Counter {}
+
+    /// At nonce 0xFFFFFFF0 the sender resets and starts a new handshake instead of wrapping.
+    #[test]
+    fn nonce_wrap_resets_and_rehandshakes() {
+        let mut rng = Counter(3);
+        let now = Instant::now();
+        let (ka, pa, _) = PrivateKey::generate(&mut rng);
+        let (kb, pb, _) = PrivateKey::generate(&mut rng);
+        let mut a = Session::new(Arc::new(CryptoAuth::new(ka)), pb, false, now);
+        let mut b = Session::new(Arc::new(CryptoAuth::new(kb)), pa, false, now);
+        for _ in 0..2 {
+            let mut p = a.encrypt_to_vec(now, &mut rng, b"x").unwrap();
+            b.decrypt(now, &mut p).unwrap();
+            let mut p = b.encrypt_to_vec(now, &mut rng, b"y").unwrap();
+            a.decrypt(now, &mut p).unwrap();
+        }
+        assert!(a.is_established() && b.is_established());
+        if let Stage::Established(e) = &mut a.stage {
+            e.set_next_nonce_for_test(MAX_NONCE - 1);
+        }
+        let mut last = a.encrypt_to_vec(now, &mut rng, b"last").unwrap();
+        assert_eq!(PacketKind::of(&last), Some(PacketKind::Data(MAX_NONCE - 1)));
+        assert_eq!(b.decrypt(now, &mut last).unwrap().payload, b"last");
+        let mut hello = a.encrypt_to_vec(now, &mut rng, b"again").unwrap();
+        assert_eq!(PacketKind::of(&hello), Some(PacketKind::Hello));
+        assert_eq!(a.state(), State::SentHello);
+        // The peer accepts the new HELLO on its established session and re-handshakes.
+        assert_eq!(b.decrypt(now, &mut hello).unwrap().payload, b"again");
+        assert_eq!(b.state(), State::ReceivedHello);
+    }
 }

@@ -155,6 +155,10 @@ impl Established {
     pub(crate) fn next_nonce(&self) -> u32 {
         self.next_nonce
     }
+    #[cfg(test)]
+    pub(crate) fn set_next_nonce_for_test(&mut self, n: u32) {
+        self.next_nonce = n;
+    }
     pub(crate) fn take_nonce(&mut self) -> u32 {
         let n = self.next_nonce;
         self.next_nonce = n.wrapping_add(1);
