@@ -27,7 +27,8 @@ use pktmesh_crypto_auth::{PrivateKey, PublicKey};
 use pktmesh_switch::control::{control_frame, ControlMessage};
 use pktmesh_switch::header::SwitchHeader;
 use pktmesh_switch::Label;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Arguments of `pktctl decode`.
 #[derive(Debug, Args)]
@@ -224,6 +225,39 @@ impl Observed {
 /// An inner session: (initiator's permanent key, responder's permanent key).
 type SessionId = ([u8; 32], [u8; 32]);
 
+/// One output line: the fields of the `pktctl decode` interface, in that order, absent when
+/// not applicable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FrameRecord {
+    /// 1-based pcap frame number.
+    pub frame: usize,
+    /// Source `ip:port`.
+    pub src: String,
+    /// Destination `ip:port`.
+    pub dst: String,
+    /// `hello`, `repeat-hello`, `key`, `repeat-key`, `data`, `noise-initiation`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer: Option<String>,
+    /// The switch label, `xxxx.xxxx.xxxx.xxxx`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_label: Option<String>,
+    /// `control:<type>`, `handshake:<kind>` or `data`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner: Option<String>,
+    /// DataHeader content type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<u16>,
+    /// ICMPv6 echo sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp6_echo_seq: Option<u16>,
+    /// `echo-request` or `echo-reply`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp6_type: Option<&'static str>,
+    /// Why (part of) the frame could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A passive decoder over a sequence of datagrams.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -251,18 +285,20 @@ impl Decoder {
     }
 
     /// Decode one datagram into its JSON line.
-    pub fn decode(&mut self, d: &UdpDatagram) -> Value {
-        let mut out = Map::new();
-        out.insert("frame".into(), json!(d.frame));
-        out.insert("src".into(), json!(d.src.to_string()));
-        out.insert("dst".into(), json!(d.dst.to_string()));
+    pub fn decode(&mut self, d: &UdpDatagram) -> FrameRecord {
+        let mut out = FrameRecord {
+            frame: d.frame,
+            src: d.src.to_string(),
+            dst: d.dst.to_string(),
+            ..FrameRecord::default()
+        };
         if let Err(e) = self.decode_outer(d, &mut out) {
-            out.insert("error".into(), json!(format!("{e:#}")));
+            out.error = Some(format!("{e:#}"));
         }
-        Value::Object(out)
+        out
     }
 
-    fn decode_outer(&mut self, d: &UdpDatagram, out: &mut Map<String, Value>) -> Result<()> {
+    fn decode_outer(&mut self, d: &UdpDatagram, out: &mut FrameRecord) -> Result<()> {
         let kind = PacketKind::of(&d.payload).ok_or_else(|| anyhow!("runt datagram"))?;
         if let PacketKind::Data(0xFFFF_FFFF) = kind {
             let ty = d.payload.get(4).copied().unwrap_or(0);
@@ -272,10 +308,10 @@ impl Decoder {
                 3 => "noise-cookie",
                 _ => "noise-unknown",
             };
-            out.insert("outer".into(), json!(name));
+            out.outer = Some(name.to_owned());
             bail!("Noise handshakes are not decoded");
         }
-        out.insert("outer".into(), json!(kind.name()));
+        out.outer = Some(kind.name().to_owned());
         let sender = self.keys.node_by_udp(d.src).map(|n| n.public);
         let receiver = self.keys.node_by_udp(d.dst).map(|n| n.public);
         let (Some(sender), Some(receiver)) = (sender, receiver) else {
@@ -324,17 +360,17 @@ impl Decoder {
         packet: &[u8],
         sender: [u8; 32],
         receiver: [u8; 32],
-        out: &mut Map<String, Value>,
+        out: &mut FrameRecord,
     ) -> Result<()> {
         let hdr = SwitchHeader::new_checked(packet).map_err(|_| anyhow!("runt switch packet"))?;
-        out.insert("switch_label".into(), json!(label_text(hdr.label())));
+        out.switch_label = Some(label_text(hdr.label()));
         if let Some(frame) = control_frame(packet) {
             let msg = ControlMessage::parse(frame).map_err(|e| anyhow!("control: {e}"))?;
             let name = msg.kind().name().map_or_else(
                 || format!("type{}", msg.kind().0),
                 |n| n.to_ascii_lowercase(),
             );
-            out.insert("inner".into(), json!(format!("control:{name}")));
+            out.inner = Some(format!("control:{name}"));
             return Ok(());
         }
         let rest = packet.get(12..).unwrap_or_default();
@@ -344,7 +380,7 @@ impl Decoder {
             .ok_or_else(|| anyhow!("runt inner packet"))?;
         if word < 4 {
             let kind = PacketKind::from_word(word);
-            out.insert("inner".into(), json!(format!("handshake:{}", kind.name())));
+            out.inner = Some(format!("handshake:{}", kind.name()));
             let hdr =
                 HandshakeHeader::parse(rest).ok_or_else(|| anyhow!("runt inner handshake"))?;
             // The inner session is between the two routers; the header names the sender.
@@ -371,7 +407,7 @@ impl Decoder {
             self.handles.insert(handle, (id, from));
             return describe_content(plain.payload.get(4..).unwrap_or_default(), out);
         }
-        out.insert("inner".into(), json!("data"));
+        out.inner = Some("data".to_owned());
         let (id, chooser) = *self
             .handles
             .get(&word)
@@ -477,33 +513,27 @@ fn open_data(
 }
 
 /// DataHeader (version, content type) and, for ICMPv6 echo, the sequence number.
-fn describe_content(plain: &[u8], out: &mut Map<String, Value>) -> Result<()> {
+fn describe_content(plain: &[u8], out: &mut FrameRecord) -> Result<()> {
     let dh = plain.get(..4).ok_or_else(|| anyhow!("runt DataHeader"))?;
     let ct = u16::from_be_bytes([dh[2], dh[3]]);
-    out.insert("content_type".into(), json!(ct));
+    out.content_type = Some(ct);
     if ct == 58 {
         if let Some(icmp) = plain.get(4..12) {
             if icmp[0] == 128 || icmp[0] == 129 {
-                out.insert(
-                    "icmp6_echo_seq".into(),
-                    json!(u16::from_be_bytes([icmp[6], icmp[7]])),
-                );
-                out.insert(
-                    "icmp6_type".into(),
-                    json!(if icmp[0] == 128 {
-                        "echo-request"
-                    } else {
-                        "echo-reply"
-                    }),
-                );
+                out.icmp6_echo_seq = Some(u16::from_be_bytes([icmp[6], icmp[7]]));
+                out.icmp6_type = Some(if icmp[0] == 128 {
+                    "echo-request"
+                } else {
+                    "echo-reply"
+                });
             }
         }
     }
     Ok(())
 }
 
-/// Decode a whole capture: one JSON value per UDP frame.
-pub fn decode_capture(capture: &Path, scenario: &Path) -> Result<Vec<Value>> {
+/// Decode a whole capture: one record per UDP frame.
+pub fn decode_records(capture: &Path, scenario: &Path) -> Result<Vec<FrameRecord>> {
     let text = std::fs::read_to_string(scenario)
         .with_context(|| format!("read {}", scenario.display()))?;
     let json: Value = serde_json::from_str(&text).context("scenario is not JSON")?;
@@ -514,13 +544,25 @@ pub fn decode_capture(capture: &Path, scenario: &Path) -> Result<Vec<Value>> {
         .collect())
 }
 
+/// Decode a whole capture into JSON values (for tests and programs; the key order of a
+/// `Value` is not the printed order).
+pub fn decode_capture(capture: &Path, scenario: &Path) -> Result<Vec<Value>> {
+    decode_records(capture, scenario)?
+        .iter()
+        .map(|r| serde_json::to_value(r).context("serialize"))
+        .collect()
+}
+
 /// Run `pktctl decode`: print one JSON object per UDP frame, one per line (with or without
 /// `--json`); exit non-zero only when the capture or the scenario cannot be read.
 pub fn main(args: &DecodeArgs) -> std::process::ExitCode {
-    match decode_capture(&args.capture, &args.keys) {
-        Ok(lines) => {
-            for l in lines {
-                println!("{l}");
+    match decode_records(&args.capture, &args.keys) {
+        Ok(records) => {
+            for r in records {
+                match serde_json::to_string(&r) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
             }
             std::process::ExitCode::SUCCESS
         }
