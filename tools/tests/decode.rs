@@ -238,3 +238,34 @@ fn synthetic_capture_with_temp_keys_decodes_fully() {
         .all(|l| l["inner"] == "data" && l["content_type"] == 58));
     assert_eq!(lines[9]["icmp6_type"], "echo-reply");
 }
+
+/// Every scenario folder that exists (more will be added): each frame that the scenario's keys
+/// can open must open, and the only acceptable failure is a data packet whose temporary keys
+/// are not in the scenario.
+#[test]
+fn every_capture_folder() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(captures()).unwrap() {
+        let dir = entry.unwrap().path();
+        let (pcap, scenario) = (dir.join("capture.pcap"), dir.join("scenario.json"));
+        if !pcap.exists() || !scenario.exists() {
+            continue;
+        }
+        seen += 1;
+        let lines = decode_capture(&pcap, &scenario).unwrap();
+        assert!(!lines.is_empty(), "{}", dir.display());
+        for l in &lines {
+            if let Some(e) = l.get("error") {
+                assert_eq!(l["outer"], "data", "{}: {l}", dir.display());
+                assert!(
+                    e.as_str().unwrap().contains("forward secrecy"),
+                    "{}: {l}",
+                    dir.display()
+                );
+            } else {
+                assert!(l.get("inner").is_some(), "{}: {l}", dir.display());
+            }
+        }
+    }
+    assert!(seen >= 1);
+}
