@@ -4,7 +4,8 @@
 //!
 //! Stock cjdns is not part of this repository: these tests run only where
 //! `PKTMESH_CJDNS_BIN` names a `cjdroute` built from cjdns' public source (and need root).
-//! Elsewhere they say so and return.
+//! Elsewhere they say so and return. With `PKTMESH_CJDNSTOOL_BIN` set too, cjdns' `cjdnstool`
+//! is pointed at the pktmesh node (`peers`, `session`, `cexec`, switch `ping`).
 
 mod netns;
 
@@ -87,7 +88,7 @@ struct Cjdns {
 
 impl Cjdns {
     fn start(bin: &Path, ns: &Netns, conf: &Path, dir: &Path, name: &str, port: u16) -> Self {
-        for attempt in 0..8 {
+        for attempt in 0..20 {
             let log = dir.join(format!("{name}.cjdns{attempt}.log"));
             let child = ns
                 .cmd(bin.to_str().unwrap())
@@ -118,8 +119,9 @@ impl Cjdns {
                 }
             }
             me.kill_all();
+            std::thread::sleep(Duration::from_millis(500));
         }
-        panic!("stock cjdroute did not start in 8 attempts");
+        panic!("stock cjdroute did not start in 20 attempts");
     }
 
     fn kill_all(&mut self) {
