@@ -152,7 +152,11 @@ fn garbage_and_forged_handshakes_do_not_disturb_a_session() {
         let _ = net.nodes[1].1.handle_udp(now, from, &mut buf);
     }
     while net.nodes[1].1.poll_transmit().is_some() {}
-    assert_eq!(net.nodes[1].1.peer_stats(now).len(), 1, "no peer was created by the flood");
+    assert_eq!(
+        net.nodes[1].1.peer_stats(now).len(),
+        1,
+        "no peer was created by the flood"
+    );
     // The session still carries traffic both ways.
     for seq in 2..10u16 {
         net.send_tun(0, &icmp_echo(&a, &b, seq));
