@@ -9,7 +9,7 @@
 //! Nothing here allocates; every operation works in place on a [`State`].
 
 use crate::hash::{b2b256, hash_expand, hash_expand_at};
-use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::edwards::EdwardsPoint;
 use pktmesh_crypto_auth::primitives::{poly1305_padded, ChaCha20, KeyIvInit, StreamCipher};
 
 /// Size of the CryptoCycle state in bytes.
@@ -201,13 +201,19 @@ impl State {
     }
 
     /// `Smul`: `P = X25519_base(state[32,64))`; `state[64,96) = X25519(state[0,32), P)`.
+    ///
+    /// `P` is kept in Edwards form (it lies in the prime-order subgroup), so the second
+    /// multiplication uses curve25519-dalek's variable-base Edwards multiplication (with its
+    /// SIMD backends) and only the result is converted to the Montgomery u-coordinate. Both
+    /// scalars are clamped as in X25519; the output equals libsodium's
+    /// `crypto_scalarmult_curve25519` (checked by the `primitives.json` Smul vector).
     pub fn smul(&mut self) {
         let mut s1 = [0u8; 32];
         s1.copy_from_slice(&self.bytes[32..64]);
-        let p = MontgomeryPoint::mul_base_clamped(s1);
+        let p = EdwardsPoint::mul_base_clamped(s1);
         let mut s0 = [0u8; 32];
         s0.copy_from_slice(&self.bytes[..32]);
-        let q = p.mul_clamped(s0);
+        let q = p.mul_clamped(s0).to_montgomery();
         self.bytes[64..96].copy_from_slice(q.as_bytes());
     }
 
