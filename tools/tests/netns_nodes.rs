@@ -316,3 +316,63 @@ fn line_of_four_nodes_a_reaches_d() {
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn flood_of_bad_datagrams_does_not_disturb_a_peer() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let (na, _nb, da, db, _a, b, dir) = pair(&tag, "correct horse battery");
+    assert!(
+        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
+        "no initial ping\n{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    // From A's namespace, other source ports: random bytes, forged HELLOs (stage 0, random
+    // keys), runts and 9000-byte datagrams, for 6 seconds, while A pings B.
+    let flood = r#"
+import os, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.time() + 6; n = 0
+while time.time() < end:
+    k = n % 4
+    if k == 0: d = os.urandom(n % 16)
+    elif k == 1: d = os.urandom(9000)
+    elif k == 2: d = b"\0\0\0\0" + os.urandom(200)
+    else: d = os.urandom(1 + n % 1400)
+    try: s.sendto(d, ("10.213.0.2", 11002))
+    except OSError: pass
+    n += 1
+print(n)
+"#;
+    let script = write(&dir, "flood.py", flood);
+    let flooder = na
+        .cmd("python3")
+        .arg(script.to_str().unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ok, text) = ping6(&na, &b.ipv6, 20);
+    let sent = flooder.wait_with_output().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_string();
+    eprintln!("flood datagrams sent: {sent}; ping: {text}");
+    let received: u32 = text
+        .split(" received")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(received >= 18, "pings during the flood: {text}");
+    assert!(
+        sent.parse::<u64>().unwrap_or(0) > 1000,
+        "the flood ran: {sent}"
+    );
+    let _ = ok;
+    // B is alive and still has exactly its one peer.
+    let (ok, text) = ping6(&na, &b.ipv6, 3);
+    assert!(ok, "after the flood: {text}\n{}", db.log_text());
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}
