@@ -411,3 +411,131 @@ fn link_falls_back_to_legacy_when_noise_is_ignored() {
     let mut h = hello.clone();
     assert_eq!(sb.decrypt(t, &mut h).unwrap().payload, b"ping");
 }
+
+/// Two links through a responder, then the WireGuard timers.
+fn linked(rng: &mut TestRng, t0: Instant) -> (Link, Link, Responder, Pair) {
+    let p = pair(rng, &[(b"pw", None)]);
+    let (mut a, first) = Link::connect(
+        p.a.clone(),
+        p.pb,
+        Some(b"pw"),
+        None,
+        true,
+        0x100,
+        t0,
+        WALL,
+        rng,
+    )
+    .unwrap();
+    let mut r = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r.handle_initiation(t0, rng, SRC, &first.unwrap(), 0x300, true)
+            .unwrap(),
+    );
+    let response = acc.response;
+    let mut b = Link::accept(p.b.clone(), *acc, None, None, t0);
+    let LinkEvent::Transmit(ka) = a.handle_packet(t0, WALL, rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert_eq!(
+        b.handle_packet(t0, WALL, rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    (a, b, r, p)
+}
+
+#[test]
+fn keepalive_after_receiving_without_sending() {
+    let mut rng = TestRng::new(7);
+    let t0 = Instant::now();
+    let (mut a, mut b, _, _) = linked(&mut rng, t0);
+    let d = a.encrypt(t0, &mut rng, b"data").unwrap();
+    assert_eq!(
+        b.handle_packet(t0, WALL, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"data".to_vec())
+    );
+    assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    let t = t0 + Duration::from_secs(9);
+    assert_eq!(b.handle_timeout(t, WALL, &mut rng).unwrap(), None);
+    let t = t0 + Duration::from_secs(10);
+    let ka = b
+        .handle_timeout(t, WALL, &mut rng)
+        .unwrap()
+        .expect("keepalive");
+    assert_eq!(ka.len(), DATA_OVERHEAD);
+    assert_eq!(
+        a.handle_packet(t, WALL, &mut rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    // A keepalive does not arm the peer's keepalive timer (no ping-pong of keepalives), and
+    // the answer cleared A's "unanswered" timer.
+    let later = t + Duration::from_secs(30);
+    assert_eq!(b.handle_timeout(later, WALL, &mut rng).unwrap(), None);
+}
+
+#[test]
+fn unanswered_data_starts_a_new_handshake() {
+    let mut rng = TestRng::new(8);
+    let t0 = Instant::now();
+    let (mut a, _b, _, _) = linked(&mut rng, t0);
+    a.encrypt(t0, &mut rng, b"hello?").unwrap();
+    assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+    assert_eq!(
+        a.handle_timeout(t0 + Duration::from_secs(14), WALL, &mut rng)
+            .unwrap(),
+        None
+    );
+    let init = a
+        .handle_timeout(t0 + Duration::from_secs(15), WALL, &mut rng)
+        .unwrap();
+    assert!(init.is_some_and(|p| p[..5] == [0xff, 0xff, 0xff, 0xff, 1]));
+    // Re-key attempts do not fall back to legacy: the link stays Noise and keeps its keys.
+    for i in 1..=20u64 {
+        let _ = a
+            .handle_timeout(t0 + Duration::from_secs(15 + 5 * i), WALL, &mut rng)
+            .unwrap();
+    }
+    assert_eq!(a.mode(), LinkMode::Noise);
+}
+
+#[test]
+fn rekey_after_120s_keeps_previous_keys_for_packets_in_flight() {
+    let mut rng = TestRng::new(9);
+    let t0 = Instant::now();
+    let (mut a, mut b, mut r, _) = linked(&mut rng, t0);
+    let t = t0 + Duration::from_secs(120);
+    // B sends with the old keys; the packet is still in flight while A re-keys.
+    let in_flight = b.encrypt(t, &mut rng, b"old keys").unwrap();
+    let init = a
+        .handle_timeout(t, WALL + Duration::from_secs(120), &mut rng)
+        .unwrap()
+        .expect("re-key initiation");
+    let acc = accept(
+        r.handle_initiation(t, &mut rng, SRC, &init, 0x301, true)
+            .unwrap(),
+    );
+    let response = acc.response;
+    b.install(*acc, t).unwrap();
+    let LinkEvent::Transmit(ka) = a.handle_packet(t, WALL, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert_eq!(
+        b.handle_packet(t, WALL, &mut rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    assert_eq!(
+        a.handle_packet(t, WALL, &mut rng, &in_flight).unwrap(),
+        LinkEvent::Payload(b"old keys".to_vec())
+    );
+    let new = b.encrypt(t, &mut rng, b"new keys").unwrap();
+    assert_ne!(new[..4], in_flight[..4], "a new index per handshake");
+    assert_eq!(
+        a.handle_packet(t, WALL, &mut rng, &new).unwrap(),
+        LinkEvent::Payload(b"new keys".to_vec())
+    );
+    let d = a.encrypt(t, &mut rng, b"both ways").unwrap();
+    assert_eq!(
+        b.handle_packet(t, WALL, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"both ways".to_vec())
+    );
+}

@@ -132,6 +132,14 @@ impl Transport {
     pub fn is_confirmed(&self) -> bool {
         self.confirmed
     }
+    /// When the keys were made.
+    pub fn born(&self) -> Instant {
+        self.born
+    }
+    /// Whether `packet` is a data packet addressed to this session's index.
+    pub fn accepts_index(&self, packet: &[u8]) -> bool {
+        packet.get(..4) == Some(&self.local_index.to_le_bytes()[..])
+    }
     /// Whether the initiator should start a new handshake before sending.
     pub fn needs_rekey(&self, now: Instant) -> bool {
         self.initiator && now.saturating_duration_since(self.born) >= REKEY_AFTER_TIME
