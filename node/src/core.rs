@@ -500,19 +500,7 @@ impl<P: Pathfinder> Node<P> {
         peer.bytes_in += buf.len() as u64;
         if peer.session.is_established() {
             peer.last_message = now;
-            if !peer.announced && peer.version != 0 {
-                peer.announced = true;
-                let node = NodeRef {
-                    key: peer.key,
-                    path: peer.label,
-                    version: peer.version,
-                };
-                self.events.push_back(NodeEvent::PeerEstablished {
-                    key: peer.key,
-                    address: peer.link_address,
-                });
-                self.pathfinder.peer_up(now, node);
-            }
+            self.announce_if_ready(now, slot);
         } else {
             // Until the link is established only packets for our router are accepted, and
             // the peer is pinged so that it reveals its version.
@@ -529,6 +517,28 @@ impl<P: Pathfinder> Node<P> {
             }
         }
         self.switch_in(now, slot, buf)
+    }
+
+    /// Tells the pathfinder (once) about a peer whose link is established and whose version
+    /// is known; cjdns never reports a peer of unknown version.
+    fn announce_if_ready(&mut self, now: Instant, slot: u16) {
+        let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
+            return;
+        };
+        if peer.announced || peer.version == 0 || !peer.session.is_established() {
+            return;
+        }
+        peer.announced = true;
+        let node = NodeRef {
+            key: peer.key,
+            path: peer.label,
+            version: peer.version,
+        };
+        self.events.push_back(NodeEvent::PeerEstablished {
+            key: peer.key,
+            address: peer.link_address,
+        });
+        self.pathfinder.peer_up(now, node);
     }
 
     /// Runs the switch on a packet that arrived on `from`.
@@ -668,20 +678,9 @@ impl<P: Pathfinder> Node<P> {
             peer.version = pong.version;
             if peer.session.is_established() {
                 peer.last_message = now;
-                if !peer.announced {
-                    peer.announced = true;
-                    let node = NodeRef {
-                        key: peer.key,
-                        path: peer.label,
-                        version: peer.version,
-                    };
-                    self.events.push_back(NodeEvent::PeerEstablished {
-                        key: peer.key,
-                        address: peer.link_address,
-                    });
-                    self.pathfinder.peer_up(now, node);
-                }
             }
+            let slot = peer.slot;
+            self.announce_if_ready(now, slot);
         } else if let Some((sent, path)) = self.pings.remove(&cookie) {
             self.ping_results.push_back(PingResult {
                 cookie,

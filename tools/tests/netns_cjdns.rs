@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns::{link, ping6, wait_ping6, write, Daemon, Netns};
-use pktmesh_crypto_auth::PrivateKey;
+use netns::{identity, link, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns};
 
 fn cjdns_bin() -> Option<PathBuf> {
     let bin = std::env::var_os("PKTMESH_CJDNS_BIN").map(PathBuf::from)?;
@@ -22,21 +21,6 @@ fn cjdns_bin() -> Option<PathBuf> {
         panic!("PKTMESH_CJDNS_BIN={} is not a file", bin.display());
     }
     netns::available().then_some(bin)
-}
-
-struct Identity {
-    private: String,
-    public: String,
-    ipv6: String,
-}
-
-fn identity() -> Identity {
-    let (private, public, address) = PrivateKey::generate(&mut rand_core::OsRng);
-    Identity {
-        private: private.to_hex(),
-        public: public.to_string(),
-        ipv6: address.to_string(),
-    }
 }
 
 /// A config both implementations accept (cjdns' own layout).
@@ -151,13 +135,6 @@ impl Drop for Cjdns {
     }
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pktmesh-interop-{tag}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// pktmesh and cjdns peer, `pktmesh_initiates` choosing who has the other in connectTo.
 fn pair(pktmesh_initiates: bool) {
     let Some(bin) = cjdns_bin() else {
@@ -167,7 +144,7 @@ fn pair(pktmesh_initiates: bool) {
         return;
     };
     let tag = netns::tag();
-    let dir = tempdir(&tag);
+    let dir = tempdir("pktmesh-interop", &tag);
     let (np, nc) = (
         Netns::new(&format!("{tag}P")),
         Netns::new(&format!("{tag}C")),
@@ -235,7 +212,7 @@ fn line(middle_is_cjdns: bool) {
         return;
     };
     let tag = netns::tag();
-    let dir = tempdir(&tag);
+    let dir = tempdir("pktmesh-interop", &tag);
     let ns: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("{tag}L{i}"))).collect();
     link(&ns[0], &ns[1], "10.217.0.1/24", "10.217.0.2/24");
     link(&ns[1], &ns[2], "10.217.1.1/24", "10.217.1.2/24");

@@ -6,23 +6,7 @@ mod netns;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use netns::{link, ping6, wait_ping6, write, Daemon, Netns};
-use pktmesh_crypto_auth::PrivateKey;
-
-struct Identity {
-    private: String,
-    public: String,
-    ipv6: String,
-}
-
-fn identity() -> Identity {
-    let (private, public, address) = PrivateKey::generate(&mut rand_core::OsRng);
-    Identity {
-        private: private.to_hex(),
-        public: public.to_string(),
-        ipv6: address.to_string(),
-    }
-}
+use netns::{identity, link, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns};
 
 /// A cjdroute.conf in cjdns' dialect (comments included, as operators write them).
 fn config(
@@ -68,13 +52,6 @@ fn config(
     )
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("pktmesh-netns-{tag}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Two namespaces joined by a veth pair, a node in each; A connects to B.
 fn pair(
     tag: &str,
@@ -88,7 +65,7 @@ fn pair(
     Identity,
     std::path::PathBuf,
 ) {
-    let dir = tempdir(tag);
+    let dir = tempdir("pktmesh-netns", tag);
     let (na, nb) = (
         Netns::new(&format!("{tag}A")),
         Netns::new(&format!("{tag}B")),
@@ -236,7 +213,7 @@ fn node_starts_every_time() {
     }
     // The issue asks for 100 starts in a row; each start creates its TUN device and binds.
     let tag = netns::tag();
-    let dir = tempdir(&tag);
+    let dir = tempdir("pktmesh-netns", &tag);
     let ns = Netns::new(&format!("{tag}S"));
     let id = identity();
     let conf = write(&dir, "s.conf", &config(&id, "127.0.0.1:0", &[], &[]));
@@ -257,7 +234,7 @@ fn line_of_four_nodes_a_reaches_d() {
         return;
     }
     let tag = netns::tag();
-    let dir = tempdir(&tag);
+    let dir = tempdir("pktmesh-netns", &tag);
     let names = ["A", "B", "C", "D"];
     let ns: Vec<Netns> = names
         .iter()

@@ -78,6 +78,7 @@ pub struct DaemonSettings {
 const TUN: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
 const MAX_BATCH: usize = 64;
+const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Runs the node until `shutdown` is set.
 pub fn run<P: Pathfinder>(
@@ -104,6 +105,11 @@ pub fn run<P: Pathfinder>(
     for (i, bind) in settings.udp_binds.iter().enumerate() {
         let std_sock = StdUdpSocket::bind(bind).with_context(|| format!("binding UDP {bind}"))?;
         std_sock.set_nonblocking(true)?;
+        // Large buffers ride out bursts between two turns of the loop; the kernel caps them
+        // at net.core.{r,w}mem_max.
+        let sref = socket2::SockRef::from(&std_sock);
+        let _ = sref.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sref.set_send_buffer_size(SOCKET_BUFFER);
         let mut sock = UdpSocket::from_std(std_sock);
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)?;

@@ -248,3 +248,32 @@ pub fn wait_ping6(ns: &Netns, target: &str, timeout: Duration) -> bool {
     }
     false
 }
+
+/// A node identity as test configs need it.
+pub struct Identity {
+    /// 64 hex digits.
+    pub private: String,
+    /// `….k`.
+    pub public: String,
+    /// fc address.
+    pub ipv6: String,
+}
+
+/// A fresh identity with an fc address.
+pub fn identity() -> Identity {
+    let (private, public, address) =
+        pktmesh_crypto_auth::PrivateKey::generate(&mut rand_core::OsRng);
+    Identity {
+        private: private.to_hex(),
+        public: public.to_string(),
+        ipv6: address.to_string(),
+    }
+}
+
+/// An empty scratch directory under the system temp dir.
+pub fn tempdir(prefix: &str, tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("{prefix}-{tag}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
