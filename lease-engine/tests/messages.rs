@@ -1,0 +1,344 @@
+//! Must show 5 (lease part): forged, expired, replayed and misdirected lease messages are rejected
+//! with a precise error and change nothing; ownership transfer, release and class settings work
+//! through signed messages.
+
+mod common;
+
+use common::{in_if, signer, World, NOW, OUT_IF};
+use pktmesh_lease_engine::priority::UNCLASSED;
+use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
+use pktmesh_lease_engine::{EngineError, Event, LeaseId, Nanos, Priority, UnixTime, WireError};
+
+fn lease_for(w: &World, id: u8, start: u64, end: u64) -> Lease {
+    let (q, _) = signer(2);
+    Lease {
+        id: LeaseId([id; 16]),
+        node: w.node.public(),
+        peer: *q.public_key().as_bytes(),
+        kbps: 1000,
+        start: UnixTime(start),
+        end: UnixTime(end),
+        owner: w.owners[0].public(),
+    }
+}
+
+/// Sends `bytes`, expects `error`, and checks that nothing changed.
+fn rejected(w: &mut World, bytes: &[u8], error: EngineError) {
+    let before = w.engine.snapshot().clone();
+    let got = w.engine.handle_message(NOW, bytes);
+    assert_eq!(got, Err(error.clone()));
+    assert_eq!(w.engine.snapshot(), &before, "state changed after {error}");
+    // Errors read well.
+    assert!(!error.to_string().is_empty());
+}
+
+#[test]
+fn forged_lease_is_rejected() {
+    let mut w = World::new(&[1000]);
+    let lease = lease_for(&w, 0x77, NOW.0 - 1, NOW.0 + 100);
+    // Signed by the owner instead of the node.
+    let forged = Message::Lease(lease).emit_signed(&w.owners[0]).unwrap();
+    let node = w.node.public();
+    rejected(&mut w, &forged, EngineError::BadSignature { signer: node });
+    // A valid message with one flipped bit anywhere in the signed part or signature.
+    let good = Message::Lease(lease).emit_signed(&w.node).unwrap();
+    for at in [5, 60, 90, 120, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        assert!(
+            w.engine.handle_message(NOW, &bad).is_err(),
+            "bit flip at {at} accepted"
+        );
+    }
+    assert_eq!(
+        w.engine.handle_message(NOW, &good),
+        Ok(Event::LeaseAdded(LeaseId([0x77; 16])))
+    );
+}
+
+#[test]
+fn expired_lease_is_rejected() {
+    let mut w = World::new(&[1000]);
+    let lease = lease_for(&w, 0x78, NOW.0 - 100, NOW.0);
+    let m = Message::Lease(lease).emit_signed(&w.node).unwrap();
+    rejected(
+        &mut w,
+        &m,
+        EngineError::Expired {
+            lease: LeaseId([0x78; 16]),
+            end: NOW.0,
+            now: NOW.0,
+        },
+    );
+}
+
+#[test]
+fn lease_of_another_node_is_rejected() {
+    let mut w = World::new(&[1000]);
+    let (_, other) = signer(99);
+    let lease = Lease {
+        node: other.public(),
+        peer: [9; 32],
+        ..lease_for(&w, 0x79, 0, NOW.0 + 9)
+    };
+    let m = Message::Lease(lease).emit_signed(&other).unwrap();
+    rejected(&mut w, &m, EngineError::NotForThisNode(LeaseId([0x79; 16])));
+}
+
+#[test]
+fn malformed_bytes_are_rejected() {
+    let mut w = World::new(&[1000]);
+    rejected(
+        &mut w,
+        &[1, 1, 0],
+        EngineError::Wire(WireError::Truncated(3)),
+    );
+    let good = Message::Lease(lease_for(&w, 0x7a, 0, NOW.0 + 9))
+        .emit_signed(&w.node)
+        .unwrap();
+    rejected(
+        &mut w,
+        &good[..good.len() - 1],
+        EngineError::Wire(WireError::LengthMismatch {
+            expected: 200,
+            actual: 199,
+        }),
+    );
+}
+
+#[test]
+fn configuration_needs_the_owner_the_time_span_and_a_fresh_sequence() {
+    let mut w = World::new(&[1000, 1000]);
+    let target = w.out_ids[0];
+    // Owner 1 signs a command for owner 0's lease: validly signed, wrong owner.
+    let m = w.config(1, target, Command::Attach { network: 5 });
+    let (owner0, owner1) = (w.owners[0].public(), w.owners[1].public());
+    rejected(
+        &mut w,
+        &m,
+        EngineError::WrongOwner {
+            lease: target,
+            owner: owner0,
+            signer: owner1,
+        },
+    );
+    // Claims owner 0 but is signed by owner 1: forged.
+    let c = Config {
+        target,
+        signer: w.owners[0].public(),
+        seq: 1000,
+        command: Command::Release,
+    };
+    let m = Message::Config(c).emit_signed(&w.owners[1]).unwrap();
+    rejected(&mut w, &m, EngineError::BadSignature { signer: owner0 });
+    // Replay of an accepted command.
+    let m = w.config(
+        0,
+        target,
+        Command::SetClasses {
+            default_class: 2,
+            max_class: 4,
+        },
+    );
+    assert_eq!(
+        w.engine.handle_message(NOW, &m),
+        Ok(Event::ClassesSet(target))
+    );
+    let seq = w.seq;
+    rejected(
+        &mut w,
+        &m,
+        EngineError::Replayed {
+            lease: target,
+            seq,
+            last: seq,
+        },
+    );
+    // Unknown lease.
+    let m = w.config(0, LeaseId([0xee; 16]), Command::Release);
+    rejected(&mut w, &m, EngineError::UnknownLease(LeaseId([0xee; 16])));
+    // Not started yet.
+    let future = lease_for(&w, 0x7b, NOW.0 + 50, NOW.0 + 100);
+    let m = Message::Lease(future).emit_signed(&w.node).unwrap();
+    assert!(w.engine.handle_message(NOW, &m).is_ok());
+    let m = w.config(0, future.id, Command::Attach { network: 1 });
+    rejected(
+        &mut w,
+        &m,
+        EngineError::NotStarted {
+            lease: future.id,
+            start: NOW.0 + 50,
+            now: NOW.0,
+        },
+    );
+    // Expired: the same command after the end is refused, and the lease is gone.
+    let before = w.engine.snapshot().clone();
+    assert_eq!(
+        w.engine.handle_message(UnixTime(NOW.0 + 100), &m),
+        Err(EngineError::UnknownLease(future.id))
+    );
+    assert!(!w.engine.snapshot().leases.contains_key(&future.id));
+    assert_ne!(w.engine.snapshot(), &before); // (time passing removed it, not the message)
+}
+
+#[test]
+fn classes_map_header_classes_into_the_lease_band() {
+    let mut w = World::new(&[100_000]);
+    let now = Nanos(1);
+    assert_eq!(
+        w.engine.classify(now, in_if(0), OUT_IF, 100, UNCLASSED),
+        Priority::in_lease(0)
+    );
+    assert_eq!(
+        w.engine.classify(now, in_if(0), OUT_IF, 100, 9),
+        Priority::in_lease(9)
+    );
+    let m = w.config(
+        0,
+        w.out_ids[0],
+        Command::SetClasses {
+            default_class: 2,
+            max_class: 4,
+        },
+    );
+    w.engine.handle_message(NOW, &m).unwrap();
+    assert_eq!(
+        w.engine.classify(now, in_if(0), OUT_IF, 100, UNCLASSED),
+        Priority::in_lease(2)
+    );
+    assert_eq!(
+        w.engine.classify(now, in_if(0), OUT_IF, 100, 9),
+        Priority::in_lease(4)
+    );
+    assert_eq!(
+        w.engine.classify(now, in_if(0), OUT_IF, 100, 3),
+        Priority::in_lease(3)
+    );
+    // Other pairs, and out-of-range interfaces, ride the free tier.
+    assert_eq!(
+        w.engine.classify(now, OUT_IF, in_if(0), 100, 3),
+        Priority::FREE
+    );
+    assert_eq!(w.engine.classify(now, 9999, OUT_IF, 100, 3), Priority::FREE);
+}
+
+#[test]
+fn transfer_hands_over_control_and_release_ends_enforcement() {
+    let mut w = World::new(&[1000, 1000]);
+    let out = w.out_ids[0];
+    let new_owner = w.owners[1].public();
+    let m = w.config(0, out, Command::Transfer { new_owner });
+    assert_eq!(
+        w.engine.handle_message(NOW, &m),
+        Ok(Event::Transferred {
+            lease: out,
+            new_owner
+        })
+    );
+    assert_eq!(w.engine.snapshot().leases[&out].lease.owner, new_owner);
+    // The old owner no longer controls it; the new owner does.
+    let m = w.config(0, out, Command::Release);
+    assert!(matches!(
+        w.engine.handle_message(NOW, &m),
+        Err(EngineError::WrongOwner { .. })
+    ));
+    // The virtual switch of owner 0 no longer connects it (owners differ): free tier now.
+    assert_eq!(
+        w.engine.classify(Nanos(1), in_if(0), OUT_IF, 100, 0),
+        Priority::FREE
+    );
+    // Re-sending the original lease message does not undo the transfer.
+    let mut original = w.engine.snapshot().leases[&out].lease;
+    original.owner = w.owners[0].public();
+    let m = Message::Lease(original).emit_signed(&w.node).unwrap();
+    assert_eq!(
+        w.engine.handle_message(NOW, &m),
+        Ok(Event::AlreadyKnown(out))
+    );
+    assert_eq!(w.engine.snapshot().leases[&out].lease.owner, new_owner);
+    // Owner 1 releases its own lease: enforcement of it stops.
+    assert!(w
+        .engine
+        .classify(Nanos(1), in_if(1), OUT_IF, 100, 0)
+        .is_in_lease());
+    let m = w.config(1, w.out_ids[1], Command::Release);
+    assert_eq!(
+        w.engine.handle_message(NOW, &m),
+        Ok(Event::Released(w.out_ids[1]))
+    );
+    assert_eq!(
+        w.engine.classify(Nanos(2), in_if(1), OUT_IF, 100, 0),
+        Priority::FREE
+    );
+}
+
+#[test]
+fn leases_end_on_time() {
+    let mut w = World::new(&[1000]);
+    assert!(w
+        .engine
+        .classify(Nanos(1), in_if(0), OUT_IF, 100, 0)
+        .is_in_lease());
+    let end = w.engine.poll_timeout().unwrap();
+    assert_eq!(end, UnixTime(NOW.0 + 3600));
+    w.engine.handle_timeout(UnixTime(end.0 - 1));
+    assert!(w
+        .engine
+        .classify(Nanos(2), in_if(0), OUT_IF, 100, 0)
+        .is_in_lease());
+    w.engine.handle_timeout(end);
+    assert_eq!(
+        w.engine.classify(Nanos(3), in_if(0), OUT_IF, 100, 0),
+        Priority::FREE
+    );
+    assert!(w.engine.snapshot().leases.is_empty());
+}
+
+#[test]
+fn two_networks_cannot_share_an_interface_pair() {
+    // Owner 1 also leases the link from holder 0's upstream node and asks its virtual switch to
+    // connect it to its out-lease: same arrival and next-hop interfaces as holder 0's network.
+    let mut w = World::new(&[1000, 1000]);
+    let up0 = &w.ups[0];
+    let in2 = Lease {
+        id: LeaseId([0x55; 16]),
+        node: up0.public(),
+        peer: *w.node_key.public_key().as_bytes(),
+        kbps: 1000,
+        start: UnixTime(NOW.0 - 10),
+        end: UnixTime(NOW.0 + 3600),
+        owner: w.owners[1].public(),
+    };
+    let m = Message::Lease(in2).emit_signed(up0).unwrap();
+    w.engine.handle_message(NOW, &m).unwrap();
+    let vs = VirtualSwitchLease {
+        id: LeaseId([0x56; 16]),
+        node: w.node.public(),
+        owner: w.owners[1].public(),
+        start: in2.start,
+        end: in2.end,
+        ins: vec![in2.id],
+        outs: vec![w.out_ids[1]],
+    };
+    let m = Message::VirtualSwitch(vs).emit_signed(&w.node).unwrap();
+    w.engine.handle_message(NOW, &m).unwrap();
+    let m = w.config(1, in2.id, Command::Attach { network: 101 });
+    w.engine.handle_message(NOW, &m).unwrap();
+    // The last step would put (in_if(0), OUT_IF) into two networks.
+    let m = w.config(1, LeaseId([0x56; 16]), Command::Attach { network: 101 });
+    rejected(&mut w, &m, EngineError::PairInUse(LeaseId([0x56; 16])));
+    assert!(w
+        .engine
+        .classify(Nanos(1), in_if(0), OUT_IF, 100, 0)
+        .is_in_lease());
+}
+
+#[test]
+fn messages_round_trip_through_the_wire_format() {
+    let w = World::new(&[1000]);
+    let m = Message::Lease(lease_for(&w, 1, 0, 9));
+    let bytes = m.emit_signed(&w.node).unwrap();
+    let (back, sig) = Message::parse(&bytes).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.emit_with_signature(&sig).unwrap(), bytes);
+}
