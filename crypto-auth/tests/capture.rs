@@ -209,3 +209,147 @@ fn two_node_password_state_machine_replay() {
     let span = frames.last().unwrap().ts - first;
     assert!(span < Duration::from_secs(60), "capture spans {span:?}");
 }
+
+/// Replays exactly the bytes a recorded RNG produced.
+struct ReplayRng {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl rand_core::RngCore for ReplayRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, d: &mut [u8]) {
+        let end = self.at + d.len();
+        d.copy_from_slice(
+            self.bytes
+                .get(self.at..end)
+                .expect("recorded randomness exhausted"),
+        );
+        self.at = end;
+    }
+    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(d);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for ReplayRng {}
+
+/// A live capture of a pktmesh session peered with stock cjdroute 22.3 (see the vector's
+/// README). Acting as P with its recorded randomness, pktmesh's own `Session`s open every frame
+/// cjdroute sent: the KEY, every outer data packet (checksummed control frames), the inner
+/// HELLO and inner data down to the ICMPv6 echo replies. P's own frames are re-emitted with the
+/// same stage/nonce words, and the HELLO's clear header and encrypted temporary key are
+/// byte-identical to the captured ones.
+#[test]
+fn live_cjdroute_acting_as_pktmesh() {
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/pktmesh-cjdroute-legacy"
+    ));
+    let sc = common::load_scenario(&dir);
+    let frames = common::read_udp_frames(&dir.join("capture.pcap"));
+    let p = sc.nodes.iter().find(|n| n.name == "P").unwrap();
+    let c = sc.nodes.iter().find(|n| n.name == "C").unwrap();
+    let draws = hex::decode(sc.json["pktmesh_rng_draws"].as_str().unwrap()).unwrap();
+    let our_handle =
+        u32::from_str_radix(sc.json["pktmesh_inner_handle"].as_str().unwrap(), 16).unwrap();
+    let mut rng = ReplayRng {
+        bytes: draws,
+        at: 0,
+    };
+    let (login, password) = (sc.login.clone().unwrap(), sc.password.clone().unwrap());
+    let t0 = Instant::now();
+    let first = frames[0].ts;
+    let ca_p = Arc::new(CryptoAuth::new(p.private_key.clone()));
+    let mut outer = Session::new(ca_p.clone(), c.public_key, false, t0);
+    outer.set_auth(Some(password.as_bytes()), Some(login.as_bytes()));
+    let mut inner: Option<Session> = None;
+    let (mut opened, mut stale, mut control) = (0, 0, 0);
+    let mut cjdht = 0;
+    let mut replies = Vec::new();
+    for f in &frames {
+        let now = t0 + f.ts.saturating_sub(first);
+        if f.src == p.udp {
+            let plain = vec![0u8; f.payload.len() - outer.overhead()];
+            let ours = outer.encrypt_to_vec(now, &mut rng, &plain).unwrap();
+            assert_eq!(ours.len(), f.payload.len(), "frame {}", f.number);
+            assert_eq!(ours[..4], f.payload[..4], "frame {} stage/nonce", f.number);
+            if f.number == 1 {
+                assert_eq!(ours[..72], f.payload[..72], "HELLO clear header");
+                assert_eq!(ours[88..120], f.payload[88..120], "encrypted temporary key");
+            }
+            continue;
+        }
+        let mut pkt = f.payload.clone();
+        let o = outer
+            .decrypt(now, &mut pkt)
+            .unwrap_or_else(|e| panic!("frame {}: {e}", f.number));
+        opened += 1;
+        let sw = o.payload.to_vec();
+        SwitchHeader::new_checked(&sw[..]).expect("switch header");
+        if let Some(frame) = control_frame(&sw) {
+            ControlMessage::parse(frame).expect("checksummed control frame");
+            control += 1;
+            continue;
+        }
+        let body = &sw[12..];
+        let word = u32::from_be_bytes(body[..4].try_into().unwrap());
+        if word < 4 {
+            let s =
+                inner.get_or_insert_with(|| Session::new(ca_p.clone(), c.public_key, false, now));
+            let mut q = body.to_vec();
+            let o = s
+                .decrypt(now, &mut q)
+                .expect("inner handshake from cjdroute");
+            assert_eq!(
+                o.payload[4..8],
+                [0x10, 0, 1, 0],
+                "CJDHT DataHeader after the handle"
+            );
+            // P answered each inner HELLO with a KEY right away; that consumed its randomness.
+            s.encrypt_to_vec(now, &mut rng, &[0u8; 8]).unwrap();
+            continue;
+        }
+        assert_eq!(word, our_handle, "inner data is addressed to P's handle");
+        let Some(s) = inner.as_mut() else {
+            stale += 1; // an inner session from P's earlier run
+            continue;
+        };
+        let mut q = body[4..].to_vec();
+        let o = s
+            .decrypt(now, &mut q)
+            .unwrap_or_else(|e| panic!("frame {}: inner {e}", f.number));
+        match u16::from_be_bytes([o.payload[2], o.payload[3]]) {
+            256 => cjdht += 1,
+            58 => {
+                assert_eq!(o.payload[4], 129, "echo reply");
+                assert_eq!(o.payload[12..], b"ABCD".repeat(25)[..], "echo payload");
+                replies.push(u16::from_be_bytes([o.payload[10], o.payload[11]]));
+            }
+            other => panic!("unexpected content type {other}"),
+        }
+    }
+    assert_eq!(
+        rng.at,
+        rng.bytes.len(),
+        "all recorded randomness used, in order"
+    );
+    assert_eq!(outer.state(), State::Established);
+    assert_eq!(inner.as_ref().map(Session::state), Some(State::Established));
+    assert_eq!(stale, 6);
+    assert_eq!(replies, [1, 2, 3]);
+    assert!(
+        control > 10 && cjdht >= 1 && opened > 20,
+        "{control} {cjdht} {opened}"
+    );
+}

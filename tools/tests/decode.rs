@@ -269,3 +269,43 @@ fn every_capture_folder() {
     }
     assert!(seen >= 1);
 }
+
+/// The live pktmesh ↔ stock cjdroute 22.3 capture (crypto-auth's vector, with P's temporary
+/// keys): everything decodes except six inner data packets of an end-to-end session from an
+/// earlier run of P, which cjdroute kept using after P restarted.
+#[test]
+fn live_cjdroute_capture() {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crypto-auth/tests/vectors/pktmesh-cjdroute-legacy"
+    ));
+    let lines = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
+    let errors: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.get("error").is_some())
+        .map(|l| {
+            assert!(
+                l["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unknown handle 0x12345678"),
+                "{l}"
+            );
+            l["frame"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(errors, [4, 6, 9, 16, 22, 26]);
+    let seqs = |kind: &str| -> Vec<u64> {
+        lines
+            .iter()
+            .filter(|l| l["icmp6_type"] == kind)
+            .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs("echo-request"), [1, 2, 3]);
+    assert_eq!(seqs("echo-reply"), [1, 2, 3]);
+    assert!(lines
+        .iter()
+        .any(|l| l["inner"] == "handshake:hello" && l["content_type"] == 256));
+    assert_eq!(lines[1]["outer"], "key");
+}
