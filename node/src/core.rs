@@ -24,6 +24,7 @@ use pktmesh_switch::{EncodingScheme, Forward, Label, SwitchCore};
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use thiserror::Error;
 
+use crate::beacon::{self, Beacon, BeaconError};
 use crate::ipv6::{self, read_data_header, write_data_header, CONTENT_TYPE_CJDHT};
 use crate::packet::PacketBuf;
 use crate::peers::{Peer, PeerCredentials, PeerState, KEEPALIVE_MAGIC, PING_INTERVAL};
@@ -214,6 +215,7 @@ pub struct Node<P> {
     keepalive_cursor: usize,
     pings: HashMap<u64, (Instant, Label)>,
     ping_results: VecDeque<PingResult>,
+    beacon_password: [u8; beacon::PASSWORD_LEN],
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -250,9 +252,10 @@ impl<P: Pathfinder> Node<P> {
         let key = *ca.public_key();
         let scheme = EncodingScheme::v358();
         let sessions = SessionManager::new(ca.clone(), &mut rng);
+        let beacon_password = beacon::new_password(&mut rng);
         let mut peers = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
         peers.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
-        Self {
+        let mut node = Self {
             ca,
             key,
             address: key.address(),
@@ -269,6 +272,68 @@ impl<P: Pathfinder> Node<P> {
             keepalive_cursor: 0,
             pings: HashMap::new(),
             ping_results: VecDeque::new(),
+            beacon_password,
+        };
+        // Peers that heard our beacon log in with this password (cjdns does the same).
+        if let Err(e) =
+            node.add_authorized_password(&beacon_password, Some(beacon::LOCAL_PEERS_LOGIN), None)
+        {
+            unreachable!("a fresh context accepts the beacon password: {e}");
+        }
+        node
+    }
+
+    /// Our beacon for a UDP interface whose data socket uses `data_port`.
+    pub fn beacon(&self, data_port: u16) -> [u8; beacon::BEACON_LEN] {
+        Beacon {
+            data_port,
+            version: beacon::BEACON_PROTOCOL_VERSION,
+            password: self.beacon_password,
+            key: self.key,
+        }
+        .to_bytes()
+    }
+
+    /// A datagram arrived on a beacon port from `from`. A beacon from a new address makes a
+    /// peer (we initiate, logging in as `Local Peers` with its password) and returns its label;
+    /// from a known address it only updates the password.
+    pub fn handle_beacon(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<Option<Label>, BeaconError> {
+        let b = Beacon::parse(data)?;
+        if b.key == self.key {
+            return Ok(None);
+        }
+        let link = SocketAddr::new(from.ip(), b.data_port);
+        let credentials = PeerCredentials {
+            password: b.password.to_vec(),
+            login: Some(beacon::LOCAL_PEERS_LOGIN.to_vec()),
+        };
+        if let Some(&slot) = self.peer_by_link.get(&link) {
+            if let Some(peer) = self.peers[usize::from(slot)].as_mut() {
+                if peer.credentials.as_ref() != Some(&credentials) {
+                    peer.session
+                        .set_auth(Some(&credentials.password), credentials.login.as_deref());
+                    peer.credentials = Some(credentials);
+                }
+            }
+            return Ok(None);
+        }
+        match self.connect(now, link, b.key, credentials, Some("beacon_peer".into())) {
+            Ok(label) => {
+                // Replying to a beacon counts as incoming: forgotten when silent.
+                if let Some(&slot) = self.peer_by_link.get(&link) {
+                    if let Some(p) = self.peers[usize::from(slot)].as_mut() {
+                        p.is_incoming = true;
+                        p.version = b.version;
+                    }
+                }
+                Ok(Some(label))
+            }
+            Err(_) => Ok(None),
         }
     }
 

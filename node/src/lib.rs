@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod beacon;
 pub mod bencode;
 pub mod config;
 pub mod core;
