@@ -277,3 +277,43 @@ fn cjdns_routes_between_pktmesh_nodes() {
 fn pktmesh_routes_between_cjdns_nodes() {
     line(false);
 }
+
+#[test]
+fn pktmesh_and_cjdns_peer_by_beacons() {
+    let Some(bin) = cjdns_bin() else {
+        eprintln!(
+            "SKIPPING live cjdns interop: set PKTMESH_CJDNS_BIN to a stock cjdns 22.3 cjdroute"
+        );
+        return;
+    };
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-interop", &tag);
+    let (np, nc) = (
+        Netns::new(&format!("{tag}P")),
+        Netns::new(&format!("{tag}C")),
+    );
+    link(&np, &nc, "10.219.0.1/24", "10.219.0.2/24");
+    let (p, c) = (identity(), identity());
+    let beaconing = |text: String| {
+        text.replace(
+            "\"beacon\": 0,",
+            "\"beacon\": 2, \"beaconPort\": 64512, \"beaconDevices\": [ \"all\" ],",
+        )
+    };
+    let pc = beaconing(config(&p, "0.0.0.0:13001", "unused", &[]));
+    let cc = beaconing(config(&c, "0.0.0.0:13002", &format!("{tag}c.sock"), &[]));
+    let cjdns = Cjdns::start(&bin, &nc, &write(&dir, "c.conf", &cc), &dir, "c", 13002);
+    let ours = Daemon::start(&np, &write(&dir, "p.conf", &pc), &dir, "p");
+    // cjdns beacons every 32 s; either side hearing the other is enough.
+    let reached = wait_ping6(&np, &c.ipv6, Duration::from_secs(80));
+    assert!(
+        reached,
+        "no beacon peering\npktmesh log:\n{}\ncjdns log:\n{}",
+        ours.log_text(),
+        cjdns.log_text()
+    );
+    let (ok, text) = ping6(&nc, &p.ipv6, 3);
+    assert!(ok, "cjdns->pktmesh: {text}");
+    drop((ours, cjdns));
+    let _ = std::fs::remove_dir_all(&dir);
+}

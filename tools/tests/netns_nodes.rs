@@ -353,3 +353,48 @@ print(n)
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn beacons_peer_nodes_on_a_lan() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let (na, nb) = (
+        Netns::new(&format!("{tag}A")),
+        Netns::new(&format!("{tag}B")),
+    );
+    link(&na, &nb, "10.218.0.1/24", "10.218.0.2/24");
+    let (a, b) = (identity(), identity());
+    // No connectTo and no shared password: only beacons (mode 2, cjdns' default port).
+    let beaconing = |id: &Identity| {
+        config(id, "0.0.0.0:15000", &[], &[]).replace(
+            "\"bind\": \"0.0.0.0:15000\",",
+            "\"bind\": \"0.0.0.0:15000\", \"beacon\": 2, \"beaconPort\": 64512, \"beaconDevices\": [ \"all\" ],",
+        )
+    };
+    let da = Daemon::start(&na, &write(&dir, "a.conf", &beaconing(&a)), &dir, "a");
+    assert!(
+        da.wait_for_log("beacons on", Duration::from_secs(10)),
+        "{}",
+        da.log_text()
+    );
+    let db = Daemon::start(&nb, &write(&dir, "b.conf", &beaconing(&b)), &dir, "b");
+    assert!(
+        da.wait_for_log("added peer from beacon", Duration::from_secs(15)),
+        "A heard no beacon:\n{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    assert!(
+        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
+        "no ping over the beacon link:\n{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    let (ok, text) = ping6(&nb, &a.ipv6, 3);
+    assert!(ok, "B->A: {text}");
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}

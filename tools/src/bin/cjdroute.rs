@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use pktmesh_node::config::{genconf, Config};
-use pktmesh_tools::daemon::{self, AuthorizedPassword, DaemonSettings, PeerSpec};
+use pktmesh_node::config::{genconf, Beacon, Config};
+use pktmesh_tools::daemon::{self, AuthorizedPassword, BeaconSettings, DaemonSettings, PeerSpec};
 use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
@@ -134,6 +134,21 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
     let tun = config
         .wants_tun()
         .then(|| config.tun_device().unwrap_or("tun%d").to_string());
+    let beacons = config
+        .udp_interfaces()
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.beacon != Beacon::Off)
+        .map(|(udp_index, u)| BeaconSettings {
+            udp_index,
+            send: u.beacon == Beacon::AcceptAndSend,
+            port: u.beacon_port.unwrap_or(64512),
+            devices: u
+                .beacon_devices
+                .clone()
+                .unwrap_or_else(|| vec!["all".into()]),
+        })
+        .collect();
     // cjdns makes up a random admin password when none is configured.
     let admin_password = match config.admin_password() {
         Some(p) => p.to_vec(),
@@ -154,5 +169,6 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
         tun,
         admin_bind: Some(config.admin_bind()),
         admin_password,
+        beacons,
     })
 }

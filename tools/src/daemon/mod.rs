@@ -73,10 +73,27 @@ pub struct DaemonSettings {
     pub admin_bind: Option<SocketAddr>,
     /// The admin password (`NONE` turns authentication off).
     pub admin_password: Vec<u8>,
+    /// LAN beaconing, per UDP interface that has it on.
+    pub beacons: Vec<BeaconSettings>,
+}
+
+/// Beaconing of one UDP interface (`beacon`, `beaconPort`, `beaconDevices`).
+#[derive(Debug, Clone)]
+pub struct BeaconSettings {
+    /// Index into [`DaemonSettings::udp_binds`].
+    pub udp_index: usize,
+    /// Send beacons too (mode 2), not only accept them (mode 1).
+    pub send: bool,
+    /// The beacon port (cjdns generates 64512).
+    pub port: u16,
+    /// Device names, broadcast addresses, or `all`.
+    pub devices: Vec<String>,
 }
 
 const TUN: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
+/// Beacon sockets use tokens from here down.
+const BEACON_BASE: usize = usize::MAX - 1000;
 const MAX_BATCH: usize = 64;
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -129,6 +146,32 @@ pub fn run<P: Pathfinder>(
         None => None,
     };
 
+    let mut beacons = Vec::new();
+    for (i, b) in settings.beacons.iter().enumerate() {
+        let Some(data) = sockets.get(b.udp_index) else {
+            continue;
+        };
+        let data_addr = data.local_addr()?;
+        let bind = SocketAddr::new(data_addr.ip(), b.port);
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        sock.set_reuse_address(true)?;
+        sock.set_broadcast(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&bind.into())
+            .with_context(|| format!("binding the beacon socket {bind}"))?;
+        let mut sock = UdpSocket::from_std(sock.into());
+        poll.registry()
+            .register(&mut sock, Token(BEACON_BASE - i), Interest::READABLE)?;
+        info!(bind = %bind, send = b.send, "beacons on");
+        beacons.push(BeaconSocket {
+            socket: sock,
+            settings: b.clone(),
+            data_port: data_addr.port(),
+        });
+    }
+    let tun_name = tun.as_ref().map(|t| t.name().to_string());
+    let mut next_beacon = Instant::now();
+
     let mut admin = match settings.admin_bind {
         Some(bind) => {
             let std_sock = StdUdpSocket::bind(bind)
@@ -175,6 +218,7 @@ pub fn run<P: Pathfinder>(
             Duration::ZERO
         } else {
             node.poll_timeout()
+                .min(next_beacon)
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(50))
         };
@@ -189,6 +233,11 @@ pub fn run<P: Pathfinder>(
                 ADMIN => {
                     if let Some(a) = admin.as_mut() {
                         a.drain(&mut node);
+                    }
+                }
+                Token(i) if i > BEACON_BASE - beacons.len() && i <= BEACON_BASE => {
+                    if let Some(b) = beacons.get(BEACON_BASE - i) {
+                        b.receive(&mut node);
                     }
                 }
                 Token(i) => {
@@ -210,6 +259,12 @@ pub fn run<P: Pathfinder>(
         let now = Instant::now();
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
+        }
+        if now >= next_beacon {
+            next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
+            for b in beacons.iter().filter(|b| b.settings.send) {
+                b.send(&node, tun_name.as_deref());
+            }
         }
         io.flush(&mut node);
         if let Some(a) = admin.as_mut() {
@@ -235,6 +290,61 @@ fn log_event(e: &NodeEvent) {
             warn!(%key, %error, "peer authentication failed (wrong password?)")
         }
         NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
+    }
+}
+
+struct BeaconSocket {
+    socket: UdpSocket,
+    settings: BeaconSettings,
+    data_port: u16,
+}
+
+impl BeaconSocket {
+    /// Broadcasts our beacon on every selected IPv4 interface (not loopback, not our TUN).
+    fn send<P: Pathfinder>(&self, node: &Node<P>, tun: Option<&str>) {
+        let beacon = node.beacon(self.data_port);
+        let all = self.settings.devices.iter().any(|d| d == "all");
+        let Ok(ifaces) = if_addrs::get_if_addrs() else {
+            return;
+        };
+        for iface in ifaces {
+            let if_addrs::IfAddr::V4(v4) = &iface.addr else {
+                continue;
+            };
+            if iface.is_loopback() || Some(iface.name.as_str()) == tun {
+                continue;
+            }
+            // As cjdns does: address | !netmask (interfaces need not have a broadcast set).
+            let bcast = std::net::Ipv4Addr::from(u32::from(v4.ip) | !u32::from(v4.netmask));
+            let selected = all
+                || self
+                    .settings
+                    .devices
+                    .iter()
+                    .any(|d| *d == iface.name || *d == bcast.to_string());
+            if !selected {
+                continue;
+            }
+            let to = SocketAddr::new(bcast.into(), self.settings.port);
+            if let Err(e) = self.socket.send_to(&beacon, to) {
+                debug!(%to, error = %e, "beacon send failed");
+            }
+        }
+    }
+
+    fn receive<P: Pathfinder>(&self, node: &mut Node<P>) {
+        let mut data = [0u8; 512];
+        for _ in 0..MAX_BATCH {
+            let (n, from) = match self.socket.recv_from(&mut data) {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            match node.handle_beacon(Instant::now(), from, &data[..n]) {
+                Ok(Some(label)) => info!(%from, %label, "added peer from beacon"),
+                Ok(None) => {}
+                Err(e) => debug!(%from, error = %e, "ignored beacon"),
+            }
+        }
     }
 }
 
