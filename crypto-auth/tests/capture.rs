@@ -353,3 +353,130 @@ fn live_cjdroute_acting_as_pktmesh() {
         "{control} {cjdht} {opened}"
     );
 }
+
+/// The live Noise capture (see the vector's README): rebuilt from P's recorded randomness and
+/// clock, pktmesh's `noise::Link` emits the captured initiation byte for byte, accepts
+/// cjdroute's response, emits the captured keepalive byte for byte, and opens every Noise data
+/// packet cjdroute sent, down to the inner session's ICMPv6 echo replies.
+#[test]
+fn live_cjdroute_noise_acting_as_pktmesh() {
+    use pktmesh_crypto_auth::noise::{Link, LinkEvent, LinkMode};
+
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/pktmesh-cjdroute-noise"
+    ));
+    let sc = common::load_scenario(&dir);
+    let frames = common::read_udp_frames(&dir.join("capture.pcap"));
+    let p = sc.nodes.iter().find(|n| n.name == "P").unwrap();
+    let c = sc.nodes.iter().find(|n| n.name == "C").unwrap();
+    let draws = hex::decode(sc.json["pktmesh_rng_draws"].as_str().unwrap()).unwrap();
+    let (secs, nanos) = sc.json["pktmesh_wall_clock"]
+        .as_str()
+        .unwrap()
+        .split_once('.')
+        .unwrap();
+    let wall = Duration::new(secs.parse().unwrap(), nanos.parse().unwrap());
+    let index = u32::from_str_radix(sc.json["pktmesh_local_index"].as_str().unwrap(), 16).unwrap();
+    let our_handle =
+        u32::from_str_radix(sc.json["pktmesh_inner_handle"].as_str().unwrap(), 16).unwrap();
+    let (login, password) = (sc.login.clone().unwrap(), sc.password.clone().unwrap());
+    let mut rng = ReplayRng {
+        bytes: draws,
+        at: 0,
+    };
+    let t0 = Instant::now();
+    let first = frames[0].ts;
+    let ca_p = Arc::new(CryptoAuth::new(p.private_key.clone()));
+    let (mut link, initiation) = Link::connect(
+        ca_p.clone(),
+        c.public_key,
+        Some(password.as_bytes()),
+        Some(login.as_bytes()),
+        true,
+        index,
+        t0,
+        wall,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(
+        initiation.unwrap(),
+        frames[0].payload,
+        "initiation, byte for byte"
+    );
+    let mut keepalive: Option<Vec<u8>> = None;
+    let mut inner: Option<Session> = None;
+    let (mut data, mut control, mut cjdht) = (0, 0, 0);
+    let mut replies = Vec::new();
+    for f in &frames[1..] {
+        let now = t0 + f.ts.saturating_sub(first);
+        if f.src == p.udp {
+            if let Some(ka) = keepalive.take() {
+                assert_eq!(ka, f.payload, "keepalive after the response, byte for byte");
+                continue;
+            }
+            let plain = vec![0u8; f.payload.len() - 24];
+            let ours = link.encrypt(now, &mut rng, &plain).unwrap();
+            assert_eq!(
+                ours[..8],
+                f.payload[..8],
+                "frame {}: index and counter",
+                f.number
+            );
+            continue;
+        }
+        let sw = match link.handle_packet(now, wall, &mut rng, &f.payload) {
+            Ok(LinkEvent::Transmit(ka)) => {
+                assert_eq!(f.payload.len(), 96, "cjdroute's Noise response");
+                assert_eq!(link.mode(), LinkMode::Noise);
+                keepalive = Some(ka);
+                continue;
+            }
+            Ok(LinkEvent::Payload(sw)) => sw,
+            Ok(LinkEvent::Nothing) => continue,
+            Err(e) => panic!("frame {}: {e}", f.number),
+        };
+        data += 1;
+        if let Some(frame) = control_frame(&sw) {
+            ControlMessage::parse(frame).expect("checksummed control frame");
+            control += 1;
+            continue;
+        }
+        let body = &sw[12..];
+        let word = u32::from_be_bytes(body[..4].try_into().unwrap());
+        if word < 4 {
+            let s =
+                inner.get_or_insert_with(|| Session::new(ca_p.clone(), c.public_key, false, now));
+            s.decrypt(now, &mut body.to_vec())
+                .expect("inner handshake from cjdroute");
+            s.encrypt_to_vec(now, &mut rng, &[0u8; 8]).unwrap();
+            continue;
+        }
+        assert_eq!(word, our_handle);
+        let s = inner.as_mut().expect("inner session");
+        let mut q = body[4..].to_vec();
+        let o = s
+            .decrypt(now, &mut q)
+            .unwrap_or_else(|e| panic!("frame {}: inner {e}", f.number));
+        match u16::from_be_bytes([o.payload[2], o.payload[3]]) {
+            256 => cjdht += 1,
+            58 => {
+                assert_eq!(o.payload[4], 129, "echo reply");
+                replies.push(u16::from_be_bytes([o.payload[10], o.payload[11]]));
+            }
+            other => panic!("unexpected content type {other}"),
+        }
+    }
+    assert_eq!(
+        rng.at,
+        rng.bytes.len(),
+        "all recorded randomness used, in order"
+    );
+    assert_eq!(link.mode(), LinkMode::Noise);
+    assert_eq!(replies, [1, 2, 3]);
+    assert!(
+        data > 20 && control > 10 && cjdht >= 1,
+        "{data} {control} {cjdht}"
+    );
+}
