@@ -309,3 +309,42 @@ fn live_cjdroute_capture() {
         .any(|l| l["inner"] == "handshake:hello" && l["content_type"] == 256));
     assert_eq!(lines[1]["outer"], "key");
 }
+
+/// The decoder reads pcapng as well: the two-node capture converted to pcapng decodes to the
+/// same lines.
+#[test]
+fn pcapng_input() {
+    use pcap_file::pcap::PcapReader;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+
+    let dir = captures().join("two-node-password");
+    let mut reader =
+        PcapReader::new(std::fs::File::open(dir.join("capture.pcap")).unwrap()).unwrap();
+    let linktype = reader.header().datalink;
+    let out = std::env::temp_dir().join(format!("pktctl-decode-ng-{}.pcapng", std::process::id()));
+    let mut w = PcapNgWriter::new(std::fs::File::create(&out).unwrap()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype,
+        snaplen: 65535,
+        options: vec![],
+    })
+    .unwrap();
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.unwrap();
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: pkt.timestamp,
+            original_len: pkt.orig_len,
+            data: pkt.data,
+            options: vec![],
+        })
+        .unwrap();
+    }
+    drop(w);
+    let ng = decode_capture(&out, &dir.join("scenario.json")).unwrap();
+    std::fs::remove_file(&out).ok();
+    let classic = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
+    assert_eq!(ng, classic);
+}

@@ -33,7 +33,8 @@ use serde_json::Value;
 /// Arguments of `pktctl decode`.
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
-    /// The pcap file (Ethernet, Linux cooked or raw IP link types; UDP over IPv4/IPv6).
+    /// The pcap or pcapng file (Ethernet, Linux cooked or raw IP link types; UDP over
+    /// IPv4/IPv6).
     pub capture: std::path::PathBuf,
     /// The scenario.json with the nodes' keys, addresses and the link password.
     #[arg(long)]
@@ -53,40 +54,83 @@ pub struct UdpDatagram {
     pub payload: Vec<u8>,
 }
 
-/// Read the UDP datagrams of a pcap file.
+/// Read the UDP datagrams of a pcap or pcapng file.
 pub fn read_pcap(path: &Path) -> Result<Vec<UdpDatagram>> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut reader = pcap_file::pcap::PcapReader::new(file).context("not a pcap file")?;
+    let bytes = std::fs::read(path).with_context(|| format!("open {}", path.display()))?;
+    // pcapng files start with a Section Header Block, type 0x0A0D0D0A.
+    if bytes.get(..4) == Some(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return read_pcapng(&bytes);
+    }
+    let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).context("not a pcap file")?;
     let linktype = u32::from(reader.header().datalink);
     let mut out = Vec::new();
     let mut frame = 0;
     while let Some(pkt) = reader.next_packet() {
         let pkt = pkt.context("truncated pcap record")?;
         frame += 1;
-        let data = &pkt.data[..];
-        let ip = match linktype {
-            1 => {
-                let mut off = 12;
-                while data.get(off..off + 2) == Some(&[0x81, 0x00]) {
-                    off += 4;
-                }
-                data.get(off + 2..)
-            }
-            113 => data.get(16..),
-            276 => data.get(20..),
-            101 | 228 | 229 => Some(data),
-            other => bail!("unsupported pcap link type {other}"),
-        };
-        if let Some((src, dst, payload)) = ip.and_then(parse_ip_udp) {
-            out.push(UdpDatagram {
-                frame,
-                src,
-                dst,
-                payload: payload.to_vec(),
-            });
-        }
+        push_datagram(&mut out, frame, linktype, &pkt.data)?;
     }
     Ok(out)
+}
+
+fn read_pcapng(bytes: &[u8]) -> Result<Vec<UdpDatagram>> {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut reader = PcapNgReader::new(bytes).context("not a pcapng file")?;
+    let mut out = Vec::new();
+    let mut links: Vec<u32> = Vec::new();
+    let mut frame = 0;
+    while let Some(block) = reader.next_block() {
+        let block = block.context("truncated pcapng block")?;
+        let (iface, data) = match &block {
+            Block::SectionHeader(_) => {
+                links.clear();
+                continue;
+            }
+            Block::InterfaceDescription(i) => {
+                links.push(u32::from(i.linktype));
+                continue;
+            }
+            Block::EnhancedPacket(p) => (p.interface_id as usize, &p.data),
+            Block::SimplePacket(p) => (0, &p.data),
+            _ => continue,
+        };
+        let linktype = *links
+            .get(iface)
+            .ok_or_else(|| anyhow!("packet on an undeclared interface"))?;
+        frame += 1;
+        push_datagram(&mut out, frame, linktype, data)?;
+    }
+    Ok(out)
+}
+
+fn push_datagram(
+    out: &mut Vec<UdpDatagram>,
+    frame: usize,
+    linktype: u32,
+    data: &[u8],
+) -> Result<()> {
+    let ip = match linktype {
+        1 => {
+            let mut off = 12;
+            while data.get(off..off + 2) == Some(&[0x81, 0x00]) {
+                off += 4;
+            }
+            data.get(off + 2..)
+        }
+        113 => data.get(16..),
+        276 => data.get(20..),
+        101 | 228 | 229 => Some(data),
+        other => bail!("unsupported link type {other}"),
+    };
+    if let Some((src, dst, payload)) = ip.and_then(parse_ip_udp) {
+        out.push(UdpDatagram {
+            frame,
+            src,
+            dst,
+            payload: payload.to_vec(),
+        });
+    }
+    Ok(())
 }
 
 fn parse_ip_udp(ip: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
