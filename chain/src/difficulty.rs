@@ -131,7 +131,17 @@ pub fn aged_ann_target(target: u32, age: u32, pcp_version: u32) -> u32 {
         if age == ANN_WAIT_PERIOD {
             return target;
         }
-        let t = compact_to_big(target) << (age - ANN_WAIT_PERIOD) as usize;
+        let shift = (age - ANN_WAIT_PERIOD) as usize;
+        let t = compact_to_big(target);
+        if shift > 256 {
+            // Any non-zero target shifted this far exceeds 255 bits; avoid the huge number.
+            return if t.sign() == Sign::NoSign {
+                0
+            } else {
+                UNUSABLE_TARGET
+            };
+        }
+        let t = t << shift;
         if t.bits() > 255 {
             return UNUSABLE_TARGET;
         }
