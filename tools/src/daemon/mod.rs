@@ -203,8 +203,13 @@ pub fn run<P: Pathfinder>(
 
     let mut events = Events::with_capacity(256);
     let mut buf = PacketBuf::new();
+    let ipv4 = sockets
+        .iter()
+        .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
+        .collect();
     let mut io = Io {
         sockets,
+        ipv4,
         tun: tun.as_mut(),
     };
     io.flush(&mut node);
@@ -393,14 +398,16 @@ impl Admin {
 
 struct Io<'a> {
     sockets: Vec<UdpSocket>,
+    /// Whether each socket is IPv4, in the order of `sockets`.
+    ipv4: Vec<bool>,
     tun: Option<&'a mut Tun>,
 }
 
 impl Io<'_> {
+    /// The socket of `to`'s address family (looked up without a syscall per packet).
     fn socket_for(&self, to: &SocketAddr) -> Option<&UdpSocket> {
-        self.sockets
-            .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+        let i = self.ipv4.iter().position(|&v4| v4 == to.is_ipv4())?;
+        self.sockets.get(i)
     }
 
     fn send(&mut self, out: Output, data: &[u8]) {
