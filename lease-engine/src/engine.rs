@@ -34,11 +34,15 @@ use crate::sign::SigningKey;
 use crate::wire::{Command, Config, Frame, Lease, MessageView, VirtualSwitchLease, WireError};
 use crate::{LeaseId, Nanos, UnixTime};
 
+/// Most interfaces the pair table covers (1024: a 4 MiB table).
+pub const MAX_INTERFACES: u16 = 1024;
+
 /// Engine limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Interfaces numbered `0..max_interfaces` can carry leased traffic (the pair table has
-    /// `max_interfaces²` entries of 4 bytes). Default 256 (256 KiB).
+    /// `max_interfaces²` entries of 4 bytes). Default 256 (256 KiB); values above
+    /// [`MAX_INTERFACES`] are lowered to it.
     pub max_interfaces: u16,
     /// Most leases of both kinds the node keeps. Default 4096.
     pub max_leases: usize,
@@ -220,7 +224,8 @@ fn is_active(start: UnixTime, end: UnixTime, now: UnixTime) -> bool {
 
 impl LeaseEngine {
     /// An engine for the node whose signing key is `me` (see [`crate::sign::Signer::public`]).
-    pub fn new(me: SigningKey, config: EngineConfig) -> Self {
+    pub fn new(me: SigningKey, mut config: EngineConfig) -> Self {
+        config.max_interfaces = config.max_interfaces.min(MAX_INTERFACES);
         let n = usize::from(config.max_interfaces);
         Self {
             me,

@@ -7,7 +7,9 @@ mod common;
 use common::{in_if, signer, World, NOW, OUT_IF};
 use pktmesh_lease_engine::priority::UNCLASSED;
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
-use pktmesh_lease_engine::{EngineError, Event, LeaseId, Nanos, Priority, UnixTime, WireError};
+use pktmesh_lease_engine::{
+    EngineConfig, EngineError, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime, WireError,
+};
 
 fn lease_for(w: &World, id: u8, start: u64, end: u64) -> Lease {
     let (q, _) = signer(2);
@@ -341,4 +343,31 @@ fn messages_round_trip_through_the_wire_format() {
     let (back, sig) = Message::parse(&bytes).unwrap();
     assert_eq!(back, m);
     assert_eq!(back.emit_with_signature(&sig).unwrap(), bytes);
+}
+
+#[test]
+fn memory_is_bounded() {
+    let (_, node) = signer(1);
+    let config = EngineConfig {
+        max_interfaces: u16::MAX,
+        max_leases: 1,
+    };
+    let mut e = LeaseEngine::new(node.public(), config);
+    assert_eq!(e.classify(Nanos(1), 2000, 3, 100, 0), Priority::FREE);
+    // One lease fits, the second does not.
+    let (q, _) = signer(2);
+    let mut lease = Lease {
+        id: LeaseId([1; 16]),
+        node: node.public(),
+        peer: *q.public_key().as_bytes(),
+        kbps: 1,
+        start: UnixTime(0),
+        end: UnixTime(NOW.0 + 1),
+        owner: node.public(),
+    };
+    let m = Message::Lease(lease).emit_signed(&node).unwrap();
+    assert!(e.handle_message(NOW, &m).is_ok());
+    lease.id = LeaseId([2; 16]);
+    let m = Message::Lease(lease).emit_signed(&node).unwrap();
+    assert_eq!(e.handle_message(NOW, &m), Err(EngineError::TableFull));
 }
