@@ -348,3 +348,41 @@ fn pcapng_input() {
     let classic = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
     assert_eq!(ng, classic);
 }
+
+/// The live Noise capture (pktmesh initiating Noise to stock cjdroute 22.3, with P's ephemeral
+/// secret in the scenario): the initiation is read with C's static key, the response with P's
+/// ephemeral secret, and every Noise data packet in both directions decodes.
+#[test]
+fn live_cjdroute_noise_capture() {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crypto-auth/tests/vectors/pktmesh-cjdroute-noise"
+    ));
+    let lines = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
+    assert_eq!(lines[0]["outer"], "noise-initiation");
+    assert_eq!(lines[1]["outer"], "noise-response");
+    assert_eq!(
+        (lines[2]["outer"].as_str(), lines[2]["inner"].as_str()),
+        (Some("noise-data"), Some("keepalive"))
+    );
+    assert!(lines[2..].iter().all(|l| l["outer"] == "noise-data"));
+    let replies: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["icmp6_type"] == "echo-reply")
+        .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replies, [1, 2, 3]);
+    // Without the ephemeral secret the response cannot be opened, and the data neither.
+    let mut sc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("scenario.json")).unwrap()).unwrap();
+    sc["temp_private_keys"] = serde_json::json!([]);
+    let tmp = std::env::temp_dir().join(format!("pktctl-noise-{}.json", std::process::id()));
+    std::fs::write(&tmp, sc.to_string()).unwrap();
+    let lines = decode_capture(&dir.join("capture.pcap"), &tmp).unwrap();
+    std::fs::remove_file(&tmp).ok();
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("forward secrecy"));
+}

@@ -264,6 +264,151 @@ impl InitiationSent {
     }
 }
 
+/// What reading an initiation with the responder's static key yields.
+struct Consumed {
+    initiator_index: u32,
+    e_i: [u8; 32],
+    s_i: [u8; 32],
+    ts: [u8; 12],
+    additional: Additional,
+    ck: [u8; 32],
+    h: [u8; 32],
+}
+
+/// Decrypt an initiation's static key, timestamp and additional data with the responder's
+/// static key (`msg` without the marker, length already checked).
+fn consume_initiation(ca: &CryptoAuth, msg: &[u8]) -> Result<Consumed, NoiseError> {
+    let add_len = msg.len().saturating_sub(INITIATION_BASE_LEN - 4);
+    if (1..16).contains(&add_len) || add_len > MAX_ADDITIONAL + 16 {
+        return Err(NoiseError::BadAdditionalData);
+    }
+    let initiator_index = u32_le(msg, 4)?;
+    let s_r = *ca.public_key().as_bytes();
+    let (mut ck, mut h) = initial_chain(&s_r);
+    let e_i = key32(msg, 8)?;
+    ck = kdf1(&ck, &e_i);
+    h = hash(&[&h, &e_i]);
+    let (ck2, k) = kdf2(
+        &ck,
+        &dh(ca.private_key().as_bytes(), &e_i).ok_or(NoiseError::WeakKey)?,
+    );
+    ck = ck2;
+    let mut s_i = [0u8; 32];
+    if !open_to(
+        &k,
+        0,
+        &h,
+        msg.get(40..88).ok_or(NoiseError::Truncated)?,
+        &mut s_i,
+    ) {
+        return Err(NoiseError::Decrypt);
+    }
+    h = hash(&[&h, &msg[40..88]]);
+    let (ck2, k) = kdf2(
+        &ck,
+        &dh(ca.private_key().as_bytes(), &s_i).ok_or(NoiseError::WeakKey)?,
+    );
+    ck = ck2;
+    let mut ts = [0u8; 12];
+    if !open_to(
+        &k,
+        0,
+        &h,
+        msg.get(88..116).ok_or(NoiseError::Truncated)?,
+        &mut ts,
+    ) {
+        return Err(NoiseError::Decrypt);
+    }
+    h = hash(&[&h, &msg[88..116]]);
+    let mut a = [0u8; MAX_ADDITIONAL];
+    let additional = if add_len == 0 {
+        Additional::default()
+    } else {
+        let plain = &mut a[..add_len - 16];
+        let sealed = msg.get(116..116 + add_len).ok_or(NoiseError::Truncated)?;
+        if !open_to(&k, 0, &h, sealed, plain) {
+            return Err(NoiseError::Decrypt);
+        }
+        Additional::decode(plain)?
+    };
+    Ok(Consumed {
+        initiator_index,
+        e_i,
+        s_i,
+        ts,
+        additional,
+        ck,
+        h,
+    })
+}
+
+/// An initiation read by an observer that holds the responder's static key (a capture
+/// decoder). With the initiator's ephemeral secret it becomes the initiator's
+/// [`InitiationSent`], which turns the response into the session keys.
+#[derive(Clone)]
+pub struct ObservedInitiation {
+    /// The initiator's permanent key.
+    pub initiator: PublicKey,
+    /// The initiator's index.
+    pub initiator_index: u32,
+    /// The initiator's ephemeral public key.
+    pub ephemeral_public: [u8; 32],
+    /// The additional data.
+    pub additional: Additional,
+    responder: [u8; 32],
+    ck: [u8; 32],
+    h: [u8; 32],
+}
+
+impl std::fmt::Debug for ObservedInitiation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedInitiation")
+            .field("initiator", &self.initiator)
+            .field("initiator_index", &self.initiator_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObservedInitiation {
+    /// Read an initiation (`FF FF FF FF 01 …`) with the responder's context.
+    pub fn open(responder: &CryptoAuth, packet: &[u8]) -> Result<Self, NoiseError> {
+        let msg = packet
+            .strip_prefix(&CONTROL_MARKER)
+            .ok_or(NoiseError::NotNoise)?;
+        if msg.len() < INITIATION_BASE_LEN - 4 || msg.len() > MAX_INITIATION_LEN - 4 {
+            return Err(NoiseError::Truncated);
+        }
+        if msg[..4] != [1, 0, 0, 0] {
+            return Err(NoiseError::UnexpectedMessage);
+        }
+        let c = consume_initiation(responder, msg)?;
+        Ok(Self {
+            initiator: PublicKey::from_bytes(c.s_i),
+            initiator_index: c.initiator_index,
+            ephemeral_public: c.e_i,
+            additional: c.additional,
+            responder: *responder.public_key().as_bytes(),
+            ck: c.ck,
+            h: c.h,
+        })
+    }
+
+    /// The initiator's state, given its ephemeral secret (checked against the public key) and
+    /// the PSK of the user its CjdnsPsk names (zero without one).
+    pub fn with_ephemeral(&self, secret: &[u8; 32], psk: &[u8; 32]) -> Option<InitiationSent> {
+        (public_of(secret) == self.ephemeral_public).then_some(InitiationSent {
+            peer: self.responder,
+            psk: *psk,
+            local_index: self.initiator_index,
+            ephemeral: *secret,
+            ephemeral_public: self.ephemeral_public,
+            ck: self.ck,
+            h: self.h,
+            mac1: [0; 16],
+        })
+    }
+}
+
 /// A handshake the responder accepted.
 #[derive(Debug)]
 pub struct Accepted {
@@ -405,42 +550,15 @@ impl Responder {
                 return Ok(InitiationOutcome::CookieReply(reply));
             }
         }
-        let initiator_index = u32_le(msg, 4)?;
-        let s_r = *self.ca.public_key().as_bytes();
-        let (mut ck, mut h) = initial_chain(&s_r);
-        let e_i = key32(msg, 8)?;
-        ck = kdf1(&ck, &e_i);
-        h = hash(&[&h, &e_i]);
-        let (ck2, k) = kdf2(
-            &ck,
-            &dh(self.ca.private_key().as_bytes(), &e_i).ok_or(NoiseError::WeakKey)?,
-        );
-        ck = ck2;
-        let mut s_i = [0u8; 32];
-        if !open_to(&k, 0, &h, &msg[40..88], &mut s_i) {
-            return Err(NoiseError::Decrypt);
-        }
-        h = hash(&[&h, &msg[40..88]]);
-        let (ck2, k) = kdf2(
-            &ck,
-            &dh(self.ca.private_key().as_bytes(), &s_i).ok_or(NoiseError::WeakKey)?,
-        );
-        ck = ck2;
-        let mut ts = [0u8; 12];
-        if !open_to(&k, 0, &h, &msg[88..116], &mut ts) {
-            return Err(NoiseError::Decrypt);
-        }
-        h = hash(&[&h, &msg[88..116]]);
-        let mut a = [0u8; MAX_ADDITIONAL];
-        let additional = if add_len == 0 {
-            Additional::default()
-        } else {
-            let plain = &mut a[..add_len - 16];
-            if !open_to(&k, 0, &h, &msg[116..116 + add_len], plain) {
-                return Err(NoiseError::Decrypt);
-            }
-            Additional::decode(plain)?
-        };
+        let Consumed {
+            initiator_index,
+            e_i,
+            s_i,
+            ts,
+            additional,
+            mut ck,
+            mut h,
+        } = consume_initiation(&self.ca, msg)?;
         let peer = PublicKey::from_bytes(s_i);
         if peer == *self.ca.public_key() {
             return Err(NoiseError::OwnKey);

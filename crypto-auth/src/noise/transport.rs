@@ -132,6 +132,22 @@ impl Transport {
     pub fn is_confirmed(&self) -> bool {
         self.confirmed
     }
+    /// The same keys as the peer holds them (send and receive swapped, indexes swapped, a fresh
+    /// replay window): lets an observer that rebuilt one side open the other side's packets.
+    pub fn mirrored(&self) -> Transport {
+        Self {
+            local_index: self.remote_index,
+            remote_index: self.local_index,
+            send: self.recv.clone(),
+            recv: self.send.clone(),
+            send_counter: 0,
+            window: Window::default(),
+            born: self.born,
+            initiator: !self.initiator,
+            confirmed: true,
+        }
+    }
+
     /// When the keys were made.
     pub fn born(&self) -> Instant {
         self.born

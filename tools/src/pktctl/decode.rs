@@ -22,7 +22,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use pktmesh_crypto_auth::legacy::{raw, HandshakeHeader, PacketKind};
+use pktmesh_crypto_auth::legacy::{raw, CryptoAuth, HandshakeHeader, PacketKind};
+use pktmesh_crypto_auth::noise::{ObservedInitiation, Transport};
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
 use pktmesh_switch::control::{control_frame, ControlMessage};
 use pktmesh_switch::header::SwitchHeader;
@@ -187,6 +188,8 @@ struct Node {
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     nodes: Vec<Node>,
+    login: Option<String>,
+    passwords: Vec<String>,
     password_hashes: Vec<[u8; 32]>,
     temp_secrets: Vec<[u8; 32]>,
 }
@@ -217,6 +220,8 @@ impl Keys {
         if let Some(list) = json["passwords"].as_array() {
             passwords.extend(list.iter().filter_map(|p| p.as_str().map(str::to_owned)));
         }
+        keys.login = json["peering"]["login"].as_str().map(str::to_owned);
+        keys.passwords = passwords.clone();
         keys.password_hashes = passwords
             .iter()
             .map(|p| raw::password_hash(p.as_bytes()))
@@ -238,6 +243,19 @@ impl Keys {
 
     fn node_by_udp(&self, addr: SocketAddr) -> Option<&Node> {
         self.nodes.iter().find(|n| n.udp == Some(addr))
+    }
+
+    /// The node's CryptoAuth with the scenario's password(s) as users (for Noise PSKs).
+    fn context_of(&self, node: &Node) -> CryptoAuth {
+        let mut ca = CryptoAuth::new(node.private.clone());
+        for pw in &self.passwords {
+            let _ = ca.add_user(
+                pw.as_bytes(),
+                self.login.as_deref().map(str::as_bytes),
+                None,
+            );
+        }
+        ca
     }
 
     fn temp_secret_for(&self, public: &[u8; 32]) -> Option<[u8; 32]> {
@@ -303,15 +321,29 @@ pub struct FrameRecord {
 }
 
 /// A passive decoder over a sequence of datagrams.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     keys: Keys,
+    /// One instant for the whole capture (Noise keys are checked for age against it).
+    now: std::time::Instant,
     /// Outer sessions by (initiator udp, responder udp).
     links: HashMap<(SocketAddr, SocketAddr), Observed>,
     /// Inner sessions by (initiator key, responder key).
     inner: HashMap<SessionId, Observed>,
+    /// Noise links by (initiator udp, responder udp).
+    noise: HashMap<(SocketAddr, SocketAddr), NoiseObserved>,
     /// Inner receive handle → (session, the key of the node that chose the handle).
     handles: HashMap<u32, (SessionId, [u8; 32])>,
+}
+
+/// What the observer knows of one Noise link.
+#[derive(Debug, Default)]
+struct NoiseObserved {
+    initiation: Option<ObservedInitiation>,
+    /// The keys as the initiator holds them (opens the responder's packets).
+    initiator_view: Option<Transport>,
+    /// The keys as the responder holds them (opens the initiator's packets).
+    responder_view: Option<Transport>,
 }
 
 /// Result of opening one CryptoAuth packet.
@@ -324,7 +356,11 @@ impl Decoder {
     pub fn new(keys: Keys) -> Self {
         Self {
             keys,
-            ..Self::default()
+            now: std::time::Instant::now(),
+            links: HashMap::new(),
+            noise: HashMap::new(),
+            inner: HashMap::new(),
+            handles: HashMap::new(),
         }
     }
 
@@ -353,7 +389,10 @@ impl Decoder {
                 _ => "noise-unknown",
             };
             out.outer = Some(name.to_owned());
-            bail!("Noise handshakes are not decoded");
+            return self.decode_noise_handshake(d, ty);
+        }
+        if let Some(r) = self.try_noise_data(d, out) {
+            return r;
         }
         out.outer = Some(kind.name().to_owned());
         let sender = self.keys.node_by_udp(d.src).map(|n| n.public);
@@ -397,6 +436,97 @@ impl Decoder {
             *receiver.as_bytes(),
             out,
         )
+    }
+
+    fn decode_noise_handshake(&mut self, d: &UdpDatagram, ty: u8) -> Result<()> {
+        let node = |a: SocketAddr| {
+            self.keys
+                .node_by_udp(a)
+                .cloned()
+                .ok_or_else(|| anyhow!("no node of the scenario has this address"))
+        };
+        match ty {
+            1 => {
+                let responder = self.keys.context_of(&node(d.dst)?);
+                let obs = ObservedInitiation::open(&responder, &d.payload)
+                    .map_err(|e| anyhow!("noise initiation: {e}"))?;
+                self.noise.insert(
+                    (d.src, d.dst),
+                    NoiseObserved {
+                        initiation: Some(obs),
+                        ..NoiseObserved::default()
+                    },
+                );
+                Ok(())
+            }
+            2 => {
+                let (initiator, responder) = (node(d.dst)?, node(d.src)?);
+                let link = self
+                    .noise
+                    .get_mut(&(d.dst, d.src))
+                    .ok_or_else(|| anyhow!("noise response without an initiation"))?;
+                let obs = link
+                    .initiation
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("noise response without an initiation"))?;
+                let secret = self.keys.temp_secret_for(&obs.ephemeral_public).ok_or_else(|| {
+                    anyhow!("noise keys unavailable: the initiator's ephemeral secret is not in the scenario (forward secrecy)")
+                })?;
+                let r_ctx = self.keys.context_of(&responder);
+                let psk = obs
+                    .additional
+                    .psk_lookup
+                    .and_then(|l| r_ctx.find_noise_user(&l).map(|u| *u.noise().psk()))
+                    .unwrap_or([0; 32]);
+                let sent = obs
+                    .with_ephemeral(&secret, &psk)
+                    .ok_or_else(|| anyhow!("ephemeral secret does not match"))?;
+                let t = sent
+                    .complete(&self.keys.context_of(&initiator), self.now, &d.payload)
+                    .map_err(|e| anyhow!("noise response: {e}"))?;
+                link.responder_view = Some(t.mirrored());
+                link.initiator_view = Some(t);
+                Ok(())
+            }
+            // A cookie reply carries no session data.
+            _ => Ok(()),
+        }
+    }
+
+    /// A data packet on a Noise link this decoder has keys for, if it is one.
+    fn try_noise_data(&mut self, d: &UdpDatagram, out: &mut FrameRecord) -> Option<Result<()>> {
+        let now = self.now;
+        let (view, sender, receiver) = {
+            let (link, from_initiator) = match self.noise.get_mut(&(d.src, d.dst)) {
+                Some(l) => (l, true),
+                None => (self.noise.get_mut(&(d.dst, d.src))?, false),
+            };
+            let view = if from_initiator {
+                link.responder_view.as_mut()?
+            } else {
+                link.initiator_view.as_mut()?
+            };
+            if !view.accepts_index(&d.payload) {
+                return None;
+            }
+            let mut p = d.payload.clone();
+            let body = match view.decrypt(now, &mut p) {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    out.outer = Some("noise-data".to_owned());
+                    return Some(Err(anyhow!("noise data: {e}")));
+                }
+            };
+            let s = self.keys.node_by_udp(d.src).map(|n| *n.public.as_bytes());
+            let r = self.keys.node_by_udp(d.dst).map(|n| *n.public.as_bytes());
+            (body, s?, r?)
+        };
+        out.outer = Some("noise-data".to_owned());
+        if view.is_empty() {
+            out.inner = Some("keepalive".to_owned());
+            return Some(Ok(()));
+        }
+        Some(self.decode_switch(&view, sender, receiver, out))
     }
 
     fn decode_switch(
