@@ -305,6 +305,9 @@ fn main() -> Result<()> {
                 .flatten()
                 .next()
                 .ok_or_else(|| anyhow!("no nonce found"))?;
+            // Check exactly what goes on the wire.
+            let pcp = PcProof::parse(&pcp.serialize())
+                .map_err(|e| anyhow!("mined proof does not parse: {e}"))?;
             let ok = validate_block_proof(&b.header, &pcp, &b.commitment, &[b.parent; 4], b.height)
                 .map_err(|e| anyhow!("mined proof rejected: {e}"))?;
             println!(

@@ -74,7 +74,9 @@ fn block_miner_reproduces_the_synthetic_block() {
         .expect("nonce");
     let parent = arr32(v["ann_parent_block_hash_raw"].as_str().unwrap());
     let height = v["block_height"].as_u64().unwrap() as u32;
+    assert!(pcp.is_canonical());
     let reparsed = PcProof::parse(&pcp.serialize()).unwrap();
+    assert_eq!(reparsed, pcp);
     let ok = validate_block_proof(&header, &reparsed, &commit, &[parent; 4], height).unwrap();
     // Scanning from nonce 0 finds the same first solution as the reference miner.
     assert_eq!(u64::from(pcp.nonce), v["pcp_nonce"].as_u64().unwrap());

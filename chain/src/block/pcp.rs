@@ -36,7 +36,7 @@ pub struct PcProof {
     pub content_proofs: Option<Vec<u8>>,
     /// PcP version (0 if the version TLV is absent).
     pub version: u32,
-    /// Bytes consumed while parsing (0 for a proof built in memory).
+    /// Bytes consumed while parsing (the canonical size for a proof built with [`PcProof::new`]).
     pub wire_len: usize,
 }
 
@@ -65,8 +65,10 @@ fn take<'a>(buf: &'a [u8], pos: &mut usize, n: u64) -> Result<&'a [u8], BlockErr
 
 impl PcProof {
     /// A proof built in memory (miner side).
+    /// Its `wire_len` is set to the canonical size, as if it had been parsed from
+    /// [`PcProof::serialize`]'s output (update it if you add signatures or content proofs).
     pub fn new(nonce: u32, anns: [[u8; ANN_LEN]; 4], tree_proof: Vec<u8>, version: u32) -> Self {
-        PcProof {
+        let mut p = PcProof {
             nonce,
             anns: Box::new(anns),
             tree_proof,
@@ -74,7 +76,9 @@ impl PcProof {
             content_proofs: None,
             version,
             wire_len: 0,
-        }
+        };
+        p.wire_len = p.canonical_size();
+        p
     }
 
     /// Parses a PcP at the start of `buf` (it is followed by the transactions in a block).
