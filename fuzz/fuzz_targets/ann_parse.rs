@@ -8,7 +8,9 @@ use pktmesh_chain::announce::{AnnValidator, Announcement, ANN_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Announcement::new_checked(data).map(|a| (a.header_repr(), a.has_signing_key()));
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let mut ann = [0u8; ANN_LEN];
     let n = rest.len().min(ANN_LEN);
     ann[..n].copy_from_slice(&rest[..n]);
@@ -23,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     let parent = [mode; 32];
     let mut v = AnnValidator::new();
     if let Ok(c) = v.check(&ann, &parent, pcp_version) {
-        assert!(pktmesh_chain::difficulty::is_hash_ok(&c.work_hash, Announcement::new_checked(&ann[..]).unwrap().work_bits()));
+        assert!(pktmesh_chain::difficulty::is_hash_ok(
+            &c.work_hash,
+            Announcement::new_checked(&ann[..]).unwrap().work_bits()
+        ));
     }
 });

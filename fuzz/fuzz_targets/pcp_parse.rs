@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         // Evaluate its tree proof against item numbers derived from the nonce.
         let hashes = p.anns.map(|a| b2b256(&a));
         let count = u64::from(p.nonce % 5000) + 1;
-        let idx = [0, 1, 2, 3].map(|i| u64::from(p.nonce).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(i * 16));
+        let idx = [0, 1, 2, 3].map(|i| {
+            u64::from(p.nonce)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(i * 16)
+        });
         let _ = pcp_hash(&hashes, count, &idx, &p.tree_proof);
     }
     // Tree proofs over arbitrary bytes.

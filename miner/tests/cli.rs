@@ -79,8 +79,17 @@ fn item_output_matches_vector_lines() {
 
 #[test]
 fn block_command_remines_the_synthetic_nonce() {
-    let out = run(&["block", "--json", &vectors("synthetic_block_pcp_v2.json"), "--threads", "1"]);
+    let out = run(&[
+        "block",
+        "--json",
+        &vectors("synthetic_block_pcp_v2.json"),
+        "--threads",
+        "1",
+    ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["pcp_nonce"], 1798);
-    assert_eq!(v["work_hash"], "14bd9581076a7f338579ddf939bba5c1b5f6f7ed6e6f90398bad725e4bc00500");
+    assert_eq!(
+        v["work_hash"],
+        "14bd9581076a7f338579ddf939bba5c1b5f6f7ed6e6f90398bad725e4bc00500"
+    );
 }
