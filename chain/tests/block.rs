@@ -386,3 +386,34 @@ fn genesis_block() {
     let tx = Tx::parse(&rest[1..]).unwrap();
     assert_eq!(header.merkle_root, tx.txid);
 }
+
+#[test]
+fn signing_key_and_content_rules() {
+    let s = synth();
+    // An announcement with a signing key needs a valid signature of its 1024 bytes.
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[0x11; 32]);
+    let mut pcp = s.pcp.clone();
+    pcp.anns[1][56..88].copy_from_slice(sk.verifying_key().as_bytes());
+    pcp.wire_len = pcp.canonical_size();
+    let e = validate_block_proof(&s.header, &pcp, &s.commit, &s.parents, s.height).unwrap_err();
+    assert_eq!(e, BlockError::BadSignature(1));
+    pcp.signatures[1] = Some([0u8; 64]);
+    pcp.wire_len = pcp.canonical_size();
+    let e = validate_block_proof(&s.header, &pcp, &s.commit, &s.parents, s.height).unwrap_err();
+    assert_eq!(e, BlockError::BadSignature(1));
+    use ed25519_dalek::Signer;
+    pcp.signatures[1] = Some(sk.sign(&pcp.anns[1]).to_bytes());
+    pcp.wire_len = pcp.canonical_size();
+    // The signature rule passes; the changed announcement then changes the work hash.
+    let e = validate_block_proof(&s.header, &pcp, &s.commit, &s.parents, s.height).unwrap_err();
+    assert!(matches!(e, BlockError::InsufficientWork { .. }), "{e:?}");
+    // The signature survives the wire format.
+    let back = PcProof::parse(&pcp.serialize()).unwrap();
+    assert_eq!(back.signatures, pcp.signatures);
+    // PcP v2 must not carry content proofs.
+    let mut pcp = s.pcp.clone();
+    pcp.content_proofs = Some(vec![0u8; 32]);
+    pcp.wire_len = pcp.canonical_size();
+    let e = validate_block_proof(&s.header, &pcp, &s.commit, &s.parents, s.height).unwrap_err();
+    assert!(matches!(e, BlockError::ContentProof(_)), "{e:?}");
+}
