@@ -165,7 +165,7 @@ print(sent, h.hexdigest())
     let started = Instant::now();
     let client_out = na
         .cmd("timeout")
-        .args(["120", "python3", cli.to_str().unwrap(), &b.ipv6])
+        .args(["400", "python3", cli.to_str().unwrap(), &b.ipv6])
         .output()
         .unwrap();
     let server_out = server_proc.wait_with_output().unwrap();
