@@ -322,6 +322,17 @@ fn cookie_under_load() {
 }
 
 #[test]
+fn index_for_a_cjdns_initiator_shares_its_session_bits() {
+    use pktmesh_crypto_auth::noise::index_for_cjdns_initiator;
+    assert_eq!(
+        index_for_cjdns_initiator(0x0000_0105, 7, 0x900),
+        0x0000_0107
+    );
+    // Would be an unusable index (wire bytes 00 00 00 00): the fallback is used.
+    assert_eq!(index_for_cjdns_initiator(0x0000_0005, 0, 0x900), 0x900);
+}
+
+#[test]
 fn indexes_never_look_like_legacy_words() {
     assert!(!is_usable_index(0));
     assert!(!is_usable_index(0x0300_0000), "wire bytes 00 00 00 03");

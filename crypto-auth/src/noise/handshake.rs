@@ -56,6 +56,22 @@ pub fn is_usable_index(index: u32) -> bool {
     word >= 4 && word != u32::MAX
 }
 
+/// The local index a responder should use when the initiator is a cjdns 22.x node.
+///
+/// cjdns reads a handshake response with the two index fields swapped (digest §6.3.5 defect 1):
+/// it takes the responder's `sender_idx` as its own session index. Choosing our index with the
+/// initiator's upper 24 bits (its session number) and our own low byte lets such an initiator
+/// find its session; data it then sends carries its own index, whose upper 24 bits equal ours.
+/// Falls back to `fallback` if the combination would not be a usable index.
+pub fn index_for_cjdns_initiator(initiator_index: u32, counter: u8, fallback: u32) -> u32 {
+    let index = (initiator_index & 0xFFFF_FF00) | u32::from(counter);
+    if is_usable_index(index) {
+        index
+    } else {
+        fallback
+    }
+}
+
 /// A TAI64N timestamp of a wall-clock time given as the duration since the Unix epoch.
 pub fn tai64n(since_epoch: Duration) -> [u8; 12] {
     let mut t = [0u8; 12];

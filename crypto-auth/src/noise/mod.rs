@@ -20,8 +20,8 @@ pub mod transport;
 
 pub use additional::{Additional, Credentials};
 pub use handshake::{
-    is_usable_index, Accepted, InitiationOutcome, InitiationParams, InitiationSent,
-    ObservedInitiation, Responder,
+    index_for_cjdns_initiator, is_usable_index, Accepted, InitiationOutcome, InitiationParams,
+    InitiationSent, ObservedInitiation, Responder,
 };
 pub use link::{Link, LinkEvent, LinkMode};
 pub use transport::Transport;
