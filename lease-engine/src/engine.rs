@@ -484,6 +484,7 @@ impl LeaseEngine {
     }
 
     /// The next wall-clock instant at which a lease starts or ends.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<UnixTime> {
         let spans = self
             .state
@@ -581,6 +582,7 @@ impl LeaseEngine {
     /// interface `next_hop` at monotonic time `now`, whose switch header carries
     /// `traffic_class`. O(1), no allocation. Packets on no lease are [`Priority::FREE`].
     #[inline]
+    #[must_use]
     pub fn classify(
         &mut self,
         now: Nanos,

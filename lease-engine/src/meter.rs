@@ -6,8 +6,9 @@
 //! 1. **Rate EMA** (τ = [`TAU_NS`], 1 s): with `Δ = t_k − t_{k−1}`,
 //!    `Â_k = Â_{k−1} · e^{−Δ/τ} + 8·len / τ` (bit/s). For a steady rate `A` this converges to `A`;
 //!    it is the standard exponentially weighted rate estimator for irregular arrivals (each
-//!    packet's bits spread over τ, old contributions decaying continuously). `e^{−x}` is computed
-//!    as `1 / (1 + x + x²/2 + x³/6)` (relative error < x⁴/24; x ≈ 10⁻⁴ per packet at link rates).
+//!    packet's bits spread over τ, old contributions decaying continuously). `e^{−x}` is the
+//!    Taylor polynomial `1 − x + x²/2 − x³/6` below x = 1/8 (x ≈ 10⁻⁴ per packet at link rates;
+//!    error < 10⁻⁵) and `1 / (1 + x + x²/2 + x³/6)` above (long gaps, where little is left).
 //! 2. **Token bucket** (rate `L`, depth `L · 20 ms`, at least 3000 bytes): a packet that finds
 //!    enough tokens is *within the lease* and rides `Priority::in_lease(class)`.
 //! 3. Otherwise the packet is **excess**. Its target priority is the white paper's
@@ -70,10 +71,21 @@ pub struct LeaseMeter {
     stats: MeterStats,
 }
 
-/// `e^{−x}` for x ≥ 0, from the cubic Taylor polynomial in the denominator.
+/// `1/τ` in 1/ns, so the per-packet path multiplies instead of dividing.
+const INV_TAU: f64 = 1.0 / TAU_NS as f64;
+/// Bits per byte spread over τ, in bit/s: `8 / τ` with τ in seconds.
+const BITS_PER_BYTE_OVER_TAU: f64 = 8.0 * 1e9 / TAU_NS as f64;
+
+/// `e^{−x}` for x ≥ 0. Below 1/8 (every packet gap shorter than 125 ms) the cubic Taylor
+/// polynomial `1 − x + x²/2 − x³/6` (error < x⁴/24 < 10⁻⁵, no division); above it,
+/// `1 / (1 + x + x²/2 + x³/6)` (positive and decreasing for all x, within 2 % up to x = 1).
 #[inline]
 fn decay(x: f64) -> f64 {
-    1.0 / (1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6.0))))
+    if x < 0.125 {
+        1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0)))
+    } else {
+        1.0 / (1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6.0))))
+    }
 }
 
 impl LeaseMeter {
@@ -118,8 +130,7 @@ impl LeaseMeter {
         }
         let dt = elapsed as f64;
         let bytes = f64::from(len);
-        self.rate = self.rate * decay(dt / TAU_NS as f64) + bytes * 8.0 * 1e9 / TAU_NS as f64;
-        self.stats.rate_bps = self.rate;
+        self.rate = self.rate * decay(dt * INV_TAU) + bytes * BITS_PER_BYTE_OVER_TAU;
         self.tokens = (self.tokens + dt * self.fill_per_ns).min(self.burst);
         if self.tokens >= bytes {
             self.tokens -= bytes;
@@ -140,7 +151,10 @@ impl LeaseMeter {
 
     /// Counters and the current estimate.
     pub fn stats(&self) -> MeterStats {
-        self.stats
+        MeterStats {
+            rate_bps: self.rate,
+            ..self.stats
+        }
     }
 
     /// The lease rate, bit/s.
@@ -160,6 +174,10 @@ mod tests {
             assert!((decay(x) - e).abs() / e < 0.03, "x={x}");
         }
         assert!(decay(100.0) < 1e-4);
+        for i in 0..125 {
+            let x = f64::from(i) / 1000.0;
+            assert!((decay(x) - (-x).exp()).abs() < 1e-5, "x={x}");
+        }
     }
 
     /// Packets of 1250 bytes at `mbps` for `secs`; returns the meter.

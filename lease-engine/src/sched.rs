@@ -163,6 +163,9 @@ impl<T: Copy> EgressScheduler<T> {
     }
 
     /// Queues a packet; when full, drops the lowest-priority packet (possibly this one).
+    ///
+    /// `now` is unused by strict priority; it is part of the signature so that sojourn-time
+    /// policies can be added without changing callers.
     #[inline]
     pub fn enqueue(&mut self, _now: Nanos, priority: Priority, len: u32, token: T) -> Enqueued<T> {
         if self.free != NIL {
@@ -184,6 +187,7 @@ impl<T: Copy> EgressScheduler<T> {
 
     /// The next packet to send: the oldest of the highest non-empty level.
     #[inline]
+    #[must_use = "a dequeued packet must be sent or freed"]
     pub fn dequeue(&mut self, _now: Nanos) -> Option<Dequeued<T>> {
         if self.occupied == 0 {
             return None;
