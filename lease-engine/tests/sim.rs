@@ -317,3 +317,23 @@ fn plots_of_a_timeline() {
     )
     .unwrap();
 }
+
+#[test]
+fn d_two_overusers_keep_their_lease_and_the_lesser_one_gets_the_spare() {
+    // Holder 0 sends 3× (p* = 20/40 = 0.5), holder 1 sends 4× (p* = 30/90 = 1/3).
+    let mut w = World::new(&LEASES_KBPS);
+    let out = simulate(&mut w, &steady([3.0, 4.0, 1.0], 30.0), 10.0);
+    let got: Vec<f64> = (0..4).map(|f| out.mbps(f, 3.0, 10.0)).collect();
+    println!(
+        "holders {:.2} / {:.2} / {:.2}, free {:.2}",
+        got[0], got[1], got[2], got[3]
+    );
+    // Everyone keeps at least the lease; the in-lease holder loses nothing.
+    assert!(within(got[2], 40.0, 0.05));
+    assert_eq!(out.dropped[2], 0.0);
+    assert!(got[1] >= 30.0 * 0.95, "holder 1 got {}", got[1]);
+    // The 10 Mbit/s spare goes to the smaller overshoot: holder 0's excess rides higher.
+    assert!(within(got[0], 30.0, 0.05), "holder 0 got {}", got[0]);
+    assert!(within(got[1], 30.0, 0.05), "holder 1 got {}", got[1]);
+    assert!(got[3] < 0.5, "free tier got {}", got[3]);
+}
