@@ -371,3 +371,98 @@ fn memory_is_bounded() {
     let m = Message::Lease(lease).emit_signed(&node).unwrap();
     assert_eq!(e.handle_message(NOW, &m), Err(EngineError::TableFull));
 }
+
+#[test]
+fn a_virtual_network_across_two_nodes() {
+    // A → N1 → N2 → B, all three links and both virtual switches held by one owner. The lease on
+    // N1 → N2 is N1's out-lease and N2's in-lease: the same signed bytes go to both nodes.
+    let (a_k, a) = signer(50);
+    let (n1_k, n1) = signer(51);
+    let (n2_k, n2) = signer(52);
+    let (b_k, _) = signer(53);
+    let (_, owner) = signer(54);
+    let span = (UnixTime(NOW.0 - 1), UnixTime(NOW.0 + 60));
+    let link = |id: u8,
+                from: &pktmesh_lease_engine::sign::Signer,
+                to: &pktmesh_crypto_auth::PrivateKey| Lease {
+        id: LeaseId([id; 16]),
+        node: from.public(),
+        peer: *to.public_key().as_bytes(),
+        kbps: 5000,
+        start: span.0,
+        end: span.1,
+        owner: owner.public(),
+    };
+    let (l1, l2, l3) = (link(1, &a, &n1_k), link(2, &n1, &n2_k), link(3, &n2, &b_k));
+    let vs = |id: u8, node: &pktmesh_lease_engine::sign::Signer, i: LeaseId, o: LeaseId| {
+        VirtualSwitchLease {
+            id: LeaseId([id; 16]),
+            node: node.public(),
+            owner: owner.public(),
+            start: span.0,
+            end: span.1,
+            ins: vec![i],
+            outs: vec![o],
+        }
+    };
+    let (vs1, vs2) = (vs(4, &n1, l1.id, l2.id), vs(5, &n2, l2.id, l3.id));
+    let m_l1 = Message::Lease(l1).emit_signed(&a).unwrap();
+    let m_l2 = Message::Lease(l2).emit_signed(&n1).unwrap();
+    let m_l3 = Message::Lease(l3).emit_signed(&n2).unwrap();
+    let m_vs1 = Message::VirtualSwitch(vs1.clone())
+        .emit_signed(&n1)
+        .unwrap();
+    let m_vs2 = Message::VirtualSwitch(vs2.clone())
+        .emit_signed(&n2)
+        .unwrap();
+    let attach = |seq: u64, id: LeaseId| {
+        let c = Config {
+            target: id,
+            signer: owner.public(),
+            seq,
+            command: Command::Attach { network: 9 },
+        };
+        Message::Config(c).emit_signed(&owner).unwrap()
+    };
+
+    let mut e1 = LeaseEngine::new(n1.public(), EngineConfig::default());
+    e1.peer_up(a_k.public_key(), 1);
+    e1.peer_up(n2_k.public_key(), 2);
+    let mut e2 = LeaseEngine::new(n2.public(), EngineConfig::default());
+    e2.peer_up(n1_k.public_key(), 1);
+    e2.peer_up(b_k.public_key(), 2);
+
+    for m in [&m_l1, &m_l2, &m_vs1] {
+        e1.handle_message(NOW, m).unwrap();
+    }
+    for m in [&m_l2, &m_l3, &m_vs2] {
+        e2.handle_message(NOW, m).unwrap();
+    }
+    // Each node refuses what does not concern it.
+    assert_eq!(
+        e1.handle_message(NOW, &m_l3),
+        Err(EngineError::NotForThisNode(l3.id))
+    );
+    assert_eq!(
+        e2.handle_message(NOW, &m_l1),
+        Err(EngineError::NotForThisNode(l1.id))
+    );
+    assert_eq!(
+        e1.handle_message(NOW, &m_vs2),
+        Err(EngineError::NotForThisNode(vs2.id))
+    );
+
+    let now = Nanos(1);
+    assert_eq!(e1.classify(now, 1, 2, 100, 0), Priority::FREE);
+    for (seq, id) in [(1, l1.id), (2, l2.id), (3, vs1.id)] {
+        e1.handle_message(NOW, &attach(seq, id)).unwrap();
+    }
+    for (seq, id) in [(2, l2.id), (3, l3.id), (4, vs2.id)] {
+        e2.handle_message(NOW, &attach(seq, id)).unwrap();
+    }
+    assert!(e1.classify(now, 1, 2, 100, 0).is_in_lease());
+    assert!(e2.classify(now, 1, 2, 100, 0).is_in_lease());
+    // The reverse direction is not leased: free tier.
+    assert_eq!(e1.classify(now, 2, 1, 100, 0), Priority::FREE);
+    assert_eq!(e2.classify(now, 2, 1, 100, 0), Priority::FREE);
+}
