@@ -6,9 +6,17 @@
 //! - [`graph`]: per-node announcement sets and the state derived from them (links, link state,
 //!   capacity, offers).
 //! - [`path`]: graph snapshots and bidirectional Dijkstra with lease-aware costs; route labels.
+//! - [`server`]: [`RouteServer`], which ties them together and answers cjdns supernode queries
+//!   (`ann`, `gr`, `pn`).
 #![forbid(unsafe_code)]
 
 pub mod announce;
 pub mod graph;
 pub mod path;
+pub mod server;
 mod varint;
+
+pub use announce::{AnnounceError, AnnounceSigner, Announcement, AnnouncementRepr};
+pub use graph::{Config, Graph, IngestError, Origin};
+pub use path::{CostModel, PathError, Route, Topology};
+pub use server::RouteServer;

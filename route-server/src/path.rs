@@ -92,6 +92,19 @@ struct InEdge {
     edge: u32,
 }
 
+/// A node as [`Topology::from_parts`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Address.
+    pub address: Address,
+    /// cjdns key.
+    pub key: PublicKey,
+    /// Protocol version.
+    pub version: u16,
+    /// Encoding scheme.
+    pub scheme: EncodingScheme,
+}
+
 /// An immutable, index-based snapshot of the graph for path queries.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -150,6 +163,45 @@ impl Topology {
             index,
             links,
             graph.generation(),
+        )
+    }
+
+    /// Builds a snapshot from nodes and links given directly rather than from announcements
+    /// (synthetic graphs for benchmarks and simulations; a graph exported by another server).
+    /// Links whose ends are not among `nodes` are skipped.
+    pub fn from_parts(nodes: &[NodeInfo], links: &[Link], model: &CostModel) -> Self {
+        let mut nodes = nodes.to_vec();
+        nodes.sort_by_key(|n| n.address);
+        nodes.dedup_by_key(|n| n.address);
+        let index: HashMap<Address, u32> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.address, i as u32))
+            .collect();
+        let mut edges: Vec<(u32, Edge)> = links
+            .iter()
+            .filter_map(|l| {
+                let (cost, leased_cost) = model.costs(l);
+                Some((
+                    *index.get(&l.from)?,
+                    Edge {
+                        to: *index.get(&l.to)?,
+                        cost,
+                        leased_cost,
+                        label: l.label,
+                    },
+                ))
+            })
+            .collect();
+        edges.sort_by_key(|(f, e)| (*f, e.to, e.label));
+        Self::from_edges(
+            nodes.iter().map(|n| n.address).collect(),
+            nodes.iter().map(|n| n.key).collect(),
+            nodes.iter().map(|n| n.version).collect(),
+            nodes.iter().map(|n| n.scheme).collect(),
+            index,
+            edges,
+            0,
         )
     }
 

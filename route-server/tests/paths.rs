@@ -255,3 +255,80 @@ fn ingest_checks_like_upstream() {
     g.handle_timeout(NOW + 5000 + 20 * 60 * 1000 + 1);
     assert!(g.is_empty());
 }
+
+fn sq(q: &str, txid: &[u8], extra: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use pktmesh_node::bencode::{encode_cjdns, Dict, Value};
+    let mut d = Dict::new();
+    d.insert("sq", Value::Bytes(q.as_bytes().to_vec()));
+    d.insert("txid", Value::Bytes(txid.to_vec()));
+    d.insert("p", Value::Int(22));
+    for (k, v) in extra {
+        d.insert(*k, Value::Bytes(v.clone()));
+    }
+    encode_cjdns(&d)
+}
+
+#[test]
+fn supernode_queries_ann_and_gr() {
+    use pktmesh_node::bencode::parse_dict;
+    use pktmesh_route_server::RouteServer;
+    let mut net = Net::new(4);
+    for i in 0..3 {
+        net.link(i, i + 1);
+    }
+    let mut rs = RouteServer::new(
+        Config {
+            self_address: Some(snode()),
+            ..Config::default()
+        },
+        CostModel::default(),
+    );
+    for i in 0..4 {
+        let ann = net.announcement(i, snode(), NOW, true, None);
+        let reply = rs
+            .handle_query(NOW, &sq("ann", b"\x01abc", &[("ann", ann)]))
+            .unwrap();
+        assert_eq!(reply.len() % 4, 0, "cjdns pads dictionaries to 4 bytes");
+        let d = parse_dict(&reply).unwrap();
+        assert_eq!(d.get_bytes("txid"), Some(&b"\x01abc"[..]));
+        assert_eq!(d.get_str("error"), Some("none"));
+        let hash = d.get_bytes("stateHash").unwrap();
+        assert_eq!(
+            hash,
+            &rs.graph().node(&net.nodes[i].address).unwrap().state_hash()[..]
+        );
+    }
+    // A bad announcement: an error code and nothing changes.
+    let reply = rs
+        .handle_query(NOW, &sq("ann", b"t", &[("ann", vec![1, 2, 3])]))
+        .unwrap();
+    assert_eq!(
+        parse_dict(&reply).unwrap().get_str("error"),
+        Some("failed_parse_or_validate")
+    );
+    let a = |i: usize| net.nodes[i].address.as_bytes().to_vec();
+    let reply = rs
+        .handle_query(NOW, &sq("gr", b"q1", &[("src", a(0)), ("tar", a(3))]))
+        .unwrap();
+    let d = parse_dict(&reply).unwrap();
+    let n = d.get_bytes("n").unwrap();
+    assert_eq!(n.len(), 40);
+    assert_eq!(&n[..32], net.nodes[3].key.public_key().as_bytes());
+    let label = Label::new(u64::from_be_bytes(n[32..].try_into().unwrap())).unwrap();
+    assert_eq!(net.deliver(0, label).unwrap().0, 3);
+    assert_eq!(d.get_bytes("np"), Some(&[1u8, 22][..]));
+    // Unknown target: a reply without n.
+    let reply = rs
+        .handle_query(
+            NOW,
+            &sq("gr", b"q2", &[("src", a(0)), ("tar", vec![0xfc; 16])]),
+        )
+        .unwrap();
+    assert!(parse_dict(&reply).unwrap().get("n").is_none());
+    // Not for us: no sq, no txid, no version.
+    assert!(rs.handle_query(NOW, b"d1:q2:pn4:txid1:x1:pi22ee").is_none());
+    assert!(rs.handle_query(NOW, b"d2:sq2:pn1:pi22ee").is_none());
+    assert!(rs.handle_query(NOW, b"d2:sq2:pn4:txid1:xe").is_none());
+    assert!(rs.handle_query(NOW, b"garbage").is_none());
+    assert!(rs.handle_query(NOW, &sq("pn", b"p", &[])).is_some());
+}
