@@ -8,6 +8,8 @@
 //! - [`path`]: graph snapshots and bidirectional Dijkstra with lease-aware costs; route labels.
 //! - [`server`]: [`RouteServer`], which ties them together and answers cjdns supernode queries
 //!   (`ann`, `gr`, `pn`).
+//! - [`leases`]: the lease book (signed leases, orders, virtual networks), durable state.
+//! - [`gossip`]: anti-entropy between route servers over per-node state hashes.
 #![forbid(unsafe_code)]
 
 pub mod announce;
@@ -20,3 +22,5 @@ pub use announce::{AnnounceError, AnnounceSigner, Announcement, AnnouncementRepr
 pub use graph::{Config, Graph, IngestError, Origin};
 pub use path::{CostModel, PathError, Route, Topology};
 pub use server::RouteServer;
+pub mod gossip;
+pub mod leases;

@@ -343,6 +343,7 @@ pub struct PathFinder {
     parent: [Vec<u32>; 2],
     heap: [BinaryHeap<Reverse<(u32, u32)>>; 2],
     leased: Vec<u32>,
+    settled: usize,
 }
 
 impl PathFinder {
@@ -358,7 +359,13 @@ impl PathFinder {
             parent: [vec![u32::MAX; n], vec![u32::MAX; n]],
             heap: [BinaryHeap::new(), BinaryHeap::new()],
             leased: Vec::new(),
+            settled: 0,
         }
+    }
+
+    /// Nodes the last query settled (both directions together): its work.
+    pub fn last_settled(&self) -> usize {
+        self.settled
     }
 
     /// The snapshot in use.
@@ -441,6 +448,7 @@ impl PathFinder {
         self.heap[1].push(Reverse((0f32.to_bits(), t)));
         let mut best = f32::INFINITY;
         let mut meet = u32::MAX;
+        self.settled = 0;
         loop {
             let top = |h: &BinaryHeap<Reverse<(u32, u32)>>| {
                 h.peek().map_or(f32::INFINITY, |r| f32::from_bits(r.0 .0))
@@ -458,6 +466,7 @@ impl PathFinder {
                 continue;
             }
             self.done[side][u as usize] = true;
+            self.settled += 1;
             if side == 0 {
                 let start = topo.out_start[u as usize];
                 for (k, edge) in topo.edges(u).iter().enumerate() {

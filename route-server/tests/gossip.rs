@@ -1,0 +1,229 @@
+//! Three route servers, one partitioned away while link state and leases change on both
+//! sides; after the partition heals all three hold the same state within a bounded number of
+//! gossip rounds. Deterministic: in-memory, virtual clock.
+
+mod common;
+
+use common::Net;
+use pktmesh_crypto_auth::Address;
+use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::wire::{Command, Config as LeaseConfig, Lease, Message};
+use pktmesh_lease_engine::{LeaseId, UnixTime};
+use pktmesh_route_server::gossip::{self, GossipMessage};
+use pktmesh_route_server::graph::{Config, Graph, Origin};
+use pktmesh_route_server::leases::LeaseBook;
+use pktmesh_route_server::path::{CostModel, PathFinder, Topology};
+
+const T0: u64 = 1_700_000_000_000;
+/// Virtual time between gossip rounds.
+const ROUND_MS: u64 = 5_000;
+
+struct Server {
+    graph: Graph,
+    book: LeaseBook,
+}
+
+impl Server {
+    fn new() -> Self {
+        Self {
+            graph: Graph::new(Config::default()),
+            book: LeaseBook::new(),
+        }
+    }
+
+    fn state(&self) -> ([u8; 64], [u8; 64]) {
+        (self.graph.digest(), self.book.digest())
+    }
+}
+
+/// One exchange initiated by `a` with `b`; bounded to the five steps of the protocol (plus
+/// slack) so a bug cannot loop forever.
+fn exchange(now: u64, servers: &mut [Server], a: usize, b: usize) {
+    let mut msg: GossipMessage = gossip::summary(&servers[a].graph, &servers[a].book);
+    // Through JSON, as the HTTP driver sends it.
+    let mut to = b;
+    for _ in 0..8 {
+        let wire = serde_json::to_vec(&msg).unwrap();
+        let got: GossipMessage = serde_json::from_slice(&wire).unwrap();
+        let s = &mut servers[to];
+        match gossip::handle(now, &mut s.graph, &mut s.book, &got) {
+            Some(reply) => msg = reply,
+            None => return,
+        }
+        to = if to == a { b } else { a };
+    }
+    panic!("exchange did not end within 8 messages");
+}
+
+/// One round: every connected pair exchanges once (each side initiates).
+fn round(now: u64, servers: &mut [Server], connected: &dyn Fn(usize, usize) -> bool) {
+    for a in 0..servers.len() {
+        for b in 0..servers.len() {
+            if a != b && connected(a, b) {
+                exchange(now, servers, a, b);
+            }
+        }
+    }
+}
+
+fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, kbps: u32) -> Vec<u8> {
+    let node = Signer::from_cjdns(&net.nodes[from].key);
+    Message::Lease(Lease {
+        id: LeaseId([id; 16]),
+        node: node.public(),
+        peer: *net.nodes[to].key.public_key().as_bytes(),
+        kbps,
+        start: UnixTime(T0 / 1000),
+        end: UnixTime(T0 / 1000 + 86_400),
+        owner: owner.public(),
+    })
+    .emit_signed(&node)
+    .unwrap()
+}
+
+fn attach(owner: &Signer, id: u8, seq: u64, network: u64) -> Vec<u8> {
+    Message::Config(LeaseConfig {
+        target: LeaseId([id; 16]),
+        signer: owner.public(),
+        seq,
+        command: Command::Attach { network },
+    })
+    .emit_signed(owner)
+    .unwrap()
+}
+
+#[test]
+fn partitioned_servers_converge_after_healing() {
+    let mut net = Net::new(6);
+    for i in 0..5 {
+        net.link(i, i + 1);
+    }
+    let snode = Address::from_bytes([0xfc; 16]);
+    let mut servers: Vec<Server> = (0..3).map(|_| Server::new()).collect();
+    // Nodes 0,1 announce to server 0; 2,3 to server 1; 4,5 to server 2.
+    let mut now = T0;
+    for i in 0..6 {
+        let ann = net.announcement(i, snode, now, true, Some(50));
+        servers[i / 2]
+            .graph
+            .ingest(now, &ann, Origin::Node)
+            .unwrap();
+    }
+    let all = |_: usize, _: usize| true;
+    round(now, &mut servers, &all);
+    let s0 = servers[0].state();
+    assert!(servers.iter().all(|s| s.state() == s0), "initial sync");
+    assert_eq!(servers[2].graph.len(), 6);
+
+    // Partition server 2 away.
+    let apart = |a: usize, b: usize| a != 2 && b != 2;
+    let owner_a = Signer::from_cjdns(&common::key(100));
+    let owner_b = Signer::from_cjdns(&common::key(101));
+    now += ROUND_MS;
+    // Majority side: new link state from nodes 0 and 1, a lease on 0→1 and its attachment.
+    for i in [0, 1] {
+        let ann = net.announcement(i, snode, now, false, Some(300));
+        servers[0].graph.ingest(now, &ann, Origin::Node).unwrap();
+    }
+    let t = UnixTime(now / 1000);
+    servers[0]
+        .book
+        .insert(t, &lease(&net, 0, 1, &owner_a, 1, 20_000), |_, _| None)
+        .unwrap();
+    servers[0]
+        .book
+        .insert(t, &attach(&owner_a, 1, 1, 7), |_, _| None)
+        .unwrap();
+    // Minority side: nodes 4 and 5 report a lossy link; a lease on 4→5, attached, then
+    // re-attached elsewhere.
+    for i in [4, 5] {
+        let ann = net.announcement(i, snode, now, false, Some(900));
+        servers[2].graph.ingest(now, &ann, Origin::Node).unwrap();
+    }
+    servers[2]
+        .book
+        .insert(t, &lease(&net, 4, 5, &owner_b, 2, 30_000), |_, _| None)
+        .unwrap();
+    servers[2]
+        .book
+        .insert(t, &attach(&owner_b, 2, 1, 9), |_, _| None)
+        .unwrap();
+    servers[2]
+        .book
+        .insert(t, &attach(&owner_b, 2, 2, 10), |_, _| None)
+        .unwrap();
+    // A forged attachment (signed by the wrong owner) is refused and changes nothing.
+    let before = servers[2].state();
+    assert!(servers[2]
+        .book
+        .insert(t, &attach(&owner_a, 2, 3, 11), |_, _| None)
+        .is_err());
+    assert_eq!(servers[2].state(), before);
+
+    for _ in 0..3 {
+        now += ROUND_MS;
+        round(now, &mut servers, &apart);
+    }
+    assert_eq!(servers[0].state(), servers[1].state(), "majority agrees");
+    assert_ne!(
+        servers[0].state(),
+        servers[2].state(),
+        "partitioned server differs"
+    );
+    assert!(servers[2].book.lease(&LeaseId([1; 16])).is_none());
+
+    // Heal: one round must be enough (bounded time: ROUND_MS).
+    now += ROUND_MS;
+    round(now, &mut servers, &all);
+    let s0 = servers[0].state();
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.state(), s0, "server {i} converged");
+    }
+    // The converged state has everything from both sides.
+    for s in &servers {
+        assert_eq!(s.book.lease(&LeaseId([1; 16])).unwrap().network, 7);
+        assert_eq!(s.book.lease(&LeaseId([2; 16])).unwrap().network, 10);
+        let n4 = s.graph.node(&net.nodes[4].address).unwrap();
+        assert_eq!(n4.announcements().count(), 2);
+    }
+    // And gives the same answers.
+    let routes: Vec<_> = servers
+        .iter()
+        .map(|s| {
+            let topo = Topology::build(&s.graph, &CostModel::default());
+            PathFinder::new(topo.into())
+                .route(&net.nodes[0].address, &net.nodes[5].address, &[])
+                .unwrap()
+        })
+        .collect();
+    assert!(routes.iter().all(|r| *r == routes[0]));
+    assert_eq!(net.deliver(0, routes[0].label).unwrap().0, 5);
+}
+
+#[test]
+fn order_of_arrival_does_not_matter() {
+    // Configurations that arrive before their lease, or out of sequence, end in the same book.
+    let mut net = Net::new(2);
+    net.link(0, 1);
+    let owner = Signer::from_cjdns(&common::key(7));
+    let frames = [
+        lease(&net, 0, 1, &owner, 3, 1000),
+        attach(&owner, 3, 1, 1),
+        attach(&owner, 3, 2, 2),
+        attach(&owner, 3, 5, 5),
+    ];
+    let mut forward = LeaseBook::new();
+    for f in &frames {
+        forward.insert_gossip(f).unwrap();
+    }
+    let mut backward = LeaseBook::new();
+    for _ in 0..2 {
+        for f in frames.iter().rev() {
+            let _ = backward.insert_gossip(f);
+        }
+    }
+    assert_eq!(forward.digest(), backward.digest());
+    assert_eq!(backward.lease(&LeaseId([3; 16])).unwrap().network, 5);
+    // A replayed sequence number with different content is refused.
+    assert!(forward.insert_gossip(&attach(&owner, 3, 5, 6)).is_err());
+}
