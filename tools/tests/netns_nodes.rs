@@ -398,3 +398,29 @@ fn beacons_peer_nodes_on_a_lan() {
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_genconf_config_runs_unchanged() {
+    if !netns::available() {
+        return;
+    }
+    // What the README's main job does: --genconf, then run with it. The generated config has
+    // UDP interfaces on 0.0.0.0:P and [::]:P, beacons, TUN and the admin API.
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let ns = Netns::new(&format!("{tag}G"));
+    let (text, ipv6, _key) = netns::genconf();
+    let conf = write(&dir, "gen.conf", &text);
+    let d = Daemon::start(&ns, &conf, &dir, "gen");
+    assert!(
+        d.wait_for_log("admin API up", Duration::from_secs(10)),
+        "{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+    assert_eq!(log.matches("UDP interface up").count(), 2, "{log}");
+    assert!(log.contains("TUN up") && log.contains(&ipv6), "{log}");
+    assert!(log.contains("beacons on"), "{log}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

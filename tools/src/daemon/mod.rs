@@ -120,7 +120,7 @@ pub fn run<P: Pathfinder>(
     let mut poll = Poll::new().context("creating the poll instance")?;
     let mut sockets = Vec::new();
     for (i, bind) in settings.udp_binds.iter().enumerate() {
-        let std_sock = StdUdpSocket::bind(bind).with_context(|| format!("binding UDP {bind}"))?;
+        let std_sock = bind_udp(bind).with_context(|| format!("binding UDP {bind}"))?;
         std_sock.set_nonblocking(true)?;
         // Large buffers ride out bursts between two turns of the loop; the kernel caps them
         // at net.core.{r,w}mem_max.
@@ -296,6 +296,22 @@ fn log_event(e: &NodeEvent) {
         }
         NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
     }
+}
+
+/// Binds a UDP socket; IPv6 sockets are IPv6-only, so `0.0.0.0:P` and `[::]:P` (what
+/// `cjdroute --genconf` writes) can both be bound, as cjdns does.
+fn bind_udp(bind: &SocketAddr) -> io::Result<StdUdpSocket> {
+    let domain = if bind.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+    if bind.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&(*bind).into())?;
+    Ok(sock.into())
 }
 
 struct BeaconSocket {
