@@ -424,3 +424,37 @@ fn a_genconf_config_runs_unchanged() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn peering_over_ipv6_udp() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let (na, nb) = (
+        Netns::new(&format!("{tag}A")),
+        Netns::new(&format!("{tag}B")),
+    );
+    link(&na, &nb, "fd42:6d::1/64", "fd42:6d::2/64");
+    let (a, b) = (identity(), identity());
+    let conf_b = config(&b, "[fd42:6d::2]:11002", &[("v6 secret", "nodeA")], &[]);
+    let conf_a = config(
+        &a,
+        "[fd42:6d::1]:11001",
+        &[],
+        &[("[fd42:6d::2]:11002", &b, "v6 secret", "nodeA")],
+    );
+    let db = Daemon::start(&nb, &write(&dir, "b.conf", &conf_b), &dir, "b");
+    let da = Daemon::start(&na, &write(&dir, "a.conf", &conf_a), &dir, "a");
+    assert!(
+        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
+        "no ping over an IPv6 link:\n{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    let (ok, text) = ping6(&nb, &a.ipv6, 3);
+    assert!(ok, "B->A: {text}");
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}

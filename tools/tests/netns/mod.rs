@@ -113,8 +113,10 @@ pub fn link(a: &Netns, b: &Netns, a_ip: &str, b_ip: &str) {
     ip(&[
         "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
     ]);
-    a.ip(&["addr", "add", a_ip, "dev", &va]);
-    b.ip(&["addr", "add", b_ip, "dev", &vb]);
+    // IPv6 addresses skip duplicate address detection so they are usable at once.
+    let extra: &[&str] = if a_ip.contains(':') { &["nodad"] } else { &[] };
+    a.ip(&[&["addr", "add", a_ip, "dev", &va][..], extra].concat());
+    b.ip(&[&["addr", "add", b_ip, "dev", &vb][..], extra].concat());
     a.ip(&["link", "set", &va, "up"]);
     b.ip(&["link", "set", &vb, "up"]);
 }
