@@ -30,6 +30,9 @@ use crate::packet::PacketBuf;
 use crate::peers::{Peer, PeerCredentials, PeerState, KEEPALIVE_MAGIC, PING_INTERVAL};
 use crate::sessions::SessionManager;
 
+/// Events kept for [`Node::poll_event`].
+pub const MAX_EVENTS: usize = 1024;
+
 /// A node as the pathfinder knows it: key, path from us, version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeRef {
@@ -101,12 +104,15 @@ pub enum NodeEvent {
         /// Its link address.
         address: SocketAddr,
     },
-    /// A handshake from an unknown address did not authenticate.
+    /// A handshake from an unknown address did not authenticate. Reported at most once a
+    /// second, so a flood of forged handshakes cannot flood the log.
     HandshakeRejected {
         /// Where it came from.
         from: SocketAddr,
         /// Why.
         error: DecryptError,
+        /// Rejections since the previous report that were not reported.
+        suppressed: u64,
     },
     /// A peer we connect to rejected our credentials or we cannot open its packets.
     PeerAuthFailed {
@@ -216,6 +222,8 @@ pub struct Node<P> {
     pings: HashMap<u64, (Instant, Label)>,
     ping_results: VecDeque<PingResult>,
     beacon_password: [u8; beacon::PASSWORD_LEN],
+    last_reject_report: Option<Instant>,
+    rejects_unreported: u64,
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -273,6 +281,8 @@ impl<P: Pathfinder> Node<P> {
             pings: HashMap::new(),
             ping_results: VecDeque::new(),
             beacon_password,
+            last_reject_report: None,
+            rejects_unreported: 0,
         };
         // Peers that heard our beacon log in with this password (cjdns does the same).
         if let Err(e) =
@@ -440,6 +450,15 @@ impl<P: Pathfinder> Node<P> {
         self.events.pop_front()
     }
 
+    /// Queues an event, dropping the oldest beyond [`MAX_EVENTS`] (a driver that never polls
+    /// must not make the node grow).
+    fn push_event(&mut self, e: NodeEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
     /// The next completed switch ping.
     pub fn poll_ping_result(&mut self) -> Option<PingResult> {
         self.ping_results.pop_front()
@@ -480,10 +499,8 @@ impl<P: Pathfinder> Node<P> {
                         | DecryptError::UnrecognizedAuth
                         | DecryptError::HandshakeDecryptFailed
                 ) {
-                    self.events.push_back(NodeEvent::PeerAuthFailed {
-                        key: peer.key,
-                        error,
-                    });
+                    let key = peer.key;
+                    self.push_event(NodeEvent::PeerAuthFailed { key, error });
                 }
                 return Output::None;
             }
@@ -511,8 +528,20 @@ impl<P: Pathfinder> Node<P> {
         let opened = match session.decrypt(now, pkt) {
             Ok(o) => (offset_in(base, o.payload), o.payload.len()),
             Err(error) => {
-                self.events
-                    .push_back(NodeEvent::HandshakeRejected { from, error });
+                let due = self
+                    .last_reject_report
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                if due {
+                    self.last_reject_report = Some(now);
+                    let suppressed = std::mem::take(&mut self.rejects_unreported);
+                    self.push_event(NodeEvent::HandshakeRejected {
+                        from,
+                        error,
+                        suppressed,
+                    });
+                } else {
+                    self.rejects_unreported += 1;
+                }
                 return None;
             }
         };
@@ -599,10 +628,11 @@ impl<P: Pathfinder> Node<P> {
             path: peer.label,
             version: peer.version,
         };
-        self.events.push_back(NodeEvent::PeerEstablished {
+        let event = NodeEvent::PeerEstablished {
             key: peer.key,
             address: peer.link_address,
-        });
+        };
+        self.push_event(event);
         self.pathfinder.peer_up(now, node);
     }
 
@@ -1095,7 +1125,7 @@ impl<P: Pathfinder> Node<P> {
             .collect();
         for slot in forgotten {
             if let Some(key) = self.peers[usize::from(slot)].as_ref().map(|p| p.key) {
-                self.events.push_back(NodeEvent::PeerForgotten { key });
+                self.push_event(NodeEvent::PeerForgotten { key });
             }
             self.remove_peer(now, slot);
         }

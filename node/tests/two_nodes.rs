@@ -152,6 +152,17 @@ fn garbage_and_forged_handshakes_do_not_disturb_a_session() {
         let _ = net.nodes[1].1.handle_udp(now, from, &mut buf);
     }
     while net.nodes[1].1.poll_transmit().is_some() {}
+    // The flood is reported, but not once per forged handshake.
+    let mut reports = 0;
+    while let Some(e) = net.nodes[1].1.poll_event() {
+        if matches!(e, NodeEvent::HandshakeRejected { .. }) {
+            reports += 1;
+        }
+    }
+    assert!(
+        (1..=2).contains(&reports),
+        "{reports} rejection reports in one instant"
+    );
     assert_eq!(
         net.nodes[1].1.peer_stats(now).len(),
         1,

@@ -288,8 +288,12 @@ fn log_event(e: &NodeEvent) {
         NodeEvent::PeerEstablished { key, address } => {
             info!(peer = %address, %key, "peer established")
         }
-        NodeEvent::HandshakeRejected { from, error } => {
-            warn!(peer = %from, %error, "rejected handshake from unknown peer (wrong password or login?)")
+        NodeEvent::HandshakeRejected {
+            from,
+            error,
+            suppressed,
+        } => {
+            warn!(peer = %from, %error, suppressed, "rejected handshake from unknown peer (wrong password or login?)")
         }
         NodeEvent::PeerAuthFailed { key, error } => {
             warn!(%key, %error, "peer authentication failed (wrong password?)")
