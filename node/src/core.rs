@@ -499,8 +499,17 @@ impl<P: Pathfinder> Node<P> {
                         | DecryptError::UnrecognizedAuth
                         | DecryptError::HandshakeDecryptFailed
                 ) {
+                    // Rate-limited like HandshakeRejected: a spoofed source must not flood the log.
                     let key = peer.key;
-                    self.push_event(NodeEvent::PeerAuthFailed { key, error });
+                    let due = self
+                        .last_reject_report
+                        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                    if due {
+                        self.last_reject_report = Some(now);
+                        self.push_event(NodeEvent::PeerAuthFailed { key, error });
+                    } else {
+                        self.rejects_unreported += 1;
+                    }
                 }
                 return Output::None;
             }
