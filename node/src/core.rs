@@ -450,6 +450,21 @@ impl<P: Pathfinder> Node<P> {
         self.events.pop_front()
     }
 
+    /// Reports a refused packet at most once a second (with the number suppressed since the
+    /// last report), so forged or spoofed packets cannot flood the log.
+    fn report_rejection(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
+        let due = self
+            .last_reject_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last_reject_report = Some(now);
+            let suppressed = std::mem::take(&mut self.rejects_unreported);
+            self.push_event(event(suppressed));
+        } else {
+            self.rejects_unreported += 1;
+        }
+    }
+
     /// Queues an event, dropping the oldest beyond [`MAX_EVENTS`] (a driver that never polls
     /// must not make the node grow).
     fn push_event(&mut self, e: NodeEvent) {
@@ -499,17 +514,8 @@ impl<P: Pathfinder> Node<P> {
                         | DecryptError::UnrecognizedAuth
                         | DecryptError::HandshakeDecryptFailed
                 ) {
-                    // Rate-limited like HandshakeRejected: a spoofed source must not flood the log.
                     let key = peer.key;
-                    let due = self
-                        .last_reject_report
-                        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-                    if due {
-                        self.last_reject_report = Some(now);
-                        self.push_event(NodeEvent::PeerAuthFailed { key, error });
-                    } else {
-                        self.rejects_unreported += 1;
-                    }
+                    self.report_rejection(now, |_| NodeEvent::PeerAuthFailed { key, error });
                 }
                 return Output::None;
             }
@@ -537,20 +543,11 @@ impl<P: Pathfinder> Node<P> {
         let opened = match session.decrypt(now, pkt) {
             Ok(o) => (offset_in(base, o.payload), o.payload.len()),
             Err(error) => {
-                let due = self
-                    .last_reject_report
-                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-                if due {
-                    self.last_reject_report = Some(now);
-                    let suppressed = std::mem::take(&mut self.rejects_unreported);
-                    self.push_event(NodeEvent::HandshakeRejected {
-                        from,
-                        error,
-                        suppressed,
-                    });
-                } else {
-                    self.rejects_unreported += 1;
-                }
+                self.report_rejection(now, |suppressed| NodeEvent::HandshakeRejected {
+                    from,
+                    error,
+                    suppressed,
+                });
                 return None;
             }
         };
