@@ -10,6 +10,9 @@
 //!   (`ann`, `gr`, `pn`).
 //! - [`leases`]: the lease book (signed leases, orders, virtual networks), durable state.
 //! - [`gossip`]: anti-entropy between route servers over per-node state hashes.
+//! - `http` (feature `server`, on by default): the axum driver, redb store and gossip timer;
+//!   the only module that uses tokio or reads the clock. Build with `--no-default-features`
+//!   for the sans-IO core alone.
 #![forbid(unsafe_code)]
 
 pub mod announce;
@@ -23,4 +26,6 @@ pub use graph::{Config, Graph, IngestError, Origin};
 pub use path::{CostModel, PathError, Route, Topology};
 pub use server::RouteServer;
 pub mod gossip;
+#[cfg(feature = "server")]
+pub mod http;
 pub mod leases;

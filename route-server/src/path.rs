@@ -332,34 +332,45 @@ pub struct Route {
 /// A directed link the caller holds a lease on.
 pub type LeasedLink = (Address, Address);
 
+/// Per-node, per-direction search state, kept together so one visit touches one cache line.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seen: u32,
+    done: bool,
+    dist: f32,
+    parent: u32,
+}
+
 /// Runs path queries on a [`Topology`]; keeps scratch memory between queries.
 #[derive(Debug)]
 pub struct PathFinder {
     topo: Arc<Topology>,
     stamp: u32,
-    seen: [Vec<u32>; 2],
-    dist: [Vec<f32>; 2],
-    done: [Vec<bool>; 2],
-    parent: [Vec<u32>; 2],
+    slots: [Vec<Slot>; 2],
     heap: [BinaryHeap<Reverse<(u32, u32)>>; 2],
     leased: Vec<u32>,
     settled: usize,
+    per_hop_extra: f32,
 }
 
 impl PathFinder {
     /// A finder over `topo`.
     pub fn new(topo: Arc<Topology>) -> Self {
         let n = topo.node_count();
+        let slot = Slot {
+            seen: 0,
+            done: false,
+            dist: 0.0,
+            parent: u32::MAX,
+        };
         Self {
             topo,
             stamp: 0,
-            seen: [vec![0; n], vec![0; n]],
-            dist: [vec![0.0; n], vec![0.0; n]],
-            done: [vec![false; n], vec![false; n]],
-            parent: [vec![u32::MAX; n], vec![u32::MAX; n]],
+            slots: [vec![slot; n], vec![slot; n]],
             heap: [BinaryHeap::new(), BinaryHeap::new()],
             leased: Vec::new(),
             settled: 0,
+            per_hop_extra: 0.0,
         }
     }
 
@@ -404,8 +415,25 @@ impl PathFinder {
             }
         }
         self.leased.sort_unstable();
-        let (nodes, cost) = self.search(&topo, s, t).ok_or(PathError::NoPath)?;
-        let label = build_label(&topo, &nodes)?;
+        self.per_hop_extra = 0.0;
+        let (mut nodes, mut cost) = self.search(&topo, s, t).ok_or(PathError::NoPath)?;
+        let label = match build_label(&topo, &nodes) {
+            Err(PathError::Label(
+                ReencodeError::TooLong | ReencodeError::Label(LabelError::TooLong),
+            )) => {
+                // The cheapest path has too many (or too wide) hops for one 60-bit label: take
+                // the cheapest among the paths with the fewest hops instead.
+                self.per_hop_extra = 1e6;
+                let settled = self.settled;
+                let (n, c) = self.search(&topo, s, t).ok_or(PathError::NoPath)?;
+                self.settled += settled;
+                self.per_hop_extra = 0.0;
+                nodes = n;
+                cost = c - 1e6 * (nodes.len() - 1) as f32;
+                build_label(&topo, &nodes)?
+            }
+            other => other?,
+        };
         Ok(Route {
             label,
             hops: nodes.iter().map(|&i| topo.addrs[i as usize]).collect(),
@@ -414,36 +442,41 @@ impl PathFinder {
     }
 
     fn cost(&self, e: u32, edge: &Edge) -> f32 {
-        if !self.leased.is_empty() && self.leased.binary_search(&e).is_ok() {
+        let c = if !self.leased.is_empty() && self.leased.binary_search(&e).is_ok() {
             edge.leased_cost
         } else {
             edge.cost
-        }
+        };
+        c + self.per_hop_extra
     }
 
-    fn touch(&mut self, side: usize, v: u32) {
-        let v = v as usize;
-        if self.seen[side][v] != self.stamp {
-            self.seen[side][v] = self.stamp;
-            self.dist[side][v] = f32::INFINITY;
-            self.done[side][v] = false;
-            self.parent[side][v] = u32::MAX;
+    fn slot(&mut self, side: usize, v: u32) -> &mut Slot {
+        let stamp = self.stamp;
+        let slot = &mut self.slots[side][v as usize];
+        if slot.seen != stamp {
+            *slot = Slot {
+                seen: stamp,
+                done: false,
+                dist: f32::INFINITY,
+                parent: u32::MAX,
+            };
         }
+        slot
     }
 
     fn search(&mut self, topo: &Topology, s: u32, t: u32) -> Option<(Vec<u32>, f32)> {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
-            self.seen.iter_mut().for_each(|v| v.fill(0));
+            for side in &mut self.slots {
+                side.iter_mut().for_each(|v| v.seen = 0);
+            }
             self.stamp = 1;
         }
         for h in &mut self.heap {
             h.clear();
         }
-        self.touch(0, s);
-        self.touch(1, t);
-        self.dist[0][s as usize] = 0.0;
-        self.dist[1][t as usize] = 0.0;
+        self.slot(0, s).dist = 0.0;
+        self.slot(1, t).dist = 0.0;
         self.heap[0].push(Reverse((0f32.to_bits(), s)));
         self.heap[1].push(Reverse((0f32.to_bits(), t)));
         let mut best = f32::INFINITY;
@@ -462,10 +495,11 @@ impl PathFinder {
                 break;
             };
             let d = f32::from_bits(d);
-            if self.done[side][u as usize] || d > self.dist[side][u as usize] {
+            let slot = &mut self.slots[side][u as usize];
+            if slot.done || d > slot.dist {
                 continue;
             }
-            self.done[side][u as usize] = true;
+            slot.done = true;
             self.settled += 1;
             if side == 0 {
                 let start = topo.out_start[u as usize];
@@ -488,14 +522,14 @@ impl PathFinder {
         let mut nodes = vec![meet];
         let mut v = meet;
         while v != s {
-            let e = self.parent[0][v as usize];
+            let e = self.slots[0][v as usize].parent;
             v = topo.owner_of(e);
             nodes.push(v);
         }
         nodes.reverse();
         let mut v = meet;
         while v != t {
-            let e = self.parent[1][v as usize];
+            let e = self.slots[1][v as usize].parent;
             v = topo.out[e as usize].to;
             nodes.push(v);
         }
@@ -503,16 +537,16 @@ impl PathFinder {
     }
 
     fn relax(&mut self, side: usize, v: u32, nd: f32, e: u32, best: &mut f32, meet: &mut u32) {
-        self.touch(side, v);
-        let vi = v as usize;
-        if nd < self.dist[side][vi] {
-            self.dist[side][vi] = nd;
-            self.parent[side][vi] = e;
+        let slot = self.slot(side, v);
+        if nd < slot.dist {
+            slot.dist = nd;
+            slot.parent = e;
             self.heap[side].push(Reverse((nd.to_bits(), v)));
         }
-        let other = 1 - side;
-        if self.seen[other][vi] == self.stamp {
-            let total = self.dist[side][vi] + self.dist[other][vi];
+        let mine = self.slots[side][v as usize].dist;
+        let other = self.slots[1 - side][v as usize];
+        if other.seen == self.stamp {
+            let total = mine + other.dist;
             if total < *best {
                 *best = total;
                 *meet = v;

@@ -75,7 +75,7 @@ impl Net {
             .unwrap()
     }
 
-    /// Node `i`'s reset announcement listing all its peers (with optional link state).
+    /// Node `i`'s announcement listing all its peers (with optional link state).
     pub fn announcement(
         &self,
         i: usize,
@@ -83,6 +83,19 @@ impl Net {
         ts: u64,
         reset: bool,
         lag: Option<u16>,
+    ) -> Vec<u8> {
+        self.announcement_with(i, snode, ts, reset, lag, Vec::new())
+    }
+
+    /// Like [`Net::announcement`] with extra entities at the end.
+    pub fn announcement_with(
+        &self,
+        i: usize,
+        snode: Address,
+        ts: u64,
+        reset: bool,
+        lag: Option<u16>,
+        extra: Vec<EntityRepr>,
     ) -> Vec<u8> {
         let scheme = EncodingScheme::v358();
         let mut entities = vec![EntityRepr::Version(22), EntityRepr::EncodingScheme(scheme)];
@@ -113,6 +126,7 @@ impl Net {
                 }));
             }
         }
+        entities.extend(extra);
         AnnouncementRepr {
             snode_ip: snode,
             timestamp_ms: ts,
