@@ -537,6 +537,10 @@ impl PathFinder {
     }
 
     fn relax(&mut self, side: usize, v: u32, nd: f32, e: u32, best: &mut f32, meet: &mut u32) {
+        // A path through v costs at least nd: no use queueing v once that reaches the best.
+        if nd >= *best {
+            return;
+        }
         let slot = self.slot(side, v);
         if nd < slot.dist {
             slot.dist = nd;

@@ -227,3 +227,40 @@ fn order_of_arrival_does_not_matter() {
     // A replayed sequence number with different content is refused.
     assert!(forward.insert_gossip(&attach(&owner, 3, 5, 6)).is_err());
 }
+
+fn node_history(net: &Net) -> Vec<Vec<u8>> {
+    let snode = Address::from_bytes([0xfc; 16]);
+    vec![
+        net.announcement(0, snode, T0, true, Some(10)),
+        net.announcement(0, snode, T0 + 1_000, false, Some(20)),
+        net.announcement(0, snode, T0 + 2_000, false, None),
+        net.announcement(0, snode, T0 + 3_000, true, Some(40)),
+        net.announcement(0, snode, T0 + 4_000, false, Some(50)),
+        net.announcement(1, snode, T0 + 1_500, true, Some(60)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// The graph depends on the set of announcements, not on their arrival order.
+    #[test]
+    fn graph_state_is_independent_of_arrival_order(
+        order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just((0usize..6).collect::<Vec<_>>()))
+    ) {
+        let mut net = Net::new(3);
+        net.link(0, 1);
+        net.link(0, 2);
+        let anns = node_history(&net);
+        let now = T0 + 5_000;
+        let mut canonical = Graph::new(Config::default());
+        for a in &anns {
+            let _ = canonical.ingest(now, a, Origin::Gossip);
+        }
+        let mut shuffled = Graph::new(Config::default());
+        for &i in &order {
+            let _ = shuffled.ingest(now, &anns[i], Origin::Gossip);
+        }
+        proptest::prop_assert_eq!(shuffled.digest(), canonical.digest());
+    }
+}
