@@ -416,25 +416,17 @@ impl<P: Pathfinder> Node<P> {
         let (slot, label) = self.switch.add_interface()?;
         let mut session = Session::new(self.ca.clone(), key, false, now);
         session.set_auth(Some(&credentials.password), credentials.login.as_deref());
-        self.peers[usize::from(slot)] = Some(Peer {
+        self.peers[usize::from(slot)] = Some(Peer::new(
             link_address,
             key,
             session,
             slot,
             label,
-            is_incoming: false,
-            credentials: Some(credentials),
+            false,
+            Some(credentials),
             name,
-            version: 0,
-            last_message: now,
-            last_ping: None,
-            ping_cookie: None,
-            incompatible: false,
-            announced: false,
-            bytes_in: 0,
-            bytes_out: 0,
-            bad_packets: 0,
-        });
+            now,
+        ));
         self.peer_by_link.insert(link_address, slot);
         self.send_keepalive(now, slot);
         Ok(label)
@@ -562,25 +554,9 @@ impl<P: Pathfinder> Node<P> {
             self.remove_peer(now, old);
         }
         let (slot, label) = self.switch.add_interface().ok()?;
-        self.peers[usize::from(slot)] = Some(Peer {
-            link_address: from,
-            key,
-            session,
-            slot,
-            label,
-            is_incoming: true,
-            credentials: None,
-            name: None,
-            version: 0,
-            last_message: now,
-            last_ping: None,
-            ping_cookie: None,
-            incompatible: false,
-            announced: false,
-            bytes_in: 0,
-            bytes_out: 0,
-            bad_packets: 0,
-        });
+        self.peers[usize::from(slot)] = Some(Peer::new(
+            from, key, session, slot, label, true, None, None, now,
+        ));
         self.peer_by_link.insert(from, slot);
         buf.set_start(start + opened.0);
         buf.truncate(opened.1);

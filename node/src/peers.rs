@@ -100,6 +100,40 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// A peer that has not spoken yet: version unknown, not announced, counters at zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        link_address: SocketAddr,
+        key: PublicKey,
+        session: Session,
+        slot: u16,
+        label: Label,
+        is_incoming: bool,
+        credentials: Option<PeerCredentials>,
+        name: Option<String>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            link_address,
+            key,
+            session,
+            slot,
+            label,
+            is_incoming,
+            credentials,
+            name,
+            version: 0,
+            last_message: now,
+            last_ping: None,
+            ping_cookie: None,
+            incompatible: false,
+            announced: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            bad_packets: 0,
+        }
+    }
+
     /// The state to report.
     pub fn state(&self, now: Instant) -> PeerState {
         if self.incompatible {
