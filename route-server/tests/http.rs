@@ -315,3 +315,51 @@ async fn leases_survive_kill_9() {
     let _ = std::fs::remove_file(db);
     assert!(found, "the lease survived kill -9");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn gossip_over_http() {
+    let (db_a, db_b) = (temp_db("ga"), temp_db("gb"));
+    let mk = |db: &std::path::Path| {
+        let server = RouteServer::new(Config::default(), CostModel::default());
+        Arc::new(Mutex::new(App::open(server, db).unwrap()))
+    };
+    let (a, b) = (mk(&db_a), mk(&db_b));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = listener.local_addr().unwrap();
+    let b_state = Arc::clone(&b);
+    tokio::spawn(async move { axum::serve(listener, router(b_state)).await });
+
+    let mut net = Net::new(2);
+    net.link(0, 1);
+    let now = now_ms();
+    let snode = Address::from_bytes([0xfc; 16]);
+    let owner = Signer::from_cjdns(&common::key(700));
+    {
+        let mut app = a.lock().unwrap();
+        for i in 0..2 {
+            let ann = net.announcement(i, snode, now, true, Some(30));
+            app.server
+                .ingest(now, &ann, pktmesh_route_server::Origin::Node)
+                .unwrap();
+        }
+        let frame = lease(&net, 0, 1, &owner, 4, now / 1000);
+        app.book
+            .insert(UnixTime(now / 1000), &frame, |_, _| None)
+            .unwrap();
+    }
+    pktmesh_route_server::http::gossip_with(&a, b_addr)
+        .await
+        .unwrap();
+    let (ga, gb) = (
+        a.lock().unwrap().server.graph().digest(),
+        b.lock().unwrap().server.graph().digest(),
+    );
+    assert_eq!(ga, gb);
+    let (_, leases) = get(b_addr, "/leases").await;
+    assert_eq!(leases["leases"].as_array().unwrap().len(), 1);
+    let (_, links) = get(b_addr, "/links").await;
+    assert_eq!(links["links"].as_array().unwrap().len(), 2);
+    for db in [db_a, db_b] {
+        let _ = std::fs::remove_file(db);
+    }
+}
