@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use common::TestRng;
 use pktmesh_crypto_auth::legacy::CryptoAuth;
 use pktmesh_crypto_auth::noise::handshake::{MAX_INITIATION_LEN, RESPONSE_LEN};
-use pktmesh_crypto_auth::noise::link::{LinkError, NOISE_ATTEMPTS, RETRY_AFTER};
-use pktmesh_crypto_auth::noise::transport::DATA_OVERHEAD;
+use pktmesh_crypto_auth::noise::link::{LinkError, DROP_ALL_AFTER, NOISE_ATTEMPTS, RETRY_AFTER};
+use pktmesh_crypto_auth::noise::transport::{DATA_OVERHEAD, REKEY_AFTER_TIME};
 use pktmesh_crypto_auth::noise::{
-    is_usable_index, Credentials, InitiationOutcome, InitiationParams, InitiationSent, Link,
-    LinkEvent, LinkMode, NoiseError, Responder, Transport,
+    is_usable_index, Attach, Credentials, InitiationOutcome, InitiationParams, InitiationSent,
+    KnownSession, Link, LinkEvent, LinkMode, NoiseError, ObservedInitiation, Responder, Transport,
 };
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
 
@@ -549,4 +549,331 @@ fn rekey_after_120s_keeps_previous_keys_for_packets_in_flight() {
         b.handle_packet(t, WALL, &mut rng, &d).unwrap(),
         LinkEvent::Payload(b"both ways".to_vec())
     );
+}
+
+// --- PrevSessIndex (digest §6.3.2 entity 2, §6.3.5 item 1) -------------------------------------
+
+const SRC2: &[u8] = b"10.0.0.2:4321";
+
+fn prev_index_of(p: &Pair, init: &[u8]) -> Option<u32> {
+    ObservedInitiation::open(&p.b, init)
+        .unwrap()
+        .additional
+        .prev_session_index
+}
+
+fn initiation_with_prev(rng: &mut TestRng, p: &Pair, prev: Option<u32>) -> Vec<u8> {
+    let mut out = [0u8; MAX_INITIATION_LEN];
+    let params = InitiationParams {
+        credentials: None,
+        prev_session_index: prev,
+        cookie: None,
+    };
+    let (_, n) = InitiationSent::new(&p.a, &p.pb, &params, 0x0100, WALL, rng, &mut out).unwrap();
+    out[..n].to_vec()
+}
+
+#[test]
+fn rekey_sends_prev_sess_index_and_attaches_to_the_same_key() {
+    let mut rng = TestRng::new(20);
+    let t0 = Instant::now();
+    let (mut a, mut b, mut r, p) = linked(&mut rng, t0);
+    // A learnt B's session index (responder index 0x300 >> 8) from the response; the first
+    // initiation could not carry one.
+    assert_eq!(b.session_index(), 3);
+    assert_eq!(a.peer_session_index(), Some(3));
+    let t = t0 + REKEY_AFTER_TIME;
+    let wall = WALL + REKEY_AFTER_TIME;
+    let init = a
+        .handle_timeout(t, wall, &mut rng)
+        .unwrap()
+        .expect("re-key");
+    assert_eq!(prev_index_of(&p, &init), Some(3));
+    // A now speaks from a new link address: the index finds B's session of the same key.
+    let known = [KnownSession {
+        session_index: b.session_index(),
+        link: SRC,
+        peer: b.peer(),
+    }];
+    let acc = accept(
+        r.handle_initiation_in(t, &mut rng, SRC2, &init, &known, true, |at| match at {
+            Attach::Existing(3) => b.next_local_index(),
+            other => panic!("{other:?}"),
+        })
+        .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::Existing(3));
+    assert_eq!(acc.transport.local_index(), 0x301, "B's next index");
+    let response = acc.response;
+    b.install(*acc, t).unwrap();
+    let LinkEvent::Transmit(ka) = a.handle_packet(t, wall, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert_eq!(
+        b.handle_packet(t, wall, &mut rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    let d = b.encrypt(t, &mut rng, b"attached").unwrap();
+    assert_eq!(
+        a.handle_packet(t, wall, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"attached".to_vec())
+    );
+    // The next re-key names B's session again (0x301 >> 8); its retry goes without the hint,
+    // which may be stale.
+    assert_eq!(a.peer_session_index(), Some(3));
+    let t = t + REKEY_AFTER_TIME;
+    let wall = wall + REKEY_AFTER_TIME;
+    let init = a
+        .handle_timeout(t, wall, &mut rng)
+        .unwrap()
+        .expect("re-key");
+    assert_eq!(prev_index_of(&p, &init), Some(3));
+    let retry = a
+        .handle_timeout(t + RETRY_AFTER, wall + RETRY_AFTER, &mut rng)
+        .unwrap()
+        .expect("retry");
+    assert_eq!(prev_index_of(&p, &retry), None);
+    // The un-hinted retry from the old address is matched by link address and key.
+    let acc = accept(
+        r.handle_initiation_in(t + RETRY_AFTER, &mut rng, SRC, &retry, &known, true, |_| {
+            b.next_local_index()
+        })
+        .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::Existing(3));
+    assert_eq!(acc.peer, p.pa);
+}
+
+#[test]
+fn prev_sess_index_naming_another_key_is_wrong_perm_pubkey() {
+    let mut rng = TestRng::new(21);
+    let t0 = Instant::now();
+    let p = pair(&mut rng, &[]);
+    let (_, pc, _) = PrivateKey::generate(&mut rng);
+    let mut r = Responder::new(p.b.clone(), 100);
+    let c_session = [KnownSession {
+        session_index: 3,
+        link: b"10.0.0.3:1",
+        peer: pc,
+    }];
+    // From an unknown link address, PrevSessIndex 3 names C's session: cjdns's rejection.
+    let init = initiation_with_prev(&mut rng, &p, Some(3));
+    let err = r
+        .handle_initiation_in(t0, &mut rng, SRC, &init, &c_session, false, |_| 0x200)
+        .unwrap_err();
+    assert_eq!(err, NoiseError::WrongPermPubkey);
+    assert!(err.to_string().starts_with("WRONG_PERM_PUBKEY"));
+    // Nothing was recorded: the same initiation is accepted when the index names nothing.
+    let acc = accept(
+        r.handle_initiation_in(t0, &mut rng, SRC, &init, &[], false, |_| 0x200)
+            .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::New);
+    // A link address that belongs to another key is refused the same way.
+    let init = initiation_with_prev(&mut rng, &p, None);
+    let mut r = Responder::new(p.b.clone(), 100);
+    assert_eq!(
+        r.handle_initiation_in(
+            t0,
+            &mut rng,
+            b"10.0.0.3:1",
+            &init,
+            &c_session,
+            false,
+            |_| { 0x200 }
+        )
+        .unwrap_err(),
+        NoiseError::WrongPermPubkey
+    );
+    // The check comes after the CjdnsPsk checks, as in 22.3: unauthenticated is AUTH_REQUIRED.
+    assert_eq!(
+        r.handle_initiation_in(t0, &mut rng, SRC, &init, &c_session, true, |_| 0x200)
+            .unwrap_err(),
+        NoiseError::AuthRequired
+    );
+}
+
+#[test]
+fn wrong_prev_sess_index_from_a_stock_node_never_misattaches() {
+    let mut rng = TestRng::new(22);
+    let t0 = Instant::now();
+    let p = pair(&mut rng, &[]);
+    let (_, pc, _) = PrivateKey::generate(&mut rng);
+    let mut r = Responder::new(p.b.clone(), 100);
+    // A's session is 5 on SRC; C's is 3. A stock 22.3 node (response index swap) sends its
+    // own index back as PrevSessIndex: here 3, naming C's session.
+    let known = [
+        KnownSession {
+            session_index: 3,
+            link: b"10.0.0.3:1",
+            peer: pc,
+        },
+        KnownSession {
+            session_index: 5,
+            link: SRC,
+            peer: p.pa,
+        },
+    ];
+    let init = initiation_with_prev(&mut rng, &p, Some(3));
+    let acc = accept(
+        r.handle_initiation_in(t0, &mut rng, SRC, &init, &known, false, |at| match at {
+            Attach::Existing(5) => 0x501,
+            other => panic!("{other:?}"),
+        })
+        .unwrap(),
+    );
+    assert_eq!(
+        acc.attach,
+        Attach::Existing(5),
+        "matched by link address and key"
+    );
+    assert_eq!(
+        acc.additional.prev_session_index,
+        Some(3),
+        "the hint is still reported"
+    );
+    assert_eq!(acc.transport.local_index(), 0x501);
+    // An index naming no session from a new address starts a new session.
+    let init = initiation_with_prev(&mut rng, &p, Some(77));
+    let mut r = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r.handle_initiation_in(t0, &mut rng, SRC2, &init, &known, false, |_| 0x900)
+            .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::New);
+    // The plain entry point never attaches.
+    let init = initiation_with_prev(&mut rng, &p, Some(5));
+    let mut r = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        r.handle_initiation(t0, &mut rng, SRC, &init, 0x900, false)
+            .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::New);
+}
+
+// --- 540 s: all keys dropped (digest §6.3.4) ---------------------------------------------------
+
+/// Drive `link`'s timers on a virtual clock until `end`, discarding what it sends; returns
+/// when it became [`LinkMode::Expired`], if it did.
+fn run_silent(link: &mut Link, rng: &mut TestRng, end: Instant) -> Option<Instant> {
+    for _ in 0..1000 {
+        let t = link.poll_timeout()?;
+        if t > end {
+            return None;
+        }
+        assert_ne!(link.mode(), LinkMode::Expired);
+        let _ = link.handle_timeout(t, WALL, rng).unwrap();
+        if link.mode() == LinkMode::Expired {
+            return Some(t);
+        }
+    }
+    panic!("timers do not make progress");
+}
+
+#[test]
+fn all_keys_dropped_540s_after_the_last_handshake() {
+    let mut rng = TestRng::new(23);
+    let t0 = Instant::now();
+    let (mut a, mut b, mut r, p) = linked(&mut rng, t0);
+    assert_eq!(DROP_ALL_AFTER, Duration::from_secs(540));
+    assert_eq!(a.last_handshake(), Some(t0));
+    let old = b.encrypt(t0, &mut rng, b"old").unwrap();
+    // The peers stop hearing each other. A (initiator) tries to re-key at 120 s, gives up at
+    // 210 s; B (responder) tries at 180 s when its keys expire, gives up at 270 s. Both drop
+    // everything at exactly 540 s.
+    let end = t0 + Duration::from_secs(1000);
+    assert_eq!(run_silent(&mut a, &mut rng, end), Some(t0 + DROP_ALL_AFTER));
+    assert_eq!(run_silent(&mut b, &mut rng, end), Some(t0 + DROP_ALL_AFTER));
+    for link in [&mut a, &mut b] {
+        assert_eq!(link.mode(), LinkMode::Expired);
+        assert_eq!(link.poll_timeout(), None, "idle until a fresh handshake");
+        assert_eq!(link.last_handshake(), None);
+        assert_eq!(link.peer_session_index(), None);
+        assert_eq!(
+            link.encrypt(end, &mut rng, b"x").unwrap_err(),
+            LinkError::NotReady
+        );
+        assert_eq!(link.handle_timeout(end, WALL, &mut rng).unwrap(), None);
+    }
+    assert_eq!(
+        a.handle_packet(end, WALL, &mut rng, &old).unwrap_err(),
+        LinkError::NotReady
+    );
+    // One second earlier nothing is dropped yet.
+    let (mut a2, _, _, _) = linked(&mut rng, t0);
+    let just_before = t0 + DROP_ALL_AFTER - Duration::from_secs(1);
+    assert_eq!(run_silent(&mut a2, &mut rng, just_before), None);
+    assert_ne!(a2.mode(), LinkMode::Expired);
+    // A fresh handshake revives the link (without a PrevSessIndex: it was forgotten).
+    let wall = WALL + Duration::from_secs(1000);
+    let init = a.reconnect(end, wall, &mut rng).unwrap();
+    assert_eq!(prev_index_of(&p, &init), None);
+    assert_eq!(a.mode(), LinkMode::NoiseHandshake);
+    let known = [KnownSession {
+        session_index: b.session_index(),
+        link: SRC,
+        peer: b.peer(),
+    }];
+    let acc = accept(
+        r.handle_initiation_in(end, &mut rng, SRC, &init, &known, true, |_| {
+            b.next_local_index()
+        })
+        .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::Existing(3));
+    let response = acc.response;
+    b.install(*acc, end).unwrap();
+    let LinkEvent::Transmit(ka) = a.handle_packet(end, wall, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert_eq!(
+        b.handle_packet(end, wall, &mut rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    assert_eq!((a.mode(), b.mode()), (LinkMode::Noise, LinkMode::Noise));
+    let d = b.encrypt(end, &mut rng, b"again").unwrap();
+    assert_eq!(
+        a.handle_packet(end, wall, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"again".to_vec())
+    );
+    // The timers run again (next: the keepalive for the data just received).
+    assert_eq!(a.poll_timeout(), Some(end + Duration::from_secs(10)));
+}
+
+#[test]
+fn a_link_that_keeps_rekeying_never_expires() {
+    let mut rng = TestRng::new(24);
+    let t0 = Instant::now();
+    let (mut a, mut b, mut r, p) = linked(&mut rng, t0);
+    for step in 1..=10u32 {
+        let t = t0 + REKEY_AFTER_TIME * step;
+        let wall = WALL + REKEY_AFTER_TIME * step;
+        assert_eq!(a.poll_timeout(), Some(t));
+        let init = a
+            .handle_timeout(t, wall, &mut rng)
+            .unwrap()
+            .expect("re-key");
+        assert_eq!(prev_index_of(&p, &init), Some(3), "step {step}");
+        let known = [KnownSession {
+            session_index: b.session_index(),
+            link: SRC,
+            peer: b.peer(),
+        }];
+        let acc = accept(
+            r.handle_initiation_in(t, &mut rng, SRC, &init, &known, true, |_| {
+                b.next_local_index()
+            })
+            .unwrap(),
+        );
+        let response = acc.response;
+        b.install(*acc, t).unwrap();
+        let LinkEvent::Transmit(ka) = a.handle_packet(t, wall, &mut rng, &response).unwrap() else {
+            panic!("keepalive expected")
+        };
+        b.handle_packet(t, wall, &mut rng, &ka).unwrap();
+        assert_eq!(a.last_handshake(), Some(t));
+        assert_eq!(b.last_handshake(), Some(t));
+    }
+    // 1200 s after the first handshake, still Noise on both sides.
+    assert_eq!((a.mode(), b.mode()), (LinkMode::Noise, LinkMode::Noise));
 }

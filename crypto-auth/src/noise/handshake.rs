@@ -4,7 +4,8 @@
 //! checks the response and yields a [`Transport`]; [`InitiationSent::take_cookie`] handles a
 //! cookie reply. Responder: [`Responder::handle_initiation`] (node-global: mac1, cookie and
 //! rate-limit gate before any X25519, timestamp replay check, CjdnsPsk lookup) answers with a
-//! response or a cookie reply.
+//! response or a cookie reply; [`Responder::handle_initiation_in`] also places the handshake
+//! among existing sessions by link address, static key and the PrevSessIndex hint.
 //!
 //! Differences from cjdns 22.3, deliberately (§6.3.5): a response is read as WireGuard
 //! defines it (`sender_idx` = the responder's index, `receiver_idx` = ours), and the handshake
@@ -436,8 +437,60 @@ pub struct Accepted {
     pub additional: Additional,
     /// The login of the user whose CjdnsPsk matched, if any.
     pub login: Option<Vec<u8>>,
+    /// Whether the handshake belongs to an existing session or starts a new one.
+    pub attach: Attach,
     /// The response to send (`FF FF FF FF 02 …`).
     pub response: [u8; RESPONSE_LEN],
+}
+
+/// An existing Noise session of this node that a new handshake may be attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownSession<'a> {
+    /// Its cjdns session index (our Noise index >> 8), what a peer sends as PrevSessIndex.
+    pub session_index: u32,
+    /// The link address it lives on, in the same byte form as `src` of
+    /// [`Responder::handle_initiation_in`].
+    pub link: &'a [u8],
+    /// The peer's permanent key.
+    pub peer: PublicKey,
+}
+
+/// Where the responder placed an accepted handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// No existing session matched: the handshake starts a new session.
+    New,
+    /// The handshake re-keys the existing session with this cjdns session index.
+    Existing(u32),
+}
+
+/// Place a handshake from `peer` arriving at link address `src` among `sessions`.
+///
+/// The link address decides first: a session on `src` with the same key is the one (the
+/// PrevSessIndex is then ignored, so a wrong index sent by a cjdns 22.3 node, digest §6.3.5,
+/// never moves the handshake elsewhere); a session on `src` with another key is
+/// `WRONG_PERM_PUBKEY`. Otherwise PrevSessIndex, as 22.3 uses it: naming a session of the
+/// same key attaches to it (the peer moved to a new address), naming one of another key is
+/// `WRONG_PERM_PUBKEY`, naming none is ignored.
+fn place(
+    sessions: &[KnownSession<'_>],
+    src: &[u8],
+    peer: &PublicKey,
+    prev_session_index: Option<u32>,
+) -> Result<Attach, NoiseError> {
+    if let Some(s) = sessions.iter().find(|s| s.link == src) {
+        return if s.peer == *peer {
+            Ok(Attach::Existing(s.session_index))
+        } else {
+            Err(NoiseError::WrongPermPubkey)
+        };
+    }
+    let named = prev_session_index.and_then(|i| sessions.iter().find(|s| s.session_index == i));
+    match named {
+        Some(s) if s.peer == *peer => Ok(Attach::Existing(s.session_index)),
+        Some(_) => Err(NoiseError::WrongPermPubkey),
+        None => Ok(Attach::New),
+    }
 }
 
 /// What the responder does with an initiation.
@@ -517,8 +570,9 @@ impl Responder {
 
     /// Handle an initiation (`FF FF FF FF 01 …`) from link address `src` (any stable byte
     /// form, used for cookies). `local_index` is the index we will use if we accept; with
-    /// `require_auth`, an initiation without a known CjdnsPsk is refused.
-    #[allow(clippy::too_many_arguments)]
+    /// `require_auth`, an initiation without a known CjdnsPsk is refused. No existing session
+    /// is consulted (the result is always [`Attach::New`]); see
+    /// [`Responder::handle_initiation_in`].
     pub fn handle_initiation<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
@@ -527,6 +581,26 @@ impl Responder {
         packet: &[u8],
         local_index: u32,
         require_auth: bool,
+    ) -> Result<InitiationOutcome, NoiseError> {
+        self.handle_initiation_in(now, rng, src, packet, &[], require_auth, |_| local_index)
+    }
+
+    /// Handle an initiation like [`Responder::handle_initiation`], placing it among the
+    /// node's existing `sessions` by link address, static key and the PrevSessIndex hint
+    /// (see [`Attach`]): a PrevSessIndex or link address belonging to another permanent key is
+    /// [`NoiseError::WrongPermPubkey`] (after the CjdnsPsk checks, before the IP restriction,
+    /// as in cjdns 22.3). `local_index` gives the index to use for the chosen placement; it
+    /// must satisfy [`is_usable_index`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_initiation_in<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        src: &[u8],
+        packet: &[u8],
+        sessions: &[KnownSession<'_>],
+        require_auth: bool,
+        local_index: impl FnOnce(Attach) -> u32,
     ) -> Result<InitiationOutcome, NoiseError> {
         let msg = packet
             .strip_prefix(&CONTROL_MARKER)
@@ -540,9 +614,6 @@ impl Responder {
         let add_len = msg.len() - (INITIATION_BASE_LEN - 4);
         if (1..16).contains(&add_len) {
             return Err(NoiseError::BadAdditionalData);
-        }
-        if !is_usable_index(local_index) {
-            return Err(NoiseError::BadIndex);
         }
         let m = msg.len();
         // The cheap gate first: mac1, then (under load) mac2 / cookie, before any X25519.
@@ -589,6 +660,7 @@ impl Responder {
             None if require_auth => return Err(NoiseError::AuthRequired),
             None => None,
         };
+        let attach = place(sessions, src, &peer, additional.prev_session_index)?;
         if let Some(ip) = user.and_then(|u| u.restricted_to()) {
             if ip != peer.address() {
                 return Err(NoiseError::IpRestricted);
@@ -599,6 +671,10 @@ impl Responder {
         // Replayed initiations carry an old timestamp.
         if self.timestamps.get(&s_i).is_some_and(|last| ts <= *last) {
             return Err(NoiseError::Replay);
+        }
+        let local_index = local_index(attach);
+        if !is_usable_index(local_index) {
+            return Err(NoiseError::BadIndex);
         }
         // Response.
         let mut e = [0u8; 32];
@@ -636,6 +712,7 @@ impl Responder {
             peer,
             additional,
             login,
+            attach,
             response,
         })))
     }

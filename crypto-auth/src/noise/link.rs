@@ -11,7 +11,16 @@
 //! either side re-keys after sending data and hearing nothing for [`KEEPALIVE`] +
 //! [`RETRY_AFTER`]; an empty keepalive goes out when data arrived but nothing was sent for
 //! [`KEEPALIVE`]; keys older than [`REJECT_AFTER_TIME`] are dropped; a re-key handshake is
-//! abandoned after [`REKEY_ATTEMPT_TIME`]. The previous keys stay usable for receiving until the
+//! abandoned after [`REKEY_ATTEMPT_TIME`]; [`DROP_ALL_AFTER`] (540 s) after the last completed
+//! handshake every key and any pending handshake are dropped and the link stays
+//! [`LinkMode::Expired`] until a fresh handshake ([`Link::reconnect`], or [`Link::install`]
+//! of one the peer started).
+//!
+//! PrevSessIndex: like cjdns 22.3 (which learns it only from a handshake response), the link
+//! remembers the peer's session index (`sender_idx >> 8` of the last response it verified) and
+//! sends it in the first initiation of each later handshake; retries go without it, so a stale
+//! index (peer restarted) cannot keep a stock node answering `WRONG_PERM_PUBKEY`. It is
+//! forgotten when the keys are dropped at [`DROP_ALL_AFTER`]. The previous keys stay usable for receiving until the
 //! next re-key, so packets in flight during a re-key are not lost. Sans-IO: the caller feeds
 //! packets and timeouts and sends what the link returns.
 
@@ -36,6 +45,9 @@ pub const NOISE_ATTEMPTS: u32 = 3;
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
 /// A re-key handshake is abandoned after this long (WireGuard REKEY_ATTEMPT_TIME).
 pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+/// All keys of a link are dropped this long after the last completed handshake (WireGuard
+/// REJECT_AFTER_TIME × 3 = 540 s).
+pub const DROP_ALL_AFTER: Duration = Duration::from_secs(REJECT_AFTER_TIME.as_secs() * 3);
 
 /// Which protocol the link speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +58,9 @@ pub enum LinkMode {
     Noise,
     /// Legacy CryptoAuth (fallback or chosen).
     Legacy,
+    /// Noise keys dropped [`DROP_ALL_AFTER`] after the last handshake; nothing is sent or
+    /// received until a fresh handshake completes.
+    Expired,
 }
 
 /// What a packet fed to [`Link::handle_packet`] produced.
@@ -94,6 +109,8 @@ struct NoiseKeys {
     pending: Option<Pending>,
     /// Whether we initiated the handshake that made `current` (only then re-key by age).
     ever_established: bool,
+    /// Everything was dropped at [`DROP_ALL_AFTER`]; the timers are idle.
+    expired: bool,
 }
 
 enum State {
@@ -117,6 +134,10 @@ pub struct Link {
     last_data_recv: Option<Instant>,
     /// First data packet we sent since we last heard anything authenticated.
     unanswered_since: Option<Instant>,
+    /// When the last handshake completed (the [`DROP_ALL_AFTER`] timer runs from here).
+    last_handshake: Option<Instant>,
+    /// The peer's cjdns session index learnt from its last handshake response (PrevSessIndex).
+    peer_session_index: Option<u32>,
 }
 
 impl std::fmt::Debug for Link {
@@ -155,12 +176,14 @@ impl Link {
             last_sent: None,
             last_data_recv: None,
             unanswered_since: None,
+            last_handshake: None,
+            peer_session_index: None,
         };
         if !prefer_noise {
             link.fall_back(now);
             return Ok((link, None));
         }
-        let (sent, first) = link.initiation(None, wall, rng)?;
+        let (sent, first) = link.initiation(None, false, wall, rng)?;
         link.state = State::Noise(Box::new(NoiseKeys {
             current: None,
             previous: None,
@@ -172,6 +195,7 @@ impl Link {
                 cookie: None,
             }),
             ever_established: false,
+            expired: false,
         }));
         link.last_sent = Some(now);
         Ok((link, Some(first)))
@@ -187,22 +211,27 @@ impl Link {
         now: Instant,
     ) -> Self {
         let local_index = accepted.transport.local_index();
+        let born = accepted.transport.born();
         Self {
             ca,
             peer: accepted.peer,
             password: password.map(<[u8]>::to_vec),
             login: login.map(<[u8]>::to_vec),
             local_index,
-            handshakes: 0,
+            // The accepted handshake used the first index of this link.
+            handshakes: 1,
             state: State::Noise(Box::new(NoiseKeys {
                 current: Some(accepted.transport),
                 previous: None,
                 pending: None,
                 ever_established: true,
+                expired: false,
             })),
             last_sent: Some(now),
             last_data_recv: None,
             unanswered_since: None,
+            last_handshake: Some(born),
+            peer_session_index: None,
         }
     }
 
@@ -210,13 +239,15 @@ impl Link {
     /// the peer started); the old keys stay usable for receiving.
     pub fn install(&mut self, accepted: Accepted, now: Instant) -> Result<(), NoiseError> {
         if accepted.peer != self.peer {
-            return Err(NoiseError::WrongIndex);
+            return Err(NoiseError::WrongPermPubkey);
         }
+        self.last_handshake = Some(accepted.transport.born());
         match &mut self.state {
             State::Noise(k) => {
                 k.previous = k.current.replace(accepted.transport);
                 k.pending = None;
                 k.ever_established = true;
+                k.expired = false;
             }
             State::Legacy(_) => {
                 self.state = State::Noise(Box::new(NoiseKeys {
@@ -224,6 +255,7 @@ impl Link {
                     previous: None,
                     pending: None,
                     ever_established: true,
+                    expired: false,
                 }));
             }
         }
@@ -232,22 +264,31 @@ impl Link {
         Ok(())
     }
 
-    fn initiation<R: RngCore + CryptoRng>(
-        &mut self,
-        cookie: Option<[u8; 16]>,
-        wall: Duration,
-        rng: &mut R,
-    ) -> Result<(InitiationSent, Vec<u8>), NoiseError> {
-        let params = InitiationParams {
-            credentials: self
-                .password
-                .as_deref()
-                .map(|pw| Credentials::derive(self.login.as_deref().unwrap_or_default(), pw)),
-            prev_session_index: None,
-            cookie,
-        };
-        // A fresh index per handshake (low byte = handshake counter, as cjdns does), so
-        // packets still in flight for the previous keys find them.
+    /// The peer (its permanent key).
+    pub fn peer(&self) -> PublicKey {
+        self.peer
+    }
+
+    /// This link's cjdns session index (its Noise indexes >> 8): what the peer names in a
+    /// PrevSessIndex, and [`super::KnownSession::session_index`] for the responder.
+    pub fn session_index(&self) -> u32 {
+        self.local_index >> 8
+    }
+
+    /// When the last handshake completed, if one did.
+    pub fn last_handshake(&self) -> Option<Instant> {
+        self.last_handshake
+    }
+
+    /// The peer's session index this link sends as PrevSessIndex, if known.
+    pub fn peer_session_index(&self) -> Option<u32> {
+        self.peer_session_index
+    }
+
+    /// A fresh local index for the next handshake of this link (low byte = handshake counter,
+    /// as cjdns does), so packets still in flight for the previous keys find them. Use it as
+    /// the responder's index when a handshake the peer started is attached to this link.
+    pub fn next_local_index(&mut self) -> u32 {
         let mut index = self.local_index;
         for _ in 0..=256 {
             index = (self.local_index & !0xFF)
@@ -257,6 +298,25 @@ impl Link {
                 break;
             }
         }
+        index
+    }
+
+    fn initiation<R: RngCore + CryptoRng>(
+        &mut self,
+        cookie: Option<[u8; 16]>,
+        hint: bool,
+        wall: Duration,
+        rng: &mut R,
+    ) -> Result<(InitiationSent, Vec<u8>), NoiseError> {
+        let params = InitiationParams {
+            credentials: self
+                .password
+                .as_deref()
+                .map(|pw| Credentials::derive(self.login.as_deref().unwrap_or_default(), pw)),
+            prev_session_index: self.peer_session_index.filter(|_| hint),
+            cookie,
+        };
+        let index = self.next_local_index();
         let mut out = [0u8; MAX_INITIATION_LEN];
         let (sent, len) =
             InitiationSent::new(&self.ca, &self.peer, &params, index, wall, rng, &mut out)?;
@@ -272,6 +332,7 @@ impl Link {
     /// The protocol in use.
     pub fn mode(&self) -> LinkMode {
         match &self.state {
+            State::Noise(k) if k.expired => LinkMode::Expired,
             State::Noise(k) if k.current.is_some() => LinkMode::Noise,
             State::Noise(_) => LinkMode::NoiseHandshake,
             State::Legacy(_) => LinkMode::Legacy,
@@ -283,8 +344,14 @@ impl Link {
         let State::Noise(k) = &self.state else {
             return None;
         };
+        if k.expired {
+            return None;
+        }
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(h) = self.last_handshake {
+            at(h + DROP_ALL_AFTER);
+        }
         if let Some(p) = &k.pending {
             at(p.last + RETRY_AFTER);
         }
@@ -308,7 +375,8 @@ impl Link {
     }
 
     /// Timers: retry or abandon a handshake, fall back to legacy, re-key, send a keepalive,
-    /// drop expired keys. Returns a packet to send, if any.
+    /// drop expired keys, drop everything [`DROP_ALL_AFTER`] the last handshake. Returns a
+    /// packet to send, if any.
     pub fn handle_timeout<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
@@ -322,6 +390,24 @@ impl Link {
         let State::Noise(k) = &mut self.state else {
             return Ok(None);
         };
+        if k.expired {
+            return Ok(None);
+        }
+        let drop_all = self
+            .last_handshake
+            .is_some_and(|h| now.saturating_duration_since(h) >= DROP_ALL_AFTER);
+        if drop_all {
+            // WireGuard's REJECT_AFTER_TIME × 3: zero every key, abandon any handshake.
+            k.current = None;
+            k.previous = None;
+            k.pending = None;
+            k.expired = true;
+            self.last_handshake = None;
+            self.peer_session_index = None;
+            self.unanswered_since = None;
+            self.last_data_recv = None;
+            return Ok(None);
+        }
         if let Some(t) = &k.current {
             if now.saturating_duration_since(t.born()) >= REJECT_AFTER_TIME {
                 k.previous = k.current.take();
@@ -338,6 +424,8 @@ impl Link {
             if k.ever_established && now.saturating_duration_since(p.started) >= REKEY_ATTEMPT_TIME
             {
                 k.pending = None;
+                // A fresh handshake after the keys were dropped failed: idle again.
+                k.expired = self.last_handshake.is_none();
                 return Ok(None);
             }
             let (attempts, cookie, started) = (p.attempts + 1, p.cookie, p.started);
@@ -373,7 +461,7 @@ impl Link {
         cookie: Option<[u8; 16]>,
         started: Instant,
     ) -> Result<Option<Vec<u8>>, NoiseError> {
-        let (sent, packet) = self.initiation(cookie, wall, rng)?;
+        let (sent, packet) = self.initiation(cookie, attempts == 1, wall, rng)?;
         if let State::Noise(k) = &mut self.state {
             k.pending = Some(Pending {
                 sent,
@@ -409,6 +497,8 @@ impl Link {
                         // Confirm the session with an empty keepalive, as WireGuard does.
                         let mut ka = vec![0u8; DATA_OVERHEAD];
                         t.encrypt(now, &mut ka)?;
+                        self.peer_session_index = Some(t.remote_index() >> 8);
+                        self.last_handshake = Some(now);
                         k.previous = k.current.replace(t);
                         k.pending = None;
                         k.ever_established = true;
@@ -418,7 +508,7 @@ impl Link {
                     Some(3) => {
                         let c = p.sent.take_cookie(packet)?;
                         let (attempts, started) = (p.attempts, p.started);
-                        let (sent, out) = self.initiation(Some(c), wall, rng)?;
+                        let (sent, out) = self.initiation(Some(c), attempts == 1, wall, rng)?;
                         if let State::Noise(k) = &mut self.state {
                             k.pending = Some(Pending {
                                 sent,
@@ -454,6 +544,23 @@ impl Link {
             self.last_data_recv = Some(now);
         }
         Ok(event)
+    }
+
+    /// Start a fresh Noise handshake on a link whose keys were dropped at [`DROP_ALL_AFTER`]
+    /// (or any Noise link): returns the initiation to send. Retries and abandonment follow
+    /// the usual timers. A legacy link has no Noise handshake: [`NoiseError::UnexpectedMessage`].
+    pub fn reconnect<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        wall: Duration,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, NoiseError> {
+        match &mut self.state {
+            State::Noise(k) => k.expired = false,
+            State::Legacy(_) => return Err(NoiseError::UnexpectedMessage),
+        }
+        self.start_handshake(now, wall, rng, 1, None, now)?
+            .ok_or(NoiseError::UnexpectedMessage)
     }
 
     /// Encrypt a payload for the peer.

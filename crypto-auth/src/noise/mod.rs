@@ -20,8 +20,8 @@ pub mod transport;
 
 pub use additional::{Additional, Credentials};
 pub use handshake::{
-    index_for_cjdns_initiator, is_usable_index, Accepted, InitiationOutcome, InitiationParams,
-    InitiationSent, ObservedInitiation, Responder,
+    index_for_cjdns_initiator, is_usable_index, Accepted, Attach, InitiationOutcome,
+    InitiationParams, InitiationSent, KnownSession, ObservedInitiation, Responder,
 };
 pub use link::{Link, LinkEvent, LinkMode};
 pub use transport::Transport;
@@ -62,6 +62,10 @@ pub enum NoiseError {
     /// Authentication is required and the initiation has no CjdnsPsk.
     #[error("authentication required")]
     AuthRequired,
+    /// The initiation's PrevSessIndex names an existing session of another permanent key, or
+    /// its link address belongs to a session of another key (cjdns `WRONG_PERM_PUBKEY`, code 6).
+    #[error("WRONG_PERM_PUBKEY: handshake from a different permanent key")]
+    WrongPermPubkey,
     /// The matched user is restricted to another peer address.
     #[error("user restricted to another peer address")]
     IpRestricted,
