@@ -19,10 +19,13 @@
 //! PrevSessIndex: like cjdns 22.3 (which learns it only from a handshake response), the link
 //! remembers the peer's session index (`sender_idx >> 8` of the last response it verified) and
 //! sends it in the first initiation of each later handshake; retries go without it, so a stale
-//! index (peer restarted) cannot keep a stock node answering `WRONG_PERM_PUBKEY`. It is
-//! forgotten when the keys are dropped at [`DROP_ALL_AFTER`]. The previous keys stay usable for receiving until the
-//! next re-key, so packets in flight during a re-key are not lost. Sans-IO: the caller feeds
-//! packets and timeouts and sends what the link returns.
+//! index (the peer restarted and reused it for another key) cannot get every attempt dropped
+//! as `WRONG_PERM_PUBKEY` by a stock node. It is forgotten when the keys are dropped at
+//! [`DROP_ALL_AFTER`].
+//!
+//! The previous keys stay usable for receiving until the next re-key, so packets in flight
+//! during a re-key are not lost. Sans-IO: the caller feeds packets and timeouts and sends what
+//! the link returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
