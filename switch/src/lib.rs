@@ -23,4 +23,4 @@ pub use control::{ControlMessage, ErrorCode};
 pub use header::{SwitchHeader, SwitchHeaderRepr};
 pub use label::{Label, LabelError};
 pub use scheme::{ConvertTo, EncodingForm, EncodingScheme, ReencodeError, SchemeError};
-pub use switch_core::{DropReason, Forward, SwitchCore};
+pub use switch_core::{DropReason, Forward, SwitchCore, TrafficClassPolicy};

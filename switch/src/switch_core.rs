@@ -4,7 +4,8 @@
 //! arriving on slot `s`, the switch reads the first director of the label, checks that the
 //! return director for `s` fits, ORs the bit-reversed return director into the top of the
 //! label, shifts the consumed bits out, adds them to the label shift, marks the traffic class
-//! unclassed and hands the packet to the destination slot. [`SwitchCore::forward`] does this in
+//! unclassed (unless told to preserve it, [`TrafficClassPolicy`]) and hands the packet to the
+//! destination slot. [`SwitchCore::forward`] does this in
 //! place over the packet buffer and never allocates; when the packet cannot be forwarded it
 //! says which ERROR to send back out of the arrival slot ([`crate::control::write_switch_error`]
 //! builds it from the untouched packet).
@@ -60,6 +61,17 @@ pub enum DropReason {
     UnknownArrivalSlot,
 }
 
+/// What a switch does with the 16-bit traffic class of packets it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrafficClassPolicy {
+    /// Write `0xFFFF` ("unclassed"), as every stock cjdns switch does. The default.
+    #[default]
+    Overwrite,
+    /// Leave it as it arrived, so a priority class set by a pktmesh sender survives pktmesh
+    /// switches (see `docs/leases.md`; stock switches on the path still overwrite it).
+    Preserve,
+}
+
 /// Interface table errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -81,6 +93,7 @@ pub struct SwitchCore {
     scheme: EncodingScheme,
     occupied: [u64; SLOT_COUNT.div_ceil(64)],
     self_route_width: u32,
+    traffic_class: TrafficClassPolicy,
 }
 
 impl SwitchCore {
@@ -90,9 +103,15 @@ impl SwitchCore {
             scheme,
             occupied: [0; SLOT_COUNT.div_ceil(64)],
             self_route_width: scheme.forms()[0].width(),
+            traffic_class: TrafficClassPolicy::Overwrite,
         };
         core.set(ROUTER_SLOT, true);
         core
+    }
+
+    /// Chooses what happens to the traffic class of forwarded packets.
+    pub fn set_traffic_class_policy(&mut self, policy: TrafficClassPolicy) {
+        self.traffic_class = policy;
     }
 
     /// The switch's encoding scheme.
@@ -281,7 +300,9 @@ impl SwitchCore {
         let next = (label >> bits) | return_director;
         packet[..8].copy_from_slice(&next.to_be_bytes());
         packet[9] = (packet[9] & 0xc0) | shift as u8;
-        packet[10..12].copy_from_slice(&TRAFFIC_CLASS_UNCLASSED.to_be_bytes());
+        if self.traffic_class == TrafficClassPolicy::Overwrite {
+            packet[10..12].copy_from_slice(&TRAFFIC_CLASS_UNCLASSED.to_be_bytes());
+        }
         // dest < SLOT_COUNT since has_interface(dest) held.
         Forward::Deliver { to: dest as u16 }
     }

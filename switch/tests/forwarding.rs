@@ -370,3 +370,26 @@ fn generic_scheme_switch_round_trip() {
         );
     }
 }
+
+#[test]
+fn traffic_class_is_overwritten_unless_preserved() {
+    let mut a = switch_with_peers(1);
+    let mut p = packet(0x13, b"x");
+    p[10..12].copy_from_slice(&0x0031u16.to_be_bytes());
+    let mut q = p.clone();
+    assert_eq!(a.forward(1, &mut p), Forward::Deliver { to: 0 });
+    assert_eq!(
+        SwitchHeader::new_checked(&p[..]).unwrap().traffic_class(),
+        0xffff,
+        "cjdns default"
+    );
+    a.set_traffic_class_policy(pktmesh_switch::TrafficClassPolicy::Preserve);
+    assert_eq!(a.forward(1, &mut q), Forward::Deliver { to: 0 });
+    let h = SwitchHeader::new_checked(&q[..]).unwrap();
+    assert_eq!(h.traffic_class(), 0x0031);
+    assert_eq!(
+        h.label(),
+        0x8000_0000_0000_0001,
+        "everything else as before"
+    );
+}
