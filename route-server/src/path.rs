@@ -347,7 +347,7 @@ pub struct PathFinder {
     topo: Arc<Topology>,
     stamp: u32,
     slots: [Vec<Slot>; 2],
-    heap: [BinaryHeap<Reverse<(u32, u32)>>; 2],
+    heap: [BinaryHeap<Reverse<u64>>; 2],
     leased: Vec<u32>,
     settled: usize,
     per_hop_extra: f32,
@@ -441,6 +441,7 @@ impl PathFinder {
         })
     }
 
+    #[inline]
     fn cost(&self, e: u32, edge: &Edge) -> f32 {
         let c = if !self.leased.is_empty() && self.leased.binary_search(&e).is_ok() {
             edge.leased_cost
@@ -450,6 +451,7 @@ impl PathFinder {
         c + self.per_hop_extra
     }
 
+    #[inline]
     fn slot(&mut self, side: usize, v: u32) -> &mut Slot {
         let stamp = self.stamp;
         let slot = &mut self.slots[side][v as usize];
@@ -477,24 +479,25 @@ impl PathFinder {
         }
         self.slot(0, s).dist = 0.0;
         self.slot(1, t).dist = 0.0;
-        self.heap[0].push(Reverse((0f32.to_bits(), s)));
-        self.heap[1].push(Reverse((0f32.to_bits(), t)));
+        self.heap[0].push(Reverse(key(0.0, s)));
+        self.heap[1].push(Reverse(key(0.0, t)));
         let mut best = f32::INFINITY;
         let mut meet = u32::MAX;
         self.settled = 0;
         loop {
-            let top = |h: &BinaryHeap<Reverse<(u32, u32)>>| {
-                h.peek().map_or(f32::INFINITY, |r| f32::from_bits(r.0 .0))
+            let top = |h: &BinaryHeap<Reverse<u64>>| {
+                h.peek()
+                    .map_or(f32::INFINITY, |r| f32::from_bits((r.0 >> 32) as u32))
             };
             let (tf, tb) = (top(&self.heap[0]), top(&self.heap[1]));
             if tf + tb >= best || (tf.is_infinite() && tb.is_infinite()) {
                 break;
             }
             let side = usize::from(tb < tf);
-            let Some(Reverse((d, u))) = self.heap[side].pop() else {
+            let Some(Reverse(k)) = self.heap[side].pop() else {
                 break;
             };
-            let d = f32::from_bits(d);
+            let (d, u) = (f32::from_bits((k >> 32) as u32), k as u32);
             let slot = &mut self.slots[side][u as usize];
             if slot.done || d > slot.dist {
                 continue;
@@ -536,6 +539,7 @@ impl PathFinder {
         Some((nodes, best))
     }
 
+    #[inline]
     fn relax(&mut self, side: usize, v: u32, nd: f32, e: u32, best: &mut f32, meet: &mut u32) {
         // A path through v costs at least nd: no use queueing v once that reaches the best.
         if nd >= *best {
@@ -545,7 +549,7 @@ impl PathFinder {
         if nd < slot.dist {
             slot.dist = nd;
             slot.parent = e;
-            self.heap[side].push(Reverse((nd.to_bits(), v)));
+            self.heap[side].push(Reverse(key(nd, v)));
         }
         let mine = self.slots[side][v as usize].dist;
         let other = self.slots[1 - side][v as usize];
@@ -557,6 +561,12 @@ impl PathFinder {
             }
         }
     }
+}
+
+/// Heap key: non-negative f32 distances order like their bits; the node breaks ties.
+#[inline]
+fn key(dist: f32, node: u32) -> u64 {
+    u64::from(dist.to_bits()) << 32 | u64::from(node)
 }
 
 fn label_of(topo: &Topology, u: u32, v: u32) -> Result<Label, PathError> {
