@@ -1184,6 +1184,71 @@ mod tests {
         assert_eq!(r.emit_signed(&signer), Err(EmitError::TimestampTooLarge));
     }
 
+    fn any_entity() -> impl proptest::strategy::Strategy<Value = EntityRepr> {
+        use proptest::prelude::*;
+        let sample =
+            (any::<u16>(), any::<u16>(), any::<u32>()).prop_map(|(lag, drops, kb_recv)| {
+                LinkSample {
+                    lag,
+                    drops,
+                    kb_recv,
+                }
+            });
+        prop_oneof![
+            any::<u16>().prop_map(EntityRepr::Version),
+            (0usize..5).prop_map(|i| EntityRepr::EncodingScheme(
+                [
+                    EncodingScheme::v358(),
+                    EncodingScheme::f4(),
+                    EncodingScheme::f8(),
+                    EncodingScheme::v48(),
+                    EncodingScheme::v37(),
+                ][i]
+            )),
+            (any::<[u8; 8]>(), any::<[u8; 16]>(), any::<u32>()).prop_map(|(a, ip, label)| {
+                EntityRepr::Peer(PeerRepr {
+                    encoding_form: a[0],
+                    flags: a[1],
+                    mtu8: u16::from_be_bytes([a[2], a[3]]),
+                    peer_num: u16::from_be_bytes([a[4], a[5]]),
+                    unused: u32::from(a[6]) << 8 | u32::from(a[7]),
+                    ip: Address::from_bytes(ip),
+                    label,
+                })
+            }),
+            (
+                any::<u16>(),
+                0u8..18,
+                proptest::collection::vec(sample, 1..=18)
+            )
+                .prop_map(|(node_id, start_slot, samples)| EntityRepr::LinkState(
+                    LinkStateRepr {
+                        node_id,
+                        start_slot,
+                        samples,
+                    }
+                )),
+            (any::<u16>(), any::<u8>(), any::<u32>(), any::<u32>()).prop_map(|(p, f, c, l)| {
+                EntityRepr::LinkCapacity(LinkCapacity {
+                    peer_num: p,
+                    flags: f,
+                    capacity_kbps: c,
+                    leased_kbps: l,
+                })
+            }),
+            (any::<u16>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(|(p, k, m, c)| {
+                EntityRepr::LeaseOffer(LeaseOffer {
+                    peer_num: p,
+                    kbps: k,
+                    max_seconds: m,
+                    price_msat_per_mbit_hour: c,
+                })
+            }),
+            (4u8..0x50, proptest::collection::vec(any::<u8>(), 0..40))
+                .prop_map(|(ty, body)| EntityRepr::Unknown { ty, body }),
+        ]
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
@@ -1196,6 +1261,29 @@ mod tests {
                     }
                 }
             }
+        }
+
+        #[test]
+        fn any_repr_round_trips(
+            entities in proptest::collection::vec(any_entity(), 0..12),
+            ts in 0u64..(1 << 60),
+            reset in proptest::prelude::any::<bool>(),
+            version in 0u8..8,
+            seed in 1u8..255,
+        ) {
+            let repr = AnnouncementRepr {
+                snode_ip: Address::from_bytes([0xfc; 16]),
+                timestamp_ms: ts,
+                reset,
+                version,
+                entities,
+            };
+            let signer = AnnounceSigner::from_cjdns(&PrivateKey::from_bytes([seed; 32]));
+            let bytes = repr.emit_signed(&signer).unwrap();
+            let ann = Announcement::new_checked(&bytes).unwrap();
+            proptest::prop_assert_eq!(AnnouncementRepr::parse(&ann), repr);
+            // The key may map outside fc00::/8; the signature itself always verifies.
+            proptest::prop_assert!(!matches!(ann.verify(), Err(AnnounceError::BadSignature)));
         }
 
         #[test]
