@@ -600,15 +600,27 @@ impl LeaseBook {
             return Ok(Accepted { id, new: false });
         }
         parse(bytes)?;
-        self.accept(id, bytes)
+        self.accept(id, bytes, true)
     }
 
-    fn accept(&mut self, id: ItemId, bytes: &[u8]) -> Result<Accepted, BookError> {
+    /// Adds `bytes` if it takes effect in the replay. A newcomer that displaces a held frame
+    /// (an owner signed two different frames with the same sequence number, and the new one
+    /// sorts first) is refused when `evict` is false (API: first come, first served) and
+    /// evicts the other when true (gossip: the lowest id wins everywhere, so servers agree).
+    fn accept(&mut self, id: ItemId, bytes: &[u8], evict: bool) -> Result<Accepted, BookError> {
         let mut frames = self.frames.clone();
         frames.insert(id, bytes.to_vec());
         let (state, mut refused) = replay(&frames);
         if let Some(e) = refused.remove(&id) {
             return Err(e);
+        }
+        if !evict {
+            if let Some((_, e)) = refused.pop_first() {
+                return Err(e);
+            }
+        }
+        for gone in refused.keys() {
+            frames.remove(gone);
         }
         self.frames = frames;
         self.state = state;
@@ -653,6 +665,197 @@ impl LeaseBook {
             Parsed::Network(n) => check_network(&self.state, Some(now), &n)?,
             _ => {}
         }
-        self.accept(id, bytes)
+        self.accept(id, bytes, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pktmesh_crypto_auth::PrivateKey;
+    use pktmesh_lease_engine::wire::Message;
+
+    use super::*;
+
+    const NOW: UnixTime = UnixTime(1_700_000_000);
+
+    fn signer(n: u8) -> Signer {
+        Signer::from_cjdns(&PrivateKey::from_bytes([n; 32]))
+    }
+
+    fn lease(node: u8, peer: u8, owner: &Signer, id: u8) -> Vec<u8> {
+        let s = signer(node);
+        Message::Lease(Lease {
+            id: LeaseId([id; 16]),
+            node: s.public(),
+            peer: *PrivateKey::from_bytes([peer; 32]).public_key().as_bytes(),
+            kbps: 1000,
+            start: UnixTime(NOW.0 - 1),
+            end: UnixTime(NOW.0 + 100),
+            owner: owner.public(),
+        })
+        .emit_signed(&s)
+        .unwrap()
+    }
+
+    fn vswitch(node: u8, owner: &Signer, id: u8, ins: u8, outs: u8) -> Vec<u8> {
+        let s = signer(node);
+        Message::VirtualSwitch(VirtualSwitchLease {
+            id: LeaseId([id; 16]),
+            node: s.public(),
+            owner: owner.public(),
+            start: UnixTime(NOW.0 - 1),
+            end: UnixTime(NOW.0 + 100),
+            ins: vec![LeaseId([ins; 16])],
+            outs: vec![LeaseId([outs; 16])],
+        })
+        .emit_signed(&s)
+        .unwrap()
+    }
+
+    fn network(owner: &Signer, seq: u64, leases: &[u8], vs: &[u8]) -> Vec<u8> {
+        VirtualNetwork {
+            id: 1,
+            owner: owner.public(),
+            seq,
+            leases: leases.iter().map(|&i| LeaseId([i; 16])).collect(),
+            vswitches: vs.iter().map(|&i| LeaseId([i; 16])).collect(),
+        }
+        .emit_signed(owner)
+    }
+
+    #[test]
+    fn virtual_networks_must_chain_through_virtual_switches() {
+        let owner = signer(50);
+        let mut book = LeaseBook::new();
+        let none = |_: &Address, _: &Address| None;
+        // Links 1→2 (lease 1), 2→3 (lease 2), 4→5 (lease 3).
+        for f in [
+            lease(1, 2, &owner, 1),
+            lease(2, 3, &owner, 2),
+            lease(4, 5, &owner, 3),
+        ] {
+            book.insert(NOW, &f, none).unwrap();
+        }
+        let before = book.digest();
+        assert_eq!(
+            book.insert(NOW, &network(&owner, 1, &[1, 3], &[]), none),
+            Err(BookError::NotAChain(LeaseId([1; 16]), LeaseId([3; 16])))
+        );
+        assert_eq!(
+            book.insert(NOW, &network(&owner, 1, &[1, 2], &[]), none),
+            Err(BookError::NoVirtualSwitch(
+                LeaseId([1; 16]),
+                LeaseId([2; 16])
+            ))
+        );
+        // A virtual switch at the wrong node does not count.
+        book.insert(NOW, &vswitch(3, &owner, 9, 1, 2), none)
+            .unwrap();
+        assert!(book
+            .insert(NOW, &network(&owner, 1, &[1, 2], &[9]), none)
+            .is_err());
+        // Someone else's network over our leases.
+        let other = signer(51);
+        assert_eq!(
+            book.insert(NOW, &network(&other, 1, &[1], &[]), none),
+            Err(BookError::WrongOwner(LeaseId([1; 16])))
+        );
+        let mid = book.digest();
+        assert_ne!(before, mid, "only the virtual switch was added");
+        book.insert(NOW, &vswitch(2, &owner, 10, 1, 2), none)
+            .unwrap();
+        book.insert(NOW, &network(&owner, 1, &[1, 2], &[10]), none)
+            .unwrap();
+        assert_eq!(book.networks().count(), 1);
+        // Replayed sequence number; then deletion with an empty list.
+        assert_eq!(
+            book.insert(NOW, &network(&owner, 1, &[1], &[]), none),
+            Err(BookError::Replayed)
+        );
+        book.insert(NOW, &network(&owner, 2, &[], &[]), none)
+            .unwrap();
+        assert_eq!(book.networks().count(), 0);
+        // Reloading the frames gives the same book.
+        let reloaded = LeaseBook::from_frames(book.frames().map(|(_, b)| b.clone()));
+        assert_eq!(reloaded.digest(), book.digest());
+        assert_eq!(reloaded.networks().count(), 0);
+    }
+
+    #[test]
+    fn orders_need_an_offer_and_a_valid_signature() {
+        let buyer = signer(60);
+        let order = Order {
+            node: Address::from_bytes([0xfc; 16]),
+            peer: Address::from_bytes([0xfd; 16]),
+            kbps: 100,
+            start: NOW,
+            end: UnixTime(NOW.0 + 60),
+            buyer: buyer.public(),
+            nonce: 0,
+        };
+        let bytes = order.emit_signed(&buyer);
+        assert_eq!(Order::parse_verified(&bytes), Ok(order));
+        let mut book = LeaseBook::new();
+        assert_eq!(
+            book.insert(NOW, &bytes, |_, _| None),
+            Err(BookError::NoOffer("link not offered"))
+        );
+        let offer = |_: &Address, _: &Address| {
+            Some(OfferRef {
+                kbps: 50,
+                max_seconds: 3600,
+            })
+        };
+        assert_eq!(
+            book.insert(NOW, &bytes, offer),
+            Err(BookError::NoOffer("more kbit/s than offered"))
+        );
+        let mut forged = bytes.clone();
+        forged[90] ^= 1;
+        assert_eq!(
+            book.insert(NOW, &forged, |_, _| None),
+            Err(BookError::BadSignature)
+        );
+        assert_eq!(
+            book.insert(NOW, &bytes[..100], |_, _| None),
+            Err(BookError::Malformed("order"))
+        );
+        let generous = |_: &Address, _: &Address| {
+            Some(OfferRef {
+                kbps: 500,
+                max_seconds: 3600,
+            })
+        };
+        assert!(book.insert(NOW, &bytes, generous).unwrap().new);
+        assert_eq!(book.pending_orders(&order.node).len(), 1);
+    }
+
+    #[test]
+    fn equivocation_resolves_the_same_way_everywhere() {
+        let owner = signer(70);
+        let l = lease(1, 2, &owner, 1);
+        let cfg = |network| {
+            Message::Config(pktmesh_lease_engine::wire::Config {
+                target: LeaseId([1; 16]),
+                signer: owner.public(),
+                seq: 1,
+                command: Command::Attach { network },
+            })
+            .emit_signed(&owner)
+            .unwrap()
+        };
+        let (x, y) = (cfg(5), cfg(6));
+        let mut a = LeaseBook::new();
+        let mut b = LeaseBook::new();
+        for book in [&mut a, &mut b] {
+            book.insert_gossip(&l).unwrap();
+        }
+        a.insert_gossip(&x).unwrap();
+        b.insert_gossip(&y).unwrap();
+        // Exchange both ways.
+        let _ = a.insert_gossip(&y);
+        let _ = b.insert_gossip(&x);
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.frames().count(), 2);
     }
 }
