@@ -145,11 +145,7 @@ fn pair(pktmesh_initiates: bool) {
     };
     let tag = netns::tag();
     let dir = tempdir("pktmesh-interop", &tag);
-    let (np, nc) = (
-        Netns::new(&format!("{tag}P")),
-        Netns::new(&format!("{tag}C")),
-    );
-    link(&np, &nc, "10.216.0.1/24", "10.216.0.2/24");
+    let (np, nc) = netns::two_hosts(&tag, "10.216.0.1/24", "10.216.0.2/24");
     let (p, c) = (identity(), identity());
     let (pc, cc) = if pktmesh_initiates {
         (
@@ -288,11 +284,7 @@ fn pktmesh_and_cjdns_peer_by_beacons() {
     };
     let tag = netns::tag();
     let dir = tempdir("pktmesh-interop", &tag);
-    let (np, nc) = (
-        Netns::new(&format!("{tag}P")),
-        Netns::new(&format!("{tag}C")),
-    );
-    link(&np, &nc, "10.219.0.1/24", "10.219.0.2/24");
+    let (np, nc) = netns::two_hosts(&tag, "10.219.0.1/24", "10.219.0.2/24");
     let (p, c) = (identity(), identity());
     let beaconing = |text: String| {
         text.replace(

@@ -66,11 +66,7 @@ fn pair(
     std::path::PathBuf,
 ) {
     let dir = tempdir("pktmesh-netns", tag);
-    let (na, nb) = (
-        Netns::new(&format!("{tag}A")),
-        Netns::new(&format!("{tag}B")),
-    );
-    link(&na, &nb, "10.213.0.1/24", "10.213.0.2/24");
+    let (na, nb) = netns::two_hosts(tag, "10.213.0.1/24", "10.213.0.2/24");
     let (a, b) = (identity(), identity());
     let conf_b = config(
         &b,
@@ -361,11 +357,7 @@ fn beacons_peer_nodes_on_a_lan() {
     }
     let tag = netns::tag();
     let dir = tempdir("pktmesh-netns", &tag);
-    let (na, nb) = (
-        Netns::new(&format!("{tag}A")),
-        Netns::new(&format!("{tag}B")),
-    );
-    link(&na, &nb, "10.218.0.1/24", "10.218.0.2/24");
+    let (na, nb) = netns::two_hosts(&tag, "10.218.0.1/24", "10.218.0.2/24");
     let (a, b) = (identity(), identity());
     // No connectTo and no shared password: only beacons (mode 2, cjdns' default port).
     let beaconing = |id: &Identity| {
@@ -432,11 +424,7 @@ fn peering_over_ipv6_udp() {
     }
     let tag = netns::tag();
     let dir = tempdir("pktmesh-netns", &tag);
-    let (na, nb) = (
-        Netns::new(&format!("{tag}A")),
-        Netns::new(&format!("{tag}B")),
-    );
-    link(&na, &nb, "fd42:6d::1/64", "fd42:6d::2/64");
+    let (na, nb) = netns::two_hosts(&tag, "fd42:6d::1/64", "fd42:6d::2/64");
     let (a, b) = (identity(), identity());
     let conf_b = config(&b, "[fd42:6d::2]:11002", &[("v6 secret", "nodeA")], &[]);
     let conf_a = config(

@@ -121,6 +121,14 @@ pub fn link(a: &Netns, b: &Netns, a_ip: &str, b_ip: &str) {
     b.ip(&["link", "set", &vb, "up"]);
 }
 
+/// Two namespaces `<tag>A` and `<tag>B` joined by a veth pair with these addresses.
+pub fn two_hosts(tag: &str, a_ip: &str, b_ip: &str) -> (Netns, Netns) {
+    let a = Netns::new(&format!("{tag}A"));
+    let b = Netns::new(&format!("{tag}B"));
+    link(&a, &b, a_ip, b_ip);
+    (a, b)
+}
+
 /// The `cjdroute` binary under test.
 pub fn cjdroute_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cjdroute"))
