@@ -292,6 +292,27 @@ struct Consumed {
     h: [u8; 32],
 }
 
+/// One responder step: `MixKey(DH(our static, public))`, then `DecryptAndHash(sealed)` into
+/// `out`. Returns the key of the step (cjdns opens the additional data with it too).
+fn mix_dh_and_open(
+    ck: &mut [u8; 32],
+    h: &mut [u8; 32],
+    ca: &CryptoAuth,
+    public: &[u8; 32],
+    sealed: Option<&[u8]>,
+    out: &mut [u8],
+) -> Result<[u8; 32], NoiseError> {
+    let sealed = sealed.ok_or(NoiseError::Truncated)?;
+    let shared = dh(ca.private_key().as_bytes(), public).ok_or(NoiseError::WeakKey)?;
+    let (next_ck, k) = kdf2(ck, &shared);
+    *ck = next_ck;
+    if !open_to(&k, 0, h, sealed, out) {
+        return Err(NoiseError::Decrypt);
+    }
+    *h = hash(&[h, sealed]);
+    Ok(k)
+}
+
 /// Decrypt an initiation's static key, timestamp and additional data with the responder's
 /// static key (`msg` without the marker, length already checked).
 fn consume_initiation(ca: &CryptoAuth, msg: &[u8]) -> Result<Consumed, NoiseError> {
@@ -305,38 +326,11 @@ fn consume_initiation(ca: &CryptoAuth, msg: &[u8]) -> Result<Consumed, NoiseErro
     let e_i = key32(msg, 8)?;
     ck = kdf1(&ck, &e_i);
     h = hash(&[&h, &e_i]);
-    let (ck2, k) = kdf2(
-        &ck,
-        &dh(ca.private_key().as_bytes(), &e_i).ok_or(NoiseError::WeakKey)?,
-    );
-    ck = ck2;
     let mut s_i = [0u8; 32];
-    if !open_to(
-        &k,
-        0,
-        &h,
-        msg.get(40..88).ok_or(NoiseError::Truncated)?,
-        &mut s_i,
-    ) {
-        return Err(NoiseError::Decrypt);
-    }
-    h = hash(&[&h, &msg[40..88]]);
-    let (ck2, k) = kdf2(
-        &ck,
-        &dh(ca.private_key().as_bytes(), &s_i).ok_or(NoiseError::WeakKey)?,
-    );
-    ck = ck2;
+    mix_dh_and_open(&mut ck, &mut h, ca, &e_i, msg.get(40..88), &mut s_i)?;
     let mut ts = [0u8; 12];
-    if !open_to(
-        &k,
-        0,
-        &h,
-        msg.get(88..116).ok_or(NoiseError::Truncated)?,
-        &mut ts,
-    ) {
-        return Err(NoiseError::Decrypt);
-    }
-    h = hash(&[&h, &msg[88..116]]);
+    // cjdns reuses this step's key (nonce 0) for the additional data below.
+    let k = mix_dh_and_open(&mut ck, &mut h, ca, &s_i, msg.get(88..116), &mut ts)?;
     let mut a = [0u8; MAX_ADDITIONAL];
     let additional = if add_len == 0 {
         Additional::default()
