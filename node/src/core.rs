@@ -1063,18 +1063,24 @@ impl<P: Pathfinder> Node<P> {
                 break;
             };
             let address = node.key.address();
-            let waiting = self.sessions.waiting_destinations().contains(&address);
-            if let Some(index) = self.sessions.index_of(&address) {
-                self.sessions
-                    .get_or_create(now, node.key, Some(node.path), node.version);
-                if waiting && self.sessions.get(index).is_some_and(|s| s.ready()) {
-                    self.flush(now, address);
-                    continue;
+            if !self.sessions.is_waiting(&address) {
+                // Keep the path of an existing session current; create nothing new.
+                if self.sessions.index_of(&address).is_some() {
+                    self.sessions
+                        .get_or_create(now, node.key, Some(node.path), node.version);
                 }
+                continue;
             }
-            if waiting {
+            // Packets wait for this node: send them if its session is ready, set it up if not.
+            let Some(index) =
                 self.sessions
-                    .get_or_create(now, node.key, Some(node.path), node.version);
+                    .get_or_create(now, node.key, Some(node.path), node.version)
+            else {
+                continue;
+            };
+            if self.sessions.get(index).is_some_and(|s| s.ready()) {
+                self.flush(now, address);
+            } else {
                 self.pathfinder.ping(now, node);
             }
         }

@@ -203,12 +203,9 @@ impl SessionManager {
         out
     }
 
-    /// Destinations with packets waiting.
-    pub fn waiting_destinations(&self) -> Vec<Address> {
-        let mut v: Vec<Address> = self.buffered.iter().map(|b| b.destination).collect();
-        v.sort();
-        v.dedup();
-        v
+    /// Whether packets wait for `destination`.
+    pub fn is_waiting(&self, destination: &Address) -> bool {
+        self.buffered.iter().any(|b| &b.destination == destination)
     }
 
     /// Drops buffered packets older than [`BUFFER_TIMEOUT`].
