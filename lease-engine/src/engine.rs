@@ -29,7 +29,7 @@ use pktmesh_crypto_auth::PublicKey;
 use thiserror::Error;
 
 use crate::meter::{LeaseMeter, MeterStats, Verdict};
-use crate::priority::{header_class, Priority};
+use crate::priority::{network_tag, tagged, HeaderClass, Priority, FREE_TAG};
 use crate::sign::SigningKey;
 use crate::wire::{Command, Config, Frame, Lease, MessageView, VirtualSwitchLease, WireError};
 use crate::{LeaseId, Nanos, UnixTime};
@@ -201,6 +201,17 @@ struct Active {
     meter: LeaseMeter,
     default_class: u8,
     max_class: u8,
+    /// [`network_tag`] of the lease's virtual network.
+    tag: u16,
+}
+
+/// The verdict on one packet: its local priority and the traffic-class value to forward it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified {
+    /// Where the egress scheduler puts it.
+    pub priority: Priority,
+    /// What to write into the switch header's traffic class (often the value it came with).
+    pub traffic_class: u16,
 }
 
 /// The lease engine of one node (see the module docs).
@@ -214,6 +225,8 @@ pub struct LeaseEngine {
     peers: HashMap<PublicKey, u16>,
     /// `arrival · n + next_hop` → index into `active` + 1 (0: no lease).
     pairs: Vec<u32>,
+    /// Per next-hop interface: (network tag, active slot) of the out-leases leaving there.
+    tags: Vec<Vec<(u16, u32)>>,
     active: Vec<Active>,
     conflicts: usize,
 }
@@ -238,6 +251,7 @@ impl LeaseEngine {
             },
             peers: HashMap::new(),
             pairs: vec![0; n * n],
+            tags: vec![Vec::new(); n],
             active: Vec::new(),
             conflicts: 0,
         }
@@ -519,6 +533,7 @@ impl LeaseEngine {
         let now = self.clock;
         let mut old: HashMap<LeaseId, Active> = self.active.drain(..).map(|a| (a.id, a)).collect();
         self.pairs.iter_mut().for_each(|p| *p = 0);
+        self.tags.iter_mut().for_each(Vec::clear);
         self.conflicts = 0;
         let mut index: HashMap<LeaseId, u32> = HashMap::new();
         for vs in self.state.vswitches.values() {
@@ -559,14 +574,23 @@ impl LeaseEngine {
                             meter: LeaseMeter::new(out.lease.kbps),
                             default_class: 0,
                             max_class: 15,
+                            tag: 0,
                         });
                         self.active.push(Active {
                             default_class: out.default_class,
                             max_class: out.max_class,
+                            tag: network_tag(vs.network),
                             ..a
                         });
                         self.active.len() as u32
                     });
+                    let port = &mut self.tags[j];
+                    let tag = network_tag(vs.network);
+                    match port.iter().find(|(t, _)| *t == tag) {
+                        Some(&(_, s)) if s != slot => self.conflicts += 1,
+                        Some(_) => {}
+                        None => port.push((tag, slot)),
+                    }
                     let cell = &mut self.pairs[i * n + j];
                     if *cell != 0 && *cell != slot {
                         self.conflicts += 1;
@@ -591,24 +615,80 @@ impl LeaseEngine {
         len: u32,
         traffic_class: u16,
     ) -> Priority {
+        self.classify_packet(now, arrival, next_hop, len, traffic_class)
+            .priority
+    }
+
+    /// [`LeaseEngine::classify`], and the traffic-class value to forward the packet with
+    /// (`docs/leases.md` §4):
+    ///
+    /// - tagged by an upstream pktmesh switch: the out-lease on `next_hop` of the network with
+    ///   that tag, if there is one, else free tier; the value is forwarded unchanged;
+    /// - not tagged: the (arrival, next hop) pair decides; a packet found on a lease is tagged
+    ///   with its network, one found on none leaving a port that carries leases is tagged
+    ///   [`FREE_TAG`] so that the switches after this one do not take it for lease traffic.
+    ///
+    /// O(1) in the number of leases (the tagged case scans the few networks of one port), no
+    /// allocation.
+    #[inline]
+    #[must_use]
+    pub fn classify_packet(
+        &mut self,
+        now: Nanos,
+        arrival: u16,
+        next_hop: u16,
+        len: u32,
+        traffic_class: u16,
+    ) -> Classified {
         let n = usize::from(self.config.max_interfaces);
         let (a, b) = (usize::from(arrival), usize::from(next_hop));
-        if a >= n || b >= n {
-            return Priority::FREE;
-        }
-        let slot = self.pairs[a * n + b] as usize;
-        let Some(active) = slot.checked_sub(1).and_then(|s| self.active.get_mut(s)) else {
-            return Priority::FREE;
+        let free = Classified {
+            priority: Priority::FREE,
+            traffic_class,
         };
-        match active.meter.on_packet(now, len) {
-            Verdict::InLease => {
-                let class = match header_class(traffic_class) {
-                    Some(c) => c.min(active.max_class),
-                    None => active.default_class,
-                };
-                Priority::in_lease(class)
+        if b >= n {
+            return free;
+        }
+        let header = HeaderClass::parse(traffic_class);
+        let slot = match header {
+            HeaderClass::Tagged { tag: FREE_TAG, .. } => return free,
+            HeaderClass::Tagged { tag, .. } => match self.tags[b].iter().find(|(t, _)| *t == tag) {
+                Some(&(_, slot)) => slot as usize,
+                None => return free,
+            },
+            HeaderClass::Class(_) | HeaderClass::Unclassed => {
+                let pair = if a < n { self.pairs[a * n + b] } else { 0 };
+                if pair == 0 {
+                    if self.tags[b].is_empty() {
+                        return free;
+                    }
+                    let class = header.class().unwrap_or(0);
+                    return Classified {
+                        priority: Priority::FREE,
+                        traffic_class: tagged(FREE_TAG, class),
+                    };
+                }
+                pair as usize
             }
+        };
+        let Some(active) = slot.checked_sub(1).and_then(|s| self.active.get_mut(s)) else {
+            return free;
+        };
+        let class = match header.class() {
+            Some(c) => c.min(active.max_class),
+            None => active.default_class,
+        };
+        let priority = match active.meter.on_packet(now, len) {
+            Verdict::InLease => Priority::in_lease(class),
             Verdict::Excess(p) => p,
+        };
+        let traffic_class = match header {
+            HeaderClass::Tagged { .. } => traffic_class,
+            _ => tagged(active.tag, class),
+        };
+        Classified {
+            priority,
+            traffic_class,
         }
     }
 }

@@ -10,9 +10,14 @@
 //! | 1..=47 | lease traffic beyond its lease, demoted by the EMA rule (see [`crate::meter`]) |
 //! | 0 | free tier: no lease (fail open) |
 //!
-//! The switch header's 16-bit traffic class (bytes 10–11) carries only the *owner's* class, never
-//! the local priority: values 0..=15 are a class, `0xFFFF` means "unclassed" (what every stock
-//! cjdns switch writes), and anything else is treated as unclassed too.
+//! The switch header's 16-bit traffic class (bytes 10–11) never carries the local priority. It
+//! carries what the next pktmesh switch needs to find the packet's lease ([`HeaderClass`]):
+//!
+//! | value (binary) | meaning |
+//! |---|---|
+//! | `0000 0000 0000 cccc` | owner class `c`, virtual network unknown |
+//! | `10tt tttt tttt cccc` | owner class `c` in the virtual network with tag `t` (1..=1023); tag 0: a pktmesh switch found no lease for it (free tier) |
+//! | anything else, e.g. `0xFFFF` (what every stock cjdns switch writes) | unclassed |
 
 /// Header traffic-class value meaning "no class" (stock cjdns switches write it on every hop).
 pub const UNCLASSED: u16 = 0xFFFF;
@@ -66,6 +71,66 @@ impl Priority {
     }
 }
 
+/// Traffic-class bits that mark a tagged value (`10` in the top two bits).
+pub const TAG_MARK: u16 = 0x8000;
+/// Mask of the marker bits.
+const TAG_MARK_MASK: u16 = 0xC000;
+/// Tag a pktmesh switch writes when it found no lease for a packet on a port that carries leases.
+pub const FREE_TAG: u16 = 0;
+/// Number of distinct network tags (1..=1023 name networks, 0 is [`FREE_TAG`]).
+pub const NETWORK_TAGS: u16 = 1023;
+
+/// What a header traffic-class value says about the packet's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderClass {
+    /// Nothing known (a stock cjdns switch was on the way, or an originator wrote nothing).
+    Unclassed,
+    /// The owner's class, network unknown.
+    Class(u8),
+    /// Tagged by a pktmesh switch upstream: the network's tag (0: no lease) and the class.
+    Tagged {
+        /// [`network_tag`] of the packet's virtual network, or [`FREE_TAG`].
+        tag: u16,
+        /// The owner's class.
+        class: u8,
+    },
+}
+
+impl HeaderClass {
+    /// Decodes a header traffic-class value.
+    pub const fn parse(traffic_class: u16) -> Self {
+        if traffic_class <= 15 {
+            Self::Class(traffic_class as u8)
+        } else if traffic_class & TAG_MARK_MASK == TAG_MARK {
+            Self::Tagged {
+                tag: (traffic_class >> 4) & 0x3ff,
+                class: (traffic_class & 0xf) as u8,
+            }
+        } else {
+            Self::Unclassed
+        }
+    }
+
+    /// The owner class, if the value carries one.
+    pub const fn class(self) -> Option<u8> {
+        match self {
+            Self::Unclassed => None,
+            Self::Class(c) | Self::Tagged { class: c, .. } => Some(c),
+        }
+    }
+}
+
+/// The traffic-class value for network tag `tag` (0..=1023) and owner class `class` (0..=15).
+pub const fn tagged(tag: u16, class: u8) -> u16 {
+    TAG_MARK | ((tag & 0x3ff) << 4) | (class & 0xf) as u16
+}
+
+/// The tag of virtual network `network` (≠ 0): `1 + network mod 1023`. Two networks with the
+/// same tag cannot share a port of one node (the engine refuses the second, `PairInUse`).
+pub const fn network_tag(network: u64) -> u16 {
+    1 + (network % NETWORK_TAGS as u64) as u16
+}
+
 /// The owner class carried by a header traffic-class value, if any.
 pub const fn header_class(traffic_class: u16) -> Option<u8> {
     if traffic_class <= 15 {
@@ -89,5 +154,25 @@ mod tests {
         assert_eq!(header_class(UNCLASSED), None);
         assert_eq!(header_class(7), Some(7));
         assert_eq!(header_class(16), None);
+    }
+
+    #[test]
+    fn traffic_class_values() {
+        assert_eq!(HeaderClass::parse(0xffff), HeaderClass::Unclassed);
+        assert_eq!(HeaderClass::parse(0x4000), HeaderClass::Unclassed);
+        assert_eq!(HeaderClass::parse(16), HeaderClass::Unclassed);
+        assert_eq!(HeaderClass::parse(9), HeaderClass::Class(9));
+        for tag in [FREE_TAG, 1, 517, 1023] {
+            for class in [0u8, 7, 15] {
+                let v = tagged(tag, class);
+                assert_ne!(v, 0xffff);
+                assert_eq!(HeaderClass::parse(v), HeaderClass::Tagged { tag, class });
+                assert_eq!(HeaderClass::parse(v).class(), Some(class));
+            }
+        }
+        assert_eq!(network_tag(1), 2);
+        assert_eq!(network_tag(1022), 1023);
+        assert_eq!(network_tag(1023), 1);
+        assert!((0..5000u64).all(|n| (1..=1023).contains(&network_tag(n))));
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{in_if, signer, World, NOW, OUT_IF};
-use pktmesh_lease_engine::priority::UNCLASSED;
+use pktmesh_lease_engine::priority::{network_tag, tagged, FREE_TAG, UNCLASSED};
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
 use pktmesh_lease_engine::{
     EngineConfig, EngineError, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime, WireError,
@@ -465,4 +465,36 @@ fn a_virtual_network_across_two_nodes() {
     // The reverse direction is not leased: free tier.
     assert_eq!(e1.classify(now, 2, 1, 100, 0), Priority::FREE);
     assert_eq!(e2.classify(now, 2, 1, 100, 0), Priority::FREE);
+
+    // Flows merge: a flooder F on N1's interface 3 sends to B too, so at N2 both flows arrive
+    // from N1. N1 tags what it classified and N2 follows the tag, not the interface pair.
+    let (f_k, _) = signer(55);
+    e1.peer_up(f_k.public_key(), 3);
+    let customer = e1.classify_packet(now, 1, 2, 100, 0);
+    assert!(customer.priority.is_in_lease());
+    assert_eq!(customer.traffic_class, tagged(network_tag(9), 0));
+    let flood = e1.classify_packet(now, 3, 2, 100, 0);
+    assert_eq!(flood.priority, Priority::FREE);
+    assert_eq!(flood.traffic_class, tagged(FREE_TAG, 0));
+    let at_n2 = e2.classify_packet(now, 1, 2, 100, customer.traffic_class);
+    assert!(at_n2.priority.is_in_lease());
+    assert_eq!(
+        at_n2.traffic_class, customer.traffic_class,
+        "forwarded unchanged"
+    );
+    let flood_at_n2 = e2.classify_packet(now, 1, 2, 100, flood.traffic_class);
+    assert_eq!(flood_at_n2.priority, Priority::FREE);
+    // A stock cjdns switch between them erases the tag (0xFFFF): N2 falls back to the pair.
+    assert!(e2.classify(now, 1, 2, 100, UNCLASSED).is_in_lease());
+    // Another network's tag on this port is not this lease's traffic.
+    let other = tagged(network_tag(10), 3);
+    assert_eq!(e2.classify(now, 1, 2, 100, other), Priority::FREE);
+    // The class travels in the tag and maps into the lease band.
+    assert_eq!(
+        e2.classify(now, 1, 2, 100, tagged(network_tag(9), 5)),
+        Priority::in_lease(5)
+    );
+    // A port without leases leaves the value alone.
+    let untouched = e1.classify_packet(now, 2, 3, 100, UNCLASSED);
+    assert_eq!(untouched.traffic_class, UNCLASSED);
 }
