@@ -16,7 +16,7 @@ use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session, State};
 use pktmesh_crypto_auth::{Address, DecryptError, PrivateKey, PublicKey};
 use pktmesh_switch::control::{
     self, respond, write_switch_error, ControlMessage, ErrorCode, LinkAddress, NoReply, Ping,
-    ResponderConfig, CONTROL_MARKER, ERROR_PACKET_MAX, PROTOCOL_VERSION,
+    RPath, ResponderConfig, CONTROL_MARKER, ERROR_PACKET_MAX, PROTOCOL_VERSION,
 };
 use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
 use pktmesh_switch::switch_core::{SlotError, ROUTER_SLOT};
@@ -24,7 +24,12 @@ use pktmesh_switch::{EncodingScheme, Forward, Label, SwitchCore};
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use thiserror::Error;
 
+use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::{EngineConfig, EngineError, Event, LeaseEngine, Nanos, UnixTime};
+use pktmesh_switch::switch_core::TrafficClassPolicy;
+
 use crate::beacon::{self, Beacon, BeaconError};
+use crate::egress::{EgressPort, PortStats};
 use crate::ipv6::{self, read_data_header, write_data_header, CONTENT_TYPE_CJDHT};
 use crate::packet::PacketBuf;
 use crate::peers::{Peer, PeerCredentials, PeerState, KEEPALIVE_MAGIC, PING_INTERVAL};
@@ -182,6 +187,8 @@ pub struct PeerStats {
     pub bytes_out: u64,
     /// Login or configured name.
     pub user: Option<String>,
+    /// The peer's label for us, once an RPATH query answered.
+    pub path_to_us: Option<u64>,
 }
 
 /// Statistics of one end-to-end session.
@@ -224,6 +231,16 @@ pub struct Node<P> {
     beacon_password: [u8; beacon::PASSWORD_LEN],
     last_reject_report: Option<Instant>,
     rejects_unreported: u64,
+    /// Leases on our links and the per-packet classification.
+    leases: LeaseEngine,
+    /// Egress ports of the peers whose link has a capacity, by switch slot.
+    egress: Vec<Option<EgressPort>>,
+    /// Capacity of every peer link, kbit/s (`None`: unpaced, no ports).
+    link_kbps: Option<u32>,
+    /// Where [`Nanos`] for the lease engine count from.
+    epoch: Instant,
+    /// Round-robin start for [`Node::poll_egress`].
+    egress_cursor: usize,
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -254,6 +271,10 @@ impl<P: Pathfinder> Node<P> {
     /// A node with `private_key`, its randomness seeded from `seed`.
     pub fn new(private_key: PrivateKey, pathfinder: P, seed: [u8; 32], now: Instant) -> Self {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+        let leases = LeaseEngine::new(
+            Signer::from_cjdns(&private_key).public(),
+            EngineConfig::default(),
+        );
         // End-to-end sessions use no passwords; they share the context as created here, while
         // link sessions see the users added later (`Arc::make_mut` splits the two).
         let ca = Arc::new(CryptoAuth::new(private_key));
@@ -263,12 +284,18 @@ impl<P: Pathfinder> Node<P> {
         let beacon_password = beacon::new_password(&mut rng);
         let mut peers = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
         peers.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
+        let mut egress = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
+        egress.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
+        // The traffic class carries the lease tag between pktmesh switches (docs/leases.md §4);
+        // the lease engine decides what to write, the switch leaves it alone.
+        let mut switch = SwitchCore::new(scheme);
+        switch.set_traffic_class_policy(TrafficClassPolicy::Preserve);
         let mut node = Self {
             ca,
             key,
             address: key.address(),
             scheme,
-            switch: SwitchCore::new(scheme),
+            switch,
             peers,
             peer_by_link: HashMap::new(),
             sessions,
@@ -283,6 +310,11 @@ impl<P: Pathfinder> Node<P> {
             beacon_password,
             last_reject_report: None,
             rejects_unreported: 0,
+            leases,
+            egress,
+            link_kbps: None,
+            epoch: now,
+            egress_cursor: 0,
         };
         // Peers that heard our beacon log in with this password (cjdns does the same).
         if let Err(e) =
@@ -473,10 +505,15 @@ impl<P: Pathfinder> Node<P> {
 
     /// When [`Node::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Instant {
-        match self.pathfinder.poll_timeout() {
+        let t = match self.pathfinder.poll_timeout() {
             Some(t) if t < self.next_keepalive => t,
             _ => self.next_keepalive,
-        }
+        };
+        self.egress
+            .iter()
+            .flatten()
+            .filter_map(EgressPort::next_ready)
+            .fold(t, Instant::min)
     }
 
     // ----- data path -------------------------------------------------------------------
@@ -615,14 +652,33 @@ impl<P: Pathfinder> Node<P> {
             address: peer.link_address,
         };
         self.push_event(event);
+        self.leases.peer_up(node.key, slot);
         self.pathfinder.peer_up(now, node);
+        self.send_rpath_query(now, slot);
+    }
+
+    /// Asks the peer in `slot` for its label back to us (cjdns RPATH).
+    fn send_rpath_query(&mut self, now: Instant, slot: u16) {
+        let Some(label) = self.peers[usize::from(slot)].as_ref().map(|p| p.label) else {
+            return;
+        };
+        let msg = ControlMessage::RPathQuery(RPath {
+            version: PROTOCOL_VERSION,
+            rpath: label.bits(),
+        });
+        let mut out = [0u8; 128];
+        if let Ok(n) = msg.emit_packet(&SwitchHeaderRepr::new(label.bits()), &mut out) {
+            let mut b = PacketBuf::from_slice(&out[..n]);
+            let o = self.send_from_router(now, &mut b);
+            self.queue(o, &b);
+        }
     }
 
     /// Runs the switch on a packet that arrived on `from`.
     fn switch_in(&mut self, now: Instant, from: u16, buf: &mut PacketBuf) -> Output {
         match self.switch.forward(from, buf.data_mut()) {
             Forward::Deliver { to } if to == ROUTER_SLOT => self.router_in(now, buf),
-            Forward::Deliver { to } => self.send_to_peer(now, to, buf),
+            Forward::Deliver { to } => self.forward_to_peer(now, from, to, buf),
             Forward::SendError { code } => {
                 let mut err = [0u8; ERROR_PACKET_MAX];
                 if let Ok(n) = write_switch_error(buf.data(), code, &mut err) {
@@ -638,6 +694,104 @@ impl<P: Pathfinder> Node<P> {
             }
             Forward::Drop(_) => Output::None,
         }
+    }
+
+    /// Classifies a switched packet for its lease, writes the traffic class the lease engine
+    /// chose, and sends it to the peer in `to` — at once, or through the peer's egress port when
+    /// the link is paced and busy.
+    fn forward_to_peer(&mut self, now: Instant, from: u16, to: u16, buf: &mut PacketBuf) -> Output {
+        let nanos = self.nanos(now);
+        let len = buf.len();
+        let data = buf.data_mut();
+        let is_control = be32(data, HEADER_LEN) == Some(0xffff_ffff) && from == ROUTER_SLOT;
+        let Some(tc_bytes) = data.get_mut(10..12) else {
+            return Output::None;
+        };
+        let tc = u16::from_be_bytes([tc_bytes[0], tc_bytes[1]]);
+        let verdict = self.leases.classify_packet(nanos, from, to, len as u32, tc);
+        if verdict.traffic_class != tc {
+            tc_bytes.copy_from_slice(&verdict.traffic_class.to_be_bytes());
+        }
+        if let Some(kbps) = self.link_kbps {
+            let port =
+                self.egress[usize::from(to)].get_or_insert_with(|| EgressPort::new(kbps, now));
+            if is_control {
+                // Our own switch pings and errors keep the link alive: never queued.
+                port.charge(now, len);
+            } else if !port.admit_now(now, len) {
+                port.enqueue(now, nanos, verdict.priority, buf.data());
+                return Output::None;
+            }
+        }
+        self.send_to_peer(now, to, buf)
+    }
+
+    fn nanos(&self, now: Instant) -> Nanos {
+        Nanos(now.saturating_duration_since(self.epoch).as_nanos() as u64)
+    }
+
+    /// Sends the next packet a paced egress port lets go, if any: the buffer then holds the
+    /// link-encrypted packet and the answer says where. Call after every batch of input and
+    /// when [`Node::poll_timeout`] passes, until it answers [`Output::None`].
+    pub fn poll_egress(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+        let n = self.egress.len();
+        let nanos = self.nanos(now);
+        for step in 0..n {
+            let slot = (self.egress_cursor + step) % n;
+            let Some(port) = self.egress[slot].as_mut() else {
+                continue;
+            };
+            if port.dequeue_into(now, nanos, buf) {
+                self.egress_cursor = slot + 1;
+                // slot < SLOT_COUNT = 257
+                return self.send_to_peer(now, slot as u16, buf);
+            }
+        }
+        Output::None
+    }
+
+    /// Sets the capacity of every peer link (kbit/s); forwarded traffic is then paced at it and
+    /// queued by lease priority when the link is busy. `None` sends everything at once.
+    pub fn set_link_capacity(&mut self, kbps: Option<u32>) {
+        self.link_kbps = kbps.filter(|k| *k > 0);
+        self.egress.iter_mut().for_each(|p| *p = None);
+    }
+
+    /// The configured link capacity, kbit/s.
+    pub fn link_capacity(&self) -> Option<u32> {
+        self.link_kbps
+    }
+
+    /// Counters of the paced egress ports, by peer key.
+    pub fn egress_stats(&self) -> Vec<(PublicKey, PortStats)> {
+        self.egress
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, port)| {
+                let port = port.as_ref()?;
+                let peer = self.peers.get(slot)?.as_ref()?;
+                Some((peer.key, port.stats()))
+            })
+            .collect()
+    }
+
+    /// Applies one signed lease message (`docs/leases.md` §3) at wall-clock time `now`.
+    pub fn handle_lease_message(
+        &mut self,
+        now: UnixTime,
+        bytes: &[u8],
+    ) -> Result<Event, EngineError> {
+        self.leases.handle_message(now, bytes)
+    }
+
+    /// Lets lease time spans start and end (call about once a second with the wall clock).
+    pub fn handle_lease_timeout(&mut self, now: UnixTime) {
+        self.leases.handle_timeout(now);
+    }
+
+    /// The lease engine (leases known, meters).
+    pub fn leases(&self) -> &LeaseEngine {
+        &self.leases
     }
 
     /// Encrypts the buffer for the peer in `slot`.
@@ -724,11 +878,20 @@ impl<P: Pathfinder> Node<P> {
                 let o = self.send_from_router(now, &mut reply);
                 self.queue(o, &reply);
             }
-            Err(NoReply::NotAQuery(_)) => {
-                if let Ok(ControlMessage::Pong(p)) = ControlMessage::parse(frame) {
-                    self.on_pong(now, back, p);
+            Err(NoReply::NotAQuery(_)) => match ControlMessage::parse(frame) {
+                Ok(ControlMessage::Pong(p)) => self.on_pong(now, back, p),
+                Ok(ControlMessage::RPathReply(r)) => {
+                    if let Some(peer) = self
+                        .peers
+                        .iter_mut()
+                        .flatten()
+                        .find(|p| p.label.bits() == back)
+                    {
+                        peer.path_to_us = Some(r.rpath);
+                    }
                 }
-            }
+                _ => {}
+            },
             Err(_) => {}
         }
     }
@@ -757,7 +920,11 @@ impl<P: Pathfinder> Node<P> {
                 peer.last_message = now;
             }
             let slot = peer.slot;
+            let ask_rpath = peer.announced && peer.path_to_us.is_none();
             self.announce_if_ready(now, slot);
+            if ask_rpath {
+                self.send_rpath_query(now, slot);
+            }
         } else if let Some((sent, path)) = self.pings.remove(&cookie) {
             self.ping_results.push_back(PingResult {
                 cookie,
@@ -1135,6 +1302,10 @@ impl<P: Pathfinder> Node<P> {
         if let Some(peer) = self.peers[usize::from(slot)].take() {
             self.peer_by_link.remove(&peer.link_address);
             self.switch.remove_interface(slot);
+            self.egress[usize::from(slot)] = None;
+            if peer.announced {
+                self.leases.peer_down(&peer.key);
+            }
             if peer.announced {
                 let node = NodeRef {
                     key: peer.key,
@@ -1200,6 +1371,7 @@ impl<P: Pathfinder> Node<P> {
                 bytes_in: p.bytes_in,
                 bytes_out: p.bytes_out,
                 user: p.name.clone(),
+                path_to_us: p.path_to_us,
             })
             .collect()
     }

@@ -19,6 +19,7 @@ pub mod bencode;
 pub mod config;
 pub mod core;
 pub mod dht;
+pub mod egress;
 pub mod ipv6;
 pub mod node_admin;
 pub mod packet;

@@ -97,6 +97,9 @@ pub struct Peer {
     pub bytes_out: u64,
     /// Packets that failed to decrypt or were replays.
     pub bad_packets: u64,
+    /// The peer's label for us (its switch's director back to us), learned with an RPATH
+    /// query; what route-server announcements carry.
+    pub path_to_us: Option<u64>,
 }
 
 impl Peer {
@@ -131,6 +134,7 @@ impl Peer {
             bytes_in: 0,
             bytes_out: 0,
             bad_packets: 0,
+            path_to_us: None,
         }
     }
 

@@ -64,6 +64,11 @@ fn peers_establish_and_learn_versions() {
         );
     }
     assert!(net.nodes[1].1.peer_stats(now)[0].is_incoming);
+    // Each learned (RPATH) the label its peer uses to reach it: what announcements carry.
+    let (a, b) = (&net.nodes[0].1, &net.nodes[1].1);
+    let (a_stats, b_stats) = (a.peer_stats(now), b.peer_stats(now));
+    assert_eq!(a_stats[0].path_to_us, Some(b_stats[0].label.bits()));
+    assert_eq!(b_stats[0].path_to_us, Some(a_stats[0].label.bits()));
 }
 
 #[test]

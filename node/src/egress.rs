@@ -1,0 +1,287 @@
+//! Egress ports: per-peer strict-priority queues paced at the link's capacity.
+//!
+//! A link with a configured capacity gets an [`EgressPort`]. A packet forwarded to that peer is
+//! sent at once while the port's queue is empty and its pacing bucket is not in debt; otherwise
+//! its plaintext (switch header onwards, not yet link-encrypted, so the link session's nonces stay
+//! in order) is copied into one of the port's fixed buffers and queued in a
+//! [`EgressScheduler`] at the priority the lease engine gave it. The node drains ports with
+//! [`EgressPort::dequeue_into`] as the bucket refills. Packets are dropped only when the queue
+//! is full, lowest priority first: fail open.
+//!
+//! Links without a capacity have no port and are never queued here (the kernel's socket buffer
+//! is their queue). What lives elsewhere: classification (`pktmesh_lease_engine::LeaseEngine`),
+//! encryption and the choice of what to send (`crate::core`).
+
+use std::time::{Duration, Instant};
+
+use pktmesh_lease_engine::{EgressScheduler, Enqueued, Nanos, Priority};
+
+use crate::packet::PacketBuf;
+
+/// Packets one port can hold.
+pub const PORT_SLOTS: usize = 128;
+/// Largest packet a port stores (a switch packet: cjdns MTU plus headers, with margin).
+pub const SLOT_BYTES: usize = 2048;
+/// The pacing bucket holds this much time's worth of bytes (and at least [`MIN_BURST`]).
+pub const BURST: Duration = Duration::from_millis(5);
+/// Smallest burst, bytes: two full-size packets.
+pub const MIN_BURST: f64 = 3000.0;
+
+/// Counters of one port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Link capacity, kbit/s.
+    pub kbps: u32,
+    /// Packets sent without waiting.
+    pub sent_direct: u64,
+    /// Packets sent from the queue.
+    pub sent_queued: u64,
+    /// Packets dropped because the queue was full (contention).
+    pub dropped: u64,
+    /// Dropped packets that were free tier.
+    pub dropped_free: u64,
+    /// Packets waiting now.
+    pub queued: usize,
+}
+
+/// One paced, prioritised egress port.
+#[derive(Debug)]
+pub struct EgressPort {
+    sched: EgressScheduler<u32>,
+    buffers: Vec<Box<[u8]>>,
+    lens: Vec<u16>,
+    free: Vec<u32>,
+    bytes_per_ns: f64,
+    depth: f64,
+    tokens: f64,
+    last: Instant,
+    stats: PortStats,
+}
+
+impl EgressPort {
+    /// A port for a link of `kbps` kbit/s, starting with a full bucket at `now`.
+    pub fn new(kbps: u32, now: Instant) -> Self {
+        let bytes_per_ns = f64::from(kbps.max(1)) * 1000.0 / 8.0 / 1e9;
+        let depth = (bytes_per_ns * BURST.as_nanos() as f64).max(MIN_BURST);
+        Self {
+            sched: EgressScheduler::new(PORT_SLOTS),
+            buffers: (0..=PORT_SLOTS)
+                .map(|_| vec![0u8; SLOT_BYTES].into_boxed_slice())
+                .collect(),
+            lens: vec![0; PORT_SLOTS + 1],
+            free: (0..=PORT_SLOTS as u32).rev().collect(),
+            bytes_per_ns,
+            depth,
+            tokens: depth,
+            last: now,
+            stats: PortStats {
+                kbps,
+                ..PortStats::default()
+            },
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let ns = now.saturating_duration_since(self.last).as_nanos() as f64;
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + ns * self.bytes_per_ns).min(self.depth);
+    }
+
+    /// Whether a packet of `len` bytes may go out now without queueing; if so its bytes are
+    /// charged to the bucket.
+    pub fn admit_now(&mut self, now: Instant, len: usize) -> bool {
+        self.refill(now);
+        if self.sched.is_empty() && self.tokens > 0.0 {
+            self.tokens -= len as f64;
+            self.stats.sent_direct += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Charges `len` bytes sent past the queue (the node's own control packets).
+    pub fn charge(&mut self, now: Instant, len: usize) {
+        self.refill(now);
+        self.tokens -= len as f64;
+    }
+
+    /// Queues a copy of `packet` at `priority`. A packet too big for a slot is sent as free
+    /// tier would be when the queue is full: dropped (it cannot be a valid switch packet).
+    pub fn enqueue(&mut self, now: Instant, nanos: Nanos, priority: Priority, packet: &[u8]) {
+        self.refill(now);
+        if packet.len() > SLOT_BYTES {
+            self.count_drop(priority);
+            return;
+        }
+        // One buffer more than the scheduler holds: there is always a buffer for the newcomer,
+        // and whichever packet the scheduler refuses or evicts gives its buffer back.
+        let Some(slot) = self.free.pop() else {
+            self.count_drop(priority);
+            return;
+        };
+        self.store(slot, packet);
+        match self
+            .sched
+            .enqueue(nanos, priority, packet.len() as u32, slot)
+        {
+            Enqueued::Queued => {}
+            Enqueued::QueuedEvicting(d) | Enqueued::Dropped(d) => {
+                self.count_drop(d.priority);
+                self.free.push(d.token);
+            }
+        }
+    }
+
+    fn store(&mut self, slot: u32, packet: &[u8]) {
+        let i = slot as usize;
+        self.buffers[i][..packet.len()].copy_from_slice(packet);
+        self.lens[i] = packet.len() as u16;
+    }
+
+    fn count_drop(&mut self, priority: Priority) {
+        self.stats.dropped += 1;
+        if priority == Priority::FREE {
+            self.stats.dropped_free += 1;
+        }
+    }
+
+    /// When the next queued packet may go, if any is queued.
+    pub fn next_ready(&self) -> Option<Instant> {
+        if self.sched.is_empty() {
+            return None;
+        }
+        if self.tokens > 0.0 {
+            return Some(self.last);
+        }
+        let wait_ns = (-self.tokens / self.bytes_per_ns).ceil() as u64 + 1;
+        Some(self.last + Duration::from_nanos(wait_ns))
+    }
+
+    /// Moves the next packet the bucket allows into `out` (after its headroom).
+    pub fn dequeue_into(&mut self, now: Instant, nanos: Nanos, out: &mut PacketBuf) -> bool {
+        self.refill(now);
+        if self.tokens <= 0.0 {
+            return false;
+        }
+        let Some(d) = self.sched.dequeue(nanos) else {
+            return false;
+        };
+        let i = d.token as usize;
+        let len = usize::from(self.lens[i]);
+        out.read_area()[..len].copy_from_slice(&self.buffers[i][..len]);
+        out.set_read_len(len);
+        self.free.push(d.token);
+        self.tokens -= len as f64;
+        self.stats.sent_queued += 1;
+        true
+    }
+
+    /// The port's counters.
+    pub fn stats(&self) -> PortStats {
+        PortStats {
+            queued: self.sched.len(),
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(tag: u8, len: usize) -> Vec<u8> {
+        vec![tag; len]
+    }
+
+    #[test]
+    fn paces_at_the_link_rate() {
+        let t0 = Instant::now();
+        // 8 Mbit/s = 1,000,000 bytes/s: 1000 packets of 1000 bytes a second.
+        let mut port = EgressPort::new(8_000, t0);
+        let mut out = PacketBuf::new();
+        let (mut sent, mut offered) = (0u32, 0u32);
+        for ms in 0..1000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            // Offer 3 packets a millisecond (3× the rate).
+            for _ in 0..3 {
+                offered += 1;
+                if port.admit_now(now, 1000) {
+                    sent += 1;
+                } else {
+                    port.enqueue(now, Nanos(ms * 1_000_000), Priority::FREE, &packet(1, 1000));
+                }
+            }
+            while port.dequeue_into(now, Nanos(ms * 1_000_000), &mut out) {
+                assert_eq!(out.len(), 1000);
+                sent += 1;
+            }
+        }
+        assert_eq!(offered, 3000);
+        // 1 s at the rate plus the initial burst (5 ms, at least 3000 bytes).
+        assert!((1000..=1010).contains(&sent), "sent {sent}");
+        let stats = port.stats();
+        assert!(
+            stats.queued >= PORT_SLOTS - 1,
+            "the queue stays full under overload"
+        );
+        assert_eq!(u64::from(sent), stats.sent_direct + stats.sent_queued);
+        assert_eq!(stats.dropped, stats.dropped_free);
+        assert_eq!(
+            u64::from(offered) - u64::from(sent) - stats.queued as u64,
+            stats.dropped
+        );
+    }
+
+    #[test]
+    fn contention_drops_the_lowest_priority_first() {
+        let t0 = Instant::now();
+        let mut port = EgressPort::new(1_000, t0);
+        let mut out = PacketBuf::new();
+        // Empty the bucket, then fill the queue with free-tier packets.
+        while port.admit_now(t0, 1000) {}
+        for _ in 0..PORT_SLOTS {
+            port.enqueue(t0, Nanos(0), Priority::FREE, &packet(0, 500));
+        }
+        assert_eq!(
+            port.stats().dropped,
+            0,
+            "nothing dropped until the queue is full"
+        );
+        // In-lease packets push free-tier ones out; more free tier is refused.
+        for i in 0..10 {
+            port.enqueue(t0, Nanos(0), Priority::in_lease(0), &packet(100 + i, 600));
+        }
+        port.enqueue(t0, Nanos(0), Priority::FREE, &packet(0, 500));
+        let stats = port.stats();
+        assert_eq!((stats.dropped, stats.dropped_free), (11, 11));
+        assert_eq!(stats.queued, PORT_SLOTS);
+        // The leased packets leave first, in order, with their bytes intact.
+        let mut later = t0;
+        for i in 0..10 {
+            later += Duration::from_secs(1);
+            assert!(port.dequeue_into(later, Nanos(1), &mut out));
+            assert_eq!(out.data(), &packet(100 + i, 600)[..]);
+        }
+        later += Duration::from_secs(1);
+        assert!(port.dequeue_into(later, Nanos(1), &mut out));
+        assert_eq!(out.data(), &packet(0, 500)[..]);
+        // An oversized packet is refused, never truncated.
+        port.enqueue(later, Nanos(1), Priority::MAX, &packet(9, SLOT_BYTES + 1));
+        assert_eq!(port.stats().dropped, 12);
+    }
+
+    #[test]
+    fn says_when_the_next_packet_may_go() {
+        let t0 = Instant::now();
+        let mut port = EgressPort::new(8_000, t0);
+        assert_eq!(port.next_ready(), None);
+        while port.admit_now(t0, 1000) {}
+        port.enqueue(t0, Nanos(0), Priority::FREE, &packet(1, 1000));
+        let ready = port.next_ready().expect("a packet waits");
+        assert!(ready > t0 && ready <= t0 + Duration::from_millis(1) + Duration::from_micros(1));
+        let mut out = PacketBuf::new();
+        assert!(!port.dequeue_into(t0, Nanos(0), &mut out));
+        assert!(port.dequeue_into(ready, Nanos(0), &mut out));
+    }
+}
