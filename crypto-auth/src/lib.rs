@@ -8,6 +8,8 @@
 //! - [`noise`]: Noise (WireGuard IKpsk2) sessions in cjdns's framing, and the peer link that
 //!   prefers Noise and falls back to legacy.
 //! - [`replay`]: the 64-bit sliding replay window of legacy data packets.
+//! - [`sign`]: Ed25519 with a cjdns identity (the clamped curve25519 scalar used directly, as
+//!   cjdns `crypto/Sign.c` does), shared by lease messages and cjdns announcements.
 //! - [`error`]: the typed errors (decrypt errors carry the cjdns codes 1–16).
 //! - [`primitives`]: the one place in the workspace that provides raw ChaCha20 and Poly1305.
 //!   Packet encryption (Noise sessions) and PacketCrypt's CryptoCycle (`pktmesh-chain`) both
@@ -23,6 +25,7 @@ pub mod legacy;
 pub mod noise;
 pub mod primitives;
 pub mod replay;
+pub mod sign;
 
 pub use error::{AddUserError, DecryptError, EncryptError};
 pub use keys::{Address, KeyError, PrivateKey, PublicKey};

@@ -1,33 +1,32 @@
-//! Ed25519 signing with a node's cjdns identity, as cjdns does it (`crypto/Sign.c`).
+//! Ed25519 signing of lease messages with a node's cjdns identity.
 //!
-//! cjdns has one secret per node, the 32-byte curve25519 private key. To sign, it clamps that
-//! scalar (`&= 248` on byte 0, `&= 63` then `|= 64` on byte 31) and uses it *directly* as the
-//! Ed25519 secret scalar, with no SHA-512 expansion of a seed. The Ed25519 public key is then
-//! `scalar · B` on the Edwards curve, whose Montgomery form is exactly the node's cjdns public key,
-//! so a verifier can tie a signature to a cjdns identity. Signatures are ordinary Ed25519 and
-//! verify with any standard verifier.
-//!
-//! Ed25519 also needs a secret "nonce prefix" that standard keys take from the second half of
-//! SHA-512(seed). cjdns derives a fresh one per signature from SHA-512(scalar ‖ 32 random bytes).
-//! This module derives it deterministically instead, as SHA-512(domain ‖ private key)'s first
-//! 32 bytes (the signature stays deterministic, like RFC 8032, and needs no RNG argument); the
-//! two choices produce different but equally valid signatures.
+//! The signing itself is `pktmesh_crypto_auth::sign` (shared with cjdns announcements): the
+//! clamped curve25519 private key is the Ed25519 scalar, as cjdns `crypto/Sign.c` does, so a
+//! signing key's Montgomery form is the node's cjdns public key, and signatures are ordinary
+//! Ed25519. The nonce prefix is SHA-512("pktmesh lease nonce prefix\0" ‖ private key)[..32],
+//! deterministic (cjdns draws one at random per signature; both are valid).
 //!
 //! Every lease message is signed over `SIGNING_CONTEXT ‖ message bytes`, so a lease signature can
 //! never be replayed as a cjdns announcement signature or the reverse.
 
 use core::fmt;
 
-use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
-use ed25519_dalek::{Signature, VerifyingKey};
+use pktmesh_crypto_auth::sign::{CjdnsSigner, CjdnsVerifyingKey};
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
-use sha2::{Digest, Sha512};
 
 /// Prepended to every signed lease message before signing (domain separation).
 pub const SIGNING_CONTEXT: &[u8] = b"pktmesh lease v1\0";
 
 /// Domain string for the deterministic nonce prefix.
 const NONCE_DOMAIN: &[u8] = b"pktmesh lease nonce prefix\0";
+
+/// `SIGNING_CONTEXT ‖ message`: the bytes actually signed.
+fn with_context(message: &[u8]) -> Vec<u8> {
+    let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + message.len());
+    signed.extend_from_slice(SIGNING_CONTEXT);
+    signed.extend_from_slice(message);
+    signed
+}
 
 /// An Ed25519 public signing key (32 bytes, compressed Edwards point), the form in which lease
 /// messages name their signers.
@@ -40,21 +39,14 @@ impl SigningKey {
     /// The cjdns (curve25519) public key of this signing key: the Montgomery form of the point,
     /// or `None` if the bytes are not a point on the curve.
     pub fn cjdns_key(&self) -> Option<PublicKey> {
-        let vk = VerifyingKey::from_bytes(&self.0).ok()?;
-        Some(PublicKey::from_bytes(vk.to_montgomery().to_bytes()))
+        CjdnsVerifyingKey::from_bytes(&self.0).map(|k| k.cjdns_key())
     }
 
     /// Whether `signature` is a valid Ed25519 signature by this key over
     /// `SIGNING_CONTEXT ‖ message` (strict verification: canonical encodings, no small-order key).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(vk) = VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        let sig = Signature::from_bytes(signature);
-        let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + message.len());
-        signed.extend_from_slice(SIGNING_CONTEXT);
-        signed.extend_from_slice(message);
-        vk.verify_strict(&signed, &sig).is_ok()
+        CjdnsVerifyingKey::from_bytes(&self.0)
+            .is_some_and(|k| k.verify(&with_context(message), signature))
     }
 }
 
@@ -69,41 +61,22 @@ impl fmt::Debug for SigningKey {
 }
 
 /// A node's or an owner's secret signing identity, derived from a cjdns private key.
-pub struct Signer {
-    expanded: ExpandedSecretKey,
-    public: VerifyingKey,
-}
+pub struct Signer(CjdnsSigner);
 
 impl Signer {
     /// Derives the signing identity of the cjdns private key `key` (see the module docs).
     pub fn from_cjdns(key: &PrivateKey) -> Self {
-        let mut bytes = [0u8; 64];
-        bytes[..32].copy_from_slice(key.as_bytes());
-        // The clamping cjdns applies; ExpandedSecretKey::from_bytes clamps the same way again.
-        bytes[0] &= 248;
-        bytes[31] &= 63;
-        bytes[31] |= 64;
-        let prefix = Sha512::new()
-            .chain_update(NONCE_DOMAIN)
-            .chain_update(key.as_bytes())
-            .finalize();
-        bytes[32..].copy_from_slice(&prefix[..32]);
-        let expanded = ExpandedSecretKey::from_bytes(&bytes);
-        let public = VerifyingKey::from(&expanded);
-        Self { expanded, public }
+        Self(CjdnsSigner::new(key, NONCE_DOMAIN))
     }
 
     /// The public signing key (its Montgomery form is the cjdns public key).
     pub fn public(&self) -> SigningKey {
-        SigningKey(self.public.to_bytes())
+        SigningKey(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `SIGNING_CONTEXT ‖ message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + message.len());
-        signed.extend_from_slice(SIGNING_CONTEXT);
-        signed.extend_from_slice(message);
-        raw_sign::<Sha512>(&self.expanded, &signed, &self.public).to_bytes()
+        self.0.sign(&with_context(message))
     }
 }
 
@@ -135,19 +108,23 @@ mod tests {
     }
 
     #[test]
-    fn signatures_verify_with_standard_ed25519() {
-        let private = PrivateKey::from_bytes([7; 32]);
-        let signer = Signer::from_cjdns(&private);
+    fn signatures_are_context_prefixed_and_pinned() {
+        let signer = Signer::from_cjdns(&PrivateKey::from_bytes([7; 32]));
         let sig = signer.sign(b"hello");
+        // Lease signatures made before the signing moved to crypto-auth, byte for byte.
+        assert_eq!(
+            hex::encode(sig),
+            concat!(
+                "37542111e88900c3271bc3d5146d7478c72f6bfe0ca8d2c60b3fd8ffa12a0957",
+                "04dc9bdc28cb6ba4f5788076dcdaf2d3a0a9efd1f407276026830c40b0b1c40c"
+            )
+        );
         assert!(signer.public().verify(b"hello", &sig));
         assert!(!signer.public().verify(b"hellp", &sig));
         // A plain Ed25519 verifier over the context-prefixed bytes agrees.
-        let vk = VerifyingKey::from_bytes(&signer.public().0).unwrap();
-        let mut m = SIGNING_CONTEXT.to_vec();
-        m.extend_from_slice(b"hello");
-        vk.verify_strict(&m, &Signature::from_bytes(&sig)).unwrap();
-        // Deterministic.
-        assert_eq!(sig, signer.sign(b"hello"));
+        let vk = CjdnsVerifyingKey::from_bytes(&signer.public().0).unwrap();
+        assert!(vk.verify(&[SIGNING_CONTEXT, b"hello"].concat(), &sig));
+        assert!(!vk.verify(b"hello", &sig));
     }
 
     #[test]

@@ -29,8 +29,7 @@
 
 use core::fmt;
 
-use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
-use ed25519_dalek::{Signature, VerifyingKey};
+use pktmesh_crypto_auth::sign::{CjdnsSigner, CjdnsVerifyingKey};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_switch::{EncodingScheme, SchemeError};
 use sha2::{Digest, Sha512};
@@ -244,12 +243,12 @@ impl<'a> Announcement<'a> {
     /// Verifies the signature and returns the sender's cjdns key (the Montgomery form of the
     /// signing key), which must have an address in fc00::/8.
     pub fn verify(&self) -> Result<PublicKey, AnnounceError> {
-        let vk = VerifyingKey::from_bytes(&self.signing_key())
-            .map_err(|_| AnnounceError::BadSigningKey)?;
-        let sig = Signature::from_bytes(&self.signature());
-        vk.verify_strict(self.signed_bytes(), &sig)
-            .map_err(|_| AnnounceError::BadSignature)?;
-        let key = PublicKey::from_bytes(vk.to_montgomery().to_bytes());
+        let vk = CjdnsVerifyingKey::from_bytes(&self.signing_key())
+            .ok_or(AnnounceError::BadSigningKey)?;
+        if !vk.verify(self.signed_bytes(), &self.signature()) {
+            return Err(AnnounceError::BadSignature);
+        }
+        let key = vk.cjdns_key();
         let address = key.address();
         if !address.is_valid() {
             return Err(AnnounceError::NotCjdnsKey(address));
@@ -869,19 +868,20 @@ impl AnnouncementRepr {
 
 /// Signs announcements with a node's cjdns identity, as cjdns `crypto/Sign.c` does: the clamped
 /// curve25519 secret is the Ed25519 scalar, so the signing key's Montgomery form is the node's
-/// cjdns public key. The nonce prefix is derived deterministically from the key (cjdns draws it
-/// at random); either gives a valid Ed25519 signature. Unlike lease messages
+/// cjdns public key (`pktmesh_crypto_auth::sign`, shared with lease messages). The nonce prefix
+/// is derived deterministically from the key, SHA-512("pktmesh announce nonce prefix\0" ‖ key),
+/// where cjdns draws it at random; either gives a valid Ed25519 signature. Unlike lease messages
 /// (`pktmesh_lease_engine::sign`), announcements are signed over the raw bytes with no context
 /// string, because stock snodes verify them that way.
-pub struct AnnounceSigner {
-    expanded: ExpandedSecretKey,
-    public: VerifyingKey,
-}
+pub struct AnnounceSigner(CjdnsSigner);
+
+/// Domain string of the announcement signer's deterministic nonce prefix.
+const ANNOUNCE_NONCE_DOMAIN: &[u8] = b"pktmesh announce nonce prefix\0";
 
 impl fmt::Debug for AnnounceSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnnounceSigner")
-            .field("signing_key", &hex::encode(self.public.to_bytes()))
+            .field("signing_key", &hex::encode(self.signing_key()))
             .finish_non_exhaustive()
     }
 }
@@ -889,29 +889,17 @@ impl fmt::Debug for AnnounceSigner {
 impl AnnounceSigner {
     /// The signer of the node whose cjdns private key is `key`.
     pub fn from_cjdns(key: &PrivateKey) -> Self {
-        let mut bytes = [0u8; 64];
-        bytes[..32].copy_from_slice(key.as_bytes());
-        bytes[0] &= 248;
-        bytes[31] &= 63;
-        bytes[31] |= 64;
-        let prefix = Sha512::new()
-            .chain_update(b"pktmesh announce nonce prefix\0")
-            .chain_update(key.as_bytes())
-            .finalize();
-        bytes[32..].copy_from_slice(&prefix[..32]);
-        let expanded = ExpandedSecretKey::from_bytes(&bytes);
-        let public = VerifyingKey::from(&expanded);
-        Self { expanded, public }
+        Self(CjdnsSigner::new(key, ANNOUNCE_NONCE_DOMAIN))
     }
 
     /// The Ed25519 public key written into announcements.
     pub fn signing_key(&self) -> [u8; 32] {
-        self.public.to_bytes()
+        self.0.verifying_key().to_bytes()
     }
 
     /// Signs `message` (plain Ed25519, no context).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        raw_sign::<Sha512>(&self.expanded, message, &self.public).to_bytes()
+        self.0.sign(message)
     }
 }
 
@@ -1159,6 +1147,23 @@ mod tests {
             }
             at += usize::from(len);
         }
+    }
+
+    #[test]
+    fn signatures_are_raw_and_pinned() {
+        let signer = AnnounceSigner::from_cjdns(&PrivateKey::from_bytes([7; 32]));
+        let sig = signer.sign(b"hello");
+        // Announcement signatures made before the signing moved to crypto-auth, byte for byte.
+        assert_eq!(
+            hex::encode(sig),
+            concat!(
+                "8469fe04419a5e82341983c9cb8b6d9a39e8efb0f469a56ca9fcc5cd87d32728",
+                "168c626ec83eb201847fed06225f6136d76d3019955d6618f0c889adf172ed01"
+            )
+        );
+        // Over the raw bytes, no context.
+        let vk = CjdnsVerifyingKey::from_bytes(&signer.signing_key()).unwrap();
+        assert!(vk.verify(b"hello", &sig));
     }
 
     #[test]
