@@ -25,9 +25,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use pktmesh_crypto_auth::Address;
+use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_lease_engine::sign::SigningKey;
-use pktmesh_lease_engine::UnixTime;
+use pktmesh_lease_engine::wire::{Command, Message};
+use pktmesh_lease_engine::{LeaseId, UnixTime};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -161,6 +162,7 @@ pub fn router(state: Shared) -> Router {
         .route("/leases", get(leases).post(post_frame))
         .route("/orders", get(orders).post(post_frame))
         .route("/orders/pending", get(pending_orders))
+        .route("/frames", get(frames))
         .route("/networks", get(networks).post(post_frame))
         .route("/gossip", post(gossip_in))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -391,6 +393,85 @@ async fn pending_orders(State(s): State<Shared>, Query(q): Query<PendingQuery>) 
         .map(|(id, o)| order_json(id, o))
         .collect();
     Json(json!({ "orders": orders })).into_response()
+}
+
+/// Query of `GET /frames`.
+#[derive(Debug, Deserialize)]
+struct FramesQuery {
+    node: Option<String>,
+}
+
+/// The lease-engine frames of the book that concern `node`, in an order its `LeaseEngine`
+/// can apply them in: bandwidth leases on links from or to the node, then virtual-switch leases
+/// issued by it (each by lease id), then configuration of those by (target, sequence number).
+///
+/// Left out, because the engine would refuse them: frames of leases that are over at `now`,
+/// configuration of leases that have not started yet (it is returned once they have), and
+/// configuration the book holds after a lease's release (the node forgets a released lease).
+fn frames_for(book: &LeaseBook, node: &Address, now: UnixTime) -> Vec<Vec<u8>> {
+    let addr_of = |k: &SigningKey| k.cjdns_key().map(|k| k.address());
+    let mut leases = Vec::new();
+    let mut vswitches = Vec::new();
+    let mut configs = Vec::new();
+    for (_, bytes) in book.frames() {
+        // Orders (0xB1) and networks (0xB2) are not lease-engine frames and do not parse here.
+        let Ok((message, _)) = Message::parse(bytes) else {
+            continue;
+        };
+        match message {
+            Message::Lease(l) => {
+                let concerns = addr_of(&l.node) == Some(*node)
+                    || PublicKey::from_bytes(l.peer).address() == *node;
+                if concerns && now < l.end {
+                    leases.push((l.id, l.start, bytes));
+                }
+            }
+            Message::VirtualSwitch(v) => {
+                if addr_of(&v.node) == Some(*node) && now < v.end {
+                    vswitches.push((v.id, v.start, bytes));
+                }
+            }
+            Message::Config(c) => configs.push((c.target, c.seq, c.command, bytes)),
+        }
+    }
+    leases.sort_by_key(|(id, _, _)| *id);
+    vswitches.sort_by_key(|(id, _, _)| *id);
+    let started: std::collections::BTreeMap<LeaseId, bool> = leases
+        .iter()
+        .chain(&vswitches)
+        .map(|(id, start, _)| (*id, *start <= now))
+        .collect();
+    configs.retain(|(target, ..)| started.get(target) == Some(&true));
+    configs.sort_by_key(|(target, seq, ..)| (*target, *seq));
+    let mut out: Vec<Vec<u8>> = leases
+        .into_iter()
+        .chain(vswitches)
+        .map(|(_, _, b)| b.clone())
+        .collect();
+    let mut released: Option<LeaseId> = None;
+    for (target, _, command, bytes) in configs {
+        if released == Some(target) {
+            continue;
+        }
+        if command == Command::Release {
+            released = Some(target);
+        }
+        out.push(bytes.clone());
+    }
+    out
+}
+
+async fn frames(State(s): State<Shared>, Query(q): Query<FramesQuery>) -> Response {
+    let Some(Ok(node)) = q.node.as_deref().map(Address::parse) else {
+        return error(StatusCode::BAD_REQUEST, "node must be an fc00::/8 address");
+    };
+    let now = UnixTime(now_ms() / 1000);
+    let app = lock(&s);
+    let frames: Vec<String> = frames_for(&app.book, &node, now)
+        .iter()
+        .map(hex::encode)
+        .collect();
+    Json(json!({ "frames": frames })).into_response()
 }
 
 async fn networks(State(s): State<Shared>) -> Json<Value> {

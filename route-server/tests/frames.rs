@@ -1,0 +1,209 @@
+//! `GET /frames?node=`: the lease-engine frames a node feeds to its `LeaseEngine`, in an order
+//! it can apply them in, and none of another node's.
+#![cfg(feature = "server")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use common::Net;
+use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::wire::{
+    Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
+};
+use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, UnixTime};
+use pktmesh_route_server::http::{http_request, now_ms, router, App};
+use pktmesh_route_server::{Config, CostModel, RouteServer};
+use serde_json::{json, Value};
+
+fn temp_db(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "pktmesh-rs-{name}-{}-{}.redb",
+        std::process::id(),
+        now_ms()
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+async fn start(db: &std::path::Path) -> SocketAddr {
+    let server = RouteServer::new(Config::default(), CostModel::default());
+    let app = Arc::new(Mutex::new(App::open(server, db).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(app)).await });
+    addr
+}
+
+async fn get(to: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = http_request(to, "GET", path, "application/json", b"")
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn post(to: SocketAddr, path: &str, frame: &[u8]) {
+    let body = serde_json::to_vec(&json!({ "frame": hex::encode(frame) })).unwrap();
+    let (status, reply) = http_request(to, "POST", path, "application/json", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+}
+
+/// A lease on `from → to` for `owner`, during `[start, start + 3600)`.
+fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, start: u64) -> Vec<u8> {
+    let node = Signer::from_cjdns(&net.nodes[from].key);
+    Message::Lease(Lease {
+        id: LeaseId([id; 16]),
+        node: node.public(),
+        peer: *net.nodes[to].key.public_key().as_bytes(),
+        kbps: 1000,
+        start: UnixTime(start),
+        end: UnixTime(start + 3600),
+        owner: owner.public(),
+    })
+    .emit_signed(&node)
+    .unwrap()
+}
+
+fn vswitch(net: &Net, at: usize, owner: &Signer, id: u8, ins: u8, outs: u8, now: u64) -> Vec<u8> {
+    let node = Signer::from_cjdns(&net.nodes[at].key);
+    Message::VirtualSwitch(VirtualSwitchLease {
+        id: LeaseId([id; 16]),
+        node: node.public(),
+        owner: owner.public(),
+        start: UnixTime(now - 10),
+        end: UnixTime(now + 3600),
+        ins: vec![LeaseId([ins; 16])],
+        outs: vec![LeaseId([outs; 16])],
+    })
+    .emit_signed(&node)
+    .unwrap()
+}
+
+fn config(signer: &Signer, target: u8, seq: u64, command: Command) -> Vec<u8> {
+    Message::Config(LeaseConfig {
+        target: LeaseId([target; 16]),
+        signer: signer.public(),
+        seq,
+        command,
+    })
+    .emit_signed(signer)
+    .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn frames_of_a_node_apply_cleanly_to_its_engine() {
+    let db = temp_db("frames");
+    let rs = start(&db).await;
+    // A line 0 → 1 → 2 → 3; we look at node 1.
+    let net = Net::new(4);
+    let owner = Signer::from_cjdns(&common::key(800));
+    let heir = Signer::from_cjdns(&common::key(801));
+    let now = now_ms() / 1000;
+    let attach = |network| Command::Attach { network };
+    // Submitted interleaved, with sequence numbers out of order: the answer must sort them.
+    post(rs, "/leases", &lease(&net, 1, 2, &owner, 2, now - 10)).await;
+    post(rs, "/leases", &config(&owner, 2, 20, attach(7))).await;
+    post(rs, "/leases", &config(&owner, 2, 10, attach(6))).await;
+    post(rs, "/leases", &lease(&net, 0, 1, &owner, 1, now - 10)).await;
+    post(rs, "/leases", &config(&owner, 1, 5, attach(7))).await;
+    post(rs, "/leases", &vswitch(&net, 1, &owner, 3, 1, 2, now)).await;
+    // Lease 4 (1 → 2) changes hands; the heir continues above the sequence number.
+    post(rs, "/leases", &lease(&net, 1, 2, &owner, 4, now - 10)).await;
+    let classes = Command::SetClasses {
+        default_class: 2,
+        max_class: 9,
+    };
+    post(rs, "/leases", &config(&owner, 4, 1, classes)).await;
+    let transfer = Command::Transfer {
+        new_owner: heir.public(),
+    };
+    post(rs, "/leases", &config(&owner, 4, 2, transfer)).await;
+    post(rs, "/leases", &config(&heir, 4, 3, attach(9))).await;
+    // Lease 5 (0 → 1) is released.
+    post(rs, "/leases", &lease(&net, 0, 1, &owner, 5, now - 10)).await;
+    post(rs, "/leases", &config(&owner, 5, 1, Command::Release)).await;
+    // Lease 6 (1 → 2) starts in an hour: the lease is for the node now, its configuration
+    // only once it has started (the engine refuses it before).
+    post(rs, "/leases", &lease(&net, 1, 2, &owner, 6, now + 3600)).await;
+    post(rs, "/leases", &config(&owner, 6, 1, attach(7))).await;
+    // Another node's: lease 8 on 2 → 3, a virtual switch at 2 and their configuration.
+    let elsewhere = [
+        lease(&net, 2, 3, &owner, 8, now - 10),
+        vswitch(&net, 2, &owner, 9, 2, 8, now),
+        config(&owner, 8, 1, attach(7)),
+    ];
+    for f in &elsewhere {
+        post(rs, "/leases", f).await;
+    }
+
+    let a1 = net.nodes[1].address.to_string();
+    let (status, body) = get(rs, &format!("/frames?node={a1}")).await;
+    assert_eq!(status, 200, "{body}");
+    let frames: Vec<Vec<u8>> = body["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| hex::decode(f.as_str().unwrap()).unwrap())
+        .collect();
+    for f in &elsewhere {
+        assert!(!frames.contains(f), "another node's frame returned");
+    }
+    let me = Signer::from_cjdns(&net.nodes[1].key).public();
+    let mut engine = LeaseEngine::new(me, EngineConfig::default());
+    let mut events = Vec::new();
+    for f in &frames {
+        let event = engine.handle_message(UnixTime(now), f);
+        assert!(
+            matches!(event, Ok(e) if !matches!(e, Event::AlreadyKnown(_))),
+            "{event:?}"
+        );
+        events.push(event.unwrap());
+    }
+    // Five leases, one virtual switch, seven configuration commands (lease 6's withheld).
+    assert_eq!(frames.len(), 13, "{events:?}");
+    let snap = engine.snapshot();
+    let ids = |ids: &[u8]| ids.iter().map(|&i| LeaseId([i; 16])).collect::<Vec<_>>();
+    assert_eq!(
+        snap.leases.keys().copied().collect::<Vec<_>>(),
+        ids(&[1, 2, 4, 6])
+    );
+    assert_eq!(
+        snap.vswitches.keys().copied().collect::<Vec<_>>(),
+        ids(&[3])
+    );
+    assert_eq!(snap.leases[&LeaseId([1; 16])].network, 7);
+    assert_eq!(snap.leases[&LeaseId([2; 16])].network, 7);
+    let four = &snap.leases[&LeaseId([4; 16])];
+    assert_eq!(
+        (
+            four.lease.owner,
+            four.network,
+            four.default_class,
+            four.max_class
+        ),
+        (heir.public(), 9, 2, 9)
+    );
+    assert_eq!(snap.leases[&LeaseId([6; 16])].network, 0);
+
+    // Node 3 gets only its in-lease and that lease's configuration.
+    let a3 = net.nodes[3].address.to_string();
+    let (_, body) = get(rs, &format!("/frames?node={a3}")).await;
+    assert_eq!(body["frames"].as_array().unwrap().len(), 2, "{body}");
+    // A node nothing concerns gets nothing.
+    let (status, body) = get(rs, "/frames?node=fc00::1").await;
+    assert_eq!((status, body), (200, json!({ "frames": [] })));
+
+    // Bad input: a JSON error, as elsewhere.
+    for bad in ["/frames?node=nonsense", "/frames?node=fd00::1", "/frames"] {
+        let (status, body) = get(rs, bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body["error"].as_str().is_some(), "{bad}: {body}");
+    }
+    let (_, doc) = get(rs, "/openapi.json").await;
+    assert!(doc["paths"].get("/frames").is_some());
+    let _ = std::fs::remove_file(db);
+}
