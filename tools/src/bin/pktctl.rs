@@ -1,12 +1,12 @@
 //! `pktctl`: keys, labels and encoding schemes of a cjdns/pktmesh network.
 //!
-//! Every subcommand prints one line (or one JSON object with `--json`) and exits non-zero with
-//! a one-line error on bad input.
+//! Every subcommand prints one line (or one JSON object with `--json`; the `lease` listings print
+//! a table) and exits non-zero with a one-line error on bad input.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pktmesh_tools::pktctl::{decode, key, label, node, scheme};
+use pktmesh_tools::pktctl::{decode, key, label, lease, node, scheme};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +49,9 @@ enum Command {
         #[command(flatten)]
         target: node::AdminTarget,
     },
+    /// Bandwidth leases through a route server: offers, buying, issuing, configuring.
+    #[command(after_help = lease::OUTPUT_HELP)]
+    Lease(lease::LeaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             timeout,
             target,
         } => node::ping(target, dest, *timeout),
+        Command::Lease(args) => lease::run(args),
     };
     match result {
         Ok(out) => {

@@ -1,9 +1,11 @@
-//! `pktctl` subcommands: `key`, `label`, `scheme` and `decode`. Argument types are clap derives; the
-//! logic lives in one function per subcommand.
+//! `pktctl` subcommands: `key`, `label`, `scheme`, `decode`, the admin-API ones (`peers`,
+//! `sessions`, `ping`) and `lease`. Argument types are clap derives; the logic lives in one
+//! function per subcommand.
 
 pub mod decode;
 pub mod key;
 pub mod label;
+pub mod lease;
 pub mod node;
 pub mod scheme;
 
