@@ -743,3 +743,31 @@ proptest! {
         prop_assert_eq!(again, d);
     }
 }
+
+#[test]
+fn pktmesh_section_for_leases_and_the_route_server() {
+    let good_key = "4zyq040tgcks59j1uqc8yzflh8j6nub5jbwlknfn7k0m6nc1pr00.k";
+    let base = minimal_with_key(good_key);
+    let with = |section: &str| base.replacen('{', &format!("{{ \"pktmesh\": {section},"), 1);
+    let loaded = load(&with(
+        r#"{ "linkCapacityKbps": 20000, "routeServer": { "url": "http://10.1.0.1:8470",
+             "intervalSeconds": 2,
+             "leaseOffer": { "maxKbps": 8000, "maxSeconds": 3600, "priceMsat": 5 } } }"#,
+    ));
+    let p = &loaded.config.pktmesh;
+    assert_eq!(p.link_capacity_kbps, 20000);
+    let rs = p.route_server.as_ref().expect("route server");
+    assert_eq!(rs.url, "http://10.1.0.1:8470");
+    assert_eq!(rs.interval_seconds, Some(2));
+    let offer = rs.lease_offer.expect("offer");
+    assert_eq!((offer.max_kbps, offer.max_seconds, offer.price_msat), (8000, 3600, 5));
+    // Without the section nothing changes (a stock cjdns config).
+    let plain = load(&base);
+    assert_eq!(plain.config.pktmesh.link_capacity_kbps, 0);
+    assert!(plain.config.pktmesh.route_server.is_none());
+    // Bad values name the key.
+    let err = load_err(&with(r#"{ "linkCapacityKbps": "fast" }"#)).to_string();
+    assert!(err.contains("pktmesh.linkCapacityKbps"), "{err}");
+    let err = load_err(&with(r#"{ "routeServer": { "intervalSeconds": 2 } }"#)).to_string();
+    assert!(err.contains("pktmesh.routeServer") && err.contains("url"), "{err}");
+}

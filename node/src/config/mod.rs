@@ -427,6 +427,51 @@ pub struct Config {
     pub pipe: Option<String>,
     /// `version`: 2 for generated files.
     pub version: Option<i64>,
+    /// `pktmesh`: settings beyond cjdns (leases, route server); stock cjdns ignores the key.
+    #[serde(default)]
+    pub pktmesh: PktmeshConf,
+}
+
+/// The `pktmesh` section: link capacity, the route server, lease offers (`docs/node.md`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PktmeshConf {
+    /// `linkCapacityKbps`: egress capacity of every peer link, kbit/s. Forwarded traffic is
+    /// paced at it and queued by lease priority; absent or 0 sends at once.
+    #[serde(default)]
+    pub link_capacity_kbps: u32,
+    /// `routeServer`: where the node announces its links and fetches lease configuration.
+    pub route_server: Option<RouteServerConf>,
+}
+
+/// `pktmesh.routeServer`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RouteServerConf {
+    /// `url`: the route server's HTTP API, e.g. `"http://10.0.0.1:8470"`.
+    pub url: String,
+    /// `address`: the route server's cjdns address, which announcements name (optional).
+    pub address: Option<ConfAddress>,
+    /// `intervalSeconds`: seconds between announcements and lease polls (default 5).
+    pub interval_seconds: Option<u64>,
+    /// `leaseOffer`: leases this node sells on each of its links, if any.
+    pub lease_offer: Option<LeaseOfferConf>,
+}
+
+/// `pktmesh.routeServer.leaseOffer`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct LeaseOfferConf {
+    /// `maxKbps`: most kbit/s one lease may reserve.
+    pub max_kbps: u32,
+    /// `maxSeconds`: longest lease.
+    pub max_seconds: u32,
+    /// `priceMsat`: asking price, millisatoshi per Mbit/s per hour.
+    #[serde(default)]
+    pub price_msat: u64,
 }
 
 /// One `authorizedPasswords` entry.

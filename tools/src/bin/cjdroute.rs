@@ -9,11 +9,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{genconf, Beacon, Config};
-use pktmesh_tools::daemon::{self, AuthorizedPassword, BeaconSettings, DaemonSettings, PeerSpec};
+use pktmesh_tools::daemon::{
+    self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, PeerSpec,
+};
 use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
@@ -170,5 +173,20 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
         admin_bind: Some(config.admin_bind()),
         admin_password,
         beacons,
+        link_kbps: Some(config.pktmesh.link_capacity_kbps).filter(|k| *k > 0),
+        route_server: config
+            .pktmesh
+            .route_server
+            .as_ref()
+            .map(|rs| agent::RouteServerSettings {
+                url: rs.url.clone(),
+                address: rs.address.map(|a| a.0),
+                interval: Duration::from_secs(rs.interval_seconds.unwrap_or(5).max(1)),
+                offer: rs.lease_offer.map(|o| agent::OfferSettings {
+                    max_kbps: o.max_kbps,
+                    max_seconds: o.max_seconds,
+                    price_msat: o.price_msat,
+                }),
+            }),
     })
 }

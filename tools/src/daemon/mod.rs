@@ -7,8 +7,10 @@
 //! packets the node queues are flushed after every batch. What the node does lives in
 //! `pktmesh-node`; this module only moves bytes and keeps time.
 
+pub mod agent;
 pub mod tun;
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
@@ -21,11 +23,13 @@ use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
+use pktmesh_lease_engine::UnixTime;
 use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
+use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use self::tun::Tun;
@@ -75,6 +79,10 @@ pub struct DaemonSettings {
     pub admin_password: Vec<u8>,
     /// LAN beaconing, per UDP interface that has it on.
     pub beacons: Vec<BeaconSettings>,
+    /// Egress capacity of every peer link, kbit/s (`pktmesh.linkCapacityKbps`).
+    pub link_kbps: Option<u32>,
+    /// The route server to announce to and take lease configuration from.
+    pub route_server: Option<agent::RouteServerSettings>,
 }
 
 /// Beaconing of one UDP interface (`beacon`, `beaconPort`, `beaconDevices`).
@@ -108,6 +116,25 @@ pub fn run<P: Pathfinder>(
     let now = Instant::now();
     let mut node = Node::new(settings.private_key.clone(), pathfinder, seed, now);
     info!(address = %node.address(), key = %node.public_key(), "node identity");
+    node.set_link_capacity(settings.link_kbps);
+    if let Some(kbps) = node.link_capacity() {
+        info!(
+            kbps,
+            "peer links paced at their capacity, queued by lease priority"
+        );
+    }
+    let agent = match &settings.route_server {
+        Some(rs) => {
+            info!(url = %rs.url, offer = ?rs.offer, "route server agent on");
+            Some(
+                agent::Agent::start(settings.private_key.clone(), rs.clone())
+                    .context("starting the route-server agent")?,
+            )
+        }
+        None => None,
+    };
+    let mut next_second = Instant::now();
+    let mut applied_frames: HashSet<[u8; 32]> = HashSet::new();
     for a in &settings.authorized {
         node.add_authorized_password(
             a.password.as_bytes(),
@@ -262,8 +289,13 @@ pub fn run<P: Pathfinder>(
             }
         }
         let now = Instant::now();
+        io.drain_egress(&mut node, &mut buf, now);
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
+        }
+        if now >= next_second {
+            next_second = now + Duration::from_secs(1);
+            second_tick(&mut node, agent.as_ref(), &mut applied_frames, now);
         }
         if now >= next_beacon {
             next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
@@ -281,6 +313,66 @@ pub fn run<P: Pathfinder>(
     }
     info!("shutting down");
     Ok(())
+}
+
+/// Once a second: lease time spans, lease frames from the route server, and a snapshot of our
+/// links for the agent.
+fn second_tick<P: Pathfinder>(
+    node: &mut Node<P>,
+    agent: Option<&agent::Agent>,
+    applied: &mut HashSet<[u8; 32]>,
+    now: Instant,
+) {
+    let unix = UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    node.handle_lease_timeout(unix);
+    let Some(agent) = agent else {
+        return;
+    };
+    while let Some(frame) = agent.poll_frame() {
+        let digest: [u8; 32] = Sha256::digest(&frame).into();
+        if applied.contains(&digest) {
+            continue;
+        }
+        match node.handle_lease_message(unix, &frame) {
+            Ok(event) => {
+                info!(?event, "lease message applied");
+                applied.insert(digest);
+            }
+            // Retried next round: the lease may start later or its peer come up.
+            Err(e) => debug!(error = %e, "lease message not applied"),
+        }
+    }
+    let me = node.leases().snapshot();
+    let my_key = *node.public_key();
+    let peers = node
+        .peer_stats(now)
+        .into_iter()
+        .filter(|p| p.state == "ESTABLISHED" && p.version != 0)
+        .map(|p| agent::PeerLink {
+            key: p.key,
+            label: p.label.bits(),
+            path_to_us: p.path_to_us,
+            leased_kbps: me
+                .leases
+                .values()
+                .filter(|r| {
+                    r.lease.node.cjdns_key() == Some(my_key)
+                        && r.lease.peer == *p.key.as_bytes()
+                        && r.lease.start <= unix
+                        && unix < r.lease.end
+                })
+                .map(|r| r.lease.kbps)
+                .sum(),
+        })
+        .collect();
+    agent.update(agent::LinkSnapshot {
+        peers,
+        capacity_kbps: node.link_capacity().unwrap_or(0),
+    });
 }
 
 fn log_event(e: &NodeEvent) {
@@ -496,6 +588,21 @@ impl Io<'_> {
             self.send(out, buf.data());
         }
         true
+    }
+
+    /// Sends what the paced egress ports let go now.
+    fn drain_egress<P: Pathfinder>(
+        &mut self,
+        node: &mut Node<P>,
+        buf: &mut PacketBuf,
+        now: Instant,
+    ) {
+        loop {
+            match node.poll_egress(now, buf) {
+                Output::None => return,
+                out => self.send(out, buf.data()),
+            }
+        }
     }
 
     fn flush<P: Pathfinder>(&mut self, node: &mut Node<P>) {

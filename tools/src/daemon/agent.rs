@@ -1,0 +1,498 @@
+//! The node's route-server agent: a thread that announces the node's links and lease offers to
+//! its route server, fulfils buy orders for leases on its links, and fetches the lease messages
+//! that concern the node (`docs/node.md`, "Leases and the route server").
+//!
+//! The main loop hands the agent a [`LinkSnapshot`] about once a second and receives signed
+//! lease frames back, which it applies to the node's lease engine. The agent never touches the
+//! node: a slow or absent route server delays configuration, never forwarding (fail open).
+//! What goes on the wire is built by the pure functions [`announcement`] and
+//! [`lease_for_order`]; this module's thread only moves it over HTTP.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
+use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::wire::{Lease, Message};
+use pktmesh_lease_engine::{LeaseId, UnixTime};
+use pktmesh_route_server::announce::{
+    EntityRepr, LeaseOffer, LinkCapacity, PeerRepr, CURRENT_VERSION,
+};
+use pktmesh_route_server::{AnnounceSigner, AnnouncementRepr};
+use pktmesh_switch::control::PROTOCOL_VERSION;
+use pktmesh_switch::EncodingScheme;
+use serde::Deserialize;
+use tracing::{debug, info, warn};
+
+/// What the node sells on each of its links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferSettings {
+    /// Most kbit/s one lease may reserve.
+    pub max_kbps: u32,
+    /// Longest lease, seconds.
+    pub max_seconds: u32,
+    /// Asking price, millisatoshi per Mbit/s per hour.
+    pub price_msat: u64,
+}
+
+/// How the node talks to its route server.
+#[derive(Debug, Clone)]
+pub struct RouteServerSettings {
+    /// Base URL of the HTTP API, e.g. `http://10.0.0.1:8470`.
+    pub url: String,
+    /// The route server's cjdns address (announcements name it); unknown: the zero fc address.
+    pub address: Option<Address>,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Leases offered on every link, if any.
+    pub offer: Option<OfferSettings>,
+}
+
+/// One established peer link as the agent needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLink {
+    /// The peer's key.
+    pub key: PublicKey,
+    /// Our label for it.
+    pub label: u64,
+    /// Its label for us (RPATH), once known.
+    pub path_to_us: Option<u64>,
+    /// kbit/s of our active leases on the link towards it.
+    pub leased_kbps: u32,
+}
+
+/// The node's links at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct LinkSnapshot {
+    /// Established peers.
+    pub peers: Vec<PeerLink>,
+    /// Egress capacity of each link, kbit/s (0: not configured).
+    pub capacity_kbps: u32,
+}
+
+/// The announcement of our links: a reset carrying everything (scheme, version, one PEER per
+/// peer whose label back to us is known, and the pktmesh capacity and offer entities).
+pub fn announcement(
+    signer: &AnnounceSigner,
+    snode: Address,
+    now_ms: u64,
+    links: &LinkSnapshot,
+    offer: Option<OfferSettings>,
+) -> Result<Vec<u8>, pktmesh_route_server::announce::EmitError> {
+    let scheme = EncodingScheme::v358();
+    let mut entities = vec![
+        EntityRepr::EncodingScheme(scheme),
+        EntityRepr::Version(PROTOCOL_VERSION as u16),
+    ];
+    for p in &links.peers {
+        let Some(back) = p.path_to_us else { continue };
+        // The PEER entity's label is the peer's label for us (32 bits in cjdns).
+        let Ok(label) = u32::try_from(back) else {
+            continue;
+        };
+        let peer_num = (p.label & 0xffff) as u16;
+        entities.push(EntityRepr::Peer(PeerRepr {
+            encoding_form: scheme.form_index(p.label).unwrap_or(0) as u8,
+            flags: 0,
+            mtu8: 0,
+            peer_num,
+            unused: 0xffff_ffff,
+            ip: p.key.address(),
+            label,
+        }));
+        if links.capacity_kbps > 0 {
+            entities.push(EntityRepr::LinkCapacity(LinkCapacity {
+                peer_num,
+                flags: 0,
+                capacity_kbps: links.capacity_kbps,
+                leased_kbps: p.leased_kbps,
+            }));
+        }
+        if let Some(o) = offer {
+            entities.push(EntityRepr::LeaseOffer(LeaseOffer {
+                peer_num,
+                kbps: o.max_kbps,
+                max_seconds: o.max_seconds,
+                price_msat_per_mbit_hour: o.price_msat,
+            }));
+        }
+    }
+    AnnouncementRepr {
+        snode_ip: snode,
+        timestamp_ms: now_ms,
+        reset: true,
+        version: CURRENT_VERSION,
+        entities,
+    }
+    .emit_signed(signer)
+}
+
+/// A buy order as `GET /orders/pending` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PendingOrder {
+    /// Order id (hex).
+    pub id: String,
+    /// Link's sending end (must be us).
+    pub node: String,
+    /// Link's receiving end.
+    pub peer: String,
+    /// kbit/s.
+    pub kbps: u32,
+    /// Start, unix seconds.
+    pub start: u64,
+    /// End, unix seconds.
+    pub end: u64,
+    /// Buyer's Ed25519 key (hex).
+    pub buyer: String,
+}
+
+/// The lease that fulfils `order`, if the order is for one of our established links and
+/// within our offer; `id` is the new lease's (random) id.
+pub fn lease_for_order(
+    me: &Signer,
+    my_address: &Address,
+    order: &PendingOrder,
+    links: &LinkSnapshot,
+    offer: OfferSettings,
+    id: [u8; 16],
+) -> Option<Lease> {
+    if Address::parse(&order.node).ok()? != *my_address {
+        return None;
+    }
+    let peer_address = Address::parse(&order.peer).ok()?;
+    let peer = links
+        .peers
+        .iter()
+        .find(|p| p.key.address() == peer_address)?;
+    let span = order.end.checked_sub(order.start)?;
+    if order.kbps == 0 || order.kbps > offer.max_kbps || span > u64::from(offer.max_seconds) {
+        return None;
+    }
+    let mut owner = [0u8; 32];
+    hex::decode_to_slice(&order.buyer, &mut owner).ok()?;
+    Some(Lease {
+        id: LeaseId(id),
+        node: me.public(),
+        peer: *peer.key.as_bytes(),
+        kbps: order.kbps,
+        start: UnixTime(order.start),
+        end: UnixTime(order.end),
+        owner: pktmesh_lease_engine::sign::SigningKey(owner),
+    })
+}
+
+/// The agent thread's handle: feed it snapshots, collect lease frames.
+#[derive(Debug)]
+pub struct Agent {
+    snapshots: Sender<LinkSnapshot>,
+    frames: Receiver<Vec<u8>>,
+    _thread: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts the agent of the node with `key`.
+    pub fn start(key: PrivateKey, settings: RouteServerSettings) -> std::io::Result<Self> {
+        let (snap_tx, snap_rx) = mpsc::channel();
+        let (frame_tx, frame_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("route-server-agent".into())
+            .spawn(move || run(&key, &settings, &snap_rx, &frame_tx))?;
+        Ok(Self {
+            snapshots: snap_tx,
+            frames: frame_rx,
+            _thread: thread,
+        })
+    }
+
+    /// Hands the agent the node's current links.
+    pub fn update(&self, links: LinkSnapshot) {
+        let _ = self.snapshots.send(links);
+    }
+
+    /// The next lease frame fetched from the route server, if any.
+    pub fn poll_frame(&self) -> Option<Vec<u8>> {
+        self.frames.try_recv().ok()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Debug, Deserialize)]
+struct OrdersReply {
+    orders: Vec<PendingOrder>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FramesReply {
+    frames: Vec<String>,
+}
+
+struct Client {
+    http: ureq::Agent,
+    base: String,
+    /// Whether the last request failed (to log a change once, not every round).
+    failing: bool,
+}
+
+impl Client {
+    fn note(&mut self, what: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                if self.failing {
+                    info!(url = %self.base, "route server reachable again");
+                }
+                self.failing = false;
+            }
+            Err(e) => {
+                if !self.failing {
+                    warn!(url = %self.base, %what, error = %e, "route server request failed; forwarding continues");
+                } else {
+                    debug!(url = %self.base, %what, error = %e, "route server request failed");
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    fn post_bytes(&self, path: &str, body: &[u8]) -> Result<(), String> {
+        self.http
+            .post(&format!("{}{path}", self.base))
+            .set("content-type", "application/octet-stream")
+            .send_bytes(body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn post_frame(&self, frame: &[u8]) -> Result<(), String> {
+        self.http
+            .post(&format!("{}/leases", self.base))
+            .send_json(serde_json::json!({ "frame": hex::encode(frame) }))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.http
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| e.to_string())?
+            .into_json::<T>()
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn run(
+    key: &PrivateKey,
+    settings: &RouteServerSettings,
+    snapshots: &Receiver<LinkSnapshot>,
+    frames: &Sender<Vec<u8>>,
+) {
+    let announce_signer = AnnounceSigner::from_cjdns(key);
+    let lease_signer = Signer::from_cjdns(key);
+    let me = key.public_key().address();
+    let snode = settings.address.unwrap_or_else(|| {
+        Address::from_bytes([0xfc, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    });
+    let mut client = Client {
+        http: ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build(),
+        base: settings.url.trim_end_matches('/').to_string(),
+        failing: false,
+    };
+    let mut links = LinkSnapshot::default();
+    let mut fulfilled: HashSet<String> = HashSet::new();
+    let mut next_round = Instant::now();
+    loop {
+        match snapshots.recv_timeout(next_round.saturating_duration_since(Instant::now())) {
+            Ok(s) => {
+                links = s;
+                if Instant::now() < next_round {
+                    continue;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        next_round = Instant::now() + settings.interval;
+
+        let announced = announcement(&announce_signer, snode, unix_ms(), &links, settings.offer)
+            .map_err(|e| e.to_string())
+            .and_then(|ann| client.post_bytes("/announce", &ann));
+        client.note("announce", announced);
+
+        if let Some(offer) = settings.offer {
+            let pending = client.get::<OrdersReply>(&format!("/orders/pending?node={me}"));
+            let result = pending.map(|reply| {
+                for order in reply.orders {
+                    if fulfilled.contains(&order.id) {
+                        continue;
+                    }
+                    let mut id = [0u8; 16];
+                    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+                    let Some(lease) =
+                        lease_for_order(&lease_signer, &me, &order, &links, offer, id)
+                    else {
+                        debug!(order = %order.id, "order not within our offer or links; left pending");
+                        continue;
+                    };
+                    let Ok(frame) = Message::Lease(lease).emit_signed(&lease_signer) else {
+                        continue;
+                    };
+                    match client.post_frame(&frame) {
+                        Ok(()) => {
+                            info!(order = %order.id, lease = %lease.id, kbps = lease.kbps, peer = %order.peer, "issued a lease for a buy order");
+                            fulfilled.insert(order.id);
+                        }
+                        Err(e) => warn!(order = %order.id, error = %e, "could not submit the lease"),
+                    }
+                }
+            });
+            client.note("orders", result);
+        }
+
+        let fetched = client
+            .get::<FramesReply>(&format!("/frames?node={me}"))
+            .map(|reply| {
+                for f in reply.frames {
+                    if let Ok(bytes) = hex::decode(f.trim()) {
+                        let _ = frames.send(bytes);
+                    }
+                }
+            });
+        client.note("frames", fetched);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pktmesh_route_server::Announcement;
+
+    /// A deterministic key whose address is in fc00::/8 (as every cjdns key's must be).
+    fn key(seed: u8) -> PrivateKey {
+        (0..=u16::MAX)
+            .map(|i| {
+                let mut b = [seed; 32];
+                b[..2].copy_from_slice(&i.to_be_bytes());
+                PrivateKey::from_bytes(b)
+            })
+            .find(|k| k.public_key().address().as_bytes()[0] == 0xfc)
+            .expect("one in 256 keys has an fc address")
+    }
+
+    fn links() -> LinkSnapshot {
+        LinkSnapshot {
+            peers: vec![
+                PeerLink {
+                    key: key(7).public_key(),
+                    label: 0x15,
+                    path_to_us: Some(0x17),
+                    leased_kbps: 400,
+                },
+                PeerLink {
+                    key: key(8).public_key(),
+                    label: 0x19,
+                    path_to_us: None,
+                    leased_kbps: 0,
+                },
+            ],
+            capacity_kbps: 10_000,
+        }
+    }
+
+    #[test]
+    fn announces_links_whose_way_back_is_known() {
+        let me = key(3);
+        let signer = AnnounceSigner::from_cjdns(&me);
+        let offer = OfferSettings {
+            max_kbps: 5000,
+            max_seconds: 3600,
+            price_msat: 9,
+        };
+        let snode = key(9).public_key().address();
+        let bytes =
+            announcement(&signer, snode, 1_700_000_000_000, &links(), Some(offer)).expect("emits");
+        let ann = Announcement::new_checked(&bytes).expect("parses");
+        ann.verify().expect("signed by the node");
+        let repr = AnnouncementRepr::parse(&ann);
+        assert!(repr.reset);
+        assert_eq!(repr.snode_ip, snode);
+        let peers: Vec<_> = repr
+            .entities
+            .iter()
+            .filter_map(|e| match e {
+                EntityRepr::Peer(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "the peer without a known way back is left out"
+        );
+        assert_eq!(peers[0].ip, key(7).public_key().address());
+        assert_eq!((peers[0].label, peers[0].peer_num), (0x17, 0x15));
+        assert!(repr.entities.iter().any(|e| matches!(e,
+            EntityRepr::LinkCapacity(c) if c.capacity_kbps == 10_000 && c.leased_kbps == 400)));
+        assert!(repr.entities.iter().any(|e| matches!(e,
+            EntityRepr::LeaseOffer(o) if o.kbps == 5000 && o.max_seconds == 3600)));
+    }
+
+    #[test]
+    fn fulfils_only_orders_within_the_offer_on_our_links() {
+        let me_key = key(3);
+        let me = Signer::from_cjdns(&me_key);
+        let my_address = me_key.public_key().address();
+        let buyer = Signer::from_cjdns(&key(4)).public();
+        let offer = OfferSettings {
+            max_kbps: 5000,
+            max_seconds: 3600,
+            price_msat: 0,
+        };
+        let order = |peer: Address, kbps: u32, seconds: u64| PendingOrder {
+            id: "aa".into(),
+            node: my_address.to_string(),
+            peer: peer.to_string(),
+            kbps,
+            start: 1000,
+            end: 1000 + seconds,
+            buyer: hex::encode(buyer.0),
+        };
+        let peer = key(7).public_key();
+        let l = lease_for_order(
+            &me,
+            &my_address,
+            &order(peer.address(), 4000, 600),
+            &links(),
+            offer,
+            [5; 16],
+        )
+        .expect("within the offer");
+        assert_eq!(l.peer, *peer.as_bytes());
+        assert_eq!(
+            (l.kbps, l.start, l.end),
+            (4000, UnixTime(1000), UnixTime(1600))
+        );
+        assert_eq!(l.owner, buyer);
+        assert_eq!(l.node, me.public());
+        let stranger = key(30).public_key().address();
+        for bad in [
+            order(peer.address(), 6000, 600),
+            order(peer.address(), 4000, 7200),
+            order(stranger, 100, 60),
+        ] {
+            assert!(lease_for_order(&me, &my_address, &bad, &links(), offer, [5; 16]).is_none());
+        }
+        let mut not_ours = order(peer.address(), 100, 60);
+        not_ours.node = stranger.to_string();
+        assert!(lease_for_order(&me, &my_address, &not_ours, &links(), offer, [5; 16]).is_none());
+    }
+}
