@@ -355,10 +355,12 @@ async fn leases(State(s): State<Shared>) -> Json<Value> {
         .book
         .vswitches()
         .map(|v| {
-            json!({"id": v.id.to_string(), "owner": hex::encode(v.owner.0),
-                "start": v.start.0, "end": v.end.0,
-                "ins": v.ins.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
-                "outs": v.outs.iter().map(|i| i.to_string()).collect::<Vec<_>>()})
+            let l = &v.lease;
+            json!({"id": l.id.to_string(), "node": addr(&v.node),
+                "owner": hex::encode(v.owner.0), "start": l.start.0, "end": l.end.0,
+                "ins": l.ins.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "outs": l.outs.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "network": v.network, "released": v.released})
         })
         .collect();
     Json(json!({ "leases": leases, "virtual_switches": vswitches }))

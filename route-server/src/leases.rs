@@ -7,7 +7,10 @@
 //!
 //! - lease-engine frames (`pktmesh_lease_engine::wire`): bandwidth and virtual-switch leases,
 //!   signed by the node whose link it is; configuration commands (attach, classes, release,
-//!   transfer), signed by the lease's owner at that sequence number;
+//!   transfer), signed by the lease's owner at that sequence number. Configuration applies to
+//!   both kinds as a node's `LeaseEngine` applies it: attach, release and transfer to either,
+//!   classes to bandwidth leases only (a node enforces a virtual switch only once it is attached
+//!   to the same network as the leases it connects);
 //! - [`Order`] (first byte `0xB1`): a buyer asks for a lease on a link somebody offers; the node
 //!   fulfils it by issuing a lease to the buyer, which the book matches to the order;
 //! - [`VirtualNetwork`] (first byte `0xB2`): an owner's ordered list of leases along a path
@@ -76,6 +79,9 @@ pub enum BookError {
     /// A sequence number not above the last one.
     #[error("sequence number is not above the last one accepted")]
     Replayed,
+    /// The command does not apply to this kind of lease (classes of a virtual switch).
+    #[error("command not applicable to lease {0}")]
+    NotApplicable(LeaseId),
     /// A different lease with this id exists.
     #[error("a different lease with id {0} exists")]
     IdConflict(LeaseId),
@@ -266,6 +272,24 @@ pub struct LeaseState {
     pub order: Option<ItemId>,
 }
 
+/// A virtual-switch lease with what configuration made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualSwitchState {
+    /// The lease as issued.
+    pub lease: VirtualSwitchLease,
+    /// The node it is at (the issuer).
+    pub node: Address,
+    /// Current owner (after transfers).
+    pub owner: SigningKey,
+    /// Virtual network it is attached to (0: none); the node connects its in- and out-leases
+    /// only while it is attached to the network they are attached to.
+    pub network: u64,
+    /// Released by its owner.
+    pub released: bool,
+    /// Last configuration sequence number applied.
+    pub seq: u64,
+}
+
 /// What [`LeaseBook::insert`] accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -288,7 +312,7 @@ pub struct OfferRef {
 #[derive(Debug, Clone, Default)]
 struct Derived {
     leases: BTreeMap<LeaseId, LeaseState>,
-    vswitches: BTreeMap<LeaseId, VirtualSwitchLease>,
+    vswitches: BTreeMap<LeaseId, VirtualSwitchState>,
     orders: BTreeMap<ItemId, Order>,
     networks: BTreeMap<(SigningKey, u64), VirtualNetwork>,
 }
@@ -297,10 +321,10 @@ struct Derived {
 ///
 /// The state is recomputed by replaying the set in a canonical order (orders, then leases and
 /// virtual-switch leases, then configuration by target and sequence number, then networks by
-/// owner, id and sequence number), so it does not depend on arrival order. A frame enters the
-/// set only if it passes the time and offer checks at arrival and then takes effect in the
-/// replay (a configuration signed by a non-owner, a replayed sequence number, a network whose
-/// leases do not chain are refused).
+/// owner, id and sequence number, newest first), so it does not depend on arrival order. A
+/// frame enters the set only if it passes the time and offer checks at arrival and then takes
+/// effect in the replay (a configuration signed by a non-owner, a replayed sequence number,
+/// classes for a virtual switch, a network whose leases do not chain are refused).
 #[derive(Debug, Clone, Default)]
 pub struct LeaseBook {
     frames: BTreeMap<ItemId, Vec<u8>>,
@@ -419,28 +443,91 @@ fn replay(frames: &BTreeMap<ItemId, Vec<u8>>) -> (Derived, BTreeMap<ItemId, Book
     vswitches.sort_by_key(|(id, v)| (v.id, *id));
     for (id, v) in vswitches {
         if let Some(old) = d.vswitches.get(&v.id) {
-            if *old != v {
+            if old.lease != v {
                 refused.insert(id, BookError::IdConflict(v.id));
             }
             continue;
         }
-        d.vswitches.insert(v.id, v);
+        // One id, one lease: configuration names its target by id alone.
+        if d.leases.contains_key(&v.id) {
+            refused.insert(id, BookError::IdConflict(v.id));
+            continue;
+        }
+        let node = match address_of(&v.node) {
+            Ok(a) => a,
+            Err(e) => {
+                refused.insert(id, e);
+                continue;
+            }
+        };
+        d.vswitches.insert(
+            v.id,
+            VirtualSwitchState {
+                node,
+                owner: v.owner,
+                lease: v,
+                network: 0,
+                released: false,
+                seq: 0,
+            },
+        );
     }
     configs.sort_by_key(|(id, c)| (c.target, c.seq, *id));
     for (id, c) in configs {
-        let Some(l) = d.leases.get_mut(&c.target) else {
-            refused.insert(id, BookError::UnknownLease(c.target));
-            continue;
-        };
-        if c.signer != l.owner {
-            refused.insert(id, BookError::WrongOwner(c.target));
-            continue;
+        if let Err(e) = configure(&mut d, &c) {
+            refused.insert(id, e);
         }
-        if c.seq <= l.seq {
+    }
+    // Per (owner, id), newest first: the newest configuration that holds against the leases as
+    // configured is in effect, newer ones that do not are refused, older ones are history and
+    // are not checked again (else a lease that was once in a network, since replaced or
+    // deleted, could never be released or transferred). Of two with one sequence number the
+    // lower frame id is kept. Dropping the refused frames gives the same state.
+    networks.sort_by_key(|(id, n)| (n.owner, n.id, std::cmp::Reverse(n.seq), *id));
+    let mut decided = std::collections::BTreeSet::new();
+    let mut kept: Option<((SigningKey, u64), u64)> = None;
+    for (id, n) in networks {
+        let key = (n.owner, n.id);
+        if kept == Some((key, n.seq)) {
             refused.insert(id, BookError::Replayed);
             continue;
         }
-        l.seq = c.seq;
+        if decided.contains(&key) {
+            kept = Some((key, n.seq));
+            continue;
+        }
+        if let Err(e) = check_network(&d, None, &n) {
+            refused.insert(id, e);
+            continue;
+        }
+        kept = Some((key, n.seq));
+        decided.insert(key);
+        if !n.leases.is_empty() {
+            d.networks.insert(key, n);
+        }
+    }
+    (d, refused)
+}
+
+/// Applies one configuration command to its target, a bandwidth or a virtual-switch lease, with
+/// the checks a node's `LeaseEngine` makes (the time span is checked on arrival, in
+/// [`LeaseBook::insert`]): the target is known, the signer owns it, the sequence number is above
+/// the last one, the command applies to the kind. Changes nothing when refused.
+fn configure(d: &mut Derived, c: &pktmesh_lease_engine::wire::Config) -> Result<(), BookError> {
+    let (owner, last) = if let Some(l) = d.leases.get(&c.target) {
+        (l.owner, l.seq)
+    } else if let Some(v) = d.vswitches.get(&c.target) {
+        (v.owner, v.seq)
+    } else {
+        return Err(BookError::UnknownLease(c.target));
+    };
+    if c.signer != owner {
+        return Err(BookError::WrongOwner(c.target));
+    }
+    if c.seq <= last {
+        return Err(BookError::Replayed);
+    }
+    if let Some(l) = d.leases.get_mut(&c.target) {
         match c.command {
             Command::Attach { network } => l.network = network,
             Command::SetClasses {
@@ -450,25 +537,17 @@ fn replay(frames: &BTreeMap<ItemId, Vec<u8>>) -> (Derived, BTreeMap<ItemId, Book
             Command::Release => l.released = true,
             Command::Transfer { new_owner } => l.owner = new_owner,
         }
+        l.seq = c.seq;
+    } else if let Some(v) = d.vswitches.get_mut(&c.target) {
+        match c.command {
+            Command::Attach { network } => v.network = network,
+            Command::SetClasses { .. } => return Err(BookError::NotApplicable(c.target)),
+            Command::Release => v.released = true,
+            Command::Transfer { new_owner } => v.owner = new_owner,
+        }
+        v.seq = c.seq;
     }
-    networks.sort_by_key(|(id, n)| (n.owner, n.id, n.seq, *id));
-    for (id, n) in networks {
-        let key = (n.owner, n.id);
-        if d.networks.get(&key).is_some_and(|old| n.seq <= old.seq) {
-            refused.insert(id, BookError::Replayed);
-            continue;
-        }
-        if let Err(e) = check_network(&d, None, &n) {
-            refused.insert(id, e);
-            continue;
-        }
-        if n.leases.is_empty() {
-            d.networks.remove(&key);
-        } else {
-            d.networks.insert(key, n);
-        }
-    }
-    (d, refused)
+    Ok(())
 }
 
 fn check_network(d: &Derived, now: Option<UnixTime>, v: &VirtualNetwork) -> Result<(), BookError> {
@@ -489,10 +568,11 @@ fn check_network(d: &Derived, now: Option<UnixTime>, v: &VirtualNetwork) -> Resu
             let knit = v.vswitches.iter().any(|s| {
                 d.vswitches.get(s).is_some_and(|vs| {
                     vs.owner == v.owner
-                        && live(vs.end)
-                        && address_of(&vs.node).is_ok_and(|a| a == l.from)
-                        && vs.ins.contains(&p.lease.id)
-                        && vs.outs.contains(&l.lease.id)
+                        && !vs.released
+                        && live(vs.lease.end)
+                        && vs.node == l.from
+                        && vs.lease.ins.contains(&p.lease.id)
+                        && vs.lease.outs.contains(&l.lease.id)
                 })
             });
             if !knit {
@@ -543,9 +623,14 @@ impl LeaseBook {
         self.state.leases.get(id)
     }
 
-    /// Virtual-switch leases.
-    pub fn vswitches(&self) -> impl Iterator<Item = &VirtualSwitchLease> {
+    /// Virtual-switch leases, with their configuration.
+    pub fn vswitches(&self) -> impl Iterator<Item = &VirtualSwitchState> {
         self.state.vswitches.values()
+    }
+
+    /// One virtual-switch lease.
+    pub fn vswitch(&self, id: &LeaseId) -> Option<&VirtualSwitchState> {
+        self.state.vswitches.get(id)
     }
 
     /// Orders, by frame id.
@@ -656,10 +741,16 @@ impl LeaseBook {
             Parsed::Lease(l) if l.end <= now => return Err(BookError::Expired(l.id)),
             Parsed::VSwitch(v) if v.end <= now => return Err(BookError::Expired(v.id)),
             Parsed::Config(c) => {
-                if let Some(l) = self.state.leases.get(&c.target) {
-                    if l.lease.end <= now {
-                        return Err(BookError::Expired(c.target));
-                    }
+                let end = match (
+                    self.state.leases.get(&c.target),
+                    self.state.vswitches.get(&c.target),
+                ) {
+                    (Some(l), _) => Some(l.lease.end),
+                    (None, Some(v)) => Some(v.lease.end),
+                    (None, None) => None,
+                };
+                if end.is_some_and(|end| end <= now) {
+                    return Err(BookError::Expired(c.target));
                 }
             }
             Parsed::Network(n) => check_network(&self.state, Some(now), &n)?,
@@ -779,6 +870,152 @@ mod tests {
         let reloaded = LeaseBook::from_frames(book.frames().map(|(_, b)| b.clone()));
         assert_eq!(reloaded.digest(), book.digest());
         assert_eq!(reloaded.networks().count(), 0);
+    }
+
+    fn config(signer: &Signer, target: u8, seq: u64, command: Command) -> Vec<u8> {
+        Message::Config(pktmesh_lease_engine::wire::Config {
+            target: LeaseId([target; 16]),
+            signer: signer.public(),
+            seq,
+            command,
+        })
+        .emit_signed(signer)
+        .unwrap()
+    }
+
+    #[test]
+    fn virtual_switches_take_configuration_like_the_engine() {
+        let owner = signer(80);
+        let heir = signer(81);
+        let stranger = signer(82);
+        let none = |_: &Address, _: &Address| None;
+        let attach = |network| Command::Attach { network };
+        let vs = LeaseId([10; 16]);
+        let mut book = LeaseBook::new();
+        // Links 1→2 (lease 1) and 2→3 (lease 2), a virtual switch at 2 connecting them.
+        for f in [
+            lease(1, 2, &owner, 1),
+            lease(2, 3, &owner, 2),
+            vswitch(2, &owner, 10, 1, 2),
+        ] {
+            book.insert(NOW, &f, none).unwrap();
+        }
+        let state = book.vswitch(&vs).unwrap();
+        assert_eq!(
+            (state.owner, state.network, state.released, state.seq),
+            (owner.public(), 0, false, 0)
+        );
+        assert_eq!(state.node, address_of(&signer(2).public()).unwrap());
+
+        // The owner attaches it.
+        book.insert(NOW, &config(&owner, 10, 5, attach(7)), none)
+            .unwrap();
+        assert_eq!(book.vswitch(&vs).unwrap().network, 7);
+        assert_eq!(book.vswitch(&vs).unwrap().seq, 5);
+        assert_eq!(book.vswitches().count(), 1);
+
+        // Refused, and nothing changes: someone else, a replayed or an old sequence number,
+        // classes (not applicable to a virtual switch), an unknown target, a lapsed lease.
+        let before = (book.digest(), book.vswitch(&vs).cloned());
+        let refusals = [
+            (
+                config(&stranger, 10, 6, attach(8)),
+                BookError::WrongOwner(vs),
+            ),
+            (config(&owner, 10, 5, attach(8)), BookError::Replayed),
+            (
+                config(
+                    &owner,
+                    10,
+                    6,
+                    Command::SetClasses {
+                        default_class: 1,
+                        max_class: 3,
+                    },
+                ),
+                BookError::NotApplicable(vs),
+            ),
+            (
+                config(&owner, 11, 6, attach(8)),
+                BookError::UnknownLease(LeaseId([11; 16])),
+            ),
+        ];
+        for (frame, error) in refusals {
+            assert_eq!(book.insert(NOW, &frame, none), Err(error));
+            assert_eq!((book.digest(), book.vswitch(&vs).cloned()), before);
+        }
+        assert_eq!(
+            book.insert(
+                UnixTime(NOW.0 + 100),
+                &config(&owner, 10, 6, attach(8)),
+                none
+            ),
+            Err(BookError::Expired(vs))
+        );
+        assert_eq!((book.digest(), book.vswitch(&vs).cloned()), before);
+        // A virtual switch cannot take the id of a bandwidth lease.
+        assert_eq!(
+            book.insert(NOW, &vswitch(2, &owner, 1, 1, 2), none),
+            Err(BookError::IdConflict(LeaseId([1; 16])))
+        );
+        // An older sequence number arriving late is history (the replay sorts by sequence
+        // number): held, but the state stays at the newest.
+        book.insert(NOW, &config(&owner, 10, 4, attach(8)), none)
+            .unwrap();
+        assert_eq!(book.vswitch(&vs).unwrap().network, 7);
+        assert_eq!(book.vswitch(&vs).unwrap().seq, 5);
+
+        // It knits the owner's network together.
+        book.insert(NOW, &network(&owner, 1, &[1, 2], &[10]), none)
+            .unwrap();
+        book.insert(NOW, &network(&owner, 2, &[], &[]), none)
+            .unwrap();
+
+        // Transfer: the heir continues above the sequence number, the old owner is out.
+        let transfer = Command::Transfer {
+            new_owner: heir.public(),
+        };
+        book.insert(NOW, &config(&owner, 10, 6, transfer), none)
+            .unwrap();
+        assert_eq!(book.vswitch(&vs).unwrap().owner, heir.public());
+        assert_eq!(
+            book.insert(NOW, &config(&owner, 10, 7, attach(9)), none),
+            Err(BookError::WrongOwner(vs))
+        );
+        book.insert(NOW, &config(&heir, 10, 7, attach(9)), none)
+            .unwrap();
+        assert_eq!(book.vswitch(&vs).unwrap().network, 9);
+        // The heir's virtual switch does not connect the owner's leases.
+        assert_eq!(
+            book.insert(NOW, &network(&owner, 3, &[1, 2], &[10]), none),
+            Err(BookError::NoVirtualSwitch(
+                LeaseId([1; 16]),
+                LeaseId([2; 16])
+            ))
+        );
+
+        // Release.
+        book.insert(NOW, &config(&heir, 10, 8, Command::Release), none)
+            .unwrap();
+        let state = book.vswitch(&vs).unwrap();
+        assert_eq!(
+            (state.owner, state.network, state.released, state.seq),
+            (heir.public(), 9, true, 8)
+        );
+
+        // The state is a function of the set: reloading, or gossiping in reverse, agrees.
+        let frames: Vec<Vec<u8>> = book.frames().map(|(_, b)| b.clone()).collect();
+        let reloaded = LeaseBook::from_frames(frames.clone());
+        assert_eq!(reloaded.digest(), book.digest());
+        assert_eq!(reloaded.vswitch(&vs), book.vswitch(&vs));
+        let mut gossiped = LeaseBook::new();
+        for _ in 0..2 {
+            for f in frames.iter().rev() {
+                let _ = gossiped.insert_gossip(f);
+            }
+        }
+        assert_eq!(gossiped.digest(), book.digest());
+        assert_eq!(gossiped.vswitch(&vs), book.vswitch(&vs));
     }
 
     #[test]

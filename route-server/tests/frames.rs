@@ -13,8 +13,9 @@ use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{
     Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
 };
-use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, UnixTime};
+use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime};
 use pktmesh_route_server::http::{http_request, now_ms, router, App};
+use pktmesh_route_server::leases::VirtualNetwork;
 use pktmesh_route_server::{Config, CostModel, RouteServer};
 use serde_json::{json, Value};
 
@@ -44,12 +45,20 @@ async fn get(to: SocketAddr, path: &str) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn post(to: SocketAddr, path: &str, frame: &[u8]) {
+async fn try_post(to: SocketAddr, path: &str, frame: &[u8]) -> (u16, Value) {
     let body = serde_json::to_vec(&json!({ "frame": hex::encode(frame) })).unwrap();
     let (status, reply) = http_request(to, "POST", path, "application/json", &body)
         .await
         .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    (
+        status,
+        serde_json::from_slice(&reply).unwrap_or(Value::Null),
+    )
+}
+
+async fn post(to: SocketAddr, path: &str, frame: &[u8]) {
+    let (status, reply) = try_post(to, path, frame).await;
+    assert_eq!(status, 201, "{reply}");
 }
 
 /// A lease on `from → to` for `owner`, during `[start, start + 3600)`.
@@ -205,5 +214,108 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
     }
     let (_, doc) = get(rs, "/openapi.json").await;
     assert!(doc["paths"].get("/frames").is_some());
+    let _ = std::fs::remove_file(db);
+}
+
+/// `GET /frames?node=` fed to a fresh engine of `node` whose peers are the nodes in `peers`
+/// (interface i + 1 for the i-th).
+async fn engine_of(rs: SocketAddr, net: &Net, node: usize, peers: &[usize]) -> LeaseEngine {
+    let me = Signer::from_cjdns(&net.nodes[node].key).public();
+    let mut engine = LeaseEngine::new(me, EngineConfig::default());
+    for (i, &p) in peers.iter().enumerate() {
+        engine.peer_up(net.nodes[p].key.public_key(), i as u16 + 1);
+    }
+    let address = net.nodes[node].address.to_string();
+    let (status, body) = get(rs, &format!("/frames?node={address}")).await;
+    assert_eq!(status, 200, "{body}");
+    let now = UnixTime(now_ms() / 1000);
+    for f in body["frames"].as_array().unwrap() {
+        let bytes = hex::decode(f.as_str().unwrap()).unwrap();
+        let event = engine.handle_message(now, &bytes);
+        assert!(event.is_ok(), "{event:?}");
+    }
+    engine
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_virtual_switch_attached_through_the_book_is_enforced_by_its_node() {
+    let db = temp_db("vswitch");
+    let rs = start(&db).await;
+    // A line 0 → 1 → 2: leases 1 (0 → 1) and 2 (1 → 2), a virtual switch 3 at node 1.
+    let net = Net::new(3);
+    let owner = Signer::from_cjdns(&common::key(810));
+    let stranger = Signer::from_cjdns(&common::key(811));
+    let now = now_ms() / 1000;
+    let attach = |network| Command::Attach { network };
+    post(rs, "/leases", &lease(&net, 0, 1, &owner, 1, now - 10)).await;
+    post(rs, "/leases", &lease(&net, 1, 2, &owner, 2, now - 10)).await;
+    post(rs, "/leases", &vswitch(&net, 1, &owner, 3, 1, 2, now)).await;
+    post(rs, "/leases", &config(&owner, 1, 1, attach(7))).await;
+    post(rs, "/leases", &config(&owner, 2, 1, attach(7))).await;
+    // The leases are in network 7, the switch is not yet: the node does not connect them.
+    let (from, to) = (1, 2);
+    let mut engine = engine_of(rs, &net, 1, &[0, 2]).await;
+    assert_eq!(engine.classify(Nanos(1), from, to, 100, 0), Priority::FREE);
+
+    // The owner attaches the virtual switch through the book.
+    post(rs, "/leases", &config(&owner, 3, 1, attach(7))).await;
+    let (_, listing) = get(rs, "/leases").await;
+    let vs = &listing["virtual_switches"][0];
+    assert_eq!(vs["id"], LeaseId([3; 16]).to_string());
+    assert_eq!(vs["node"], net.nodes[1].address.to_string());
+    assert_eq!(vs["network"], 7);
+    assert_eq!(vs["released"], false);
+    assert_eq!(vs["owner"], hex::encode(owner.public().0));
+
+    // Refused, and nothing changes: someone else's attach, a replayed sequence number, classes
+    // (not applicable to a virtual switch).
+    let refusals = [
+        config(&stranger, 3, 2, attach(8)),
+        config(&owner, 3, 1, attach(8)),
+        config(
+            &owner,
+            3,
+            2,
+            Command::SetClasses {
+                default_class: 1,
+                max_class: 2,
+            },
+        ),
+    ];
+    for f in &refusals {
+        let (status, body) = try_post(rs, "/leases", f).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().is_some(), "{body}");
+        assert_eq!(get(rs, "/leases").await.1, listing);
+    }
+
+    // The node's frames now make (in-lease, out-lease) = (interface 1, interface 2) leased.
+    let mut engine = engine_of(rs, &net, 1, &[0, 2]).await;
+    let snap = engine.snapshot();
+    assert_eq!(snap.vswitches[&LeaseId([3; 16])].network, 7);
+    assert!(engine.classify(Nanos(1), from, to, 100, 0).is_in_lease());
+    // The other direction is not leased.
+    assert_eq!(engine.classify(Nanos(1), to, from, 100, 0), Priority::FREE);
+
+    // The virtual network over it is accepted; deleting it and then releasing the switch
+    // works, and the node stops connecting the leases.
+    let vnet = |seq: u64, leases: &[u8], vswitches: &[u8]| {
+        VirtualNetwork {
+            id: 7,
+            owner: owner.public(),
+            seq,
+            leases: leases.iter().map(|&i| LeaseId([i; 16])).collect(),
+            vswitches: vswitches.iter().map(|&i| LeaseId([i; 16])).collect(),
+        }
+        .emit_signed(&owner)
+    };
+    post(rs, "/networks", &vnet(1, &[1, 2], &[3])).await;
+    post(rs, "/networks", &vnet(2, &[], &[])).await;
+    post(rs, "/leases", &config(&owner, 3, 2, Command::Release)).await;
+    let (_, listing) = get(rs, "/leases").await;
+    assert_eq!(listing["virtual_switches"][0]["released"], true);
+    let mut engine = engine_of(rs, &net, 1, &[0, 2]).await;
+    assert!(engine.snapshot().vswitches.is_empty());
+    assert_eq!(engine.classify(Nanos(1), from, to, 100, 0), Priority::FREE);
     let _ = std::fs::remove_file(db);
 }

@@ -7,7 +7,9 @@ mod common;
 use common::Net;
 use pktmesh_crypto_auth::Address;
 use pktmesh_lease_engine::sign::Signer;
-use pktmesh_lease_engine::wire::{Command, Config as LeaseConfig, Lease, Message};
+use pktmesh_lease_engine::wire::{
+    Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
+};
 use pktmesh_lease_engine::{LeaseId, UnixTime};
 use pktmesh_route_server::gossip::{self, GossipMessage};
 use pktmesh_route_server::graph::{Config, Graph, Origin};
@@ -76,6 +78,22 @@ fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, kbps: u32) -
         start: UnixTime(T0 / 1000),
         end: UnixTime(T0 / 1000 + 86_400),
         owner: owner.public(),
+    })
+    .emit_signed(&node)
+    .unwrap()
+}
+
+/// A virtual-switch lease at `at` connecting lease `ins` to lease `outs`.
+fn vswitch(net: &Net, at: usize, owner: &Signer, id: u8, ins: u8, outs: u8) -> Vec<u8> {
+    let node = Signer::from_cjdns(&net.nodes[at].key);
+    Message::VirtualSwitch(VirtualSwitchLease {
+        id: LeaseId([id; 16]),
+        node: node.public(),
+        owner: owner.public(),
+        start: UnixTime(T0 / 1000),
+        end: UnixTime(T0 / 1000 + 86_400),
+        ins: vec![LeaseId([ins; 16])],
+        outs: vec![LeaseId([outs; 16])],
     })
     .emit_signed(&node)
     .unwrap()
@@ -152,6 +170,13 @@ fn partitioned_servers_converge_after_healing() {
         .book
         .insert(t, &attach(&owner_b, 2, 2, 10), |_, _| None)
         .unwrap();
+    // And a virtual switch at node 4 (lease 2 out of it), attached to network 10.
+    for f in [
+        vswitch(&net, 4, &owner_b, 5, 6, 2),
+        attach(&owner_b, 5, 1, 10),
+    ] {
+        servers[2].book.insert(t, &f, |_, _| None).unwrap();
+    }
     // A forged attachment (signed by the wrong owner) is refused and changes nothing.
     let before = servers[2].state();
     assert!(servers[2]
@@ -183,6 +208,7 @@ fn partitioned_servers_converge_after_healing() {
     for s in &servers {
         assert_eq!(s.book.lease(&LeaseId([1; 16])).unwrap().network, 7);
         assert_eq!(s.book.lease(&LeaseId([2; 16])).unwrap().network, 10);
+        assert_eq!(s.book.vswitch(&LeaseId([5; 16])).unwrap().network, 10);
         let n4 = s.graph.node(&net.nodes[4].address).unwrap();
         assert_eq!(n4.announcements().count(), 2);
     }
@@ -211,6 +237,9 @@ fn order_of_arrival_does_not_matter() {
         attach(&owner, 3, 1, 1),
         attach(&owner, 3, 2, 2),
         attach(&owner, 3, 5, 5),
+        vswitch(&net, 1, &owner, 4, 3, 9),
+        attach(&owner, 4, 1, 5),
+        attach(&owner, 4, 3, 6),
     ];
     let mut forward = LeaseBook::new();
     for f in &frames {
@@ -224,6 +253,8 @@ fn order_of_arrival_does_not_matter() {
     }
     assert_eq!(forward.digest(), backward.digest());
     assert_eq!(backward.lease(&LeaseId([3; 16])).unwrap().network, 5);
+    assert_eq!(backward.vswitch(&LeaseId([4; 16])).unwrap().network, 6);
+    assert_eq!(forward.vswitch(&LeaseId([4; 16])).unwrap().network, 6);
     // A replayed sequence number with different content is refused.
     assert!(forward.insert_gossip(&attach(&owner, 3, 5, 6)).is_err());
 }
