@@ -227,6 +227,10 @@ pub struct LeaseEngine {
     pairs: Vec<u32>,
     /// Per next-hop interface: (network tag, active slot) of the out-leases leaving there.
     tags: Vec<Vec<(u16, u32)>>,
+    /// The interface of traffic this node originates, if it classifies that traffic.
+    local_interface: Option<u16>,
+    /// Per next-hop interface: active slot of the out-lease that carries local traffic (0: none).
+    local: Vec<u32>,
     active: Vec<Active>,
     conflicts: usize,
 }
@@ -252,6 +256,8 @@ impl LeaseEngine {
             peers: HashMap::new(),
             pairs: vec![0; n * n],
             tags: vec![Vec::new(); n],
+            local_interface: None,
+            local: vec![0; n],
             active: Vec::new(),
             conflicts: 0,
         }
@@ -268,6 +274,15 @@ impl LeaseEngine {
             .iter()
             .find(|a| a.id == lease)
             .map(|a| a.meter.stats())
+    }
+
+    /// Names the interface of the traffic this node originates itself (a node's router slot).
+    /// That traffic then rides the out-lease of its port when exactly one virtual network has
+    /// an attached out-lease there, and is tagged with that network, so the switches after
+    /// this one can tell it from transit traffic that shares the link (`docs/leases.md` §4).
+    pub fn set_local_interface(&mut self, interface: Option<u16>) {
+        self.local_interface = interface;
+        self.rebuild();
     }
 
     /// The peer with cjdns key `peer` is reachable through interface `interface`.
@@ -600,6 +615,57 @@ impl LeaseEngine {
                 }
             }
         }
+        // Traffic this node originates: the attached out-lease of each port, if unambiguous.
+        self.local.iter_mut().for_each(|l| *l = 0);
+        if self.local_interface.is_some() {
+            let mut per_port: HashMap<usize, Vec<(LeaseId, u64)>> = HashMap::new();
+            for r in self.state.leases.values() {
+                let l = &r.lease;
+                if l.node != self.me || r.network == 0 || !is_active(l.start, l.end, now) {
+                    continue;
+                }
+                if let Some(&j) = self.peers.get(&PublicKey::from_bytes(l.peer)) {
+                    if usize::from(j) < n {
+                        per_port
+                            .entry(usize::from(j))
+                            .or_default()
+                            .push((l.id, r.network));
+                    }
+                }
+            }
+            for (j, leases) in per_port {
+                let [(id, network)] = leases[..] else {
+                    continue; // several networks on one port: local traffic stays free tier
+                };
+                let Some(r) = self.state.leases.get(&id) else {
+                    continue;
+                };
+                let tag = network_tag(network);
+                let slot = *index.entry(id).or_insert_with(|| {
+                    let a = old.remove(&id).unwrap_or_else(|| Active {
+                        id,
+                        meter: LeaseMeter::new(r.lease.kbps),
+                        default_class: 0,
+                        max_class: 15,
+                        tag,
+                    });
+                    self.active.push(Active {
+                        default_class: r.default_class,
+                        max_class: r.max_class,
+                        tag,
+                        ..a
+                    });
+                    self.active.len() as u32
+                });
+                self.local[j] = slot;
+                let port = &mut self.tags[j];
+                match port.iter().find(|(t, _)| *t == tag) {
+                    Some(&(_, s)) if s != slot => self.conflicts += 1,
+                    Some(_) => {}
+                    None => port.push((tag, slot)),
+                }
+            }
+        }
     }
 
     /// The priority of a packet of `len` bytes that arrived on interface `arrival` and leaves on
@@ -657,7 +723,13 @@ impl LeaseEngine {
                 None => return free,
             },
             HeaderClass::Class(_) | HeaderClass::Unclassed => {
-                let pair = if a < n { self.pairs[a * n + b] } else { 0 };
+                let pair = if Some(arrival) == self.local_interface {
+                    self.local[b]
+                } else if a < n {
+                    self.pairs[a * n + b]
+                } else {
+                    0
+                };
                 if pair == 0 {
                     if self.tags[b].is_empty() {
                         return free;

@@ -497,4 +497,34 @@ fn a_virtual_network_across_two_nodes() {
     // A port without leases leaves the value alone.
     let untouched = e1.classify_packet(now, 2, 3, 100, UNCLASSED);
     assert_eq!(untouched.traffic_class, UNCLASSED);
+
+    // The first hop: A's own traffic (its router, interface 1) rides A's attached out-lease
+    // A → N1 and is tagged there; transit traffic that A forwards on the same port (here from
+    // interface 3) is marked free, so N1 cannot take it for the customer's.
+    let mut ea = LeaseEngine::new(a.public(), EngineConfig::default());
+    ea.set_local_interface(Some(1));
+    ea.peer_up(n1_k.public_key(), 2);
+    ea.peer_up(f_k.public_key(), 3);
+    ea.handle_message(NOW, &m_l1).unwrap();
+    assert_eq!(
+        ea.classify(now, 1, 2, 100, 0),
+        Priority::FREE,
+        "not attached yet"
+    );
+    ea.handle_message(NOW, &attach(1, l1.id)).unwrap();
+    let own = ea.classify_packet(now, 1, 2, 100, 0);
+    assert!(own.priority.is_in_lease());
+    assert_eq!(own.traffic_class, tagged(network_tag(9), 0));
+    let transit = ea.classify_packet(now, 3, 2, 100, 0);
+    assert_eq!(transit.priority, Priority::FREE);
+    assert_eq!(transit.traffic_class, tagged(FREE_TAG, 0));
+    // At N1 the tag decides, whatever link the packet came in on.
+    assert!(e1.classify(now, 1, 2, 100, own.traffic_class).is_in_lease());
+    assert_eq!(
+        e1.classify(now, 1, 2, 100, transit.traffic_class),
+        Priority::FREE
+    );
+    // Without a local interface the node does not classify its own traffic.
+    ea.set_local_interface(None);
+    assert_eq!(ea.classify(now, 1, 2, 100, 0), Priority::FREE);
 }

@@ -271,10 +271,12 @@ impl<P: Pathfinder> Node<P> {
     /// A node with `private_key`, its randomness seeded from `seed`.
     pub fn new(private_key: PrivateKey, pathfinder: P, seed: [u8; 32], now: Instant) -> Self {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
-        let leases = LeaseEngine::new(
+        let mut leases = LeaseEngine::new(
             Signer::from_cjdns(&private_key).public(),
             EngineConfig::default(),
         );
+        // Our own traffic (from the router) rides our attached out-leases and is tagged.
+        leases.set_local_interface(Some(ROUTER_SLOT));
         // End-to-end sessions use no passwords; they share the context as created here, while
         // link sessions see the users added later (`Arc::make_mut` splits the two).
         let ca = Arc::new(CryptoAuth::new(private_key));

@@ -760,7 +760,10 @@ fn pktmesh_section_for_leases_and_the_route_server() {
     assert_eq!(rs.url, "http://10.1.0.1:8470");
     assert_eq!(rs.interval_seconds, Some(2));
     let offer = rs.lease_offer.expect("offer");
-    assert_eq!((offer.max_kbps, offer.max_seconds, offer.price_msat), (8000, 3600, 5));
+    assert_eq!(
+        (offer.max_kbps, offer.max_seconds, offer.price_msat),
+        (8000, 3600, 5)
+    );
     // Without the section nothing changes (a stock cjdns config).
     let plain = load(&base);
     assert_eq!(plain.config.pktmesh.link_capacity_kbps, 0);
@@ -769,5 +772,8 @@ fn pktmesh_section_for_leases_and_the_route_server() {
     let err = load_err(&with(r#"{ "linkCapacityKbps": "fast" }"#)).to_string();
     assert!(err.contains("pktmesh.linkCapacityKbps"), "{err}");
     let err = load_err(&with(r#"{ "routeServer": { "intervalSeconds": 2 } }"#)).to_string();
-    assert!(err.contains("pktmesh.routeServer") && err.contains("url"), "{err}");
+    assert!(
+        err.contains("pktmesh.routeServer") && err.contains("url"),
+        "{err}"
+    );
 }

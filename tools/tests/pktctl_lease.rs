@@ -3,9 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pktmesh_crypto_auth::{Address, PrivateKey};
@@ -17,57 +16,9 @@ use pktmesh_route_server::announce::{
 use pktmesh_switch::EncodingScheme;
 use serde_json::Value;
 
-/// The route server's binary.
-///
-/// `CARGO_BIN_EXE_<name>` exists only for binaries of the package under test, and artifact
-/// dependencies (`bindeps`) are unstable, so the binary cannot come from tools' manifest. A
-/// dev-dependency on the route-server crate with its `server` feature would let the test
-/// serve the router in-process, but not run the binary, and it would turn that feature on
-/// for the whole test build. So the test asks cargo for it: `cargo build -p
-/// pktmesh-route-server --bin pktmesh-route-server` into this test's own target directory and
-/// profile (read off the test executable's path, `<target>/<profile>/deps/<test>`). Cargo
-/// holds its build-directory lock only while compiling, not while tests run, so the nested
-/// build does not wait on the outer one; when the binary is up to date it is a no-op.
-fn route_server_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("<target>/<profile>/deps/<test>");
-        let target_dir = profile_dir.parent().expect("<target>/<profile>");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev",
-            Some(other) => other,
-            None => panic!("unexpected target layout {}", exe.display()),
-        };
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&workspace)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pktmesh-route-server",
-                "--bin",
-                "pktmesh-route-server",
-                "--profile",
-                profile,
-                "--target-dir",
-            ])
-            .arg(target_dir)
-            .status()
-            .expect("run cargo build for the route server");
-        assert!(status.success(), "building pktmesh-route-server failed");
-        let bin = profile_dir.join(format!(
-            "pktmesh-route-server{}",
-            std::env::consts::EXE_SUFFIX
-        ));
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-}
+mod netns;
+
+use netns::route_server_bin;
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -10,7 +10,7 @@
 pub mod agent;
 pub mod tun;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
@@ -26,6 +26,7 @@ use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_lease_engine::UnixTime;
 use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
+use pktmesh_node::egress::PortStats;
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
@@ -135,6 +136,7 @@ pub fn run<P: Pathfinder>(
     };
     let mut next_second = Instant::now();
     let mut applied_frames: HashSet<[u8; 32]> = HashSet::new();
+    let mut egress_seen = HashMap::new();
     for a in &settings.authorized {
         node.add_authorized_password(
             a.password.as_bytes(),
@@ -295,7 +297,13 @@ pub fn run<P: Pathfinder>(
         }
         if now >= next_second {
             next_second = now + Duration::from_secs(1);
-            second_tick(&mut node, agent.as_ref(), &mut applied_frames, now);
+            second_tick(
+                &mut node,
+                agent.as_ref(),
+                &mut applied_frames,
+                &mut egress_seen,
+                now,
+            );
         }
         if now >= next_beacon {
             next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
@@ -321,6 +329,7 @@ fn second_tick<P: Pathfinder>(
     node: &mut Node<P>,
     agent: Option<&agent::Agent>,
     applied: &mut HashSet<[u8; 32]>,
+    egress_seen: &mut HashMap<PublicKey, PortStats>,
     now: Instant,
 ) {
     let unix = UnixTime(
@@ -329,6 +338,16 @@ fn second_tick<P: Pathfinder>(
             .map_or(0, |d| d.as_secs()),
     );
     node.handle_lease_timeout(unix);
+    for (key, stats) in node.egress_stats() {
+        let seen = egress_seen.entry(key).or_default();
+        if stats.dropped > seen.dropped {
+            info!(peer = %key, dropped = stats.dropped - seen.dropped,
+                free_tier = stats.dropped_free - seen.dropped_free,
+                sent = (stats.sent_direct + stats.sent_queued) - (seen.sent_direct + seen.sent_queued),
+                queued = stats.queued, "paced link busy: packets dropped in the last second");
+        }
+        *seen = stats;
+    }
     let Some(agent) = agent else {
         return;
     };

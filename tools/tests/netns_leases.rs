@@ -1,0 +1,512 @@
+//! Issue 6, must show 2: bandwidth leases end to end in network namespaces.
+//!
+//! Five nodes: a customer C and a flooder F both peer with R1; R1 – R2 – D is a line. Every
+//! node announces its links to a route server in a management namespace M (a second veth per
+//! node), and R1 and R2 pace their peer links at 10 Mbit/s. A virtual ISP buys leases on
+//! C → R1, R1 → R2 and R2 → D through the route server's HTTP API (`pktctl lease`), the
+//! operators of R1 and R2 issue it virtual switches, and it attaches everything to one virtual
+//! network. The customer's UDP flow C → D (4 Mbit/s) then keeps its rate while F floods
+//! F → D at 50 Mbit/s over the same two paced links; before the leases the same flood took most
+//! of it. With the route server stopped, forwarding and enforcement go on (fail open).
+//!
+//! Needs root, iproute2 and iperf3 (CI installs them).
+
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netns::{
+    identity, link, route_server_bin, tempdir, wait_ping6, write, Daemon, Identity, Netns,
+};
+use serde_json::Value;
+
+const CAPACITY_KBPS: u32 = 10_000;
+const LEASE_KBPS: u32 = 6_000;
+const CUSTOMER_BPS: &str = "4M";
+const FLOOD_BPS: &str = "50M";
+const NETWORK: &str = "77";
+
+fn pktctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pktctl"))
+}
+
+/// A node config: one UDP interface on all addresses, its peers, the route server.
+fn config(
+    id: &Identity,
+    connect: &[(String, &Identity)],
+    route_server: &str,
+    capacity_kbps: u32,
+) -> String {
+    let peers: Vec<String> = connect
+        .iter()
+        .map(|(addr, peer)| {
+            format!(
+                "\"{addr}\": {{ \"login\": \"mesh\", \"password\": \"lease test\", \"publicKey\": \"{}\" }}",
+                peer.public
+            )
+        })
+        .collect();
+    format!(
+        r#"{{
+    "privateKey": "{private}",
+    "authorizedPasswords": [ {{ "password": "lease test", "user": "mesh" }} ],
+    "admin": {{ "bind": "127.0.0.1:11234", "password": "NONE" }},
+    "interfaces": {{ "UDPInterface": [ {{ "bind": "0.0.0.0:13000", "connectTo": {{ {peers} }} }} ] }},
+    "router": {{ "interface": {{ "type": "TUNInterface" }} }},
+    "pktmesh": {{
+        "linkCapacityKbps": {capacity_kbps},
+        "routeServer": {{ "url": "{route_server}", "intervalSeconds": 1,
+            "leaseOffer": {{ "maxKbps": 8000, "maxSeconds": 3600, "priceMsat": 1000 }} }}
+    }},
+    "noBackground": 1,
+    "version": 2
+}}
+"#,
+        private = id.private,
+        peers = peers.join(", "),
+    )
+}
+
+/// `pktctl lease --server … <args>` in the management namespace; its stdout, or a panic
+/// with stderr.
+fn lease(m: &Netns, key_file: Option<&Path>, args: &[&str]) -> String {
+    let mut cmd = m.cmd(pktctl().to_str().unwrap());
+    cmd.args(["lease", "--server", "http://127.0.0.1:8470"]);
+    if let Some(k) = key_file {
+        cmd.arg("--key-file").arg(k);
+    }
+    let out = cmd.args(args).output().expect("run pktctl");
+    assert!(
+        out.status.success(),
+        "pktctl lease {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn leases_json(m: &Netns) -> Value {
+    serde_json::from_str(&lease(m, None, &["leases", "--json"])).expect("leases JSON")
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A background process killed on drop.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One UDP measurement: received bit/s and loss of the customer's flow, measured while F
+/// floods D (both through R1 → R2 → D).
+struct Measured {
+    customer_mbps: f64,
+    customer_loss: f64,
+}
+
+fn iperf_server(ns: &Netns, bind: &str, port: u16) -> Background {
+    Background(
+        ns.cmd("iperf3")
+            .args(["-s", "-J", "-B", bind, "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iperf3 server"),
+    )
+}
+
+/// The customer's flow C → D for 10 s; when `flood_log` is given, F floods D from the 2nd to
+/// the 8th second (its iperf3 output goes there) and only seconds 3..8 of the customer's flow
+/// count. The customer starts first so that its iperf3 control connection is up before the
+/// flood; the receiving side's per-second counts come back with `--get-server-output`.
+fn measure(c: &Netns, f: &Netns, d_ip: &str, flood_log: Option<&Path>) -> Result<Measured, String> {
+    let customer = c
+        .cmd("iperf3")
+        .args([
+            "-u",
+            "-c",
+            d_ip,
+            "-p",
+            "5201",
+            "-b",
+            CUSTOMER_BPS,
+            "-l",
+            "1200",
+            "-t",
+            "10",
+            "-J",
+            "--get-server-output",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the customer's iperf3");
+    let flood = flood_log.map(|path| {
+        std::thread::sleep(Duration::from_secs(2));
+        let log = std::fs::File::create(path).expect("flood log");
+        Background(
+            f.cmd("iperf3")
+                .args([
+                    "-u", "-c", d_ip, "-p", "5202", "-b", FLOOD_BPS, "-l", "1200", "-t", "6",
+                ])
+                .stdout(Stdio::from(log.try_clone().expect("flood log")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start the flood"),
+        )
+    });
+    let out = customer.wait_with_output().expect("the customer's iperf3");
+    drop(flood);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(path) = flood_log {
+        let _ = std::fs::write(path.with_extension("customer.json"), text.as_bytes());
+    }
+    let v: Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "iperf3 JSON ({e}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if let Some(error) = v["error"].as_str() {
+        return Err(format!("iperf3 failed: {error}"));
+    }
+    let window = if flood_log.is_some() {
+        3.0..8.0
+    } else {
+        1.0..9.0
+    };
+    let Some(intervals) = v["server_output_json"]["intervals"].as_array() else {
+        return Err(format!("no server intervals in the iperf3 output: {text}"));
+    };
+    let (mut packets, mut lost, mut seconds) = (0.0, 0.0, 0.0);
+    for i in intervals {
+        let sum = &i["sum"];
+        if sum["start"].as_f64().is_some_and(|t| window.contains(&t)) {
+            packets += sum["packets"].as_f64().unwrap_or(0.0);
+            lost += sum["lost_packets"].as_f64().unwrap_or(0.0);
+            seconds += sum["seconds"].as_f64().unwrap_or(0.0);
+        }
+    }
+    if packets <= 0.0 || seconds <= 0.0 {
+        return Err(format!("no customer packets in seconds {window:?}: {text}"));
+    }
+    // `packets` counts what the sender numbered up to the last arrival; `lost` the gaps.
+    Ok(Measured {
+        customer_mbps: (packets - lost) * 1200.0 * 8.0 / seconds / 1e6,
+        customer_loss: 100.0 * lost / packets,
+    })
+}
+
+#[test]
+fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
+    if !netns::available() {
+        return;
+    }
+    if Command::new("iperf3").arg("-v").output().is_err() {
+        panic!("iperf3 is needed (apt-get install iperf3; .ci/run does it)");
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-leases", &tag);
+    let names = ["C", "F", "R1", "R2", "D"];
+    let ns: Vec<Netns> = names
+        .iter()
+        .map(|n| Netns::new(&format!("{tag}{n}")))
+        .collect();
+    let m = Netns::new(&format!("{tag}M"));
+    let (c, f, r1, r2, d) = (&ns[0], &ns[1], &ns[2], &ns[3], &ns[4]);
+    // Data links, each its own /24: C–R1, F–R1, R1–R2, R2–D.
+    link(c, r1, "10.215.1.1/24", "10.215.1.2/24");
+    link(f, r1, "10.215.2.1/24", "10.215.2.2/24");
+    link(r1, r2, "10.215.3.1/24", "10.215.3.2/24");
+    link(r2, d, "10.215.4.1/24", "10.215.4.2/24");
+    // Management: M reaches node i at 10.216.i.2 and node i reaches M at 10.216.i.1.
+    for (i, n) in ns.iter().enumerate() {
+        link(
+            &m,
+            n,
+            &format!("10.216.{i}.1/24"),
+            &format!("10.216.{i}.2/24"),
+        );
+    }
+    let ids: Vec<Identity> = (0..5).map(|_| identity()).collect();
+    let (id_c, id_f, id_r1, id_r2, id_d) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+
+    let rs_db = dir.join("rs.redb");
+    let start_route_server = || {
+        Background(
+            m.cmd(route_server_bin().to_str().unwrap())
+                .args(["--listen", "0.0.0.0:8470", "--db"])
+                .arg(&rs_db)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the route server"),
+        )
+    };
+    let route_server = start_route_server();
+
+    let at = |i: usize| format!("http://10.216.{i}.1:8470");
+    let confs = [
+        config(id_c, &[("10.215.1.2:13000".into(), id_r1)], &at(0), 0),
+        config(id_f, &[("10.215.2.2:13000".into(), id_r1)], &at(1), 0),
+        config(
+            id_r1,
+            &[("10.215.3.2:13000".into(), id_r2)],
+            &at(2),
+            CAPACITY_KBPS,
+        ),
+        config(
+            id_r2,
+            &[("10.215.4.2:13000".into(), id_d)],
+            &at(3),
+            CAPACITY_KBPS,
+        ),
+        config(id_d, &[], &at(4), 0),
+    ];
+    let conf_paths: Vec<PathBuf> = names
+        .iter()
+        .zip(&confs)
+        .map(|(n, text)| write(&dir, &format!("{n}.conf"), text))
+        .collect();
+    let daemons: Vec<Daemon> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Daemon::start(&ns[i], &conf_paths[i], &dir, n))
+        .collect();
+    let logs = || {
+        daemons
+            .iter()
+            .zip(names)
+            .map(|(d, n)| format!("--- {n}\n{}", d.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (d, n) in daemons.iter().zip(names) {
+        assert!(
+            d.wait_for_log("TUN up", Duration::from_secs(10)),
+            "{n}: {}",
+            d.log_text()
+        );
+    }
+    // The mesh works end to end: C and F reach D through R1 and R2 (DHT, sessions).
+    for (src, name) in [(c, "C"), (f, "F")] {
+        assert!(
+            wait_ping6(src, &id_d.ipv6, Duration::from_secs(60)),
+            "{name} cannot reach D\n{}",
+            logs()
+        );
+    }
+    let _servers = [
+        iperf_server(d, &id_d.ipv6, 5201),
+        iperf_server(d, &id_d.ipv6, 5202),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Alone, the customer's flow crosses the paced links intact.
+    let quiet = measure(c, f, &id_d.ipv6, None).unwrap_or_else(|e| panic!("quiet run: {e}"));
+    eprintln!(
+        "no flood: customer {:.2} Mbit/s, loss {:.1}%",
+        quiet.customer_mbps, quiet.customer_loss
+    );
+    assert!(
+        quiet.customer_loss < 2.0,
+        "without a flood nothing should be lost: {:.1}%\n{}",
+        quiet.customer_loss,
+        logs()
+    );
+
+    // Before any lease: the flood takes most of the paced links from the customer.
+    // The customer's own iperf3 control connection may not get through at all: that counts
+    // as losing everything.
+    let before =
+        measure(c, f, &id_d.ipv6, Some(&dir.join("flood-before.txt"))).unwrap_or_else(|e| {
+            eprintln!("no lease: the customer's measurement failed under the flood: {e}");
+            Measured {
+                customer_mbps: 0.0,
+                customer_loss: 100.0,
+            }
+        });
+    eprintln!(
+        "no lease: customer {:.2} Mbit/s, loss {:.1}%",
+        before.customer_mbps, before.customer_loss
+    );
+    assert!(
+        before.customer_loss > 30.0,
+        "without a lease the customer should lose much of its flow under the flood, lost {:.1}%\nflood: {}\n{}",
+        before.customer_loss,
+        std::fs::read_to_string(dir.join("flood-before.txt")).unwrap_or_default(),
+        logs()
+    );
+
+    // The virtual ISP buys through the route server. Offers appear once links are announced.
+    let isp_key = write(&dir, "isp.key", &identity().private);
+    let isp = lease(&m, Some(&isp_key), &["whoami"]);
+    let isp_signing_key = isp.split_whitespace().next().unwrap().to_string();
+    let links = [(id_c, id_r1), (id_r1, id_r2), (id_r2, id_d)];
+    wait_until("offers on the three links", Duration::from_secs(30), || {
+        let offers: Value =
+            serde_json::from_str(&lease(&m, None, &["offers", "--json"])).unwrap_or(Value::Null);
+        links.iter().all(|(a, b)| {
+            offers["offers"].as_array().is_some_and(|list| {
+                list.iter().any(|o| {
+                    o["from"].as_str() == Some(&a.ipv6) && o["to"].as_str() == Some(&b.ipv6)
+                        || o["node"].as_str() == Some(&a.ipv6)
+                            && o["peer"].as_str() == Some(&b.ipv6)
+                })
+            })
+        })
+    });
+    let kbps = LEASE_KBPS.to_string();
+    let orders: Vec<String> = links
+        .iter()
+        .map(|(a, b)| {
+            lease(
+                &m,
+                Some(&isp_key),
+                &[
+                    "buy",
+                    "--node",
+                    &a.ipv6,
+                    "--peer",
+                    &b.ipv6,
+                    "--kbps",
+                    &kbps,
+                    "--seconds",
+                    "1800",
+                ],
+            )
+        })
+        .collect();
+    // The nodes fulfil the orders themselves (their agents poll the route server).
+    let mut lease_ids = Vec::new();
+    wait_until(
+        "the nodes to issue the three leases",
+        Duration::from_secs(30),
+        || {
+            let all = leases_json(&m);
+            lease_ids = orders
+                .iter()
+                .filter_map(|o| {
+                    all["leases"].as_array()?.iter().find_map(|l| {
+                        (l["order"].as_str() == Some(o.as_str()))
+                            .then(|| l["id"].as_str().map(str::to_string))
+                            .flatten()
+                    })
+                })
+                .collect();
+            lease_ids.len() == 3
+        },
+    );
+    // The operators of R1 and R2 sell the ISP a virtual switch joining its leases.
+    let vswitch = |conf: &Path, inl: &str, outl: &str| {
+        lease(
+            &m,
+            Some(conf),
+            &[
+                "vswitch",
+                "--owner",
+                &isp_signing_key,
+                "--in",
+                inl,
+                "--out",
+                outl,
+                "--seconds",
+                "1800",
+            ],
+        )
+    };
+    let vs1 = vswitch(&conf_paths[2], &lease_ids[0], &lease_ids[1]);
+    let vs2 = vswitch(&conf_paths[3], &lease_ids[1], &lease_ids[2]);
+    for id in lease_ids.iter().chain([&vs1, &vs2]) {
+        lease(
+            &m,
+            Some(&isp_key),
+            &["attach", "--lease", id, "--network", NETWORK],
+        );
+    }
+    let leases_arg = lease_ids.join(",");
+    let vswitches_arg = format!("{vs1},{vs2}");
+    lease(
+        &m,
+        Some(&isp_key),
+        &[
+            "network",
+            "--id",
+            NETWORK,
+            "--leases",
+            &leases_arg,
+            "--vswitches",
+            &vswitches_arg,
+        ],
+    );
+    // R1 and R2 apply the configuration they fetch (three attachments each).
+    for (i, name) in [(2, "R1"), (3, "R2")] {
+        wait_until(
+            &format!("{name} to apply its lease configuration"),
+            Duration::from_secs(30),
+            || daemons[i].log_text().matches("Attached").count() >= 3,
+        );
+    }
+
+    let leased = measure(c, f, &id_d.ipv6, Some(&dir.join("flood-leased.txt")))
+        .unwrap_or_else(|e| panic!("leased measurement: {e}\n{}", logs()));
+    eprintln!(
+        "leased: customer {:.2} Mbit/s, loss {:.1}%",
+        leased.customer_mbps, leased.customer_loss
+    );
+    assert!(
+        leased.customer_loss < 5.0 && leased.customer_mbps > 3.6,
+        "the leased flow must keep its rate under the flood: {:.2} Mbit/s, loss {:.1}%\n{}",
+        leased.customer_mbps,
+        leased.customer_loss,
+        logs()
+    );
+
+    // Fail open: without the route server, forwarding and enforcement continue.
+    drop(route_server);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        netns::ping6(c, &id_d.ipv6, 3).0,
+        "C -> D without the route server"
+    );
+    assert!(
+        netns::ping6(f, &id_d.ipv6, 3).0,
+        "F -> D without the route server (free tier)"
+    );
+    let after = measure(c, f, &id_d.ipv6, Some(&dir.join("flood-after.txt")))
+        .unwrap_or_else(|e| panic!("measurement without the route server: {e}\n{}", logs()));
+    eprintln!(
+        "route server stopped: customer {:.2} Mbit/s, loss {:.1}%",
+        after.customer_mbps, after.customer_loss
+    );
+    assert!(
+        after.customer_loss < 5.0 && after.customer_mbps > 3.6,
+        "enforcement must not depend on the route server: {:.2} Mbit/s, loss {:.1}%",
+        after.customer_mbps,
+        after.customer_loss
+    );
+    for (d, n) in daemons.iter().zip(names) {
+        assert!(
+            !d.log_text().contains("panicked"),
+            "{n} panicked:\n{}",
+            d.log_text()
+        );
+    }
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+}
