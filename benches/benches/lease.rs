@@ -1,11 +1,14 @@
 //! Lease enforcement per packet: `LeaseEngine::classify` (pair lookup, token bucket, rate EMA,
-//! demotion) and the port's `EgressScheduler` (enqueue + dequeue), as a switch calls them.
+//! demotion), `LeaseEngine::classify_packet` (the same plus the header traffic class: tag lookup
+//! mid-path, tagging at the first hop, as the node calls it) and the port's `EgressScheduler`
+//! (enqueue + dequeue).
 //!
 //! Run: `cargo bench -p pktmesh-benches --bench lease` (pin with `taskset -c 1` for one core).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use pktmesh_crypto_auth::PrivateKey;
+use pktmesh_lease_engine::priority::{network_tag, tagged, FREE_TAG};
 use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
 use pktmesh_lease_engine::{
@@ -110,6 +113,48 @@ fn per_packet(c: &mut Criterion) {
             for &a in &arrivals {
                 t += 100;
                 acc += u32::from(e.classify(Nanos(t), a, OUT_IF, 1250, 0xffff).level());
+            }
+            black_box(acc)
+        })
+    });
+
+    // The node's call: `classify_packet` with the header's traffic class. First hop: packets
+    // arrive untagged (0xffff) and leave tagged with their network. Mid-path: packets arrive
+    // tagged by the previous pktmesh switch (networks 1..3, or FREE_TAG) and are found by tag.
+    let mut e = engine();
+    let mut t = 0u64;
+    group.bench_function("classify_packet_first_hop_batch1024", |b| {
+        b.iter(|| {
+            let mut acc = 0u32;
+            for &a in &arrivals {
+                t += 100;
+                let c = e.classify_packet(Nanos(t), a, OUT_IF, 1250, 0xffff);
+                acc += u32::from(c.priority.level()) + u32::from(c.traffic_class);
+            }
+            black_box(acc)
+        })
+    });
+    let tcs: Vec<u16> = arrivals
+        .iter()
+        .map(|&a| match a {
+            2..=4 => tagged(network_tag(u64::from(a) - 1), 0),
+            _ => tagged(FREE_TAG, 0),
+        })
+        .collect();
+    let mut e = engine();
+    // The tags must be found (else this would measure the free-tier shortcut).
+    assert!(e
+        .classify_packet(Nanos(0), 2, OUT_IF, 100, tagged(network_tag(1), 0))
+        .priority
+        .is_in_lease());
+    let mut t = 0u64;
+    group.bench_function("classify_packet_tagged_batch1024", |b| {
+        b.iter(|| {
+            let mut acc = 0u32;
+            for (&a, &tc) in arrivals.iter().zip(&tcs) {
+                t += 100;
+                let c = e.classify_packet(Nanos(t), a, OUT_IF, 1250, tc);
+                acc += u32::from(c.priority.level()) + u32::from(c.traffic_class);
             }
             black_box(acc)
         })
