@@ -16,7 +16,7 @@ use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session, State};
 use pktmesh_crypto_auth::{Address, DecryptError, PrivateKey, PublicKey};
 use pktmesh_switch::control::{
     self, respond, write_switch_error, ControlMessage, ErrorCode, LinkAddress, NoReply, Ping,
-    RPath, ResponderConfig, CONTROL_MARKER, ERROR_PACKET_MAX, PROTOCOL_VERSION,
+    RPath, ResponderConfig, Snode, CONTROL_MARKER, ERROR_PACKET_MAX, PROTOCOL_VERSION,
 };
 use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
 use pktmesh_switch::switch_core::{SlotError, ROUTER_SLOT};
@@ -37,6 +37,19 @@ use crate::sessions::SessionManager;
 
 /// Events kept for [`Node::poll_event`].
 pub const MAX_EVENTS: usize = 1024;
+/// Supernode queries waiting for [`Node::poll_supernode_query`]; more are dropped (the asker
+/// retries, as it does after any lost message).
+pub const MAX_SUPERNODE_QUERIES: usize = 64;
+
+/// A supernode query (a CJDHT message with a top-level `sq` key) that arrived for this node
+/// while it serves as the cjdns face of a route server ([`Node::set_supernode_face`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupernodeQuery {
+    /// Who asked, and the path back to it; hand it to [`Node::answer_supernode_query`].
+    pub from: NodeRef,
+    /// The bencoded query, as it arrived.
+    pub message: Vec<u8>,
+}
 
 /// A node as the pathfinder knows it: key, path from us, version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +254,11 @@ pub struct Node<P> {
     epoch: Instant,
     /// Round-robin start for [`Node::poll_egress`].
     egress_cursor: usize,
+    /// Whether this node is the cjdns face of a route server (answers GETSNODE with itself and
+    /// passes `sq` queries out through [`Node::poll_supernode_query`]).
+    supernode_face: bool,
+    /// Supernode queries not yet collected.
+    supernode_queries: VecDeque<SupernodeQuery>,
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -261,6 +279,14 @@ fn offset_in(base: usize, part: &[u8]) -> usize {
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     let w = b.get(at..at + 4)?;
     Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+/// Whether a CJDHT message is a supernode query: a bencoded dictionary with an `sq` key.
+fn is_supernode_query(message: &[u8]) -> bool {
+    crate::bencode::parse_prefix(message)
+        .ok()
+        .and_then(|(v, _)| v.as_dict().map(|d| d.contains_key("sq")))
+        .unwrap_or(false)
 }
 
 fn state_name(s: State) -> &'static str {
@@ -317,6 +343,8 @@ impl<P: Pathfinder> Node<P> {
             link_kbps: None,
             epoch: now,
             egress_cursor: 0,
+            supernode_face: false,
+            supernode_queries: VecDeque::new(),
         };
         // Peers that heard our beacon log in with this password (cjdns does the same).
         if let Err(e) =
@@ -759,6 +787,31 @@ impl<P: Pathfinder> Node<P> {
         self.egress.iter_mut().for_each(|p| *p = None);
     }
 
+    /// Makes this node the cjdns face of a route server, or stops it being one.
+    ///
+    /// A stock cjdns node finds its supernode by asking its peers (switch GETSNODE); this node
+    /// then names itself. The supernode queries (`sq`: `pn`, `ann`, `gr`) that arrive for it in
+    /// end-to-end sessions are queued for [`Node::poll_supernode_query`] instead of going to the
+    /// pathfinder; the driver has the route server answer them and sends the answer back with
+    /// [`Node::answer_supernode_query`].
+    pub fn set_supernode_face(&mut self, enabled: bool) {
+        self.supernode_face = enabled;
+        if !enabled {
+            self.supernode_queries.clear();
+        }
+    }
+
+    /// The next supernode query for the route server, oldest first.
+    pub fn poll_supernode_query(&mut self) -> Option<SupernodeQuery> {
+        self.supernode_queries.pop_front()
+    }
+
+    /// Sends the route server's answer to a supernode query back to the node that asked
+    /// (content type 256 in the end-to-end session with `to`).
+    pub fn answer_supernode_query(&mut self, now: Instant, to: NodeRef, answer: &[u8]) {
+        self.send_cjdht(now, to, answer);
+    }
+
     /// The configured link capacity, kbit/s.
     pub fn link_capacity(&self) -> Option<u32> {
         self.link_kbps
@@ -871,7 +924,11 @@ impl<P: Pathfinder> Node<P> {
             protocol_version: PROTOCOL_VERSION,
             public_key: *self.key.as_bytes(),
             scheme: &scheme,
-            snode: None,
+            snode: self.supernode_face.then_some(Snode {
+                key: *self.key.as_bytes(),
+                path: Label::SELF,
+                version: PROTOCOL_VERSION,
+            }),
         };
         let mut out = [0u8; 512];
         match respond(&config, back, frame, link, &mut out) {
@@ -1023,8 +1080,17 @@ impl<P: Pathfinder> Node<P> {
                 }
             }
             Some(CONTENT_TYPE_CJDHT) => {
-                self.pathfinder
-                    .handle_message(now, node, buf.data().get(4..).unwrap_or_default());
+                let message = buf.data().get(4..).unwrap_or_default();
+                if self.supernode_face && is_supernode_query(message) {
+                    if self.supernode_queries.len() < MAX_SUPERNODE_QUERIES {
+                        self.supernode_queries.push_back(SupernodeQuery {
+                            from: node,
+                            message: message.to_vec(),
+                        });
+                    }
+                } else {
+                    self.pathfinder.handle_message(now, node, message);
+                }
                 Output::None
             }
             _ => Output::None,
@@ -1201,31 +1267,37 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
+    /// Sends a CJDHT message (content type 256) to `node` in its end-to-end session, setting
+    /// the session up if needed.
+    fn send_cjdht(&mut self, now: Instant, node: NodeRef, message: &[u8]) {
+        let Some(index) = self
+            .sessions
+            .get_or_create(now, node.key, Some(node.path), node.version)
+        else {
+            return;
+        };
+        let mut pb = PacketBuf::new();
+        let n = message.len().min(crate::packet::MAX_PACKET - 4);
+        {
+            let area = pb.read_area();
+            write_data_header(area, CONTENT_TYPE_CJDHT);
+            area[4..4 + n].copy_from_slice(&message[..n]);
+        }
+        pb.set_read_len(4 + n);
+        if let Some(s) = self.sessions.get_mut(index) {
+            s.last_setup = Some(now);
+        }
+        let out = self.seal_and_send(now, index, &mut pb);
+        self.queue(out, &pb);
+    }
+
     /// Sends what the pathfinder queued and acts on the paths it found.
     fn drain_pathfinder(&mut self, now: Instant) {
         for _ in 0..256 {
             let Some((node, message)) = self.pathfinder.poll_transmit() else {
                 break;
             };
-            let Some(index) =
-                self.sessions
-                    .get_or_create(now, node.key, Some(node.path), node.version)
-            else {
-                continue;
-            };
-            let mut pb = PacketBuf::new();
-            let n = message.len().min(crate::packet::MAX_PACKET - 4);
-            {
-                let area = pb.read_area();
-                write_data_header(area, CONTENT_TYPE_CJDHT);
-                area[4..4 + n].copy_from_slice(&message[..n]);
-            }
-            pb.set_read_len(4 + n);
-            if let Some(s) = self.sessions.get_mut(index) {
-                s.last_setup = Some(now);
-            }
-            let out = self.seal_and_send(now, index, &mut pb);
-            self.queue(out, &pb);
+            self.send_cjdht(now, node, &message);
         }
         for _ in 0..256 {
             let Some(node) = self.pathfinder.poll_node() else {

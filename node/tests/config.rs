@@ -776,4 +776,16 @@ fn pktmesh_section_for_leases_and_the_route_server() {
         err.contains("pktmesh.routeServer") && err.contains("url"),
         "{err}"
     );
+    // The supernode face: the route server whose supernode queries this node relays.
+    let loaded = load(&with(
+        r#"{ "supernode": { "url": "http://127.0.0.1:8470" } }"#,
+    ));
+    let face = loaded.config.pktmesh.supernode.as_ref().expect("supernode");
+    assert_eq!(face.url, "http://127.0.0.1:8470");
+    assert!(plain.config.pktmesh.supernode.is_none());
+    let err = load_err(&with(r#"{ "supernode": { "url": 8470 } }"#)).to_string();
+    assert!(
+        err.contains("pktmesh.supernode") && err.contains("url"),
+        "{err}"
+    );
 }

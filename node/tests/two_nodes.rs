@@ -43,6 +43,16 @@ fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
     }
 }
 
+/// Two nodes whose link is up (five keepalive rounds).
+fn established() -> Net<EchoPathfinder> {
+    let mut net = two_nodes(true);
+    for _ in 0..5 {
+        net.run(1000);
+        net.tick(Duration::from_millis(1100));
+    }
+    net
+}
+
 #[test]
 fn peers_establish_and_learn_versions() {
     let mut net = two_nodes(true);
@@ -73,11 +83,7 @@ fn peers_establish_and_learn_versions() {
 
 #[test]
 fn ping_through_tun_both_ways() {
-    let mut net = two_nodes(true);
-    for _ in 0..5 {
-        net.run(1000);
-        net.tick(Duration::from_millis(1100));
-    }
+    let mut net = established();
     let a = *net.nodes[0].1.address();
     let b = *net.nodes[1].1.address();
     // First packet: buffered until the end-to-end session is up, then delivered.
@@ -124,11 +130,7 @@ fn wrong_password_never_peers() {
 #[test]
 fn garbage_and_forged_handshakes_do_not_disturb_a_session() {
     use rand_core::{RngCore, SeedableRng};
-    let mut net = two_nodes(true);
-    for _ in 0..5 {
-        net.run(1000);
-        net.tick(Duration::from_millis(1100));
-    }
+    let mut net = established();
     let a = *net.nodes[0].1.address();
     let b = *net.nodes[1].1.address();
     net.send_tun(0, &icmp_echo(&a, &b, 1));
@@ -181,4 +183,93 @@ fn garbage_and_forged_handshakes_do_not_disturb_a_session() {
     }
     assert_eq!(net.tun[1].len(), 9);
     assert_eq!(net.tun[0].len(), 8);
+}
+
+/// A supernode query (`sq`) in the shape stock cjdns' SupernodeHunter sends (`pn`, with `p` and
+/// `txid`).
+fn snode_ping(txid: &[u8]) -> Vec<u8> {
+    let mut q = b"d1:pi22e2:sq2:pn4:txid".to_vec();
+    q.extend_from_slice(format!("{}:", txid.len()).as_bytes());
+    q.extend_from_slice(txid);
+    q.push(b'e');
+    q
+}
+
+#[test]
+fn supernode_face_hands_sq_queries_out_and_sends_answers_back() {
+    let mut net = established();
+    net.nodes[1].1.set_supernode_face(true);
+    let b_ref = net.nodes[0].1.pathfinder().peers[0];
+    let a_key = *net.nodes[0].1.public_key();
+
+    // A asks B (its snode) and sends an ordinary DHT message too.
+    let query = snode_ping(b"\x00\x01snode");
+    net.nodes[0]
+        .1
+        .pathfinder_mut()
+        .out
+        .extend([(b_ref, query.clone()), (b_ref, b"ping".to_vec())]);
+    net.tick(Duration::from_millis(10));
+    net.run(1000);
+    net.tick(Duration::from_millis(10));
+    net.run(1000);
+
+    let b = &mut net.nodes[1].1;
+    let q = b
+        .poll_supernode_query()
+        .expect("the sq query is handed out");
+    assert_eq!(q.message, query);
+    assert_eq!(q.from.key, a_key);
+    assert!(b.poll_supernode_query().is_none());
+    assert_eq!(
+        b.pathfinder().received,
+        vec![b"ping".to_vec()],
+        "the pathfinder sees the DHT message, not the supernode query"
+    );
+
+    // The route server's answer goes back to A in the session, as content type 256.
+    let answer = b"d1:pi22e8:recvTimei1700000000000e4:txid7:\x00\x01snodee".to_vec();
+    let now = net.now;
+    b.answer_supernode_query(now, q.from, &answer);
+    net.run(1000);
+    let received = &net.nodes[0].1.pathfinder().received;
+    assert!(received.contains(&answer), "{received:?}");
+    assert!(received.contains(&b"pong".to_vec()));
+
+    // Not a face any more: supernode queries go to the pathfinder like any CJDHT message.
+    net.nodes[1].1.set_supernode_face(false);
+    net.nodes[0]
+        .1
+        .pathfinder_mut()
+        .out
+        .push_back((b_ref, snode_ping(b"again")));
+    net.tick(Duration::from_millis(10));
+    net.run(1000);
+    let b = &mut net.nodes[1].1;
+    assert!(b.poll_supernode_query().is_none());
+    assert_eq!(b.pathfinder().received.last(), Some(&snode_ping(b"again")));
+}
+
+#[test]
+fn supernode_query_queue_is_bounded() {
+    let mut net = established();
+    net.nodes[1].1.set_supernode_face(true);
+    let b_ref = net.nodes[0].1.pathfinder().peers[0];
+    for i in 0..200u32 {
+        net.nodes[0]
+            .1
+            .pathfinder_mut()
+            .out
+            .push_back((b_ref, snode_ping(&i.to_be_bytes())));
+    }
+    for _ in 0..5 {
+        net.tick(Duration::from_millis(10));
+        net.run(10_000);
+    }
+    let b = &mut net.nodes[1].1;
+    let mut n = 0;
+    while b.poll_supernode_query().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, pktmesh_node::core::MAX_SUPERNODE_QUERIES);
 }

@@ -1251,6 +1251,22 @@ mod tests {
             (r.snode_key, r.snode_version, r.path_to_snode),
             ([5; 32], 22, 0x5400)
         );
+        // The node is its own snode (the cjdns face of a route server): the path is the self
+        // route, which the asker splices onto its label for us and so reaches us.
+        cfg.snode = Some(Snode {
+            key: [6; 32],
+            path: Label::SELF,
+            version: 22,
+        });
+        for asker in [0x13, 0x404] {
+            let len = respond(&cfg, asker, &frame[..n], None, &mut out).unwrap();
+            let ControlMessage::GetSnodeReply(r) =
+                ControlMessage::parse(control_frame(&out[..len]).unwrap()).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!((r.snode_key, r.path_to_snode), ([6; 32], 1));
+        }
         let old = ControlMessage::GetSnodeQuery(GetSnode { version: 19, ..q });
         let n2 = old.emit(&mut frame).unwrap();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Live interoperability with stock cjdns 22.3 in network namespaces: a pktmesh node and a cjdns
-//! node peer (each side initiating) and ping each other through TUN, and each routes for the
-//! other in a three-node line.
+//! node peer (each side initiating) and ping each other through TUN, each routes for the other
+//! in a three-node line, they peer by beacons, and a cjdns node configured with a supernode
+//! finds a pktmesh node that is the face of a route server and announces to the route server.
 //!
 //! Stock cjdns is not part of this repository: these tests run only where
 //! `PKTMESH_CJDNS_BIN` names a `cjdroute` built from cjdns' public source (and need root).
@@ -13,10 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns::{identity, link, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns};
+use netns::{
+    identity, link, ping6, route_server_bin, tempdir, wait_ping6, wait_until, write, Background,
+    Daemon, Identity, Netns,
+};
 
+/// The stock cjdroute to test against, or `None` (after saying so) where there is none.
 fn cjdns_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("PKTMESH_CJDNS_BIN").map(PathBuf::from)?;
+    let Some(bin) = std::env::var_os("PKTMESH_CJDNS_BIN").map(PathBuf::from) else {
+        eprintln!(
+            "SKIPPING live cjdns interop: set PKTMESH_CJDNS_BIN to a stock cjdns 22.3 cjdroute"
+        );
+        return None;
+    };
     if !bin.is_file() {
         panic!("PKTMESH_CJDNS_BIN={} is not a file", bin.display());
     }
@@ -138,9 +148,6 @@ impl Drop for Cjdns {
 /// pktmesh and cjdns peer, `pktmesh_initiates` choosing who has the other in connectTo.
 fn pair(pktmesh_initiates: bool) {
     let Some(bin) = cjdns_bin() else {
-        eprintln!(
-            "SKIPPING live cjdns interop: set PKTMESH_CJDNS_BIN to a stock cjdns 22.3 cjdroute"
-        );
         return;
     };
     let tag = netns::tag();
@@ -202,9 +209,6 @@ fn cjdns_connects_to_pktmesh() {
 /// A line of three nodes; `middle_is_cjdns` picks cjdns–pktmesh–cjdns or pktmesh–cjdns–pktmesh.
 fn line(middle_is_cjdns: bool) {
     let Some(bin) = cjdns_bin() else {
-        eprintln!(
-            "SKIPPING live cjdns interop: set PKTMESH_CJDNS_BIN to a stock cjdns 22.3 cjdroute"
-        );
         return;
     };
     let tag = netns::tag();
@@ -277,9 +281,6 @@ fn pktmesh_routes_between_cjdns_nodes() {
 #[test]
 fn pktmesh_and_cjdns_peer_by_beacons() {
     let Some(bin) = cjdns_bin() else {
-        eprintln!(
-            "SKIPPING live cjdns interop: set PKTMESH_CJDNS_BIN to a stock cjdns 22.3 cjdroute"
-        );
         return;
     };
     let tag = netns::tag();
@@ -306,6 +307,112 @@ fn pktmesh_and_cjdns_peer_by_beacons() {
     );
     let (ok, text) = ping6(&nc, &p.ipv6, 3);
     assert!(ok, "cjdns->pktmesh: {text}");
+    drop((ours, cjdns));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `GET <path>` on the route server at 127.0.0.1:8470 inside `ns`, as JSON.
+fn route_server_get(ns: &Netns, path: &str) -> serde_json::Value {
+    let script = format!(
+        "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8470{path}', timeout=5).read().decode())"
+    );
+    let out = ns.run("python3", &["-c", &script]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn same_address(json: &serde_json::Value, ipv6: &str) -> bool {
+    let want: std::net::Ipv6Addr = ipv6.parse().expect("identity address");
+    json.as_str()
+        .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+        == Some(want)
+}
+
+/// A stock cjdns node that lists a pktmesh node in `router.supernodes` finds it (GETSNODE),
+/// pings it and announces itself (`sq`: `pn`, `ann`, `gr` in an end-to-end session); the
+/// pktmesh node relays those to the route server beside it (`pktmesh.supernode`), which then
+/// holds the cjdns node's announcement and, with the pktmesh node's own announcement over
+/// HTTP, the link between them.
+#[test]
+fn cjdns_announces_to_a_route_server_through_a_pktmesh_supernode() {
+    let Some(bin) = cjdns_bin() else {
+        return;
+    };
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-interop", &tag);
+    let (ns_s, ns_c) = netns::two_hosts(&tag, "10.220.0.1/24", "10.220.0.2/24");
+    let (s, c) = (identity(), identity());
+    let _route_server = Background(
+        ns_s.cmd(route_server_bin().to_str().unwrap())
+            .args([
+                "--listen",
+                "127.0.0.1:8470",
+                "--self-address",
+                &s.ipv6,
+                "--db",
+            ])
+            .arg(dir.join("rs.redb"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the route server"),
+    );
+    let face = format!(
+        r#"{{ "pktmesh": {{ "supernode": {{ "url": "http://127.0.0.1:8470" }},
+             "routeServer": {{ "url": "http://127.0.0.1:8470", "address": "{}",
+                               "intervalSeconds": 2 }} }},"#,
+        s.ipv6
+    );
+    let sc = config(&s, "10.220.0.1:13001", "unused", &[]).replacen('{', &face, 1);
+    let cc = config(
+        &c,
+        "10.220.0.2:13002",
+        &format!("{tag}c.sock"),
+        &[("10.220.0.1:13001".into(), &s)],
+    )
+    .replace(
+        "\"supernodes\": []",
+        &format!("\"supernodes\": [ \"{}\" ]", s.public),
+    );
+    let ours = Daemon::start(&ns_s, &write(&dir, "s.conf", &sc), &dir, "s");
+    let cjdns = Cjdns::start(&bin, &ns_c, &write(&dir, "c.conf", &cc), &dir, "c", 13002);
+    assert!(
+        wait_ping6(&ns_c, &s.ipv6, Duration::from_secs(40)),
+        "no peering\npktmesh log:\n{}\ncjdns log:\n{}",
+        ours.log_text(),
+        cjdns.log_text()
+    );
+    // cjdns' announcer waits for its supernode hunter; both run on timers of a few seconds.
+    let announced = |path: &str, who: &str| {
+        route_server_get(&ns_s, path)["nodes"]
+            .as_array()
+            .is_some_and(|nodes| {
+                nodes
+                    .iter()
+                    .any(|n| same_address(&n["address"], who) && n["peers"].as_u64() >= Some(1))
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < deadline && !announced("/nodes", &c.ipv6) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        announced("/nodes", &c.ipv6),
+        "the route server never got the cjdns node's announcement: {}\npktmesh log:\n{}\ncjdns log:\n{}",
+        route_server_get(&ns_s, "/nodes"),
+        ours.log_text(),
+        cjdns.log_text()
+    );
+    // Both ends announced each other: the route server has the link and a path over it.
+    wait_until(
+        "the link between the two nodes",
+        Duration::from_secs(30),
+        || {
+            announced("/nodes", &s.ipv6)
+                && route_server_get(&ns_s, &format!("/path?from={}&to={}", c.ipv6, s.ipv6))
+                    .get("label")
+                    .is_some()
+        },
+    );
     drop((ours, cjdns));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,11 +14,12 @@
 mod netns;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use netns::{
-    identity, link, route_server_bin, tempdir, wait_ping6, write, Daemon, Identity, Netns,
+    identity, link, route_server_bin, tempdir, wait_ping6, wait_until, write, Background, Daemon,
+    Identity, Netns,
 };
 use serde_json::Value;
 
@@ -88,28 +89,6 @@ fn lease(m: &Netns, key_file: Option<&Path>, args: &[&str]) -> String {
 
 fn leases_json(m: &Netns) -> Value {
     serde_json::from_str(&lease(m, None, &["leases", "--json"])).expect("leases JSON")
-}
-
-/// Waits (bounded) until `f` holds.
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// A background process killed on drop.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One UDP measurement: received bit/s and loss of the customer's flow, measured while F

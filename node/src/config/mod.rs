@@ -443,6 +443,18 @@ pub struct PktmeshConf {
     pub link_capacity_kbps: u32,
     /// `routeServer`: where the node announces its links and fetches lease configuration.
     pub route_server: Option<RouteServerConf>,
+    /// `supernode`: this node is the cjdns face of a route server (stock cjdns nodes that list
+    /// our key in `router.supernodes` reach the route server through us).
+    pub supernode: Option<SupernodeConf>,
+}
+
+/// `pktmesh.supernode`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SupernodeConf {
+    /// `url`: the HTTP API of the route server whose supernode queries we relay.
+    pub url: String,
 }
 
 /// `pktmesh.routeServer`.

@@ -188,5 +188,6 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
                     price_msat: o.price_msat,
                 }),
             }),
+        supernode_url: config.pktmesh.supernode.as_ref().map(|s| s.url.clone()),
     })
 }

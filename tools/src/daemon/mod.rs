@@ -8,6 +8,7 @@
 //! `pktmesh-node`; this module only moves bytes and keeps time.
 
 pub mod agent;
+pub mod snode;
 pub mod tun;
 
 use std::collections::{HashMap, HashSet};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_lease_engine::UnixTime;
 use pktmesh_node::admin::AdminServer;
@@ -84,6 +85,8 @@ pub struct DaemonSettings {
     pub link_kbps: Option<u32>,
     /// The route server to announce to and take lease configuration from.
     pub route_server: Option<agent::RouteServerSettings>,
+    /// HTTP API of the route server this node is the cjdns face of (`pktmesh.supernode.url`).
+    pub supernode_url: Option<String>,
 }
 
 /// Beaconing of one UDP interface (`beacon`, `beaconPort`, `beaconDevices`).
@@ -101,6 +104,7 @@ pub struct BeaconSettings {
 
 const TUN: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
 /// Beacon sockets use tokens from here down.
 const BEACON_BASE: usize = usize::MAX - 1000;
 const MAX_BATCH: usize = 64;
@@ -147,6 +151,15 @@ pub fn run<P: Pathfinder>(
     }
 
     let mut poll = Poll::new().context("creating the poll instance")?;
+    let mut relay = match &settings.supernode_url {
+        Some(url) => {
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            node.set_supernode_face(true);
+            info!(%url, "supernode face on: supernode queries go to this route server");
+            Some(snode::SupernodeRelay::start(url, waker).context("starting the supernode relay")?)
+        }
+        None => None,
+    };
     let mut sockets = Vec::new();
     for (i, bind) in settings.udp_binds.iter().enumerate() {
         let std_sock = bind_udp(bind).with_context(|| format!("binding UDP {bind}"))?;
@@ -264,6 +277,7 @@ pub fn run<P: Pathfinder>(
         for event in events.iter() {
             match event.token() {
                 TUN => tun_pending = true,
+                WAKER => {}
                 ADMIN => {
                     if let Some(a) = admin.as_mut() {
                         a.drain(&mut node);
@@ -309,6 +323,14 @@ pub fn run<P: Pathfinder>(
             next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
             for b in beacons.iter().filter(|b| b.settings.send) {
                 b.send(&node, tun_name.as_deref());
+            }
+        }
+        if let Some(r) = relay.as_mut() {
+            while let Some(q) = node.poll_supernode_query() {
+                r.submit(q);
+            }
+            while let Some((to, answer)) = r.poll_answer() {
+                node.answer_supernode_query(now, to, &answer);
             }
         }
         io.flush(&mut node);
