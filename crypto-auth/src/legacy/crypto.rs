@@ -1,14 +1,14 @@
 //! The legacy CryptoAuth primitives: X25519, `crypto_box_beforenm`, the password secret and
-//! the XSalsa20-Poly1305 box in the libsodium "easy" layout (tag first).
+//! the XSalsa20-Poly1305 box in the libsodium "easy" layout (tag first), sealed by
+//! [`SecretBox`].
 //!
 //! Everything works in place on caller buffers; nothing allocates. Opening a box is the only
 //! way to obtain a [`BoxOpened`] token, which the session code demands before it lets a
 //! handshake packet or the first data packet change its state.
 
-use salsa20::cipher::consts::U10;
 use sha2::{Digest, Sha256};
-use xsalsa20poly1305::aead::generic_array::GenericArray;
-use xsalsa20poly1305::{AeadInPlace, KeyInit, Tag, XSalsa20Poly1305};
+
+use super::secretbox::{hsalsa20, SecretBox};
 
 /// Length of a Poly1305 tag.
 pub(crate) const TAG_LEN: usize = 16;
@@ -32,8 +32,7 @@ pub(crate) fn x25519_base(secret: &[u8; 32]) -> [u8; 32] {
 /// libsodium `crypto_box_beforenm`: HSalsa20(X25519(sk, pk), 0^16).
 pub(crate) fn beforenm(secret: &[u8; 32], public: &[u8; 32]) -> Option<[u8; 32]> {
     let shared = x25519(secret, public)?;
-    let out = salsa20::hsalsa::<U10>(GenericArray::from_slice(&shared), &GenericArray::default());
-    Some(out.into())
+    Some(hsalsa20(&shared, &[0; 16]))
 }
 
 /// The CryptoAuth shared secret S(sk, pk, password): `beforenm` without a password, else
@@ -61,39 +60,25 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// A box key ready for many packets.
-pub(crate) fn box_key(key: &[u8; 32]) -> XSalsa20Poly1305 {
-    XSalsa20Poly1305::new(GenericArray::from_slice(key))
+pub(crate) fn box_key(key: &[u8; 32]) -> SecretBox {
+    SecretBox::new(key)
 }
 
 /// Encrypt `buf` in place and return the tag.
-pub(crate) fn seal_detached(
-    cipher: &XSalsa20Poly1305,
-    nonce: &[u8; 24],
-    buf: &mut [u8],
-) -> [u8; 16] {
-    // The XSalsa20-Poly1305 encryption of a slice of any length cannot fail.
-    match cipher.encrypt_in_place_detached(GenericArray::from_slice(nonce), &[], buf) {
-        Ok(tag) => tag.into(),
-        Err(_) => [0; 16],
-    }
+pub(crate) fn seal_detached(cipher: &SecretBox, nonce: &[u8; 24], buf: &mut [u8]) -> [u8; 16] {
+    cipher.seal_detached(nonce, buf)
 }
 
 /// Verify `tag` over `buf` and decrypt `buf` in place. On failure `buf` is left untouched.
 pub(crate) fn open_detached(
-    cipher: &XSalsa20Poly1305,
+    cipher: &SecretBox,
     nonce: &[u8; 24],
     buf: &mut [u8],
     tag: &[u8; 16],
 ) -> Option<BoxOpened> {
     cipher
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(nonce),
-            &[],
-            buf,
-            Tag::from_slice(tag),
-        )
-        .ok()
-        .map(|()| BoxOpened(()))
+        .open_detached(nonce, buf, tag)
+        .then_some(BoxOpened(()))
 }
 
 /// The 24-byte nonce of a data packet: the packet nonce, little endian, at byte 4 when the
@@ -112,11 +97,13 @@ mod tests {
     /// The session layer's sealing must agree with the crate's combined (tag-first) API.
     #[test]
     fn detached_matches_tag_first_layout() {
+        use xsalsa20poly1305::aead::generic_array::GenericArray;
+        use xsalsa20poly1305::{KeyInit, XSalsa20Poly1305};
         let key = box_key(&[7; 32]);
         let nonce = [9u8; 24];
         let mut buf = *b"hello world";
         let tag = seal_detached(&key, &nonce, &mut buf);
-        let combined = key
+        let combined = XSalsa20Poly1305::new(GenericArray::from_slice(&[7; 32]))
             .encrypt(GenericArray::from_slice(&nonce), &b"hello world"[..])
             .unwrap();
         assert_eq!(&combined[..16], &tag);

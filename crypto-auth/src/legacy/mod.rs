@@ -12,6 +12,8 @@
 mod auth;
 mod crypto;
 mod header;
+mod poly1305;
+mod secretbox;
 mod session;
 mod stages;
 

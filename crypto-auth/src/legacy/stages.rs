@@ -17,8 +17,8 @@
 //! Poly1305 tag of a data packet verified under the key derived from both temporary keys. So
 //! an established session always means "the peer proved it holds the other temporary key".
 
+use super::secretbox::SecretBox;
 use rand_core::{CryptoRng, RngCore};
-use xsalsa20poly1305::XSalsa20Poly1305;
 
 use super::crypto::{self, TAG_LEN};
 
@@ -46,7 +46,7 @@ pub(crate) struct DataOpened(());
 /// that decides where each direction puts its nonce.
 #[derive(Clone)]
 pub(crate) struct DataKey {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     we_initiated: bool,
 }
 
