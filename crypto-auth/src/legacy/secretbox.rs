@@ -3,10 +3,11 @@
 //! Legacy CryptoAuth seals every packet twice (end-to-end session, then the link session) with
 //! XSalsa20-Poly1305, and profiles of a node showed the generic one-block-at-a-time Salsa20 of
 //! the `salsa20` crate as the largest single cost. This module computes the keystream eight
-//! blocks at a time: each of the 16 state words is an array of eight lanes, and every round
-//! operation is a plain loop over the lanes that the compiler turns into SIMD instructions
-//! (SSE2 on the x86-64 baseline, AVX2 or AVX-512 with native CPU flags). No `unsafe`, no
-//! intrinsics. Poly1305 is [`super::poly1305`].
+//! blocks at a time: each of the 16 state words is a `wide::u32x8`, one lane per block, so
+//! every round operation is a vector instruction (AVX2 with native CPU flags, pairs of SSE2
+//! operations on the x86-64 baseline, portable code elsewhere). The compiler alone does not
+//! vectorise this on the baseline (SSE2 has no vector rotate), hence `wide`, which keeps the
+//! `unsafe` intrinsics in that crate. Poly1305 is [`super::poly1305`].
 //!
 //! The construction is NaCl's: subkey = HSalsa20(key, nonce[..16]); the Salsa20 stream under
 //! the subkey and nonce[16..] starts at block 0; its first 32 bytes are the Poly1305 key and
@@ -19,12 +20,8 @@ use super::poly1305::Poly1305;
 
 /// Salsa20 constants ("expand 32-byte k").
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
-/// Blocks computed together: eight fill the AVX2 registers. Without AVX2 the compiler does
-/// not vectorize the lanes (no vector rotate in SSE2), and four keep the tail waste small.
-#[cfg(target_feature = "avx2")]
+/// Blocks computed together: one `u32x8` lane each.
 const LANES: usize = 8;
-#[cfg(not(target_feature = "avx2"))]
-const LANES: usize = 4;
 /// Bytes of keystream per Salsa20 block.
 const BLOCK: usize = 64;
 
@@ -146,19 +143,23 @@ impl Stream {
 
     /// [`LANES`] consecutive keystream blocks starting at `counter`, into `out`.
     fn blocks(&self, counter: u64, out: &mut [u8; BLOCK * LANES]) {
-        let mut input = [Lanes([0; LANES]); 16];
+        let mut input = [Lanes(wide::u32x8::ZERO); 16];
         for (w, lanes) in input.iter_mut().enumerate() {
-            *lanes = Lanes([self.state[w]; LANES]);
+            *lanes = Lanes(wide::u32x8::splat(self.state[w]));
         }
+        let mut lo = [0u32; LANES];
+        let mut hi = [0u32; LANES];
         for lane in 0..LANES {
             let c = counter + lane as u64;
-            input[8].0[lane] = c as u32;
-            input[9].0[lane] = (c >> 32) as u32;
+            lo[lane] = c as u32;
+            hi[lane] = (c >> 32) as u32;
         }
+        input[8] = Lanes(wide::u32x8::new(lo));
+        input[9] = Lanes(wide::u32x8::new(hi));
         let x = rounds_lanes(input);
         for (w, (x, i)) in x.iter().zip(&input).enumerate() {
-            let v = x.add(*i);
-            for (lane, v) in v.0.iter().enumerate() {
+            let v = x.add(*i).0.to_array();
+            for (lane, v) in v.iter().enumerate() {
                 let at = lane * BLOCK + w * 4;
                 out[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
@@ -213,28 +214,19 @@ fn double_round(x: &mut [u32; 16]) {
     quarter(x, 15, 12, 13, 14);
 }
 
-/// One state word of [`LANES`] blocks. Every operation is a loop over the lanes, which the
-/// compiler turns into vector instructions.
+/// One state word of [`LANES`] blocks, as a `wide` vector (AVX2 or SSE2 underneath).
 #[derive(Clone, Copy)]
-struct Lanes([u32; LANES]);
+struct Lanes(wide::u32x8);
 
 impl Lanes {
     #[inline(always)]
     fn add(self, o: Self) -> Self {
-        let mut r = self.0;
-        for (r, o) in r.iter_mut().zip(o.0) {
-            *r = r.wrapping_add(o);
-        }
-        Self(r)
+        Self(self.0 + o.0)
     }
 
     #[inline(always)]
     fn xor_rot(self, v: Self, rot: u32) -> Self {
-        let mut r = self.0;
-        for (r, v) in r.iter_mut().zip(v.0) {
-            *r ^= v.rotate_left(rot);
-        }
-        Self(r)
+        Self(self.0 ^ ((v.0 << rot) | (v.0 >> (32 - rot))))
     }
 }
 
