@@ -22,6 +22,7 @@ pub mod dht;
 pub mod egress;
 pub mod ipv6;
 pub mod node_admin;
+pub mod offload;
 pub mod packet;
 pub mod peers;
 pub mod sessions;

@@ -3,7 +3,10 @@
 //!
 //! This is one of the two modules of pktmesh allowed to use `unsafe` (the Linux ioctls have no
 //! safe wrapper in std); every block says why it is sound. The device is opened with
-//! `IFF_NO_PI`, so reads and writes are bare IPv6 packets.
+//! `IFF_NO_PI`, so reads and writes are bare IPv6 packets; with offloads on
+//! ([`Tun::create_with_offload`]), also with `IFF_VNET_HDR`: every packet then starts with a
+//! `virtio_net_hdr` and reads may return TCP super-packets of up to 64 KiB, which
+//! `pktmesh_node::offload::segment` cuts into ordinary packets.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
@@ -12,18 +15,29 @@ use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+use pktmesh_node::offload::{segment, VnetHdr, VNET_HDR_LEN};
+
 /// cjdns' TUN MTU: 1492 minus 188 bytes of worst-case cjdns overhead.
 pub const TUN_MTU: u32 = 1304;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// Largest read with offloads on: a 64 KiB super-packet and its `virtio_net_hdr`.
+pub const OFFLOAD_READ_MAX: usize = 65_536 + VNET_HDR_LEN;
 
 /// An open TUN device.
 #[derive(Debug)]
 pub struct Tun {
     file: File,
     name: String,
+    offload: bool,
 }
 
 /// `struct in6_ifreq` from `<linux/ipv6.h>`.
@@ -79,9 +93,32 @@ impl Drop for ControlSocket {
 }
 
 impl Tun {
-    /// Creates (or attaches to) the TUN device `name` (a pattern such as `tun%d` is allowed),
-    /// assigns `address/8` and MTU 1304, and brings it up. Needs CAP_NET_ADMIN.
+    /// [`Tun::create_with_offload`] without offloads.
     pub fn create(name: &str, address: Ipv6Addr) -> io::Result<Self> {
+        Self::create_with_offload(name, address, false)
+    }
+
+    /// Creates (or attaches to) the TUN device `name` (a pattern such as `tun%d` is allowed),
+    /// assigns `address/8` and MTU 1304, and brings it up. Needs CAP_NET_ADMIN. With
+    /// `offload`, the device carries `virtio_net_hdr`s and accepts checksum and TCPv6
+    /// segmentation offload; if the kernel refuses that, the device is made without it
+    /// ([`Tun::offload`] says which).
+    pub fn create_with_offload(name: &str, address: Ipv6Addr, offload: bool) -> io::Result<Self> {
+        if offload {
+            match Self::open(name, true) {
+                Ok(tun) => {
+                    tun.configure(address)?;
+                    return Ok(tun);
+                }
+                Err(e) => tracing::warn!(error = %e, "TUN offloads refused; using plain packets"),
+            }
+        }
+        let tun = Self::open(name, false)?;
+        tun.configure(address)?;
+        Ok(tun)
+    }
+
+    fn open(name: &str, offload: bool) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -89,19 +126,34 @@ impl Tun {
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
         let mut req = ifreq_named(name)?;
-        req.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;
+        req.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 };
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is; the fd is open.
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
         check(ret, "TUNSETIFF")?;
+        if offload {
+            let features: libc::c_uint = TUN_F_CSUM | TUN_F_TSO6;
+            // SAFETY: TUNSETOFFLOAD takes the feature bits as an unsigned long value argument
+            // (not a pointer); the fd is an attached TUN device.
+            let ret = unsafe {
+                libc::ioctl(
+                    file.as_raw_fd(),
+                    TUNSETOFFLOAD as _,
+                    libc::c_ulong::from(features),
+                )
+            };
+            check(ret, "TUNSETOFFLOAD")?;
+        }
         let name: String = req
             .ifr_name
             .iter()
             .take_while(|&&c| c != 0)
             .map(|&c| c as u8 as char)
             .collect();
-        let tun = Self { file, name };
-        tun.configure(address)?;
-        Ok(tun)
+        Ok(Self {
+            file,
+            name,
+            offload,
+        })
     }
 
     fn configure(&self, address: Ipv6Addr) -> io::Result<()> {
@@ -148,13 +200,54 @@ impl Tun {
         &self.name
     }
 
-    /// Reads one packet; `WouldBlock` when none is waiting.
+    /// Whether packets carry a `virtio_net_hdr` (offloads on).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Reads one packet; `WouldBlock` when none is waiting. With offloads on, the packet starts
+    /// with its `virtio_net_hdr` and may be up to [`OFFLOAD_READ_MAX`] bytes.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read(buf)
     }
 
-    /// Writes one packet.
+    /// With offloads on: reads one packet into `read_buf` (at least [`OFFLOAD_READ_MAX`]
+    /// bytes) and hands the ordinary IPv6 packets it stands for to `each` (one, or the
+    /// segments of a TCP super-packet, checksums completed), using `scratch` (the MTU) for
+    /// them. `Ok(false)` when nothing was waiting. A packet the offload code rejects is
+    /// dropped with a debug log line.
+    pub fn recv_segments(
+        &mut self,
+        read_buf: &mut [u8],
+        scratch: &mut [u8],
+        each: impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        let n = match self.file.read(read_buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(hdr) = read_buf.get(..n).and_then(VnetHdr::parse) else {
+            tracing::debug!(len = n, "TUN read shorter than its virtio_net_hdr");
+            return Ok(true);
+        };
+        let packet = &read_buf[VNET_HDR_LEN..n];
+        if let Err(e) = segment(&hdr, packet, scratch, each) {
+            tracing::debug!(error = %e, len = packet.len(), "offloaded TUN packet dropped");
+        }
+        Ok(true)
+    }
+
+    /// Writes one IPv6 packet (with offloads on, behind an empty `virtio_net_hdr`: nothing
+    /// offloaded, the kernel checks the checksums as usual).
     pub fn send(&mut self, packet: &[u8]) -> io::Result<usize> {
+        if self.offload {
+            let hdr = [0u8; VNET_HDR_LEN];
+            let n = self
+                .file
+                .write_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(packet)])?;
+            return Ok(n.saturating_sub(hdr.len()));
+        }
         self.file.write(packet)
     }
 }
