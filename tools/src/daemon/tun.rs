@@ -205,10 +205,11 @@ impl Tun {
         self.offload
     }
 
-    /// Reads one packet; `WouldBlock` when none is waiting. With offloads on, the packet starts
+    /// Reads one packet; `WouldBlock` when none is waiting (reads and writes take `&self`: the
+    /// kernel serialises them, and a packet read may produce one to write). With offloads on, the packet starts
     /// with its `virtio_net_hdr` and may be up to [`OFFLOAD_READ_MAX`] bytes.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
     }
 
     /// With offloads on: reads one packet into `read_buf` (at least [`OFFLOAD_READ_MAX`]
@@ -217,12 +218,12 @@ impl Tun {
     /// them. `Ok(false)` when nothing was waiting. A packet the offload code rejects is
     /// dropped with a debug log line.
     pub fn recv_segments(
-        &mut self,
+        &self,
         read_buf: &mut [u8],
         scratch: &mut [u8],
         each: impl FnMut(&[u8]),
     ) -> io::Result<bool> {
-        let n = match self.file.read(read_buf) {
+        let n = match (&self.file).read(read_buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
@@ -240,15 +241,14 @@ impl Tun {
 
     /// Writes one IPv6 packet (with offloads on, behind an empty `virtio_net_hdr`: nothing
     /// offloaded, the kernel checks the checksums as usual).
-    pub fn send(&mut self, packet: &[u8]) -> io::Result<usize> {
+    pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         if self.offload {
             let hdr = [0u8; VNET_HDR_LEN];
-            let n = self
-                .file
-                .write_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(packet)])?;
+            let n =
+                (&self.file).write_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(packet)])?;
             return Ok(n.saturating_sub(hdr.len()));
         }
-        self.file.write(packet)
+        (&self.file).write(packet)
     }
 }
 
