@@ -2,14 +2,17 @@
 //! core of `pktmesh-node`.
 //!
 //! One thread runs a `mio` poll loop over the UDP sockets, the TUN device and the admin socket.
-//! Every packet is read into one of two reusable [`PacketBuf`]s, handed to the node, and the
-//! buffer is written wherever the node says; nothing on that path allocates. Control-plane
-//! packets the node queues are flushed after every batch. What the node does lives in
-//! `pktmesh-node`; this module only moves bytes and keeps time.
+//! Every packet is handed to the node in one reusable [`PacketBuf`] and written wherever the
+//! node says; nothing on that path allocates. UDP is batched ([`udp`]): up to 32 datagrams per
+//! `recvmmsg` (UDP GRO super-datagrams split by segment size), and datagrams for peers queued
+//! and sent with UDP GSO at the end of every drain round or when the queue is full.
+//! Control-plane packets the node queues are flushed after every round. What the node does
+//! lives in `pktmesh-node`; this module only moves bytes and keeps time.
 
 pub mod agent;
 pub mod snode;
 pub mod tun;
+pub mod udp;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -172,7 +175,6 @@ pub fn run<P: Pathfinder>(
         let mut sock = UdpSocket::from_std(std_sock);
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)?;
-        info!(bind = %sock.local_addr()?, "UDP interface up");
         sockets.push(sock);
     }
 
@@ -245,18 +247,18 @@ pub fn run<P: Pathfinder>(
 
     let mut events = Events::with_capacity(256);
     let mut buf = PacketBuf::new();
-    let ipv4 = sockets
-        .iter()
-        .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
-        .collect();
     let mut io = Io {
-        sockets,
-        ipv4,
+        udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
+        rx: udp::RxBatch::new(),
         tun: tun.as_mut(),
     };
+    for (i, sock) in io.udp.sockets().enumerate() {
+        let (gso, gro) = io.udp.offloads(i);
+        info!(bind = %sock.local_addr()?, gso, gro, "UDP interface up");
+    }
     io.flush(&mut node);
     let mut tun_pending = false;
-    let mut socket_pending = vec![false; io.sockets.len()];
+    let mut socket_pending = vec![false; io.udp.len()];
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
         // Sources with unread data are served again at once (mio is edge-triggered).
@@ -550,31 +552,26 @@ impl Admin {
 }
 
 struct Io<'a> {
-    sockets: Vec<UdpSocket>,
-    /// Whether each socket is IPv4, in the order of `sockets`.
-    ipv4: Vec<bool>,
+    /// The data path's UDP sockets and their send queue.
+    udp: udp::Udp,
+    /// Where `recvmmsg` reads into.
+    rx: udp::RxBatch,
     tun: Option<&'a mut Tun>,
 }
 
 impl Io<'_> {
-    /// The socket of `to`'s address family (looked up without a syscall per packet).
-    fn socket_for(&self, to: &SocketAddr) -> Option<&UdpSocket> {
-        let i = self.ipv4.iter().position(|&v4| v4 == to.is_ipv4())?;
-        self.sockets.get(i)
+    fn send(&mut self, out: Output, data: &[u8]) {
+        Self::emit(&mut self.udp, &mut self.tun, out, data);
     }
 
-    fn send(&mut self, out: Output, data: &[u8]) {
+    /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
+    /// round) or writes a TUN one.
+    fn emit(udp: &mut udp::Udp, tun: &mut Option<&mut Tun>, out: Output, data: &[u8]) {
         match out {
             Output::None => {}
-            Output::Udp(to) => {
-                if let Some(s) = self.socket_for(&to) {
-                    if let Err(e) = s.send_to(data, to) {
-                        debug!(%to, error = %e, "UDP send failed");
-                    }
-                }
-            }
+            Output::Udp(to) => udp.queue(to, data),
             Output::Tun => {
-                if let Some(t) = self.tun.as_mut() {
+                if let Some(t) = tun.as_mut() {
                     if let Err(e) = t.send(data) {
                         debug!(error = %e, "TUN write failed");
                     }
@@ -583,52 +580,73 @@ impl Io<'_> {
         }
     }
 
-    /// Reads up to a batch from socket `i`; true if it may still hold data (mio is
-    /// edge-triggered, so a source left unread must be revisited without waiting for an event).
+    /// Reads up to a batch of packets from socket `i`, `recvmmsg` by `recvmmsg`, and sends
+    /// what they cause; true if it may still hold data (mio is edge-triggered, so a source
+    /// left unread must be revisited without waiting for an event).
     fn drain_socket<P: Pathfinder>(
         &mut self,
         node: &mut Node<P>,
         buf: &mut PacketBuf,
         i: usize,
     ) -> bool {
-        for _ in 0..MAX_BATCH {
-            let Some(sock) = self.sockets.get(i) else {
-                return false;
-            };
-            let (n, from) = match sock.recv_from(buf.read_area()) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+        let mut budget = MAX_BATCH;
+        let more = loop {
+            if budget == 0 {
+                break true;
+            }
+            let n = match self.udp.recv(i, &mut self.rx, budget) {
+                Ok(0) => break false,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) => {
                     debug!(error = %e, "UDP receive failed");
-                    return false;
+                    break false;
                 }
             };
-            buf.set_read_len(n);
-            let out = node.handle_udp(Instant::now(), from, buf);
-            self.send(out, buf.data());
-        }
-        true
+            let now = Instant::now();
+            for k in 0..n {
+                let (from, data, stride) = self.rx.datagram(k);
+                for segment in udp::segments(data, stride) {
+                    budget = budget.saturating_sub(1);
+                    let area = buf.read_area();
+                    let len = segment.len().min(area.len());
+                    area[..len].copy_from_slice(&segment[..len]);
+                    buf.set_read_len(len);
+                    let out = node.handle_udp(now, from, buf);
+                    Self::emit(&mut self.udp, &mut self.tun, out, buf.data());
+                }
+            }
+        };
+        self.udp.flush();
+        more
     }
 
     /// Reads up to a batch from the TUN device; true if it may still hold packets.
     fn drain_tun<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf) -> bool {
+        let mut more = true;
         for _ in 0..MAX_BATCH {
             let Some(t) = self.tun.as_mut() else {
-                return false;
+                more = false;
+                break;
             };
             let n = match t.recv(buf.read_area()) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) => {
                     debug!(error = %e, "TUN read failed");
-                    return false;
+                    more = false;
+                    break;
                 }
             };
             buf.set_read_len(n);
             let out = node.handle_tun(Instant::now(), buf);
             self.send(out, buf.data());
         }
-        true
+        self.udp.flush();
+        more
     }
 
     /// Sends what the paced egress ports let go now.
@@ -640,12 +658,14 @@ impl Io<'_> {
     ) {
         loop {
             match node.poll_egress(now, buf) {
-                Output::None => return,
+                Output::None => break,
                 out => self.send(out, buf.data()),
             }
         }
+        self.udp.flush();
     }
 
+    /// Sends the control-plane packets the node queued, and everything still queued.
     fn flush<P: Pathfinder>(&mut self, node: &mut Node<P>) {
         while let Some(t) = node.poll_transmit() {
             match t {
@@ -653,5 +673,6 @@ impl Io<'_> {
                 Transmit::Tun(data) => self.send(Output::Tun, &data),
             }
         }
+        self.udp.flush();
     }
 }

@@ -1,0 +1,724 @@
+//! Batched UDP I/O for the data path: `recvmmsg` with UDP GRO on the way in, a queue flushed
+//! with UDP GSO on the way out.
+//!
+//! The system calls are `quinn-udp`'s ([`UdpSocketState`]): up to [`RX_SLOTS`] datagrams per
+//! `recvmmsg`, where each may be a GRO super-datagram of equal-sized segments (the last one
+//! may be shorter) that [`RxBatch::datagram`] hands out with its segment size. Outgoing
+//! datagrams are copied into one reusable arena ([`Udp::queue`]) and sent when the queue is
+//! full or the driver flushes ([`Udp::flush`], at the end of every drain round): datagrams to
+//! the same peer go out as one GSO send of several segments ([`plan_sends`]). Buffers are
+//! allocated once; nothing here allocates per packet.
+//!
+//! A full send buffer (`EAGAIN`) or qdisc (`ENOBUFS`) drops the datagram: it is counted and
+//! logged at most once a second, never retried in a loop. A socket whose first GSO send fails
+//! sends one datagram per call from then on; the failed batch is resent that way.
+//!
+//! `quinn-udp` forbids IP fragmentation on its sockets (`IP_PMTUDISC_PROBE`,
+//! `IPV6_DONTFRAG`), which QUIC wants but cjdns does not: a cjdns datagram larger than the
+//! path MTU is fragmented by the kernel, so [`Udp::new`] puts those options back to what the
+//! socket had. Those are the only `unsafe` blocks here (`getsockopt`/`setsockopt` of an
+//! `int`, which neither std nor socket2 expose).
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use pktmesh_node::packet::{HEADROOM, MAX_PACKET};
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tracing::{debug, info, warn};
+
+/// Datagrams (or GRO super-datagrams) read per `recvmmsg` at most; `quinn-udp`'s batch size.
+pub const RX_SLOTS: usize = 32;
+/// Room for one received datagram: the largest UDP payload, which a GRO super-datagram
+/// (at most 64 segments and 64 KiB) also fits in.
+const RX_SLOT_SIZE: usize = 1 << 16;
+/// Datagrams queued before the queue is flushed.
+pub const TX_BATCH: usize = 32;
+/// The largest datagram the node hands over: a [`pktmesh_node::packet::PacketBuf`] with its
+/// headroom used up.
+const TX_SLOT_SIZE: usize = HEADROOM + MAX_PACKET;
+/// Most bytes in one GSO send: the UDP payload limit of an IPv4 packet (65,507), rounded down.
+pub const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// One send of a flush: `count` queued datagrams, `order[first..first + count]` of
+/// [`plan_sends`], all to `to`. With `count > 1` it is one GSO send whose segments are
+/// `segment` bytes (the last may be shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedSend {
+    /// The destination.
+    pub to: SocketAddr,
+    /// Index of the first datagram in `order`.
+    pub first: usize,
+    /// How many datagrams.
+    pub count: usize,
+    /// The segment size: the length of the first datagram.
+    pub segment: usize,
+}
+
+/// Decides the sends for queued datagrams `(destination, length)`, in queue order.
+///
+/// `order` receives the queue indices grouped by destination: destinations in order of their
+/// first datagram, each destination's datagrams in queue order (datagrams to one peer are
+/// never reordered; datagrams to different peers may be). `sends` receives runs of `order`
+/// that go out in one system call: one destination, at most `max_segments(destination)` (and
+/// [`GSO_MAX_SEGMENTS`]) datagrams and [`GSO_MAX_BYTES`] bytes, all as long as the first but
+/// the last, which may be shorter (what UDP GSO can send). Both vectors are cleared first and
+/// allocate only if they have less capacity than there are datagrams.
+pub fn plan_sends(
+    queued: &[(SocketAddr, usize)],
+    max_segments: impl Fn(&SocketAddr) -> usize,
+    order: &mut Vec<usize>,
+    sends: &mut Vec<PlannedSend>,
+) {
+    order.clear();
+    sends.clear();
+    for (i, (to, _)) in queued.iter().enumerate() {
+        if order.contains(&i) {
+            continue;
+        }
+        order.extend(
+            queued
+                .iter()
+                .enumerate()
+                .skip(i)
+                .filter(|(_, (d, _))| d == to)
+                .map(|(j, _)| j),
+        );
+    }
+    let mut k = 0;
+    while k < order.len() {
+        let (to, segment) = queued[order[k]];
+        let max = max_segments(&to).clamp(1, GSO_MAX_SEGMENTS);
+        let (mut count, mut bytes, mut last) = (1, segment, segment);
+        while let Some(&next) = order.get(k + count) {
+            let (next_to, len) = queued[next];
+            let fits = next_to == to
+                && count < max
+                && segment > 0
+                && last == segment
+                && len <= segment
+                && bytes + len <= GSO_MAX_BYTES;
+            if !fits {
+                break;
+            }
+            count += 1;
+            bytes += len;
+            last = len;
+        }
+        sends.push(PlannedSend {
+            to,
+            first: k,
+            count,
+            segment,
+        });
+        k += count;
+    }
+}
+
+/// One UDP socket of the data path.
+struct Port {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    ipv4: bool,
+    /// Send several datagrams per call with GSO.
+    gso: bool,
+    /// A GSO send has worked on this socket (a later failure is about that batch, not GSO).
+    gso_proven: bool,
+}
+
+/// Dropped datagrams not yet logged.
+#[derive(Default)]
+struct Drops {
+    count: u64,
+    last_log: Option<Instant>,
+}
+
+impl Drops {
+    /// Logs the drops counted, if any, and at most once a second.
+    fn log(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        warn!(
+            dropped = self.count,
+            "UDP send buffer full: datagrams dropped"
+        );
+        self.count = 0;
+        self.last_log = Some(now);
+    }
+}
+
+/// The data path's UDP sockets and their send queue.
+pub struct Udp {
+    ports: Vec<Port>,
+    /// Queued datagrams back to back.
+    arena: Box<[u8]>,
+    used: usize,
+    /// Destination and length of each queued datagram, and where it starts in `arena`.
+    queued: Vec<(SocketAddr, usize)>,
+    starts: Vec<usize>,
+    order: Vec<usize>,
+    sends: Vec<PlannedSend>,
+    /// Where the segments of a GSO send are gathered when they are not adjacent in `arena`.
+    gather: Box<[u8]>,
+    drops: Drops,
+}
+
+impl Udp {
+    /// Takes over bound, non-blocking sockets: turns on GRO where the kernel has it, and keeps
+    /// IP fragmentation as the sockets had it.
+    pub fn new(sockets: Vec<UdpSocket>) -> io::Result<Self> {
+        let mut ports = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            let ipv4 = socket.local_addr()?.is_ipv4();
+            let saved = FragmentOptions::read(socket.as_fd(), ipv4);
+            let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+            saved.restore(socket.as_fd());
+            ports.push(Port {
+                gso: state.max_gso_segments() > 1,
+                gso_proven: false,
+                socket,
+                state,
+                ipv4,
+            });
+        }
+        Ok(Self {
+            ports,
+            arena: vec![0u8; TX_BATCH * TX_SLOT_SIZE].into_boxed_slice(),
+            used: 0,
+            queued: Vec::with_capacity(TX_BATCH),
+            starts: Vec::with_capacity(TX_BATCH),
+            order: Vec::with_capacity(TX_BATCH),
+            sends: Vec::with_capacity(TX_BATCH),
+            gather: vec![0u8; GSO_MAX_BYTES].into_boxed_slice(),
+            drops: Drops::default(),
+        })
+    }
+
+    /// The sockets, in the order given to [`Udp::new`].
+    pub fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        self.ports.iter().map(|p| &p.socket)
+    }
+
+    /// How many sockets.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// Whether there is no socket.
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// Whether socket `i` sends with GSO and receives with GRO.
+    pub fn offloads(&self, i: usize) -> (bool, bool) {
+        self.ports
+            .get(i)
+            .map_or((false, false), |p| (p.gso, p.state.gro_segments() > 1))
+    }
+
+    /// Reads up to `max` (and [`RX_SLOTS`]) datagrams from socket `i` into `rx` with one
+    /// `recvmmsg`; how many. `WouldBlock` when there are none.
+    pub fn recv(&self, i: usize, rx: &mut RxBatch, max: usize) -> io::Result<usize> {
+        let Some(port) = self.ports.get(i) else {
+            return Ok(0);
+        };
+        rx.count = 0;
+        let want = max.clamp(1, RX_SLOTS);
+        let mut chunks = rx.arena.chunks_mut(RX_SLOT_SIZE);
+        let mut bufs: [IoSliceMut<'_>; RX_SLOTS] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        let n = port.state.recv(
+            UdpSockRef::from(&port.socket),
+            &mut bufs[..want],
+            &mut rx.meta[..want],
+        )?;
+        rx.count = n.min(want);
+        Ok(rx.count)
+    }
+
+    /// Queues a datagram to `to` on the socket of its address family, flushing first when the
+    /// queue is full. It goes out at the next [`Udp::flush`] at the latest.
+    pub fn queue(&mut self, to: SocketAddr, data: &[u8]) {
+        if self.queued.len() >= TX_BATCH || self.used + data.len() > self.arena.len() {
+            self.flush();
+        }
+        if data.len() > self.arena.len() {
+            if let Some(p) = self.ports.iter_mut().find(|p| p.ipv4 == to.is_ipv4()) {
+                send(p, &mut self.drops, to, data, None);
+            }
+            return;
+        }
+        let start = self.used;
+        self.arena[start..start + data.len()].copy_from_slice(data);
+        self.used += data.len();
+        self.queued.push((to, data.len()));
+        self.starts.push(start);
+    }
+
+    /// Sends everything queued: one GSO send per run of datagrams to one peer.
+    pub fn flush(&mut self) {
+        if !self.queued.is_empty() {
+            let ports = &self.ports;
+            plan_sends(
+                &self.queued,
+                |to| {
+                    ports
+                        .iter()
+                        .find(|p| p.ipv4 == to.is_ipv4())
+                        .map_or(1, |p| if p.gso { GSO_MAX_SEGMENTS } else { 1 })
+                },
+                &mut self.order,
+                &mut self.sends,
+            );
+            for s in &self.sends {
+                let Some(port) = self.ports.iter_mut().find(|p| p.ipv4 == s.to.is_ipv4()) else {
+                    continue;
+                };
+                let run = &self.order[s.first..s.first + s.count];
+                let first = run[0];
+                let adjacent = run.iter().enumerate().all(|(m, &q)| q == first + m);
+                let start = self.starts[first];
+                let contents = if adjacent {
+                    let bytes: usize = run.iter().map(|&q| self.queued[q].1).sum();
+                    &self.arena[start..start + bytes]
+                } else {
+                    let mut at = 0;
+                    for &q in run {
+                        let (from, len) = (self.starts[q], self.queued[q].1);
+                        self.gather[at..at + len].copy_from_slice(&self.arena[from..from + len]);
+                        at += len;
+                    }
+                    &self.gather[..at]
+                };
+                let segment = (s.count > 1).then_some(s.segment);
+                send(port, &mut self.drops, s.to, contents, segment);
+            }
+            self.queued.clear();
+            self.starts.clear();
+            self.used = 0;
+        }
+        self.drops.log();
+    }
+}
+
+/// Sends one datagram, or with `segment` several as one GSO send.
+fn send(
+    port: &mut Port,
+    drops: &mut Drops,
+    to: SocketAddr,
+    contents: &[u8],
+    segment: Option<usize>,
+) {
+    let transmit = Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size: segment,
+        src_ip: None,
+    };
+    let Err(e) = port
+        .state
+        .try_send(UdpSockRef::from(&port.socket), &transmit)
+    else {
+        if segment.is_some() {
+            port.gso_proven = true;
+        }
+        return;
+    };
+    let full = e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS);
+    match segment {
+        _ if full => drops.count += segment.map_or(1, |s| contents.len().div_ceil(s)) as u64,
+        Some(segment) => {
+            if port.gso_proven {
+                debug!(%to, error = %e, segment, "GSO send failed; sending its datagrams one by one");
+            } else {
+                port.gso = false;
+                info!(%to, error = %e, "UDP GSO does not work on this socket; sending one datagram per call");
+            }
+            for datagram in contents.chunks(segment) {
+                send(port, drops, to, datagram, None);
+            }
+        }
+        None => debug!(%to, error = %e, "UDP send failed"),
+    }
+}
+
+/// Datagrams read by one [`Udp::recv`], reused from call to call.
+pub struct RxBatch {
+    arena: Box<[u8]>,
+    meta: [RecvMeta; RX_SLOTS],
+    count: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RxBatch {
+    /// Room for [`RX_SLOTS`] datagrams of up to 64 KiB (2 MiB), allocated once.
+    pub fn new() -> Self {
+        Self {
+            arena: vec![0u8; RX_SLOTS * RX_SLOT_SIZE].into_boxed_slice(),
+            meta: [RecvMeta::default(); RX_SLOTS],
+            count: 0,
+        }
+    }
+
+    /// Datagram `k` of the last read: its source, its bytes and the size of the segments it
+    /// is made of (GRO; the last may be shorter). Split it with [`segments`].
+    pub fn datagram(&self, k: usize) -> (SocketAddr, &[u8], usize) {
+        let Some(m) = self.meta[..self.count].get(k) else {
+            return (self.meta[0].addr, &[], 0);
+        };
+        let start = k * RX_SLOT_SIZE;
+        let len = m.len.min(RX_SLOT_SIZE);
+        (m.addr, &self.arena[start..start + len], m.stride)
+    }
+}
+
+/// The datagrams a (GRO) super-datagram is made of: `stride` bytes each, the last maybe
+/// shorter; an empty datagram yields nothing.
+pub fn segments(data: &[u8], stride: usize) -> std::slice::Chunks<'_, u8> {
+    let stride = if stride == 0 { data.len() } else { stride };
+    data.chunks(stride.max(1))
+}
+
+/// The IP fragmentation options of a socket, to put back after `quinn-udp` changes them.
+struct FragmentOptions(Vec<(libc::c_int, libc::c_int, libc::c_int)>);
+
+impl FragmentOptions {
+    fn read(fd: BorrowedFd<'_>, ipv4: bool) -> Self {
+        let mut options = vec![(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)];
+        if !ipv4 {
+            options.push((libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER));
+            options.push((libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG));
+        }
+        Self(
+            options
+                .into_iter()
+                .filter_map(|(level, name)| {
+                    get_int_option(fd, level, name)
+                        .ok()
+                        .map(|v| (level, name, v))
+                })
+                .collect(),
+        )
+    }
+
+    fn restore(&self, fd: BorrowedFd<'_>) {
+        for &(level, name, value) in &self.0 {
+            if let Err(e) = set_int_option(fd, level, name, value) {
+                debug!(level, name, error = %e, "cannot restore a UDP socket option");
+            }
+        }
+    }
+}
+
+fn get_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open descriptor for the whole call (borrowed); `value` and `len` are
+    // live, writable locals, and `len` holds `value`'s size, so the kernel writes at most that
+    // many bytes into `value` and the option's size into `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if ret == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open descriptor for the whole call (borrowed); the kernel only reads
+    // `len` bytes from `value`, a live local of exactly that size.
+    let ret =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    /// `order`, and each send as (destination port, first, count, segment).
+    type Plan = (Vec<usize>, Vec<(u16, usize, usize, usize)>);
+
+    fn plan(queued: &[(SocketAddr, usize)], max: usize) -> Plan {
+        let (mut order, mut sends) = (Vec::new(), Vec::new());
+        plan_sends(queued, |_| max, &mut order, &mut sends);
+        let sends = sends
+            .iter()
+            .map(|s| (s.to.port(), s.first, s.count, s.segment))
+            .collect();
+        (order, sends)
+    }
+
+    #[test]
+    fn equal_datagrams_to_one_peer_are_one_gso_send() {
+        let q = vec![(addr(1), 1400); 5];
+        let (order, sends) = plan(&q, 64);
+        assert_eq!(order, vec![0, 1, 2, 3, 4]);
+        assert_eq!(sends, vec![(1, 0, 5, 1400)]);
+    }
+
+    #[test]
+    fn a_shorter_datagram_ends_a_gso_send() {
+        // 1400 1400 80 | 1400 | 1500 (longer than the segment: a new send) 1500
+        let q = [1400, 1400, 80, 1400, 1500, 1500].map(|l| (addr(1), l));
+        let (_, sends) = plan(&q, 64);
+        assert_eq!(
+            sends,
+            vec![(1, 0, 3, 1400), (1, 3, 1, 1400), (1, 4, 2, 1500)]
+        );
+    }
+
+    #[test]
+    fn destinations_are_grouped_without_reordering_a_peer() {
+        let q = [
+            (addr(1), 100),
+            (addr(2), 200),
+            (addr(1), 100),
+            (addr(3), 50),
+            (addr(2), 200),
+            (addr(1), 90),
+        ];
+        let (order, sends) = plan(&q, 64);
+        assert_eq!(order, vec![0, 2, 5, 1, 4, 3]);
+        assert_eq!(sends, vec![(1, 0, 3, 100), (2, 3, 2, 200), (3, 5, 1, 50)]);
+    }
+
+    #[test]
+    fn limits_split_gso_sends() {
+        // Segment count: without GSO every datagram is its own send.
+        let q = vec![(addr(1), 100); 3];
+        assert_eq!(
+            plan(&q, 1).1,
+            vec![(1, 0, 1, 100), (1, 1, 1, 100), (1, 2, 1, 100)]
+        );
+        assert_eq!(plan(&q, 2).1, vec![(1, 0, 2, 100), (1, 2, 1, 100)]);
+        // Bytes: 4096-byte datagrams, at most 15 (61,440 bytes) per send.
+        let q = vec![(addr(1), 4096); 20];
+        assert_eq!(plan(&q, 64).1, vec![(1, 0, 15, 4096), (1, 15, 5, 4096)]);
+        // Empty datagrams are never segments.
+        let q = vec![(addr(1), 0); 2];
+        assert_eq!(plan(&q, 64).1, vec![(1, 0, 1, 0), (1, 1, 1, 0)]);
+        assert_eq!(plan(&[], 64), (vec![], vec![]));
+    }
+
+    #[test]
+    fn gro_segments_split_by_stride() {
+        let data: Vec<u8> = (0..10).collect();
+        let parts: Vec<&[u8]> = segments(&data, 4).collect();
+        assert_eq!(parts, vec![&[0, 1, 2, 3][..], &[4, 5, 6, 7], &[8, 9]]);
+        assert_eq!(segments(&data, 0).count(), 1);
+        assert_eq!(segments(&data, 10).count(), 1);
+        assert_eq!(segments(&[], 0).count(), 0);
+    }
+
+    fn try_bound(addr: &str) -> Option<UdpSocket> {
+        let s = std::net::UdpSocket::bind(addr).ok()?;
+        s.set_nonblocking(true).unwrap();
+        Some(UdpSocket::from_std(s))
+    }
+
+    fn bound(addr: &str) -> UdpSocket {
+        try_bound(addr).expect("bind loopback")
+    }
+
+    /// Reads until `want` datagrams arrived (or 2 s passed): (segment size, super-datagram
+    /// length) per read datagram and the segments themselves.
+    fn receive(udp: &Udp, rx: &mut RxBatch, want: usize) -> (Vec<(usize, usize)>, Vec<Vec<u8>>) {
+        let (mut reads, mut got) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < want && Instant::now() < deadline {
+            match udp.recv(0, rx, RX_SLOTS) {
+                Ok(n) => {
+                    for k in 0..n {
+                        let (_, data, stride) = rx.datagram(k);
+                        reads.push((stride, data.len()));
+                        got.extend(segments(data, stride).map(<[u8]>::to_vec));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+        (reads, got)
+    }
+
+    fn datagrams() -> Vec<Vec<u8>> {
+        let mut d: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1200]).collect();
+        d.push(vec![9; 300]);
+        d
+    }
+
+    /// GSO out, GRO in, over loopback: seven datagrams to one peer leave in one send and, where
+    /// the kernel has GRO, arrive as one super-datagram that splits back into the seven.
+    #[test]
+    fn gso_and_gro_over_loopback() {
+        for (a, b) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
+            let (Some(sa), Some(sb)) = (try_bound(a), try_bound(b)) else {
+                eprintln!("skipped {a}: cannot bind loopback");
+                continue;
+            };
+            let mut tx = Udp::new(vec![sa]).unwrap();
+            let rx_udp = Udp::new(vec![sb]).unwrap();
+            let to = rx_udp.sockets().next().unwrap().local_addr().unwrap();
+            let (gso, _) = tx.offloads(0);
+            let (_, gro) = rx_udp.offloads(0);
+            if !gso || !gro {
+                eprintln!(
+                    "GSO ({gso}) or GRO ({gro}) not supported here: checking plain datagrams only"
+                );
+            }
+            for d in datagrams() {
+                tx.queue(to, &d);
+            }
+            tx.flush();
+            let mut rx = RxBatch::new();
+            let (reads, got) = receive(&rx_udp, &mut rx, 7);
+            assert_eq!(got, datagrams(), "{a}: datagrams intact and in order");
+            if gso && gro {
+                assert_eq!(reads, vec![(1200, 7500)], "{a}: one GSO send, one GRO read");
+                assert!(tx.offloads(0).0, "GSO still on after it worked");
+            }
+        }
+    }
+
+    /// A plain socket without GRO, as stock cjdns has, and its address.
+    fn plain_receiver() -> (std::net::UdpSocket, SocketAddr) {
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let to = plain.local_addr().unwrap();
+        (plain, to)
+    }
+
+    /// Queues [`datagrams`] to `to`, flushes, and checks `plain` reads them one by one.
+    fn send_and_expect_datagrams(tx: &mut Udp, plain: &std::net::UdpSocket, to: SocketAddr) {
+        for d in datagrams() {
+            tx.queue(to, &d);
+        }
+        tx.flush();
+        let mut buf = [0u8; 65536];
+        for d in datagrams() {
+            let (n, _) = plain.recv_from(&mut buf).expect("a datagram");
+            assert_eq!(&buf[..n], &d[..]);
+        }
+    }
+
+    /// A receiver without GRO (stock cjdns) gets a GSO send as plain datagrams, and a sender
+    /// whose GSO is off sends the same datagrams one per call.
+    #[test]
+    fn gso_reaches_a_plain_socket_as_datagrams() {
+        let (plain, to) = plain_receiver();
+        for gso in [true, false] {
+            let mut tx = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+            tx.ports[0].gso &= gso;
+            send_and_expect_datagrams(&mut tx, &plain, to);
+        }
+    }
+
+    /// A socket whose first GSO send fails (here: the kernel refuses GSO without UDP
+    /// checksums) resends that batch one datagram per call and keeps GSO off.
+    #[test]
+    fn a_failed_first_gso_send_falls_back_to_single_datagrams() {
+        let (plain, to) = plain_receiver();
+        let mut tx = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+        if !tx.offloads(0).0 {
+            eprintln!("skipped: no UDP GSO here");
+            return;
+        }
+        let fd = tx.ports[0].socket.as_fd();
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+        send_and_expect_datagrams(&mut tx, &plain, to);
+        assert!(!tx.offloads(0).0, "GSO off after the failure");
+        send_and_expect_datagrams(&mut tx, &plain, to);
+    }
+
+    /// A full queue flushes by itself; datagrams to two peers each arrive in order.
+    #[test]
+    fn a_full_queue_flushes_and_peers_keep_their_order() {
+        let mut tx = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+        let rx1 = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+        let rx2 = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+        let to1 = rx1.sockets().next().unwrap().local_addr().unwrap();
+        let to2 = rx2.sockets().next().unwrap().local_addr().unwrap();
+        let n = TX_BATCH * 2 + 3;
+        for i in 0..n {
+            let to = if i % 3 == 0 { to2 } else { to1 };
+            tx.queue(to, &(i as u32).to_be_bytes().repeat(100));
+        }
+        assert_eq!(tx.queued.len(), n - 2 * TX_BATCH, "flushed when full");
+        tx.flush();
+        let mut rx = RxBatch::new();
+        for (udp, to) in [(&rx1, to1), (&rx2, to2)] {
+            let want: Vec<Vec<u8>> = (0..n)
+                .filter(|i| (if i % 3 == 0 { to2 } else { to1 }) == to)
+                .map(|i| (i as u32).to_be_bytes().repeat(100))
+                .collect();
+            let (_, got) = receive(udp, &mut rx, want.len());
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn fragmentation_options_are_kept() {
+        for a in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(s) = std::net::UdpSocket::bind(a) else {
+                continue;
+            };
+            s.set_nonblocking(true).unwrap();
+            let ipv4 = a.starts_with('1');
+            let before = FragmentOptions::read(s.as_fd(), ipv4).0;
+            let udp = Udp::new(vec![UdpSocket::from_std(s)]).unwrap();
+            let sock = udp.sockets().next().unwrap();
+            assert_eq!(FragmentOptions::read(sock.as_fd(), ipv4).0, before, "{a}");
+            assert!(!before.is_empty());
+        }
+    }
+}
