@@ -4,6 +4,7 @@
 # Each node is pinned to its own core; CPU per node is read from /proc while iperf3 runs.
 #
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
+# DUR=seconds per run (default 10); TUN_OFFLOAD=1 turns the TUN offloads on.
 # Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +45,7 @@ conf() { # private bind connect-json
   "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
   "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ] },
   "router": { "interface": { "type": "TUNInterface" } },
+  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-0} },
   "noBackground": 1, "version": 2 }
 EOF
 }
@@ -77,7 +79,7 @@ print("%.0f" % (s["bits_per_second"]/1e6))' 2>/dev/null || echo "?")
   echo "$label: ${mbps} Mbit/s received; CPU node A $(( (a1-a0)*100/hz/DUR ))%, node B $(( (b1-b0)*100/hz/DUR ))% of a core"
 }
 measure "TCP, $DUR s"
-for rate in 100M 200M 400M 800M; do
+for rate in ${RATES:-100M 200M 400M 800M 1200M}; do
   measure "UDP at $rate, $DUR s" -u -b $rate -l 1200
 done
 measure "UDP flood -b 0, $DUR s" -u -b 0 -l 1200

@@ -25,17 +25,18 @@ fn tcp6_checksum_ok(p: &[u8]) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let Some(hdr) = VnetHdr::parse(data) else { return };
-    let packet = &data[VNET_HDR_LEN..];
+    let mut packet = data[VNET_HDR_LEN..].to_vec();
+    let packet_len = packet.len();
     let gso = hdr.gso_type & !GSO_ECN != GSO_NONE;
     let mut scratch = [0u8; MTU];
     let mut emitted = 0usize;
-    let result = segment(&hdr, packet, &mut scratch, |s| {
+    let result = segment(&hdr, &mut packet, &mut scratch, |s| {
         emitted += 1;
         if gso {
             assert!(s.len() <= MTU);
             assert!(tcp6_checksum_ok(s), "segment checksum");
         } else {
-            assert_eq!(s.len(), packet.len());
+            assert_eq!(s.len(), packet_len);
         }
     });
     if result.is_err() && !gso {

@@ -101,12 +101,12 @@ pub enum OffloadError {
 
 /// Turns one packet read from a TUN device with offloads (after its [`VnetHdr`]) into
 /// ordinary IPv6 packets, handing each to `emit` in order: a GSO packet is cut into segments
-/// of `gso_size` payload bytes with their own headers and checksums; a packet that needs its
-/// checksum gets it; anything else is passed through as it is. `scratch` must hold the largest
-/// segment (the MTU).
+/// of `gso_size` payload bytes with their own headers and checksums (built in `scratch`, which
+/// must hold the largest segment: the MTU); a packet that needs its checksum gets it, in
+/// place; anything else is passed through as it is.
 pub fn segment(
     hdr: &VnetHdr,
-    packet: &[u8],
+    packet: &mut [u8],
     scratch: &mut [u8],
     mut emit: impl FnMut(&[u8]),
 ) -> Result<(), OffloadError> {
@@ -116,12 +116,8 @@ pub fn segment(
                 emit(packet);
                 return Ok(());
             }
-            let out = scratch
-                .get_mut(..packet.len())
-                .ok_or(OffloadError::TooBig(packet.len()))?;
-            out.copy_from_slice(packet);
-            complete_checksum(out, hdr.csum_start.into(), hdr.csum_offset.into())?;
-            emit(out);
+            complete_checksum(packet, hdr.csum_start.into(), hdr.csum_offset.into())?;
+            emit(packet);
             Ok(())
         }
         GSO_TCPV6 => segment_tcp6(hdr, packet, scratch, emit),
@@ -296,7 +292,7 @@ mod tests {
             };
             let mut scratch = [0u8; 1304];
             let mut got = Vec::new();
-            segment(&hdr, &big, &mut scratch, |s| got.push(s.to_vec())).unwrap();
+            segment(&hdr, &mut big, &mut scratch, |s| got.push(s.to_vec())).unwrap();
             let expected: Vec<Vec<u8>> = payload
                 .chunks(mss)
                 .enumerate()
@@ -333,10 +329,10 @@ mod tests {
         };
         let mut scratch = [0u8; 1304];
         let mut got = Vec::new();
-        segment(&hdr, &partial, &mut scratch, |s| got.push(s.to_vec())).unwrap();
+        segment(&hdr, &mut partial, &mut scratch, |s| got.push(s.to_vec())).unwrap();
         assert_eq!(got, vec![good.clone()]);
         got.clear();
-        segment(&VnetHdr::default(), &good, &mut scratch, |s| {
+        segment(&VnetHdr::default(), &mut good.clone(), &mut scratch, |s| {
             got.push(s.to_vec())
         })
         .unwrap();
@@ -354,26 +350,26 @@ mod tests {
             csum_offset: 16,
             ..VnetHdr::default()
         };
-        let p = tcp6(&[1; 3000], 1, 0x10, 0);
+        let mut p = tcp6(&[1; 3000], 1, 0x10, 0);
         let mut n = 0;
         assert_eq!(
-            segment(&gso(0), &p, &mut scratch, |_| n += 1),
+            segment(&gso(0), &mut p, &mut scratch, |_| n += 1),
             Err(OffloadError::ZeroSegmentSize)
         );
         assert_eq!(
-            segment(&gso(1400), &p, &mut scratch, |_| n += 1),
+            segment(&gso(1400), &mut p, &mut scratch, |_| n += 1),
             Err(OffloadError::TooBig(1460))
         );
         for cut in [0usize, 10, 39, 40, 59] {
             assert_eq!(
-                segment(&gso(1000), &p[..cut], &mut scratch, |_| n += 1),
+                segment(&gso(1000), &mut p[..cut], &mut scratch, |_| n += 1),
                 Err(OffloadError::Malformed)
             );
         }
         let mut not_tcp = p.clone();
         not_tcp[6] = 17;
         assert_eq!(
-            segment(&gso(1000), &not_tcp, &mut scratch, |_| n += 1),
+            segment(&gso(1000), &mut not_tcp, &mut scratch, |_| n += 1),
             Err(OffloadError::Malformed)
         );
         let udp_gso = VnetHdr {
@@ -381,7 +377,7 @@ mod tests {
             ..gso(1000)
         };
         assert_eq!(
-            segment(&udp_gso, &p, &mut scratch, |_| n += 1),
+            segment(&udp_gso, &mut p, &mut scratch, |_| n += 1),
             Err(OffloadError::UnsupportedGso(5))
         );
         let bad_csum = VnetHdr {
@@ -391,7 +387,7 @@ mod tests {
             ..gso(0)
         };
         assert_eq!(
-            segment(&bad_csum, &p[..100], &mut scratch, |_| n += 1),
+            segment(&bad_csum, &mut p[..100], &mut scratch, |_| n += 1),
             Err(OffloadError::BadChecksumPosition)
         );
         assert_eq!(n, 0, "nothing is emitted for a rejected packet");
@@ -411,14 +407,15 @@ mod tests {
                 raw[VNET_HDR_LEN + 6] = 6;
             }
             let hdr = VnetHdr::parse(&raw).unwrap();
-            let (h, body) = raw.split_at(VNET_HDR_LEN);
+            let (h, body) = raw.split_at_mut(VNET_HDR_LEN);
             let gso = h[1] & !GSO_ECN != GSO_NONE;
+            let body_len = body.len();
             let _ = segment(&hdr, body, &mut scratch, |s| {
                 // Segments fit the scratch buffer; other packets pass through unchanged.
                 assert!(if gso {
                     s.len() <= 1304
                 } else {
-                    s.len() == body.len()
+                    s.len() == body_len
                 });
             });
         }

@@ -783,6 +783,12 @@ fn pktmesh_section_for_leases_and_the_route_server() {
     let face = loaded.config.pktmesh.supernode.as_ref().expect("supernode");
     assert_eq!(face.url, "http://127.0.0.1:8470");
     assert!(plain.config.pktmesh.supernode.is_none());
+    // TUN offloads: off unless switched on.
+    assert_eq!(plain.config.pktmesh.tun_offload, None);
+    let off = load(&with(r#"{ "tunOffload": 0 }"#));
+    assert_eq!(off.config.pktmesh.tun_offload, Some(0));
+    let err = load_err(&with(r#"{ "tunOffload": "yes" }"#)).to_string();
+    assert!(err.contains("pktmesh.tunOffload"), "{err}");
     let err = load_err(&with(r#"{ "supernode": { "url": 8470 } }"#)).to_string();
     assert!(
         err.contains("pktmesh.supernode") && err.contains("url"),

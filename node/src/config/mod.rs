@@ -446,6 +446,10 @@ pub struct PktmeshConf {
     /// `supernode`: this node is the cjdns face of a route server (stock cjdns nodes that list
     /// our key in `router.supernodes` reach the route server through us).
     pub supernode: Option<SupernodeConf>,
+    /// `tunOffload`: 1 lets the kernel hand the TUN device TCP super-packets and partial
+    /// checksums, which the node cuts and completes; 0 (the default) keeps plain packets.
+    /// It saves the sender about a fifth of its CPU on TCP; `docs/perf.md` says when it pays.
+    pub tun_offload: Option<u8>,
 }
 
 /// `pktmesh.supernode`.

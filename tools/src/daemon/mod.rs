@@ -90,6 +90,8 @@ pub struct DaemonSettings {
     pub route_server: Option<agent::RouteServerSettings>,
     /// HTTP API of the route server this node is the cjdns face of (`pktmesh.supernode.url`).
     pub supernode_url: Option<String>,
+    /// Use TUN checksum and segmentation offloads (`pktmesh.tunOffload`, default off).
+    pub tun_offload: bool,
 }
 
 /// Beaconing of one UDP interface (`beacon`, `beaconPort`, `beaconDevices`).
@@ -178,13 +180,19 @@ pub fn run<P: Pathfinder>(
         sockets.push(sock);
     }
 
-    let mut tun = match &settings.tun {
+    let tun = match &settings.tun {
         Some(name) => {
-            let t = Tun::create(name, (*node.address()).into())
+            let t = Tun::create_with_offload(name, (*node.address()).into(), settings.tun_offload)
                 .with_context(|| format!("creating TUN device {name:?}"))?;
             poll.registry()
                 .register(&mut SourceFd(&t.as_raw_fd()), TUN, Interest::READABLE)?;
-            info!(device = t.name(), address = %node.address(), mtu = tun::TUN_MTU, "TUN up");
+            info!(
+                device = t.name(),
+                address = %node.address(),
+                mtu = tun::TUN_MTU,
+                offload = t.offload(),
+                "TUN up"
+            );
             Some(t)
         }
         None => None,
@@ -250,7 +258,11 @@ pub fn run<P: Pathfinder>(
     let mut io = Io {
         udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
         rx: udp::RxBatch::new(),
-        tun: tun.as_mut(),
+        tun: tun.as_ref(),
+        tun_offload: tun
+            .as_ref()
+            .is_some_and(Tun::offload)
+            .then(TunOffloadBuffers::new),
     };
     for (i, sock) in io.udp.sockets().enumerate() {
         let (gso, gro) = io.udp.offloads(i);
@@ -551,27 +563,57 @@ impl Admin {
     }
 }
 
+/// The value of a TUN read, or `None` when the device has nothing more for now (a failed read
+/// is logged).
+fn tun_read<T>(result: io::Result<T>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => {
+            debug!(error = %e, "TUN read failed");
+            None
+        }
+    }
+}
+
 struct Io<'a> {
     /// The data path's UDP sockets and their send queue.
     udp: udp::Udp,
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
-    tun: Option<&'a mut Tun>,
+    tun: Option<&'a Tun>,
+    /// Where offloaded TUN reads go, when the device has offloads.
+    tun_offload: Option<TunOffloadBuffers>,
+}
+
+/// Buffers for reading a TUN device with offloads: a whole super-packet, and one segment.
+struct TunOffloadBuffers {
+    read: Box<[u8]>,
+    segment: Box<[u8]>,
+}
+
+impl TunOffloadBuffers {
+    fn new() -> Self {
+        Self {
+            read: vec![0; tun::OFFLOAD_READ_MAX].into_boxed_slice(),
+            segment: vec![0; tun::TUN_MTU as usize].into_boxed_slice(),
+        }
+    }
 }
 
 impl Io<'_> {
     fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.udp, &mut self.tun, out, data);
+        Self::emit(&mut self.udp, self.tun, out, data);
     }
 
     /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
     /// round) or writes a TUN one.
-    fn emit(udp: &mut udp::Udp, tun: &mut Option<&mut Tun>, out: Output, data: &[u8]) {
+    fn emit(udp: &mut udp::Udp, tun: Option<&Tun>, out: Output, data: &[u8]) {
         match out {
             Output::None => {}
             Output::Udp(to) => udp.queue(to, data),
             Output::Tun => {
-                if let Some(t) = tun.as_mut() {
+                if let Some(t) = tun {
                     if let Err(e) = t.send(data) {
                         debug!(error = %e, "TUN write failed");
                     }
@@ -613,7 +655,7 @@ impl Io<'_> {
                     area[..len].copy_from_slice(&segment[..len]);
                     buf.set_read_len(len);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(&mut self.udp, &mut self.tun, out, buf.data());
+                    Self::emit(&mut self.udp, self.tun, out, buf.data());
                 }
             }
         };
@@ -623,29 +665,62 @@ impl Io<'_> {
 
     /// Reads up to a batch from the TUN device; true if it may still hold packets.
     fn drain_tun<P: Pathfinder>(&mut self, node: &mut Node<P>, buf: &mut PacketBuf) -> bool {
+        if self.tun_offload.is_some() {
+            return self.drain_tun_offload(node, buf);
+        }
         let mut more = true;
         for _ in 0..MAX_BATCH {
-            let Some(t) = self.tun.as_mut() else {
+            let Some(t) = self.tun else {
                 more = false;
                 break;
             };
-            let n = match t.recv(buf.read_area()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    more = false;
-                    break;
-                }
-                Err(e) => {
-                    debug!(error = %e, "TUN read failed");
-                    more = false;
-                    break;
-                }
+            let Some(n) = tun_read(t.recv(buf.read_area())) else {
+                more = false;
+                break;
             };
             buf.set_read_len(n);
             let out = node.handle_tun(Instant::now(), buf);
             self.send(out, buf.data());
         }
         self.udp.flush();
+        more
+    }
+
+    /// [`Io::drain_tun`] for a device with offloads: each read may be a TCP super-packet of up to
+    /// 64 KiB, cut into ordinary packets that go through the node one by one. The round's
+    /// budget counts packets, not reads, so a round of small packets batches as many UDP sends
+    /// as without offloads.
+    fn drain_tun_offload<P: Pathfinder>(
+        &mut self,
+        node: &mut Node<P>,
+        buf: &mut PacketBuf,
+    ) -> bool {
+        let (Some(t), Some(bufs)) = (self.tun, self.tun_offload.as_mut()) else {
+            return false;
+        };
+        let udp = &mut self.udp;
+        let mut packets = 0usize;
+        let mut more = true;
+        for _ in 0..MAX_BATCH {
+            if packets >= MAX_BATCH {
+                break;
+            }
+            let read = t.recv_segments(&mut bufs.read, &mut bufs.segment, |packet| {
+                packets += 1;
+                let Some(area) = buf.read_area().get_mut(..packet.len()) else {
+                    return;
+                };
+                area.copy_from_slice(packet);
+                buf.set_read_len(packet.len());
+                let out = node.handle_tun(Instant::now(), buf);
+                Self::emit(udp, Some(t), out, buf.data());
+            });
+            if tun_read(read) != Some(true) {
+                more = false;
+                break;
+            }
+        }
+        udp.flush();
         more
     }
 

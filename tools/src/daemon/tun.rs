@@ -232,7 +232,7 @@ impl Tun {
             tracing::debug!(len = n, "TUN read shorter than its virtio_net_hdr");
             return Ok(true);
         };
-        let packet = &read_buf[VNET_HDR_LEN..n];
+        let packet = &mut read_buf[VNET_HDR_LEN..n];
         if let Err(e) = segment(&hdr, packet, scratch, each) {
             tracing::debug!(error = %e, len = packet.len(), "offloaded TUN packet dropped");
         }
