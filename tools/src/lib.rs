@@ -1,7 +1,8 @@
 //! Command-line front ends of pktmesh and the `cjdroute` daemon's driver.
 //!
-//! [`daemon`] is the I/O driver around the sans-IO node core; its `tun` module is the only
-//! code in the workspace that uses `unsafe` (Linux ioctls).
+//! [`daemon`] is the I/O driver around the sans-IO node core; its `tun` module (Linux ioctls)
+//! and `udp` module (two socket options) are the only code in the workspace that uses
+//! `unsafe`.
 //! [`pktctl`] holds the subcommands of the `pktctl` binary (keys, labels, encoding schemes),
 //! each a function from parsed arguments to an [`Output`] that the binary prints as one line
 //! or one JSON object. The binary itself only parses arguments and prints.
