@@ -4,7 +4,7 @@
 # Each node is pinned to its own core; CPU per node is read from /proc while iperf3 runs.
 #
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
-# DUR=seconds per run (default 10); TUN_OFFLOAD=1 turns the TUN offloads on.
+# DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off.
 # Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,7 +45,7 @@ conf() { # private bind connect-json
   "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
   "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ] },
   "router": { "interface": { "type": "TUNInterface" } },
-  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-0} },
+  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1} },
   "noBackground": 1, "version": 2 }
 EOF
 }

@@ -222,6 +222,195 @@ fn fold(mut sum: u64) -> u16 {
     !(sum as u16)
 }
 
+/// Most segments merged into one super-packet.
+const MAX_COALESCED: usize = 64;
+/// Largest super-packet (IPv6 payload length is 16 bits).
+const MAX_SUPER: usize = 65_535;
+const TCP_ACK: u8 = 0x10;
+
+/// Merges consecutive TCP segments of one flow, on their way to a TUN device with offloads,
+/// into super-packets the kernel takes in one write (the receiving half of TUN offloads, like
+/// GRO on a network card). A packet that cannot be merged is written on its own.
+///
+/// Segments are merged only when nothing but the payload and sequence number differs: same
+/// addresses, ports, IPv6 header fields, TCP options, ACK number and window; flags ACK alone
+/// (PSH allowed on the last); consecutive sequence numbers; all but the last exactly
+/// `gso_size` long. Each segment's checksum is verified first (a segment with a bad checksum
+/// goes on its own, for the kernel to drop), since the super-packet's checksum is the
+/// kernel's to trust. Every write starts with its `virtio_net_hdr`.
+#[derive(Debug)]
+pub struct Coalescer {
+    /// `virtio_net_hdr` + super-packet under construction.
+    buf: Vec<u8>,
+    /// Segments in `buf` (0: empty).
+    segments: usize,
+    /// Payload bytes of the first segment (the `gso_size`).
+    mss: usize,
+    /// Headers (IPv6 + TCP) of the first segment.
+    headers: usize,
+    /// Sequence number the next segment must have.
+    next_seq: u32,
+    /// The last segment was shorter than `mss` or had PSH: nothing may follow it.
+    closed: bool,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Coalescer {
+    /// An empty coalescer (its buffer is allocated once, here).
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(VNET_HDR_LEN + MAX_SUPER),
+            segments: 0,
+            mss: 0,
+            headers: 0,
+            next_seq: 0,
+            closed: false,
+        }
+    }
+
+    /// Adds `packet` (an IPv6 packet for the TUN device), writing whatever can no longer grow.
+    pub fn push(&mut self, packet: &[u8], mut write: impl FnMut(&[u8])) {
+        let Some(seg) = TcpSegment::parse(packet) else {
+            self.flush(&mut write);
+            write_plain(packet, &mut write);
+            return;
+        };
+        if self.segments > 0 && !self.extends(packet, &seg) {
+            self.flush(&mut write);
+        }
+        if self.segments == 0 {
+            if seg.payload == 0 || !seg.mergeable_flags() {
+                write_plain(packet, &mut write);
+                return;
+            }
+            self.buf.clear();
+            self.buf.extend_from_slice(&[0; VNET_HDR_LEN]);
+            self.buf.extend_from_slice(packet);
+            self.segments = 1;
+            self.mss = seg.payload;
+            self.headers = seg.headers;
+        } else {
+            self.buf.extend_from_slice(&packet[seg.headers..]);
+            self.segments += 1;
+            // As GRO does: a PSH on a later segment is carried by the whole.
+            self.buf[VNET_HDR_LEN + IPV6_HEADER_LEN + 13] |= seg.flags & TCP_PSH;
+        }
+        self.next_seq = seg.seq.wrapping_add(seg.payload as u32);
+        self.closed = seg.payload < self.mss || seg.flags & TCP_PSH != 0;
+        if self.closed || self.segments >= MAX_COALESCED {
+            self.flush(&mut write);
+        }
+    }
+
+    fn extends(&self, packet: &[u8], seg: &TcpSegment) -> bool {
+        let first = &self.buf[VNET_HDR_LEN..];
+        !self.closed
+            && seg.mergeable_flags()
+            && seg.headers == self.headers
+            && seg.seq == self.next_seq
+            && seg.payload > 0
+            && seg.payload <= self.mss
+            && self.buf.len() + seg.payload <= VNET_HDR_LEN + MAX_SUPER
+            // IPv6 header but the payload length; TCP header but sequence, flags, checksum.
+            && packet[..4] == first[..4]
+            && packet[6..40] == first[6..40]
+            && packet[40..44] == first[40..44]
+            && packet[48..53] == first[48..53]
+            && packet[54..56] == first[54..56]
+            && packet[58..seg.headers] == first[58..seg.headers]
+    }
+
+    /// Writes the super-packet under construction, if any.
+    pub fn flush(&mut self, mut write: impl FnMut(&[u8])) {
+        match self.segments {
+            0 => return,
+            1 => {
+                // Nothing merged: write it as it came.
+                let hdr = [0u8; VNET_HDR_LEN];
+                self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr);
+                write(&self.buf);
+            }
+            _ => {
+                let ip = VNET_HDR_LEN;
+                let l4_len = self.buf.len() - ip - IPV6_HEADER_LEN;
+                self.buf[ip + 4..ip + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                // Partial checksum: the pseudo-header sum, not complemented.
+                let pseudo = pseudo_header_sum(&self.buf[ip..], NEXT_HEADER_TCP, l4_len as u32);
+                let partial = !fold(pseudo);
+                let c = ip + IPV6_HEADER_LEN + 16;
+                self.buf[c..c + 2].copy_from_slice(&partial.to_be_bytes());
+                let hdr = VnetHdr {
+                    flags: F_NEEDS_CSUM,
+                    gso_type: GSO_TCPV6,
+                    hdr_len: self.headers as u16,
+                    gso_size: self.mss as u16,
+                    csum_start: IPV6_HEADER_LEN as u16,
+                    csum_offset: 16,
+                };
+                self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr.emit());
+                write(&self.buf);
+            }
+        }
+        self.segments = 0;
+        self.closed = false;
+    }
+}
+
+fn write_plain(packet: &[u8], write: &mut impl FnMut(&[u8])) {
+    // One write per packet needs the header in front; the caller's buffer has no room, so
+    // copy (rare: only what cannot be merged takes this path on a busy flow).
+    let mut out = [0u8; VNET_HDR_LEN + 1500];
+    if let Some(area) = out.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + packet.len()) {
+        area.copy_from_slice(packet);
+        write(&out[..VNET_HDR_LEN + packet.len()]);
+    }
+}
+
+/// What the coalescer needs of a TCP segment (IPv6, no extension headers, checksum right).
+struct TcpSegment {
+    headers: usize,
+    payload: usize,
+    seq: u32,
+    flags: u8,
+}
+
+impl TcpSegment {
+    fn parse(p: &[u8]) -> Option<Self> {
+        if p.len() < IPV6_HEADER_LEN + 20 || p[0] >> 4 != 6 || p[6] != NEXT_HEADER_TCP {
+            return None;
+        }
+        let l4_len = usize::from(u16::from_be_bytes([p[4], p[5]]));
+        if IPV6_HEADER_LEN + l4_len != p.len() {
+            return None;
+        }
+        let tcp_len = usize::from(p[IPV6_HEADER_LEN + 12] >> 4) * 4;
+        if tcp_len < 20 || tcp_len > l4_len {
+            return None;
+        }
+        let sum =
+            pseudo_header_sum(p, NEXT_HEADER_TCP, l4_len as u32) + sum_words(&p[IPV6_HEADER_LEN..]);
+        if fold(sum) != 0 {
+            return None;
+        }
+        Some(Self {
+            headers: IPV6_HEADER_LEN + tcp_len,
+            payload: l4_len - tcp_len,
+            seq: u32::from_be_bytes([p[44], p[45], p[46], p[47]]),
+            flags: p[IPV6_HEADER_LEN + 13],
+        })
+    }
+
+    /// ACK, optionally PSH, nothing else (no SYN, FIN, RST, URG, ECE, CWR).
+    fn mergeable_flags(&self) -> bool {
+        self.flags & !TCP_PSH == TCP_ACK
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +445,85 @@ mod tests {
     fn checksum_ok(p: &[u8]) -> bool {
         let l4 = u32::from(u16::from_be_bytes([p[4], p[5]]));
         fold(pseudo_header_sum(p, p[6], l4) + sum_words(&p[40..])) == 0
+    }
+
+    /// Segments a TCP sender sent one by one come out as one super-packet that the kernel's
+    /// own segmentation (here: [`segment`]) turns back into exactly those segments.
+    #[test]
+    fn coalesced_segments_are_one_write_that_splits_back_into_them() {
+        let payload: Vec<u8> = (0..6000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mss = 1220;
+        let segments: Vec<Vec<u8>> = payload
+            .chunks(mss)
+            .enumerate()
+            .map(|(i, c)| {
+                let last = (i + 1) * mss >= payload.len();
+                let flags = if last { 0x18 } else { 0x10 };
+                tcp6(c, 1000 + (i * mss) as u32, flags, 12)
+            })
+            .collect();
+        let mut co = Coalescer::new();
+        let mut writes = Vec::new();
+        for s in &segments {
+            co.push(s, |w| writes.push(w.to_vec()));
+        }
+        co.flush(|w| writes.push(w.to_vec()));
+        assert_eq!(
+            writes.len(),
+            1,
+            "PSH on the last segment closed one super-packet"
+        );
+        let hdr = VnetHdr::parse(&writes[0]).unwrap();
+        assert_eq!((hdr.gso_type, hdr.gso_size), (GSO_TCPV6, mss as u16));
+        let mut again = Vec::new();
+        let mut scratch = [0u8; 1304];
+        let mut body = writes[0][VNET_HDR_LEN..].to_vec();
+        segment(&hdr, &mut body, &mut scratch, |s| again.push(s.to_vec())).unwrap();
+        assert!(
+            again == segments,
+            "the super-packet does not split back into its segments"
+        );
+    }
+
+    #[test]
+    fn what_must_not_merge_is_written_alone_and_in_order() {
+        let mss = 1000;
+        let a = tcp6(&[1; 1000], 0, 0x10, 0);
+        let b = tcp6(&[2; 1000], 1000, 0x10, 0);
+        let gap = tcp6(&[3; 1000], 5000, 0x10, 0); // not the next sequence number
+        let fin = tcp6(&[4; 1000], 6000, 0x11, 0); // FIN
+        let mut bad = tcp6(&[5; 1000], 7000, 0x10, 0);
+        bad[100] ^= 1; // checksum no longer right
+        let mut other_port = tcp6(&[6; 1000], 7000, 0x10, 0);
+        other_port[41] ^= 1;
+        let fix = |p: &mut Vec<u8>| {
+            p[56..58].fill(0);
+            let l4 = u32::from(u16::from_be_bytes([p[4], p[5]]));
+            let c = fold(pseudo_header_sum(p, 6, l4) + sum_words(&p[40..]));
+            p[56..58].copy_from_slice(&c.to_be_bytes());
+        };
+        fix(&mut other_port);
+        let mut icmp = a.clone();
+        icmp[6] = 58;
+        let inputs = [&a, &b, &gap, &fin, &bad, &other_port, &icmp];
+        let mut co = Coalescer::new();
+        let mut writes = Vec::new();
+        for p in inputs {
+            co.push(p, |w| writes.push(w.to_vec()));
+        }
+        co.flush(|w| writes.push(w.to_vec()));
+        // a+b merged; every other packet on its own, in order, behind an empty header.
+        assert_eq!(writes.len(), 6);
+        let merged = VnetHdr::parse(&writes[0]).unwrap();
+        assert_eq!(merged.gso_size, mss);
+        assert_eq!(writes[0].len(), VNET_HDR_LEN + 40 + 20 + 2000);
+        for (w, p) in writes[1..]
+            .iter()
+            .zip([&gap, &fin, &bad, &other_port, &icmp])
+        {
+            assert_eq!(&w[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+            assert_eq!(&w[VNET_HDR_LEN..], &p[..]);
+        }
     }
 
     #[test]

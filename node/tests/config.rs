@@ -783,7 +783,7 @@ fn pktmesh_section_for_leases_and_the_route_server() {
     let face = loaded.config.pktmesh.supernode.as_ref().expect("supernode");
     assert_eq!(face.url, "http://127.0.0.1:8470");
     assert!(plain.config.pktmesh.supernode.is_none());
-    // TUN offloads: off unless switched on.
+    // TUN offloads: on unless switched off.
     assert_eq!(plain.config.pktmesh.tun_offload, None);
     let off = load(&with(r#"{ "tunOffload": 0 }"#));
     assert_eq!(off.config.pktmesh.tun_offload, Some(0));

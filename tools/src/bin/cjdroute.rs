@@ -189,6 +189,6 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
                 }),
             }),
         supernode_url: config.pktmesh.supernode.as_ref().map(|s| s.url.clone()),
-        tun_offload: config.pktmesh.tun_offload.is_some_and(|v| v != 0),
+        tun_offload: config.pktmesh.tun_offload.is_none_or(|v| v != 0),
     })
 }

@@ -32,6 +32,7 @@ use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::egress::PortStats;
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
+use pktmesh_node::offload::Coalescer;
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
 use sha2::{Digest, Sha256};
@@ -90,7 +91,7 @@ pub struct DaemonSettings {
     pub route_server: Option<agent::RouteServerSettings>,
     /// HTTP API of the route server this node is the cjdns face of (`pktmesh.supernode.url`).
     pub supernode_url: Option<String>,
-    /// Use TUN checksum and segmentation offloads (`pktmesh.tunOffload`, default off).
+    /// Use TUN checksum and segmentation offloads (`pktmesh.tunOffload`, default on).
     pub tun_offload: bool,
 }
 
@@ -259,6 +260,10 @@ pub fn run<P: Pathfinder>(
         udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
         rx: udp::RxBatch::new(),
         tun: tun.as_ref(),
+        tun_out: TunOut {
+            tun: tun.as_ref(),
+            coalescer: tun.as_ref().is_some_and(Tun::offload).then(Coalescer::new),
+        },
         tun_offload: tun
             .as_ref()
             .is_some_and(Tun::offload)
@@ -582,6 +587,8 @@ struct Io<'a> {
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
     tun: Option<&'a Tun>,
+    /// Where packets for the TUN device go.
+    tun_out: TunOut<'a>,
     /// Where offloaded TUN reads go, when the device has offloads.
     tun_offload: Option<TunOffloadBuffers>,
 }
@@ -601,25 +608,59 @@ impl TunOffloadBuffers {
     }
 }
 
-impl Io<'_> {
-    fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.udp, self.tun, out, data);
-    }
+/// Where packets for the TUN device go: straight to it, or, with offloads, through a
+/// [`Coalescer`] that merges a flow's consecutive TCP segments into one write.
+struct TunOut<'a> {
+    tun: Option<&'a Tun>,
+    coalescer: Option<Coalescer>,
+}
 
-    /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
-    /// round) or writes a TUN one.
-    fn emit(udp: &mut udp::Udp, tun: Option<&Tun>, out: Output, data: &[u8]) {
-        match out {
-            Output::None => {}
-            Output::Udp(to) => udp.queue(to, data),
-            Output::Tun => {
-                if let Some(t) = tun {
-                    if let Err(e) = t.send(data) {
-                        debug!(error = %e, "TUN write failed");
-                    }
+impl TunOut<'_> {
+    fn write(&mut self, packet: &[u8]) {
+        let Some(t) = self.tun else { return };
+        match self.coalescer.as_mut() {
+            Some(c) => c.push(packet, |w| Self::write_raw(t, w)),
+            None => {
+                if let Err(e) = t.send(packet) {
+                    debug!(error = %e, "TUN write failed");
                 }
             }
         }
+    }
+
+    /// Writes what the coalescer holds (at the end of every drain round).
+    fn flush(&mut self) {
+        if let (Some(t), Some(c)) = (self.tun, self.coalescer.as_mut()) {
+            c.flush(|w| Self::write_raw(t, w));
+        }
+    }
+
+    fn write_raw(t: &Tun, bytes: &[u8]) {
+        if let Err(e) = t.send_raw(bytes) {
+            debug!(error = %e, "TUN write failed");
+        }
+    }
+}
+
+impl Io<'_> {
+    fn send(&mut self, out: Output, data: &[u8]) {
+        Self::emit(&mut self.udp, &mut self.tun_out, out, data);
+    }
+
+    /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
+    /// round) or a TUN one.
+    fn emit(udp: &mut udp::Udp, tun: &mut TunOut<'_>, out: Output, data: &[u8]) {
+        match out {
+            Output::None => {}
+            Output::Udp(to) => udp.queue(to, data),
+            Output::Tun => tun.write(data),
+        }
+    }
+
+    /// Sends and writes everything queued.
+    fn flush_queues(&mut self) {
+        self.udp.flush();
+        self.tun_out.flush();
     }
 
     /// Reads up to a batch of packets from socket `i`, `recvmmsg` by `recvmmsg`, and sends
@@ -655,11 +696,11 @@ impl Io<'_> {
                     area[..len].copy_from_slice(&segment[..len]);
                     buf.set_read_len(len);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(&mut self.udp, self.tun, out, buf.data());
+                    Self::emit(&mut self.udp, &mut self.tun_out, out, buf.data());
                 }
             }
         };
-        self.udp.flush();
+        self.flush_queues();
         more
     }
 
@@ -682,7 +723,7 @@ impl Io<'_> {
             let out = node.handle_tun(Instant::now(), buf);
             self.send(out, buf.data());
         }
-        self.udp.flush();
+        self.flush_queues();
         more
     }
 
@@ -699,6 +740,7 @@ impl Io<'_> {
             return false;
         };
         let udp = &mut self.udp;
+        let tun_out = &mut self.tun_out;
         let mut packets = 0usize;
         let mut more = true;
         for _ in 0..MAX_BATCH {
@@ -713,7 +755,7 @@ impl Io<'_> {
                 area.copy_from_slice(packet);
                 buf.set_read_len(packet.len());
                 let out = node.handle_tun(Instant::now(), buf);
-                Self::emit(udp, Some(t), out, buf.data());
+                Self::emit(udp, tun_out, out, buf.data());
             });
             if tun_read(read) != Some(true) {
                 more = false;
@@ -721,6 +763,7 @@ impl Io<'_> {
             }
         }
         udp.flush();
+        tun_out.flush();
         more
     }
 
@@ -737,7 +780,7 @@ impl Io<'_> {
                 out => self.send(out, buf.data()),
             }
         }
-        self.udp.flush();
+        self.flush_queues();
     }
 
     /// Sends the control-plane packets the node queued, and everything still queued.
@@ -748,6 +791,6 @@ impl Io<'_> {
                 Transmit::Tun(data) => self.send(Output::Tun, &data),
             }
         }
-        self.udp.flush();
+        self.flush_queues();
     }
 }

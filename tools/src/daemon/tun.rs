@@ -239,6 +239,11 @@ impl Tun {
         Ok(true)
     }
 
+    /// Writes bytes that already start with their `virtio_net_hdr` (offloads on only).
+    pub fn send_raw(&self, bytes: &[u8]) -> io::Result<usize> {
+        (&self.file).write(bytes)
+    }
+
     /// Writes one IPv6 packet (with offloads on, behind an empty `virtio_net_hdr`: nothing
     /// offloaded, the kernel checks the checksums as usual).
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
