@@ -5,59 +5,20 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
+use common::http::{get, post_frame, start, temp_db};
 use common::Net;
 use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{
     Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
 };
 use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime};
-use pktmesh_route_server::http::{http_request, now_ms, router, App};
+use pktmesh_route_server::http::now_ms;
 use pktmesh_route_server::leases::VirtualNetwork;
-use pktmesh_route_server::{Config, CostModel, RouteServer};
-use serde_json::{json, Value};
-
-fn temp_db(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "pktmesh-rs-{name}-{}-{}.redb",
-        std::process::id(),
-        now_ms()
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-async fn start(db: &std::path::Path) -> SocketAddr {
-    let server = RouteServer::new(Config::default(), CostModel::default());
-    let app = Arc::new(Mutex::new(App::open(server, db).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(app)).await });
-    addr
-}
-
-async fn get(to: SocketAddr, path: &str) -> (u16, Value) {
-    let (status, body) = http_request(to, "GET", path, "application/json", b"")
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn try_post(to: SocketAddr, path: &str, frame: &[u8]) -> (u16, Value) {
-    let body = serde_json::to_vec(&json!({ "frame": hex::encode(frame) })).unwrap();
-    let (status, reply) = http_request(to, "POST", path, "application/json", &body)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&reply).unwrap_or(Value::Null),
-    )
-}
+use serde_json::json;
 
 async fn post(to: SocketAddr, path: &str, frame: &[u8]) {
-    let (status, reply) = try_post(to, path, frame).await;
+    let (status, reply) = post_frame(to, path, frame).await;
     assert_eq!(status, 201, "{reply}");
 }
 
@@ -283,7 +244,7 @@ async fn a_virtual_switch_attached_through_the_book_is_enforced_by_its_node() {
         ),
     ];
     for f in &refusals {
-        let (status, body) = try_post(rs, "/leases", f).await;
+        let (status, body) = post_frame(rs, "/leases", f).await;
         assert_eq!(status, 400, "{body}");
         assert!(body["error"].as_str().is_some(), "{body}");
         assert_eq!(get(rs, "/leases").await.1, listing);

@@ -5,10 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::http::{get, post_frame, start, temp_db};
 use common::Net;
 use pktmesh_crypto_auth::Address;
 use pktmesh_lease_engine::sign::Signer;
@@ -21,41 +21,7 @@ use pktmesh_route_server::http::{http_request, now_ms, router, App, MAX_BODY};
 use pktmesh_route_server::leases::{Order, VirtualNetwork};
 use pktmesh_route_server::{Config, CostModel, RouteServer};
 use pktmesh_switch::Label;
-use serde_json::{json, Value};
-
-fn temp_db(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "pktmesh-rs-{name}-{}-{}.redb",
-        std::process::id(),
-        now_ms()
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-async fn start(db: &std::path::Path) -> SocketAddr {
-    let server = RouteServer::new(Config::default(), CostModel::default());
-    let app = Arc::new(Mutex::new(App::open(server, db).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(app)).await });
-    addr
-}
-
-async fn get(to: SocketAddr, path: &str) -> (u16, Value) {
-    let (status, body) = http_request(to, "GET", path, "application/json", b"")
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn post_frame(to: SocketAddr, path: &str, frame: &[u8]) -> (u16, Value) {
-    let body = serde_json::to_vec(&json!({ "frame": hex::encode(frame) })).unwrap();
-    let (status, body) = http_request(to, "POST", path, "application/json", &body)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
+use serde_json::Value;
 
 fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, now_s: u64) -> Vec<u8> {
     let node = Signer::from_cjdns(&net.nodes[from].key);

@@ -2,6 +2,9 @@
 //! peers to a route server.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "server")]
+pub mod http;
+
 use pktmesh_crypto_auth::{Address, PrivateKey};
 use pktmesh_route_server::announce::{
     AnnounceSigner, AnnouncementRepr, EntityRepr, LinkSample, LinkStateRepr, PeerRepr,
