@@ -516,11 +516,7 @@ pub fn run(args: &LeaseArgs) -> Result<Output> {
             start,
         } => {
             let (_, signer) = signer(args)?;
-            let start = start.unwrap_or_else(now_s);
-            let end = start
-                .checked_add(*seconds)
-                .filter(|_| *seconds > 0)
-                .ok_or_else(|| anyhow!("--seconds must be positive and end before 2^64"))?;
+            let (start, end) = time_span(*start, *seconds)?;
             if *kbps == 0 {
                 bail!("--kbps must be positive");
             }
@@ -596,11 +592,7 @@ pub fn run(args: &LeaseArgs) -> Result<Output> {
             start,
         } => {
             let (_, signer) = signer(args)?;
-            let start = start.unwrap_or_else(now_s);
-            let end = start
-                .checked_add(*seconds)
-                .filter(|_| *seconds > 0)
-                .ok_or_else(|| anyhow!("--seconds must be positive and end before 2^64"))?;
+            let (start, end) = time_span(*start, *seconds)?;
             let mut id = [0u8; 16];
             OsRng.fill_bytes(&mut id);
             let vs = VirtualSwitchLease {
@@ -697,4 +689,14 @@ pub fn run(args: &LeaseArgs) -> Result<Output> {
             })
         }
     }
+}
+
+/// `--start` (default now) and the end `--seconds` later; `--seconds` must be positive.
+fn time_span(start: Option<u64>, seconds: u64) -> Result<(u64, u64)> {
+    let start = start.unwrap_or_else(now_s);
+    let end = start
+        .checked_add(seconds)
+        .filter(|_| seconds > 0)
+        .ok_or_else(|| anyhow!("--seconds must be positive and end before 2^64"))?;
+    Ok((start, end))
 }
