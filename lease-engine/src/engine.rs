@@ -205,6 +205,38 @@ struct Active {
     tag: u16,
 }
 
+/// The slot (1-based index into `active`) of the lease in `record`, made now: the meter of the
+/// previous rebuild is kept (`old`), the classes and `tag` are the record's current ones.
+fn activate(
+    active: &mut Vec<Active>,
+    old: &mut HashMap<LeaseId, Active>,
+    record: &LeaseRecord,
+    tag: u16,
+) -> u32 {
+    let id = record.lease.id;
+    let meter = old
+        .remove(&id)
+        .map_or_else(|| LeaseMeter::new(record.lease.kbps), |a| a.meter);
+    active.push(Active {
+        id,
+        meter,
+        default_class: record.default_class,
+        max_class: record.max_class,
+        tag,
+    });
+    active.len() as u32
+}
+
+/// Lists `slot` under `tag` on a port; a different slot already there for the tag is a
+/// conflict (counted, the first stays).
+fn add_tag(port: &mut Vec<(u16, u32)>, tag: u16, slot: u32, conflicts: &mut usize) {
+    match port.iter().find(|(t, _)| *t == tag) {
+        Some(&(_, s)) if s != slot => *conflicts += 1,
+        Some(_) => {}
+        None => port.push((tag, slot)),
+    }
+}
+
 /// The verdict on one packet: its local priority and the traffic-class value to forward it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classified {
@@ -582,30 +614,11 @@ impl LeaseEngine {
                     if i >= n || j >= n {
                         continue;
                     }
-                    let id = out.lease.id;
-                    let slot = *index.entry(id).or_insert_with(|| {
-                        let a = old.remove(&id).unwrap_or_else(|| Active {
-                            id,
-                            meter: LeaseMeter::new(out.lease.kbps),
-                            default_class: 0,
-                            max_class: 15,
-                            tag: 0,
-                        });
-                        self.active.push(Active {
-                            default_class: out.default_class,
-                            max_class: out.max_class,
-                            tag: network_tag(vs.network),
-                            ..a
-                        });
-                        self.active.len() as u32
-                    });
-                    let port = &mut self.tags[j];
                     let tag = network_tag(vs.network);
-                    match port.iter().find(|(t, _)| *t == tag) {
-                        Some(&(_, s)) if s != slot => self.conflicts += 1,
-                        Some(_) => {}
-                        None => port.push((tag, slot)),
-                    }
+                    let slot = *index
+                        .entry(out.lease.id)
+                        .or_insert_with(|| activate(&mut self.active, &mut old, out, tag));
+                    add_tag(&mut self.tags[j], tag, slot, &mut self.conflicts);
                     let cell = &mut self.pairs[i * n + j];
                     if *cell != 0 && *cell != slot {
                         self.conflicts += 1;
@@ -641,29 +654,11 @@ impl LeaseEngine {
                     continue;
                 };
                 let tag = network_tag(network);
-                let slot = *index.entry(id).or_insert_with(|| {
-                    let a = old.remove(&id).unwrap_or_else(|| Active {
-                        id,
-                        meter: LeaseMeter::new(r.lease.kbps),
-                        default_class: 0,
-                        max_class: 15,
-                        tag,
-                    });
-                    self.active.push(Active {
-                        default_class: r.default_class,
-                        max_class: r.max_class,
-                        tag,
-                        ..a
-                    });
-                    self.active.len() as u32
-                });
+                let slot = *index
+                    .entry(id)
+                    .or_insert_with(|| activate(&mut self.active, &mut old, r, tag));
                 self.local[j] = slot;
-                let port = &mut self.tags[j];
-                match port.iter().find(|(t, _)| *t == tag) {
-                    Some(&(_, s)) if s != slot => self.conflicts += 1,
-                    Some(_) => {}
-                    None => port.push((tag, slot)),
-                }
+                add_tag(&mut self.tags[j], tag, slot, &mut self.conflicts);
             }
         }
     }
