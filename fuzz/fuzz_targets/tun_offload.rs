@@ -53,9 +53,9 @@ fuzz_target!(|data: &[u8]| {
     let mut co = Coalescer::new();
     let mut written = Vec::new();
     for p in &packets {
-        co.push(p, |w| written.push(w.to_vec()));
+        co.push(p, |h, b| written.push([h, b].concat()));
     }
-    co.flush(|w| written.push(w.to_vec()));
+    co.flush(|h, b| written.push([h, b].concat()));
     for w in &written {
         let h = VnetHdr::parse(w).expect("every write has its header");
         let mut body = w[VNET_HDR_LEN..].to_vec();

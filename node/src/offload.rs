@@ -237,10 +237,10 @@ const TCP_ACK: u8 = 0x10;
 /// (PSH allowed on the last); consecutive sequence numbers; all but the last exactly
 /// `gso_size` long. Each segment's checksum is verified first (a segment with a bad checksum
 /// goes on its own, for the kernel to drop), since the super-packet's checksum is the
-/// kernel's to trust. Every write starts with its `virtio_net_hdr`.
+/// kernel's to trust. Every write is a `virtio_net_hdr` and a packet.
 #[derive(Debug)]
 pub struct Coalescer {
-    /// `virtio_net_hdr` + super-packet under construction.
+    /// The super-packet under construction.
     buf: Vec<u8>,
     /// Segments in `buf` (0: empty).
     segments: usize,
@@ -264,7 +264,7 @@ impl Coalescer {
     /// An empty coalescer (its buffer is allocated once, here).
     pub fn new() -> Self {
         Self {
-            buf: Vec::with_capacity(VNET_HDR_LEN + MAX_SUPER),
+            buf: Vec::with_capacity(MAX_SUPER),
             segments: 0,
             mss: 0,
             headers: 0,
@@ -274,10 +274,11 @@ impl Coalescer {
     }
 
     /// Adds `packet` (an IPv6 packet for the TUN device), writing whatever can no longer grow.
-    pub fn push(&mut self, packet: &[u8], mut write: impl FnMut(&[u8])) {
+    /// Each write is a `virtio_net_hdr` and the packet behind it, as two slices (for `writev`).
+    pub fn push(&mut self, packet: &[u8], mut write: impl FnMut(&[u8], &[u8])) {
         let Some(seg) = TcpSegment::parse(packet) else {
             self.flush(&mut write);
-            write_plain(packet, &mut write);
+            write(&PLAIN_HDR, packet);
             return;
         };
         if self.segments > 0 && !self.extends(packet, &seg) {
@@ -285,11 +286,10 @@ impl Coalescer {
         }
         if self.segments == 0 {
             if seg.payload == 0 || !seg.mergeable_flags() {
-                write_plain(packet, &mut write);
+                write(&PLAIN_HDR, packet);
                 return;
             }
             self.buf.clear();
-            self.buf.extend_from_slice(&[0; VNET_HDR_LEN]);
             self.buf.extend_from_slice(packet);
             self.segments = 1;
             self.mss = seg.payload;
@@ -298,7 +298,7 @@ impl Coalescer {
             self.buf.extend_from_slice(&packet[seg.headers..]);
             self.segments += 1;
             // As GRO does: a PSH on a later segment is carried by the whole.
-            self.buf[VNET_HDR_LEN + IPV6_HEADER_LEN + 13] |= seg.flags & TCP_PSH;
+            self.buf[IPV6_HEADER_LEN + 13] |= seg.flags & TCP_PSH;
         }
         self.next_seq = seg.seq.wrapping_add(seg.payload as u32);
         self.closed = seg.payload < self.mss || seg.flags & TCP_PSH != 0;
@@ -308,14 +308,14 @@ impl Coalescer {
     }
 
     fn extends(&self, packet: &[u8], seg: &TcpSegment) -> bool {
-        let first = &self.buf[VNET_HDR_LEN..];
+        let first = &self.buf[..];
         !self.closed
             && seg.mergeable_flags()
             && seg.headers == self.headers
             && seg.seq == self.next_seq
             && seg.payload > 0
             && seg.payload <= self.mss
-            && self.buf.len() + seg.payload <= VNET_HDR_LEN + MAX_SUPER
+            && self.buf.len() + seg.payload <= MAX_SUPER
             // IPv6 header but the payload length; TCP header but sequence, flags, checksum.
             && packet[..4] == first[..4]
             && packet[6..40] == first[6..40]
@@ -326,24 +326,18 @@ impl Coalescer {
     }
 
     /// Writes the super-packet under construction, if any.
-    pub fn flush(&mut self, mut write: impl FnMut(&[u8])) {
+    pub fn flush(&mut self, mut write: impl FnMut(&[u8], &[u8])) {
         match self.segments {
             0 => return,
-            1 => {
-                // Nothing merged: write it as it came.
-                let hdr = [0u8; VNET_HDR_LEN];
-                self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr);
-                write(&self.buf);
-            }
+            // Nothing merged: write it as it came.
+            1 => write(&PLAIN_HDR, &self.buf),
             _ => {
-                let ip = VNET_HDR_LEN;
-                let l4_len = self.buf.len() - ip - IPV6_HEADER_LEN;
-                self.buf[ip + 4..ip + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                let l4_len = self.buf.len() - IPV6_HEADER_LEN;
+                self.buf[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
                 // Partial checksum: the pseudo-header sum, not complemented.
-                let pseudo = pseudo_header_sum(&self.buf[ip..], NEXT_HEADER_TCP, l4_len as u32);
-                let partial = !fold(pseudo);
-                let c = ip + IPV6_HEADER_LEN + 16;
-                self.buf[c..c + 2].copy_from_slice(&partial.to_be_bytes());
+                let pseudo = pseudo_header_sum(&self.buf, NEXT_HEADER_TCP, l4_len as u32);
+                let c = IPV6_HEADER_LEN + 16;
+                self.buf[c..c + 2].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
                 let hdr = VnetHdr {
                     flags: F_NEEDS_CSUM,
                     gso_type: GSO_TCPV6,
@@ -352,8 +346,7 @@ impl Coalescer {
                     csum_start: IPV6_HEADER_LEN as u16,
                     csum_offset: 16,
                 };
-                self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr.emit());
-                write(&self.buf);
+                write(&hdr.emit(), &self.buf);
             }
         }
         self.segments = 0;
@@ -361,15 +354,8 @@ impl Coalescer {
     }
 }
 
-fn write_plain(packet: &[u8], write: &mut impl FnMut(&[u8])) {
-    // One write per packet needs the header in front; the caller's buffer has no room, so
-    // copy (rare: only what cannot be merged takes this path on a busy flow).
-    let mut out = [0u8; VNET_HDR_LEN + 1500];
-    if let Some(area) = out.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + packet.len()) {
-        area.copy_from_slice(packet);
-        write(&out[..VNET_HDR_LEN + packet.len()]);
-    }
-}
+/// The header of a packet with nothing offloaded.
+pub const PLAIN_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
 /// What the coalescer needs of a TCP segment (IPv6, no extension headers, checksum right).
 struct TcpSegment {
@@ -465,9 +451,9 @@ mod tests {
         let mut co = Coalescer::new();
         let mut writes = Vec::new();
         for s in &segments {
-            co.push(s, |w| writes.push(w.to_vec()));
+            co.push(s, |h, b| writes.push([h, b].concat()));
         }
-        co.flush(|w| writes.push(w.to_vec()));
+        co.flush(|h, b| writes.push([h, b].concat()));
         assert_eq!(
             writes.len(),
             1,
@@ -509,9 +495,9 @@ mod tests {
         let mut co = Coalescer::new();
         let mut writes = Vec::new();
         for p in inputs {
-            co.push(p, |w| writes.push(w.to_vec()));
+            co.push(p, |h, b| writes.push([h, b].concat()));
         }
-        co.flush(|w| writes.push(w.to_vec()));
+        co.flush(|h, b| writes.push([h, b].concat()));
         // a+b merged; every other packet on its own, in order, behind an empty header.
         assert_eq!(writes.len(), 6);
         let merged = VnetHdr::parse(&writes[0]).unwrap();

@@ -619,7 +619,7 @@ impl TunOut<'_> {
     fn write(&mut self, packet: &[u8]) {
         let Some(t) = self.tun else { return };
         match self.coalescer.as_mut() {
-            Some(c) => c.push(packet, |w| Self::write_raw(t, w)),
+            Some(c) => c.push(packet, |h, b| Self::write_raw(t, h, b)),
             None => {
                 if let Err(e) = t.send(packet) {
                     debug!(error = %e, "TUN write failed");
@@ -631,12 +631,12 @@ impl TunOut<'_> {
     /// Writes what the coalescer holds (at the end of every drain round).
     fn flush(&mut self) {
         if let (Some(t), Some(c)) = (self.tun, self.coalescer.as_mut()) {
-            c.flush(|w| Self::write_raw(t, w));
+            c.flush(|h, b| Self::write_raw(t, h, b));
         }
     }
 
-    fn write_raw(t: &Tun, bytes: &[u8]) {
-        if let Err(e) = t.send_raw(bytes) {
+    fn write_raw(t: &Tun, hdr: &[u8], packet: &[u8]) {
+        if let Err(e) = t.send_with_header(hdr, packet) {
             debug!(error = %e, "TUN write failed");
         }
     }

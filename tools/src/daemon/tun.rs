@@ -15,7 +15,7 @@ use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use pktmesh_node::offload::{segment, VnetHdr, VNET_HDR_LEN};
+use pktmesh_node::offload::{segment, VnetHdr, PLAIN_HDR, VNET_HDR_LEN};
 
 /// cjdns' TUN MTU: 1492 minus 188 bytes of worst-case cjdns overhead.
 pub const TUN_MTU: u32 = 1304;
@@ -239,19 +239,17 @@ impl Tun {
         Ok(true)
     }
 
-    /// Writes bytes that already start with their `virtio_net_hdr` (offloads on only).
-    pub fn send_raw(&self, bytes: &[u8]) -> io::Result<usize> {
-        (&self.file).write(bytes)
+    /// Writes `packet` behind its `virtio_net_hdr` (offloads on only), in one `writev`.
+    pub fn send_with_header(&self, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
+        let n = (&self.file).write_vectored(&[io::IoSlice::new(hdr), io::IoSlice::new(packet)])?;
+        Ok(n.saturating_sub(hdr.len()))
     }
 
     /// Writes one IPv6 packet (with offloads on, behind an empty `virtio_net_hdr`: nothing
     /// offloaded, the kernel checks the checksums as usual).
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         if self.offload {
-            let hdr = [0u8; VNET_HDR_LEN];
-            let n =
-                (&self.file).write_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(packet)])?;
-            return Ok(n.saturating_sub(hdr.len()));
+            return self.send_with_header(&PLAIN_HDR, packet);
         }
         (&self.file).write(packet)
     }
