@@ -28,7 +28,7 @@ const BLOCK: usize = 64;
 /// A secretbox key ready for many packets.
 #[derive(Clone)]
 pub(crate) struct SecretBox {
-    key: [u32; 8],
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -40,7 +40,7 @@ impl std::fmt::Debug for SecretBox {
 impl SecretBox {
     /// The box for a 32-byte key.
     pub(crate) fn new(key: &[u8; 32]) -> Self {
-        Self { key: words(key) }
+        Self { key: *key }
     }
 
     /// Encrypts `buf` in place under `nonce` and returns the tag.
@@ -107,14 +107,10 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(key: &[u32; 8], nonce: &[u8; 24]) -> Self {
-        let mut key_bytes = [0u8; 32];
-        for (o, w) in key_bytes.chunks_exact_mut(4).zip(key) {
-            o.copy_from_slice(&w.to_le_bytes());
-        }
+    fn new(key: &[u8; 32], nonce: &[u8; 24]) -> Self {
         let mut head = [0u8; 16];
         head.copy_from_slice(&nonce[..16]);
-        let sub = words(&hsalsa20(&key_bytes, &head));
+        let sub = words(&hsalsa20(key, &head));
         let n0 = u32::from_le_bytes([nonce[16], nonce[17], nonce[18], nonce[19]]);
         let n1 = u32::from_le_bytes([nonce[20], nonce[21], nonce[22], nonce[23]]);
         Self {
@@ -346,7 +342,7 @@ mod tests {
     #[test]
     fn counter_crosses_a_32_bit_boundary_like_the_reference() {
         // Not reachable by packets (≤ 64 KiB), but the lane counter must carry into word 9.
-        let key = [1u32; 8];
+        let key = [1u8; 32];
         let s = Stream::new(&key, &[2; 24]);
         let mut wide = [0u8; BLOCK * LANES];
         let start = u64::from(u32::MAX) - 3;
