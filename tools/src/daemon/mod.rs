@@ -183,7 +183,7 @@ pub fn run<P: Pathfinder>(
 
     let tun = match &settings.tun {
         Some(name) => {
-            let t = Tun::create_with_offload(name, (*node.address()).into(), settings.tun_offload)
+            let t = Tun::create(name, (*node.address()).into(), settings.tun_offload)
                 .with_context(|| format!("creating TUN device {name:?}"))?;
             poll.registry()
                 .register(&mut SourceFd(&t.as_raw_fd()), TUN, Interest::READABLE)?;

@@ -4,7 +4,7 @@
 //! This is one of the two modules of pktmesh allowed to use `unsafe` (the Linux ioctls have no
 //! safe wrapper in std); every block says why it is sound. The device is opened with
 //! `IFF_NO_PI`, so reads and writes are bare IPv6 packets; with offloads on
-//! ([`Tun::create_with_offload`]), also with `IFF_VNET_HDR`: every packet then starts with a
+//! ([`Tun::create`]), also with `IFF_VNET_HDR`: every packet then starts with a
 //! `virtio_net_hdr` and reads may return TCP super-packets of up to 64 KiB, which
 //! `pktmesh_node::offload::segment` cuts into ordinary packets.
 #![allow(unsafe_code)]
@@ -93,17 +93,12 @@ impl Drop for ControlSocket {
 }
 
 impl Tun {
-    /// [`Tun::create_with_offload`] without offloads.
-    pub fn create(name: &str, address: Ipv6Addr) -> io::Result<Self> {
-        Self::create_with_offload(name, address, false)
-    }
-
     /// Creates (or attaches to) the TUN device `name` (a pattern such as `tun%d` is allowed),
     /// assigns `address/8` and MTU 1304, and brings it up. Needs CAP_NET_ADMIN. With
     /// `offload`, the device carries `virtio_net_hdr`s and accepts checksum and TCPv6
     /// segmentation offload; if the kernel refuses that, the device is made without it
     /// ([`Tun::offload`] says which).
-    pub fn create_with_offload(name: &str, address: Ipv6Addr, offload: bool) -> io::Result<Self> {
+    pub fn create(name: &str, address: Ipv6Addr, offload: bool) -> io::Result<Self> {
         if offload {
             match Self::open(name, true) {
                 Ok(tun) => {
