@@ -304,7 +304,7 @@ impl Session {
             }
             Stage::Established(e) => {
                 let n = e.take_nonce();
-                e.key().seal(n, packet);
+                e.key_mut().seal(n, packet);
             }
             _ => unreachable!("overhead() is 20 only for data stages"),
         }
@@ -424,8 +424,10 @@ impl Session {
         packet: &'a mut [u8],
     ) -> Result<Opened<'a>, DecryptError> {
         let kind = PacketKind::Data(nonce);
-        if let Stage::Established(e) = &self.stage {
-            e.key().open(nonce, packet).ok_or(DecryptError::Decrypt)?;
+        if let Stage::Established(e) = &mut self.stage {
+            e.key_mut()
+                .open(nonce, packet)
+                .ok_or(DecryptError::Decrypt)?;
             if self.replay.check(nonce) != ReplayVerdict::Fresh {
                 return Err(DecryptError::Replay);
             }
@@ -442,7 +444,7 @@ impl Session {
             Stage::Sending(s) => (Some(s.key.clone()), s.theirs, s.next_nonce),
             _ => return Err(DecryptError::NoSession),
         };
-        let key = key.ok_or(DecryptError::Decrypt)?;
+        let mut key = key.ok_or(DecryptError::Decrypt)?;
         let proof = key.open(nonce, packet).ok_or(DecryptError::Decrypt)?;
         self.replay.init(nonce.wrapping_add(1));
         self.stage = Stage::Established(Established::confirm(

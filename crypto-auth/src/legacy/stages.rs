@@ -17,7 +17,7 @@
 //! Poly1305 tag of a data packet verified under the key derived from both temporary keys. So
 //! an established session always means "the peer proved it holds the other temporary key".
 
-use super::secretbox::SecretBox;
+use super::secretbox::{open_with_subkey, seal_with_subkey, SecretBox, SubkeyWindow};
 use rand_core::{CryptoRng, RngCore};
 
 use super::crypto::{self, TAG_LEN};
@@ -48,6 +48,10 @@ pub(crate) struct DataOpened(());
 pub(crate) struct DataKey {
     cipher: SecretBox,
     we_initiated: bool,
+    /// Subkeys for our next packets (our counter only goes up).
+    seal_window: Option<SubkeyWindow>,
+    /// Subkeys around the peer's last authenticated packet.
+    open_window: Option<SubkeyWindow>,
 }
 
 impl DataKey {
@@ -61,6 +65,8 @@ impl DataKey {
         Some(Self {
             cipher: crypto::box_key(&k),
             we_initiated,
+            seal_window: None,
+            open_window: None,
         })
     }
 
@@ -70,22 +76,50 @@ impl DataKey {
 
     /// Seal `packet[20..]` in place as data packet `nonce`, writing the 20-byte header.
     /// `packet` must be at least 20 bytes long (checked by the caller).
-    pub(crate) fn seal(&self, nonce: u32, packet: &mut [u8]) {
+    pub(crate) fn seal(&mut self, nonce: u32, packet: &mut [u8]) {
         let Some((head, body)) = packet.split_first_chunk_mut::<20>() else {
             return;
         };
-        let n = crypto::data_nonce(nonce, self.we_initiated);
-        let tag = crypto::seal_detached(&self.cipher, &n, body);
+        let sender_is_initiator = self.we_initiated;
+        let window = match &mut self.seal_window {
+            Some(w) if w.get(nonce).is_some() => w,
+            slot => slot.insert(SubkeyWindow::derive(&self.cipher, nonce, |c| {
+                crypto::data_nonce(c, sender_is_initiator)
+            })),
+        };
+        let tag = match window.get(nonce) {
+            Some((subkey, tail)) => seal_with_subkey(subkey, tail, body),
+            None => crypto::seal_detached(
+                &self.cipher,
+                &crypto::data_nonce(nonce, sender_is_initiator),
+                body,
+            ),
+        };
         head[..4].copy_from_slice(&nonce.to_be_bytes());
         head[4..].copy_from_slice(&tag);
     }
 
     /// Verify and decrypt `packet[20..]` in place (the peer's direction). Untouched on failure.
-    pub(crate) fn open(&self, nonce: u32, packet: &mut [u8]) -> Option<DataOpened> {
+    ///
+    /// A packet outside the current subkey window is tried with a fresh window starting at
+    /// its counter, which replaces the old one only if the packet authenticates: forged
+    /// packets cost one lane pass each and cannot move the window.
+    pub(crate) fn open(&mut self, nonce: u32, packet: &mut [u8]) -> Option<DataOpened> {
         let (head, body) = packet.split_first_chunk_mut::<20>()?;
         let tag: &[u8; TAG_LEN] = head[4..].try_into().ok()?;
-        let n = crypto::data_nonce(nonce, !self.we_initiated);
-        crypto::open_detached(&self.cipher, &n, body, tag).map(|_| DataOpened(()))
+        if let Some((subkey, tail)) = self.open_window.as_ref().and_then(|w| w.get(nonce)) {
+            return open_with_subkey(subkey, tail, body, tag).then_some(DataOpened(()));
+        }
+        let sender_is_initiator = !self.we_initiated;
+        let window = SubkeyWindow::derive(&self.cipher, nonce, |c| {
+            crypto::data_nonce(c, sender_is_initiator)
+        });
+        let (subkey, tail) = window.get(nonce)?;
+        if !open_with_subkey(subkey, tail, body, tag) {
+            return None;
+        }
+        self.open_window = Some(window);
+        Some(DataOpened(()))
     }
 }
 
@@ -152,6 +186,9 @@ impl Established {
     pub(crate) fn key(&self) -> &DataKey {
         &self.key
     }
+    pub(crate) fn key_mut(&mut self) -> &mut DataKey {
+        &mut self.key
+    }
     pub(crate) fn next_nonce(&self) -> u32 {
         self.next_nonce
     }
@@ -176,4 +213,84 @@ pub(crate) enum Stage {
     KeyReceived(KeyReceived),
     Sending(Sending),
     Established(Established),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    fn pair() -> (DataKey, DataKey) {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([8; 32]);
+        let a = TempKeyPair::generate(&mut rng);
+        let b = TempKeyPair::generate(&mut rng);
+        let initiator = DataKey::derive(&a, &b.public, true).unwrap();
+        let responder = DataKey::derive(&b, &a.public, false).unwrap();
+        (initiator, responder)
+    }
+
+    fn sealed(key: &mut DataKey, nonce: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p.extend((0..300u32).map(|i| (i ^ nonce) as u8));
+        key.seal(nonce, &mut p);
+        p
+    }
+
+    fn open_window_start(key: &DataKey) -> Option<u32> {
+        key.open_window.as_ref().map(SubkeyWindow::first)
+    }
+
+    /// Packets sealed through the subkey windows (across window edges and the 32-bit wrap)
+    /// are byte-identical to the one-nonce-at-a-time box, and open in order, in reverse
+    /// and after gaps.
+    #[test]
+    fn windows_agree_with_the_plain_box_everywhere() {
+        let (mut a, mut b) = pair();
+        let plain = a.cipher.clone();
+        let counters: Vec<u32> = (4..30)
+            .chain(u32::MAX - 10..=u32::MAX)
+            .chain(0..5)
+            .collect();
+        for &n in &counters {
+            let p = sealed(&mut a, n);
+            let mut q = vec![0u8; 300];
+            q.iter_mut()
+                .zip(0..300u32)
+                .for_each(|(q, i)| *q = (i ^ n) as u8);
+            let tag = crypto::seal_detached(&plain, &crypto::data_nonce(n, true), &mut q);
+            assert_eq!(&p[4..20], &tag, "tag of {n}");
+            assert_eq!(&p[20..], &q[..], "ciphertext of {n}");
+        }
+        for n in counters.iter().rev().chain(&counters).chain([&1000, &9]) {
+            let mut p = sealed(&mut a, *n);
+            assert!(b.open(*n, &mut p).is_some(), "open {n}");
+            assert!(p[20..]
+                .iter()
+                .zip(0..300u32)
+                .all(|(x, i)| *x == (i ^ n) as u8));
+        }
+    }
+
+    /// A forged packet outside the window is refused and leaves the window where it was.
+    #[test]
+    fn forged_packets_do_not_move_the_open_window() {
+        let (mut a, mut b) = pair();
+        for n in 4..7 {
+            let mut p = sealed(&mut a, n);
+            assert!(b.open(n, &mut p).is_some());
+        }
+        let start = open_window_start(&b);
+        assert_eq!(start, Some(4));
+        for forged in [5u32, 100, 4_000_000] {
+            let mut p = sealed(&mut a, forged);
+            p[25] ^= 1;
+            let before = p.clone();
+            assert!(b.open(forged, &mut p).is_none());
+            assert_eq!(p, before, "a refused packet is left as it was");
+            assert_eq!(open_window_start(&b), start);
+        }
+        let mut p = sealed(&mut a, 100);
+        assert!(b.open(100, &mut p).is_some());
+        assert_eq!(open_window_start(&b), Some(100));
+    }
 }
