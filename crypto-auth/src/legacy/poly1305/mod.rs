@@ -1,6 +1,6 @@
 //! Poly1305 one-time authenticator, radix 2^44 with 64×64→128-bit products (the layout of
 //! Andrew Moon's "poly1305-donna-64"), and where the target has AVX2 a four-lane radix 2^26
-//! path for long messages (see [`lanes_sum`]).
+//! path for long messages (`avx2::lanes_sum`).
 //!
 //! Why not the `poly1305` crate: on an x86-64 build without `-C target-cpu` flags it picks its
 //! AVX2 backend at run time, whose helpers then cannot be inlined; setting up a key costs about
@@ -75,22 +75,31 @@ impl Poly1305 {
     }
 
     /// The tag of `data` (the whole message: Poly1305 pads only its last block).
-    pub(crate) fn compute(self, data: &[u8]) -> [u8; 16] {
-        // The lanes need 4 × 64-bit vector multiplies (AVX2) to pay: on the SSE2 baseline
-        // they measured 35 % slower than one block at a time (docs/perf.md).
-        self.compute_with(data, cfg!(target_feature = "avx2"))
+    pub(crate) fn compute(mut self, data: &[u8]) -> [u8; 16] {
+        let rest = self.absorb_long_prefix(data);
+        self.compute_blocks(rest)
     }
 
-    /// [`Poly1305::compute`], with long messages in four interleaved lanes if `lanes`.
-    fn compute_with(mut self, data: &[u8], lanes: bool) -> [u8; 16] {
-        let groups = if lanes { data.len() / (16 * LANES) } else { 0 };
-        let data = if groups >= MIN_GROUPS {
-            let (head, tail) = data.split_at(groups * 16 * LANES);
-            self.h = to_radix44(lanes_sum(&self.r, head));
-            tail
-        } else {
-            data
-        };
+    /// With AVX2: absorbs all but the last few full blocks of a long message four blocks
+    /// at a time ([`avx2::absorb_groups`]) and returns what is left.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    fn absorb_long_prefix<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let (h, rest) = avx2::absorb_groups(&self.r, data);
+        if let Some(h) = h {
+            self.h = h;
+        }
+        rest
+    }
+
+    /// Without AVX2 every block goes through [`Poly1305::block`]: a portable four-lane
+    /// version measured 35 % slower than that on the SSE2 baseline (docs/perf.md).
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    fn absorb_long_prefix<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        data
+    }
+
+    /// Absorbs `data` one block at a time (the last one padded) and returns the tag.
+    fn compute_blocks(mut self, data: &[u8]) -> [u8; 16] {
         let mut blocks = data.chunks_exact(16);
         for b in &mut blocks {
             let mut m = [0u8; 16];
@@ -146,146 +155,6 @@ impl Poly1305 {
     }
 }
 
-/// Blocks absorbed together by [`lanes_sum`].
-const LANES: usize = 4;
-/// Fewer groups of [`LANES`] blocks than this go one block at a time: computing r², r³ and
-/// r⁴ costs about as much as three blocks.
-const MIN_GROUPS: usize = 4;
-const MASK26: u64 = (1 << 26) - 1;
-
-/// A value mod 2^130 − 5 in five 26-bit limbs (each may exceed 26 bits by a little).
-type Limbs26 = [u64; 5];
-
-/// Poly1305 over `data` (a whole number of groups of [`LANES`] full blocks) from h = 0, four
-/// blocks at a time in radix 2^26: lane j absorbs blocks j, j + 4, j + 8, … with
-/// h_j ← (h_j + m) · r⁴, except that the last step multiplies lane j by r^(4−j), so the sum
-/// of the lanes is Σ mᵢ·r^(n−i), exactly the one-block-at-a-time result. Every product is
-/// 32 × 32 → 64 bits on 4-wide arrays, which the compiler turns into vector multiplies
-/// (`vpmuludq` with AVX2, `pmuludq` on the SSE2 baseline).
-fn lanes_sum(r44: &[u64; 3], data: &[u8]) -> Limbs26 {
-    let r1 = from_radix44(r44);
-    let r2 = mul26(&r1, &r1);
-    let r3 = mul26(&r2, &r1);
-    let r4 = mul26(&r2, &r2);
-    let mut h = [[0u64; LANES]; 5];
-    let groups = data.chunks_exact(16 * LANES);
-    let last = groups.len().saturating_sub(1);
-    let all_r4 = [r4; LANES];
-    let final_powers = [r4, r3, r2, r1];
-    for (i, group) in groups.enumerate() {
-        let m = load_group(group);
-        for (limb, m) in h.iter_mut().zip(m) {
-            for (h, m) in limb.iter_mut().zip(m) {
-                *h += m;
-            }
-        }
-        h = mul_lanes(&h, if i == last { &final_powers } else { &all_r4 });
-    }
-    let mut sum = [0u64; 5];
-    for (s, limb) in sum.iter_mut().zip(h) {
-        *s = limb.iter().sum();
-    }
-    carry26(sum)
-}
-
-/// The five limbs of each of the four blocks of `group`, limb-major.
-#[inline(always)]
-fn load_group(group: &[u8]) -> [[u64; LANES]; 5] {
-    let mut m = [[0u64; LANES]; 5];
-    for (lane, block) in group.chunks_exact(16).enumerate().take(LANES) {
-        let lo = le64(&block[0..8]);
-        let hi = le64(&block[8..16]);
-        m[0][lane] = lo & MASK26;
-        m[1][lane] = (lo >> 26) & MASK26;
-        m[2][lane] = ((lo >> 52) | (hi << 12)) & MASK26;
-        m[3][lane] = (hi >> 14) & MASK26;
-        m[4][lane] = (hi >> 40) | (1 << 24);
-    }
-    m
-}
-
-/// 32 × 32 → 64-bit product (the operands are below 2^32; the masks say so to the compiler).
-#[inline(always)]
-fn mul32(a: u64, b: u64) -> u64 {
-    (a & 0xffff_ffff) * (b & 0xffff_ffff)
-}
-
-/// h · r per lane, reduced to limbs of at most 26 bits (limb 1: 26 bits + 1).
-#[inline(always)]
-fn mul_lanes(h: &[[u64; LANES]; 5], r: &[Limbs26; LANES]) -> [[u64; LANES]; 5] {
-    let mut d = [[0u64; LANES]; 5];
-    for lane in 0..LANES {
-        let [r0, r1, r2, r3, r4] = r[lane];
-        let [s1, s2, s3, s4] = [r1 * 5, r2 * 5, r3 * 5, r4 * 5];
-        let [h0, h1, h2, h3, h4] = [h[0][lane], h[1][lane], h[2][lane], h[3][lane], h[4][lane]];
-        d[0][lane] = mul32(h0, r0) + mul32(h1, s4) + mul32(h2, s3) + mul32(h3, s2) + mul32(h4, s1);
-        d[1][lane] = mul32(h0, r1) + mul32(h1, r0) + mul32(h2, s4) + mul32(h3, s3) + mul32(h4, s2);
-        d[2][lane] = mul32(h0, r2) + mul32(h1, r1) + mul32(h2, r0) + mul32(h3, s4) + mul32(h4, s3);
-        d[3][lane] = mul32(h0, r3) + mul32(h1, r2) + mul32(h2, r1) + mul32(h3, r0) + mul32(h4, s4);
-        d[4][lane] = mul32(h0, r4) + mul32(h1, r3) + mul32(h2, r2) + mul32(h3, r1) + mul32(h4, r0);
-    }
-    // Carry limb to limb, the top limb round to limb 0 (2^130 ≡ 5), and limb 0 once more.
-    let [d0, d1, d2, d3, d4] = &mut d;
-    carry_into(d0, d1, 1);
-    carry_into(d1, d2, 1);
-    carry_into(d2, d3, 1);
-    carry_into(d3, d4, 1);
-    carry_into(d4, d0, 5);
-    carry_into(d0, d1, 1);
-    d
-}
-
-/// Moves the bits of `from` above 26 into `to`, times `factor`, in every lane.
-#[inline(always)]
-fn carry_into(from: &mut [u64; LANES], to: &mut [u64; LANES], factor: u64) {
-    for (f, t) in from.iter_mut().zip(to) {
-        *t += (*f >> 26) * factor;
-        *f &= MASK26;
-    }
-}
-
-/// a · b mod 2^130 − 5 for one value (the powers of r).
-fn mul26(a: &Limbs26, b: &Limbs26) -> Limbs26 {
-    let lanes = |x: &Limbs26| x.map(|v| [v; LANES]);
-    let d = mul_lanes(&lanes(a), &[*b; LANES]);
-    d.map(|limb| limb[0])
-}
-
-/// Two carry passes: limbs 1–4 below 2^26, limb 0 at most a few units above.
-fn carry26(mut l: Limbs26) -> Limbs26 {
-    for _ in 0..2 {
-        let mut c = 0;
-        for v in l.iter_mut() {
-            *v += c;
-            c = *v >> 26;
-            *v &= MASK26;
-        }
-        l[0] += c * 5;
-    }
-    l
-}
-
-fn from_radix44([r0, r1, r2]: &[u64; 3]) -> Limbs26 {
-    let lo = r0 | (r1 << 44);
-    let hi = (r1 >> 20) | (r2 << 24);
-    [
-        lo & MASK26,
-        (lo >> 26) & MASK26,
-        ((lo >> 52) | (hi << 12)) & MASK26,
-        (hi >> 14) & MASK26,
-        hi >> 40,
-    ]
-}
-
-fn to_radix44([l0, l1, l2, l3, l4]: Limbs26) -> [u64; 3] {
-    // Sums, not ORs: after carry26 limb 0 may exceed 26 bits by a little; block() and
-    // finish() carry the excess like any other.
-    let h0 = l0 + ((l1 & 0x3_ffff) << 26);
-    let h1 = (l1 >> 18) + (l2 << 8) + ((l3 & 0x3ff) << 34);
-    let h2 = (l3 >> 10) + (l4 << 16);
-    [h0, h1, h2]
-}
-
 /// One carry pass from limb 1 round to limb 1 (2^130 ≡ 5).
 fn carry([mut h0, mut h1, mut h2]: [u64; 3]) -> [u64; 3] {
     let mut c = h1 >> 44;
@@ -299,6 +168,9 @@ fn carry([mut h0, mut h1, mut h2]: [u64; 3]) -> [u64; 3] {
     h1 += c;
     [h0, h1, h2]
 }
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+mod avx2;
 
 #[cfg(test)]
 mod tests {
@@ -331,13 +203,10 @@ mod tests {
             rng.fill_bytes(&mut key);
             let mut data = vec![0u8; len];
             rng.fill_bytes(&mut data);
-            for lanes in [false, true] {
-                assert_eq!(
-                    Poly1305::new(&key).compute_with(&data, lanes),
-                    reference(&key, &data),
-                    "len {len} lanes {lanes}"
-                );
-            }
+            let expected = reference(&key, &data);
+            assert_eq!(Poly1305::new(&key).compute(&data), expected, "len {len}");
+            let one_by_one = Poly1305::new(&key).compute_blocks(&data);
+            assert_eq!(one_by_one, expected, "len {len}, block by block");
         }
     }
 
@@ -352,13 +221,11 @@ mod tests {
                 ] {
                     let key = [key_byte; 32];
                     let data = vec![data_byte; len];
-                    for lanes in [false, true] {
-                        assert_eq!(
-                            Poly1305::new(&key).compute_with(&data, lanes),
-                            reference(&key, &data),
-                            "key {key_byte:#x} data {data_byte:#x} len {len} lanes {lanes}"
-                        );
-                    }
+                    let expected = reference(&key, &data);
+                    let what = format!("key {key_byte:#x} data {data_byte:#x} len {len}");
+                    assert_eq!(Poly1305::new(&key).compute(&data), expected, "{what}");
+                    let one_by_one = Poly1305::new(&key).compute_blocks(&data);
+                    assert_eq!(one_by_one, expected, "{what}, block by block");
                 }
             }
         }
