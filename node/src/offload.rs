@@ -2,12 +2,15 @@
 //! `IFF_VNET_HDR`, and what a router must do with what the kernel then hands it.
 //!
 //! With checksum and TCP segmentation offload turned on (`TUNSETOFFLOAD` with `TUN_F_CSUM |
-//! TUN_F_TSO6`), the kernel passes a local TCP sender's data to the TUN reader as one packet of
-//! up to 64 KiB ("GSO"), and TCP and UDP packets with only the pseudo-header part of their
-//! checksum filled in ("needs checksum"). That saves the kernel one trip through its stack per
+//! TUN_F_TSO6`, and `TUN_F_USO6` where the kernel has it), the kernel passes a local TCP
+//! sender's data to the TUN reader as one packet of up to 64 KiB ("GSO"), likewise the
+//! datagrams of a UDP sender that uses `UDP_SEGMENT`, and TCP and UDP packets with only the
+//! pseudo-header part of their checksum filled in ("needs checksum"). That saves the kernel one trip through its stack per
 //! segment. Before such a packet goes into cjdns, whose peers (stock cjdns among them) expect
 //! ordinary packets that fit the MTU with correct checksums, it must be cut into segments and
-//! checksummed here: [`segment`].
+//! checksummed here: [`segment`]. In the other direction a [`Coalescer`] merges a flow's
+//! consecutive packets into such super-packets, so the kernel takes them in one write and a
+//! receiving application is woken once for all of them.
 //!
 //! Pure functions over byte slices, no I/O. The TUN driver is `tools/src/daemon/tun.rs`.
 
@@ -23,10 +26,14 @@ pub const F_DATA_VALID: u8 = 2;
 pub const GSO_NONE: u8 = 0;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
 pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4`: UDP segmentation offload (one datagram per `gso_size`).
+pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN` (a flag on the GSO type).
 pub const GSO_ECN: u8 = 0x80;
 
 const IPV6_HEADER_LEN: usize = 40;
+/// IPv6 and UDP headers.
+const UDP_HEADERS: usize = IPV6_HEADER_LEN + 8;
 const NEXT_HEADER_TCP: u8 = 6;
 const NEXT_HEADER_UDP: u8 = 17;
 const TCP_FIN: u8 = 0x01;
@@ -82,11 +89,11 @@ impl VnetHdr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum OffloadError {
-    /// A GSO type other than TCP over IPv6 (the device never asks for others).
+    /// A GSO type other than TCP or UDP over IPv6 (the device never asks for others).
     #[error("unsupported GSO type {0:#x}")]
     UnsupportedGso(u8),
-    /// Not an IPv6 packet carrying TCP directly after the fixed header, or truncated.
-    #[error("GSO packet is not IPv6 + TCP or is truncated")]
+    /// Not an IPv6 packet carrying TCP (or UDP) directly after the fixed header, or truncated.
+    #[error("GSO packet is not IPv6 + TCP/UDP or is truncated")]
     Malformed,
     /// The checksum position is outside the packet.
     #[error("checksum position outside the packet")]
@@ -121,8 +128,49 @@ pub fn segment(
             Ok(())
         }
         GSO_TCPV6 => segment_tcp6(hdr, packet, scratch, emit),
+        GSO_UDP_L4 => segment_udp6(hdr, packet, scratch, emit),
         other => Err(OffloadError::UnsupportedGso(other)),
     }
+}
+
+/// Cuts a UDP super-packet into datagrams of `gso_size` payload bytes (the last may be
+/// shorter), each with its own length and checksum, as `__udp_gso_segment` would.
+fn segment_udp6(
+    hdr: &VnetHdr,
+    packet: &[u8],
+    scratch: &mut [u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Result<(), OffloadError> {
+    let size = usize::from(hdr.gso_size);
+    if size == 0 {
+        return Err(OffloadError::ZeroSegmentSize);
+    }
+    if packet.len() < UDP_HEADERS || packet[0] >> 4 != 6 || packet[6] != NEXT_HEADER_UDP {
+        return Err(OffloadError::Malformed);
+    }
+    let (head, payload) = packet.split_at(UDP_HEADERS);
+    for chunk in payload
+        .chunks(size)
+        .chain(payload.is_empty().then_some(&[][..]))
+    {
+        let len = UDP_HEADERS + chunk.len();
+        let out = scratch.get_mut(..len).ok_or(OffloadError::TooBig(len))?;
+        out[..UDP_HEADERS].copy_from_slice(head);
+        out[UDP_HEADERS..].copy_from_slice(chunk);
+        let l4_len = (len - IPV6_HEADER_LEN) as u16;
+        out[4..6].copy_from_slice(&l4_len.to_be_bytes());
+        out[44..46].copy_from_slice(&l4_len.to_be_bytes());
+        out[46..48].fill(0);
+        let sum = pseudo_header_sum(out, NEXT_HEADER_UDP, u32::from(l4_len))
+            + sum_words(&out[IPV6_HEADER_LEN..]);
+        let c = match fold(sum) {
+            0 => 0xffff,
+            c => c,
+        };
+        out[46..48].copy_from_slice(&c.to_be_bytes());
+        emit(out);
+    }
+    Ok(())
 }
 
 fn segment_tcp6(
@@ -224,98 +272,152 @@ fn fold(mut sum: u64) -> u16 {
 
 /// Most segments merged into one super-packet.
 const MAX_COALESCED: usize = 64;
+/// Most UDP datagrams merged into one super-packet. The receiving socket is charged for all
+/// of them at once, and a UDP socket's default buffer holds about 90 datagrams of 1200 bytes:
+/// in the flood benchmark 64 per write overflowed the receiver's buffer more often than 32
+/// did (docs/perf.md).
+const MAX_COALESCED_UDP: usize = 32;
 /// Largest super-packet (IPv6 payload length is 16 bits).
 const MAX_SUPER: usize = 65_535;
 const TCP_ACK: u8 = 0x10;
 
-/// Merges consecutive TCP segments of one flow, on their way to a TUN device with offloads,
-/// into super-packets the kernel takes in one write (the receiving half of TUN offloads, like
-/// GRO on a network card). A packet that cannot be merged is written on its own.
+/// Merges consecutive packets of one flow, on their way to a TUN device with offloads, into
+/// super-packets the kernel takes in one write (the receiving half of TUN offloads, like GRO
+/// on a network card). A packet that cannot be merged is written on its own.
 ///
-/// Segments are merged only when nothing but the payload and sequence number differs: same
-/// addresses, ports, IPv6 header fields, TCP options, ACK number and window; flags ACK alone
-/// (PSH allowed on the last); consecutive sequence numbers; all but the last exactly
-/// `gso_size` long. Each segment's checksum is verified first (a segment with a bad checksum
-/// goes on its own, for the kernel to drop), since the super-packet's checksum is the
-/// kernel's to trust. Every write is a `virtio_net_hdr` and a packet.
+/// TCP segments are merged only when nothing but the payload and sequence number differs:
+/// same addresses, ports, IPv6 header fields, TCP options, ACK number and window; flags ACK
+/// alone (PSH allowed on the last); consecutive sequence numbers; all but the last exactly
+/// `gso_size` long. UDP datagrams (only if the device takes UDP segmentation offload) are
+/// merged when addresses, ports and IPv6 header fields agree and all but the last have the
+/// same length. Each packet's checksum is verified first (a packet with a bad or, for UDP,
+/// absent checksum goes on its own, for the kernel to judge), since the super-packet's
+/// checksum is the kernel's to trust. Every write is a `virtio_net_hdr` and a packet.
 #[derive(Debug)]
 pub struct Coalescer {
     /// The super-packet under construction.
     buf: Vec<u8>,
-    /// Segments in `buf` (0: empty).
+    /// Packets in `buf` (0: empty).
     segments: usize,
-    /// Payload bytes of the first segment (the `gso_size`).
+    /// What `buf` holds (meaningful when `segments > 0`).
+    kind: Kind,
+    /// Payload bytes of the first packet (the `gso_size`).
     mss: usize,
-    /// Headers (IPv6 + TCP) of the first segment.
+    /// Headers (IPv6 + TCP or UDP) of the first packet.
     headers: usize,
-    /// Sequence number the next segment must have.
+    /// TCP: the sequence number the next segment must have.
     next_seq: u32,
-    /// The last segment was shorter than `mss` or had PSH: nothing may follow it.
+    /// The last packet was shorter than `mss` or had PSH: nothing may follow it.
     closed: bool,
+    /// Whether UDP datagrams are merged (the device accepts `GSO_UDP_L4`).
+    udp: bool,
 }
 
-impl Default for Coalescer {
-    fn default() -> Self {
-        Self::new()
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Udp,
 }
 
 impl Coalescer {
-    /// An empty coalescer (its buffer is allocated once, here).
-    pub fn new() -> Self {
+    /// An empty coalescer (its buffer is allocated once, here); `udp`: merge UDP datagrams
+    /// too, for a device that takes UDP segmentation offload (Linux ≥ 6.2).
+    pub fn new(udp: bool) -> Self {
         Self {
             buf: Vec::with_capacity(MAX_SUPER),
             segments: 0,
+            kind: Kind::Tcp,
             mss: 0,
             headers: 0,
             next_seq: 0,
             closed: false,
+            udp,
         }
     }
 
     /// Adds `packet` (an IPv6 packet for the TUN device), writing whatever can no longer grow.
     /// Each write is a `virtio_net_hdr` and the packet behind it, as two slices (for `writev`).
     pub fn push(&mut self, packet: &[u8], mut write: impl FnMut(&[u8], &[u8])) {
-        let Some(seg) = TcpSegment::parse(packet) else {
+        if let Some(seg) = TcpSegment::parse(packet) {
+            self.push_tcp(packet, &seg, &mut write);
+        } else if let Some(payload) = self.udp.then(|| udp_payload(packet)).flatten() {
+            self.push_udp(packet, payload, &mut write);
+        } else {
             self.flush(&mut write);
             write(&PLAIN_HDR, packet);
-            return;
-        };
-        if self.segments > 0 && !self.extends(packet, &seg) {
-            self.flush(&mut write);
+        }
+    }
+
+    fn push_tcp(&mut self, packet: &[u8], seg: &TcpSegment, write: &mut impl FnMut(&[u8], &[u8])) {
+        if self.segments > 0 && !self.extends_tcp(packet, seg) {
+            self.flush(&mut *write);
         }
         if self.segments == 0 {
             if seg.payload == 0 || !seg.mergeable_flags() {
                 write(&PLAIN_HDR, packet);
                 return;
             }
-            self.buf.clear();
-            self.buf.extend_from_slice(packet);
-            self.segments = 1;
-            self.mss = seg.payload;
-            self.headers = seg.headers;
+            self.start(Kind::Tcp, packet, seg.headers, seg.payload);
         } else {
-            self.buf.extend_from_slice(&packet[seg.headers..]);
-            self.segments += 1;
+            self.append(&packet[seg.headers..]);
             // As GRO does: a PSH on a later segment is carried by the whole.
             self.buf[IPV6_HEADER_LEN + 13] |= seg.flags & TCP_PSH;
         }
         self.next_seq = seg.seq.wrapping_add(seg.payload as u32);
         self.closed = seg.payload < self.mss || seg.flags & TCP_PSH != 0;
         if self.closed || self.segments >= MAX_COALESCED {
-            self.flush(&mut write);
+            self.flush(write);
         }
     }
 
-    fn extends(&self, packet: &[u8], seg: &TcpSegment) -> bool {
-        let first = &self.buf[..];
+    fn push_udp(&mut self, packet: &[u8], payload: usize, write: &mut impl FnMut(&[u8], &[u8])) {
+        if self.segments > 0 && !self.extends_udp(packet, payload) {
+            self.flush(&mut *write);
+        }
+        if self.segments == 0 {
+            if payload == 0 {
+                write(&PLAIN_HDR, packet);
+                return;
+            }
+            self.start(Kind::Udp, packet, UDP_HEADERS, payload);
+        } else {
+            self.append(&packet[UDP_HEADERS..]);
+        }
+        self.closed = payload < self.mss;
+        if self.closed || self.segments >= MAX_COALESCED_UDP {
+            self.flush(write);
+        }
+    }
+
+    fn start(&mut self, kind: Kind, packet: &[u8], headers: usize, payload: usize) {
+        self.buf.clear();
+        self.buf.extend_from_slice(packet);
+        self.segments = 1;
+        self.kind = kind;
+        self.mss = payload;
+        self.headers = headers;
+    }
+
+    fn append(&mut self, payload: &[u8]) {
+        self.buf.extend_from_slice(payload);
+        self.segments += 1;
+    }
+
+    /// Room for `payload` more bytes behind an open super-packet of `kind`.
+    fn open_for(&self, kind: Kind, payload: usize) -> bool {
         !self.closed
+            && self.kind == kind
+            && payload > 0
+            && payload <= self.mss
+            && self.buf.len() + payload <= MAX_SUPER
+    }
+
+    fn extends_tcp(&self, packet: &[u8], seg: &TcpSegment) -> bool {
+        let first = &self.buf[..];
+        self.open_for(Kind::Tcp, seg.payload)
             && seg.mergeable_flags()
             && seg.headers == self.headers
             && seg.seq == self.next_seq
-            && seg.payload > 0
-            && seg.payload <= self.mss
-            && self.buf.len() + seg.payload <= MAX_SUPER
             // IPv6 header but the payload length; TCP header but sequence, flags, checksum.
             && packet[..4] == first[..4]
             && packet[6..40] == first[6..40]
@@ -323,6 +425,14 @@ impl Coalescer {
             && packet[48..53] == first[48..53]
             && packet[54..56] == first[54..56]
             && packet[58..seg.headers] == first[58..seg.headers]
+    }
+
+    fn extends_udp(&self, packet: &[u8], payload: usize) -> bool {
+        let first = &self.buf[..];
+        // IPv6 header but the payload length, and the ports.
+        self.open_for(Kind::Udp, payload)
+            && packet[..4] == first[..4]
+            && packet[6..44] == first[6..44]
     }
 
     /// Writes the super-packet under construction, if any.
@@ -334,17 +444,25 @@ impl Coalescer {
             _ => {
                 let l4_len = self.buf.len() - IPV6_HEADER_LEN;
                 self.buf[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                let (next_header, gso_type, csum_offset) = match self.kind {
+                    Kind::Tcp => (NEXT_HEADER_TCP, GSO_TCPV6, 16),
+                    Kind::Udp => {
+                        // The UDP length of a super-packet is its whole length, as GRO sets it.
+                        self.buf[44..46].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                        (NEXT_HEADER_UDP, GSO_UDP_L4, 6)
+                    }
+                };
                 // Partial checksum: the pseudo-header sum, not complemented.
-                let pseudo = pseudo_header_sum(&self.buf, NEXT_HEADER_TCP, l4_len as u32);
-                let c = IPV6_HEADER_LEN + 16;
+                let pseudo = pseudo_header_sum(&self.buf, next_header, l4_len as u32);
+                let c = IPV6_HEADER_LEN + usize::from(csum_offset);
                 self.buf[c..c + 2].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
                 let hdr = VnetHdr {
                     flags: F_NEEDS_CSUM,
-                    gso_type: GSO_TCPV6,
+                    gso_type,
                     hdr_len: self.headers as u16,
                     gso_size: self.mss as u16,
                     csum_start: IPV6_HEADER_LEN as u16,
-                    csum_offset: 16,
+                    csum_offset,
                 };
                 write(&hdr.emit(), &self.buf);
             }
@@ -352,6 +470,22 @@ impl Coalescer {
         self.segments = 0;
         self.closed = false;
     }
+}
+
+/// The payload length of an IPv6 + UDP datagram whose lengths agree and whose checksum is
+/// present and right; `None` for anything else.
+fn udp_payload(p: &[u8]) -> Option<usize> {
+    if p.len() < UDP_HEADERS || p[0] >> 4 != 6 || p[6] != NEXT_HEADER_UDP {
+        return None;
+    }
+    let l4_len = usize::from(u16::from_be_bytes([p[4], p[5]]));
+    let udp_len = usize::from(u16::from_be_bytes([p[44], p[45]]));
+    if IPV6_HEADER_LEN + l4_len != p.len() || udp_len != l4_len || p[46..48] == [0, 0] {
+        return None;
+    }
+    let sum =
+        pseudo_header_sum(p, NEXT_HEADER_UDP, l4_len as u32) + sum_words(&p[IPV6_HEADER_LEN..]);
+    (fold(sum) == 0).then_some(l4_len - 8)
 }
 
 /// The header of a packet with nothing offloaded.
@@ -428,6 +562,17 @@ mod tests {
         p
     }
 
+    /// Every write (header and packet, joined) a coalescer makes of `packets`, flushed.
+    fn coalesce<P: AsRef<[u8]>>(udp: bool, packets: impl IntoIterator<Item = P>) -> Vec<Vec<u8>> {
+        let mut co = Coalescer::new(udp);
+        let mut writes = Vec::new();
+        for p in packets {
+            co.push(p.as_ref(), |h, b| writes.push([h, b].concat()));
+        }
+        co.flush(|h, b| writes.push([h, b].concat()));
+        writes
+    }
+
     fn checksum_ok(p: &[u8]) -> bool {
         let l4 = u32::from(u16::from_be_bytes([p[4], p[5]]));
         fold(pseudo_header_sum(p, p[6], l4) + sum_words(&p[40..])) == 0
@@ -448,12 +593,7 @@ mod tests {
                 tcp6(c, 1000 + (i * mss) as u32, flags, 12)
             })
             .collect();
-        let mut co = Coalescer::new();
-        let mut writes = Vec::new();
-        for s in &segments {
-            co.push(s, |h, b| writes.push([h, b].concat()));
-        }
-        co.flush(|h, b| writes.push([h, b].concat()));
+        let writes = coalesce(true, &segments);
         assert_eq!(
             writes.len(),
             1,
@@ -492,12 +632,7 @@ mod tests {
         let mut icmp = a.clone();
         icmp[6] = 58;
         let inputs = [&a, &b, &gap, &fin, &bad, &other_port, &icmp];
-        let mut co = Coalescer::new();
-        let mut writes = Vec::new();
-        for p in inputs {
-            co.push(p, |h, b| writes.push([h, b].concat()));
-        }
-        co.flush(|h, b| writes.push([h, b].concat()));
+        let writes = coalesce(true, inputs);
         // a+b merged; every other packet on its own, in order, behind an empty header.
         assert_eq!(writes.len(), 6);
         let merged = VnetHdr::parse(&writes[0]).unwrap();
@@ -510,6 +645,89 @@ mod tests {
             assert_eq!(&w[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
             assert_eq!(&w[VNET_HDR_LEN..], &p[..]);
         }
+    }
+
+    /// An IPv6 + UDP datagram from port `src` with `payload` and a correct checksum.
+    fn udp6(payload: &[u8], src: u16) -> Vec<u8> {
+        let l4 = 8 + payload.len();
+        let mut p = vec![0u8; 40 + l4];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+        p[6] = NEXT_HEADER_UDP;
+        p[7] = 64;
+        p[8] = 0xfc;
+        p[23] = 1;
+        p[24] = 0xfc;
+        p[39] = 2;
+        p[40..42].copy_from_slice(&src.to_be_bytes());
+        p[42..44].copy_from_slice(&5201u16.to_be_bytes());
+        p[44..46].copy_from_slice(&(l4 as u16).to_be_bytes());
+        p[48..].copy_from_slice(payload);
+        let c = fold(pseudo_header_sum(&p, NEXT_HEADER_UDP, l4 as u32) + sum_words(&p[40..]));
+        p[46..48].copy_from_slice(&if c == 0 { 0xffff } else { c }.to_be_bytes());
+        p
+    }
+
+    /// Datagrams of one flow (equal sizes, a shorter last one) become one UDP GSO write that
+    /// the kernel's segmentation (here: [`segment`]) turns back into exactly those datagrams.
+    #[test]
+    fn udp_datagrams_coalesce_into_one_write_that_splits_back_into_them() {
+        let datagrams: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| {
+                let len = if i == 4 { 300 } else { 1200 };
+                let payload: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(i + 3)).collect();
+                udp6(&payload, 40000)
+            })
+            .collect();
+        let writes = coalesce(true, &datagrams);
+        assert_eq!(
+            writes.len(),
+            1,
+            "the shorter last datagram closes the super-packet"
+        );
+        let hdr = VnetHdr::parse(&writes[0]).unwrap();
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.flags, hdr.csum_offset),
+            (GSO_UDP_L4, 1200, F_NEEDS_CSUM, 6)
+        );
+        let mut body = writes[0][VNET_HDR_LEN..].to_vec();
+        assert_eq!(body.len(), 48 + 4 * 1200 + 300);
+        let mut again = Vec::new();
+        let mut scratch = [0u8; 1304];
+        segment(&hdr, &mut body, &mut scratch, |s| again.push(s.to_vec())).unwrap();
+        assert!(
+            again == datagrams,
+            "the super-packet does not split back into its datagrams"
+        );
+    }
+
+    #[test]
+    fn udp_that_must_not_merge_is_written_alone_and_in_order() {
+        let a = udp6(&[1; 1000], 40000);
+        let b = udp6(&[2; 1000], 40000);
+        let bigger = udp6(&[3; 1100], 40000); // longer than the first: not a segment of it
+        let other_port = udp6(&[4; 1100], 40001);
+        let mut no_checksum = udp6(&[5; 1100], 40001);
+        no_checksum[46..48].fill(0);
+        let mut bad = udp6(&[6; 1100], 40001);
+        bad[700] ^= 1;
+        let inputs = [&a, &b, &bigger, &other_port, &no_checksum, &bad];
+        let writes = coalesce(true, inputs);
+        assert_eq!(writes.len(), 5, "a+b merged, the rest alone");
+        assert_eq!(VnetHdr::parse(&writes[0]).unwrap().gso_type, GSO_UDP_L4);
+        for (w, p) in writes[1..]
+            .iter()
+            .zip([&bigger, &other_port, &no_checksum, &bad])
+        {
+            assert_eq!(&w[..VNET_HDR_LEN], &PLAIN_HDR);
+            assert_eq!(&w[VNET_HDR_LEN..], &p[..]);
+        }
+        // A device without UDP segmentation offload gets every datagram as it came.
+        let writes = coalesce(false, [&a, &b]);
+        assert_eq!(
+            writes,
+            vec![[&PLAIN_HDR[..], &a].concat(), [&PLAIN_HDR[..], &b].concat()]
+        );
     }
 
     #[test]
@@ -626,13 +844,27 @@ mod tests {
             segment(&gso(1000), &mut not_tcp, &mut scratch, |_| n += 1),
             Err(OffloadError::Malformed)
         );
+        // UDP segmentation of a TCP packet, and of one too short for its UDP header.
         let udp_gso = VnetHdr {
-            gso_type: 5,
+            gso_type: GSO_UDP_L4,
             ..gso(1000)
         };
         assert_eq!(
             segment(&udp_gso, &mut p, &mut scratch, |_| n += 1),
-            Err(OffloadError::UnsupportedGso(5))
+            Err(OffloadError::Malformed)
+        );
+        let mut runt = not_tcp[..44].to_vec();
+        assert_eq!(
+            segment(&udp_gso, &mut runt, &mut scratch, |_| n += 1),
+            Err(OffloadError::Malformed)
+        );
+        let sctp_gso = VnetHdr {
+            gso_type: 3,
+            ..gso(1000)
+        };
+        assert_eq!(
+            segment(&sctp_gso, &mut p, &mut scratch, |_| n += 1),
+            Err(OffloadError::UnsupportedGso(3))
         );
         let bad_csum = VnetHdr {
             gso_type: GSO_NONE,

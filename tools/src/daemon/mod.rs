@@ -262,7 +262,10 @@ pub fn run<P: Pathfinder>(
         tun: tun.as_ref(),
         tun_out: TunOut {
             tun: tun.as_ref(),
-            coalescer: tun.as_ref().is_some_and(Tun::offload).then(Coalescer::new),
+            coalescer: tun
+                .as_ref()
+                .filter(|t| t.offload())
+                .map(|t| Coalescer::new(t.udp_offload())),
         },
         tun_offload: tun
             .as_ref()
@@ -609,7 +612,8 @@ impl TunOffloadBuffers {
 }
 
 /// Where packets for the TUN device go: straight to it, or, with offloads, through a
-/// [`Coalescer`] that merges a flow's consecutive TCP segments into one write.
+/// [`Coalescer`] that merges a flow's consecutive TCP segments (and UDP datagrams, where the
+/// kernel takes UDP segmentation offload) into one write.
 struct TunOut<'a> {
     tun: Option<&'a Tun>,
     coalescer: Option<Coalescer>,

@@ -5,8 +5,9 @@
 //! safe wrapper in std); every block says why it is sound. The device is opened with
 //! `IFF_NO_PI`, so reads and writes are bare IPv6 packets; with offloads on
 //! ([`Tun::create`]), also with `IFF_VNET_HDR`: every packet then starts with a
-//! `virtio_net_hdr` and reads may return TCP super-packets of up to 64 KiB, which
-//! `pktmesh_node::offload::segment` cuts into ordinary packets.
+//! `virtio_net_hdr` and reads may return TCP (and, where the kernel has UDP segmentation
+//! offload, UDP) super-packets of up to 64 KiB, which `pktmesh_node::offload::segment` cuts
+//! into ordinary packets.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
@@ -28,6 +29,9 @@ const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO6: libc::c_uint = 0x04;
+/// UDP segmentation offload; Linux takes the IPv4 and IPv6 bits only together (≥ 6.2).
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// Largest read with offloads on: a 64 KiB super-packet and its `virtio_net_hdr`.
 pub const OFFLOAD_READ_MAX: usize = 65_536 + VNET_HDR_LEN;
@@ -38,6 +42,7 @@ pub struct Tun {
     file: File,
     name: String,
     offload: bool,
+    udp_offload: bool,
 }
 
 /// `struct in6_ifreq` from `<linux/ipv6.h>`.
@@ -125,18 +130,25 @@ impl Tun {
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is; the fd is open.
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
         check(ret, "TUNSETIFF")?;
+        let mut udp_offload = false;
         if offload {
-            let features: libc::c_uint = TUN_F_CSUM | TUN_F_TSO6;
-            // SAFETY: TUNSETOFFLOAD takes the feature bits as an unsigned long value argument
-            // (not a pointer); the fd is an attached TUN device.
-            let ret = unsafe {
-                libc::ioctl(
-                    file.as_raw_fd(),
-                    TUNSETOFFLOAD as _,
-                    libc::c_ulong::from(features),
-                )
+            let set = |features: libc::c_uint| {
+                // SAFETY: TUNSETOFFLOAD takes the feature bits as an unsigned long value
+                // argument (not a pointer); the fd is an attached TUN device.
+                let ret = unsafe {
+                    libc::ioctl(
+                        file.as_raw_fd(),
+                        TUNSETOFFLOAD as _,
+                        libc::c_ulong::from(features),
+                    )
+                };
+                check(ret, "TUNSETOFFLOAD")
             };
-            check(ret, "TUNSETOFFLOAD")?;
+            // UDP segmentation offload too where the kernel knows it (EINVAL before 6.2).
+            udp_offload = set(TUN_F_CSUM | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6).is_ok();
+            if !udp_offload {
+                set(TUN_F_CSUM | TUN_F_TSO6)?;
+            }
         }
         let name: String = req
             .ifr_name
@@ -148,6 +160,7 @@ impl Tun {
             file,
             name,
             offload,
+            udp_offload,
         })
     }
 
@@ -200,6 +213,11 @@ impl Tun {
         self.offload
     }
 
+    /// Whether the device also takes (and hands out) UDP super-packets (`GSO_UDP_L4`).
+    pub fn udp_offload(&self) -> bool {
+        self.udp_offload
+    }
+
     /// Reads one packet; `WouldBlock` when none is waiting (reads and writes take `&self`: the
     /// kernel serialises them, and a packet read may produce one to write). With offloads on, the packet starts
     /// with its `virtio_net_hdr` and may be up to [`OFFLOAD_READ_MAX`] bytes.
@@ -209,7 +227,7 @@ impl Tun {
 
     /// With offloads on: reads one packet into `read_buf` (at least [`OFFLOAD_READ_MAX`]
     /// bytes) and hands the ordinary IPv6 packets it stands for to `each` (one, or the
-    /// segments of a TCP super-packet, checksums completed), using `scratch` (the MTU) for
+    /// segments of a TCP or UDP super-packet, checksums completed), using `scratch` (the MTU) for
     /// them. `Ok(false)` when nothing was waiting. A packet the offload code rejects is
     /// dropped with a debug log line.
     pub fn recv_segments(
