@@ -273,10 +273,10 @@ fn fold(mut sum: u64) -> u16 {
 /// Most segments merged into one super-packet.
 const MAX_COALESCED: usize = 64;
 /// Most UDP datagrams merged into one super-packet. The receiving socket is charged for all
-/// of them at once, and a UDP socket's default buffer holds about 90 datagrams of 1200 bytes:
-/// in the flood benchmark 64 per write overflowed the receiver's buffer more often than 32
-/// did (docs/perf.md).
-const MAX_COALESCED_UDP: usize = 32;
+/// of them at once, and a UDP socket's default buffer holds about 90 datagrams of 1200 bytes;
+/// in the flood benchmark 16 per write (with the daemon yielding after each round) delivered
+/// more than 32 or 64 (docs/perf.md).
+const MAX_COALESCED_UDP: usize = 16;
 /// Largest super-packet (IPv6 payload length is 16 bits).
 const MAX_SUPER: usize = 65_535;
 const TCP_ACK: u8 = 0x10;

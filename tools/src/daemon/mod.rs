@@ -266,6 +266,7 @@ pub fn run<P: Pathfinder>(
                 .as_ref()
                 .filter(|t| t.offload())
                 .map(|t| Coalescer::new(t.udp_offload())),
+            writes: 0,
         },
         tun_offload: tun
             .as_ref()
@@ -617,14 +618,18 @@ impl TunOffloadBuffers {
 struct TunOut<'a> {
     tun: Option<&'a Tun>,
     coalescer: Option<Coalescer>,
+    /// Writes made so far (a super-packet counts once).
+    writes: u64,
 }
 
 impl TunOut<'_> {
     fn write(&mut self, packet: &[u8]) {
         let Some(t) = self.tun else { return };
+        let writes = &mut self.writes;
         match self.coalescer.as_mut() {
-            Some(c) => c.push(packet, |h, b| Self::write_raw(t, h, b)),
+            Some(c) => c.push(packet, |h, b| Self::write_raw(t, writes, h, b)),
             None => {
+                *writes += 1;
                 if let Err(e) = t.send(packet) {
                     debug!(error = %e, "TUN write failed");
                 }
@@ -635,11 +640,13 @@ impl TunOut<'_> {
     /// Writes what the coalescer holds (at the end of every drain round).
     fn flush(&mut self) {
         if let (Some(t), Some(c)) = (self.tun, self.coalescer.as_mut()) {
-            c.flush(|h, b| Self::write_raw(t, h, b));
+            let writes = &mut self.writes;
+            c.flush(|h, b| Self::write_raw(t, writes, h, b));
         }
     }
 
-    fn write_raw(t: &Tun, hdr: &[u8], packet: &[u8]) {
+    fn write_raw(t: &Tun, writes: &mut u64, hdr: &[u8], packet: &[u8]) {
+        *writes += 1;
         if let Err(e) = t.send_with_header(hdr, packet) {
             debug!(error = %e, "TUN write failed");
         }
@@ -677,6 +684,7 @@ impl Io<'_> {
         i: usize,
     ) -> bool {
         let mut budget = MAX_BATCH;
+        let tun_writes = self.tun_out.writes;
         let more = loop {
             if budget == 0 {
                 break true;
@@ -705,6 +713,12 @@ impl Io<'_> {
             }
         };
         self.flush_queues();
+        if self.tun_out.writes != tun_writes {
+            // What this round wrote to TUN woke its readers; let them drain their sockets
+            // before the next round adds more (on a shared core the node would otherwise
+            // run on and their receive buffers overflow: docs/perf.md, UDP flood).
+            std::thread::yield_now();
+        }
         more
     }
 
