@@ -192,6 +192,7 @@ pub fn run<P: Pathfinder>(
                 address = %node.address(),
                 mtu = tun::TUN_MTU,
                 offload = t.offload(),
+                udp_offload = t.udp_offload(),
                 "TUN up"
             );
             Some(t)
