@@ -87,6 +87,16 @@ type Pair = (
     std::path::PathBuf,
 );
 
+/// Asserts that A's namespace can ping B within 20 s; `what` and both logs otherwise.
+fn assert_a_pings_b(na: &Netns, b: &Identity, da: &Daemon, db: &Daemon, what: &str) {
+    assert!(
+        wait_ping6(na, &b.ipv6, Duration::from_secs(20)),
+        "{what}\nA log:\n{}\nB log:\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+}
+
 /// Two namespaces joined by a veth pair, a node in each; A connects to B.
 fn pair(tag: &str, password_at_a: &str) -> Pair {
     pair_with(tag, password_at_a, "")
@@ -142,12 +152,7 @@ fn two_nodes_ping_both_ways_and_carry_tcp() {
             "offloads are the default: {log}"
         );
     }
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "A cannot ping B\nA log:\n{}\nB log:\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "A cannot ping B");
     let (ok, text) = ping6(&na, &b.ipv6, 5);
     assert!(ok, "A->B: {text}");
     let (ok, text) = ping6(&nb, &a.ipv6, 5);
@@ -278,12 +283,7 @@ fn flood_of_bad_datagrams_does_not_disturb_a_peer() {
     }
     let tag = netns::tag();
     let (na, _nb, da, db, _a, b, dir) = pair(&tag, "correct horse battery");
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "no initial ping\n{}\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "no initial ping");
     // From A's namespace, other source ports: random bytes, forged HELLOs (stage 0, random
     // keys), runts and 9000-byte datagrams, for 6 seconds, while A pings B.
     let flood = r#"
@@ -360,12 +360,7 @@ fn beacons_peer_nodes_on_a_lan() {
         da.log_text(),
         db.log_text()
     );
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "no ping over the beacon link:\n{}\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "no ping over the beacon link");
     let (ok, text) = ping6(&nb, &a.ipv6, 3);
     assert!(ok, "B->A: {text}");
     drop((da, db));
@@ -416,12 +411,7 @@ fn peering_over_ipv6_udp() {
     );
     let db = Daemon::start(&nb, &write(&dir, "b.conf", &conf_b), &dir, "b");
     let da = Daemon::start(&na, &write(&dir, "a.conf", &conf_a), &dir, "a");
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "no ping over an IPv6 link:\n{}\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "no ping over an IPv6 link");
     let (ok, text) = ping6(&nb, &a.ipv6, 3);
     assert!(ok, "B->A: {text}");
     drop((da, db));
@@ -439,12 +429,7 @@ fn udp_bursts_and_udp_gso_sends_arrive_intact() {
     }
     let tag = netns::tag();
     let (na, nb, da, db, _a, b, dir) = pair(&tag, "correct horse battery");
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "A cannot ping B\nA log:\n{}\nB log:\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "A cannot ping B");
     let server = r#"
 import socket, hashlib, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -597,12 +582,7 @@ fn tcp_through_plain_tun_arrives_intact() {
         "correct horse battery",
         r#""pktmesh": { "tunOffload": 0 },"#,
     );
-    assert!(
-        wait_ping6(&na, &b.ipv6, Duration::from_secs(20)),
-        "A cannot ping B\nA log:\n{}\nB log:\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_a_pings_b(&na, &b, &da, &db, "A cannot ping B");
     let plain = plain_log(&da);
     assert!(
         plain.contains("offload=false"),
