@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput of two pktmesh nodes in network namespaces joined by a veth pair, measured with
 # iperf3 through their TUN devices: TCP for 10 s, then an unthrottled UDP flood (-b 0).
-# Each node is pinned to its own core; CPU per node is read from /proc while iperf3 runs.
+# Each node is pinned to its own core; CPU per node is read from /proc while iperf3 runs, and
+# what node B wrote into its TUN device from the device's counters.
 #
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
 # DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off.
@@ -62,13 +63,18 @@ for i in $(seq 1 100); do
 done
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# Bytes node B has written into its TUN device (the device's receive side): what pktmesh
+# delivered, before the receiving application's socket takes it or drops it.
+tun_b_bytes() { ip -n $B -s -j link show tun0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 measure() { # label iperf-args...
   local label=$1; shift
   ip netns exec $B iperf3 -s -1 -B "$BIP" >/dev/null 2>&1 & local srv=$!
   sleep 0.5
-  local a0 b0; a0=$(cpu_ticks "$(cat "$WORK/a.pid")"); b0=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  local a0 b0 t0; a0=$(cpu_ticks "$(cat "$WORK/a.pid")"); b0=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  t0=$(tun_b_bytes)
   local out; out=$(ip netns exec $A iperf3 -c "$BIP" -t "$DUR" -J "$@" 2>&1 || true)
-  local a1 b1; a1=$(cpu_ticks "$(cat "$WORK/a.pid")"); b1=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  local a1 b1 t1; a1=$(cpu_ticks "$(cat "$WORK/a.pid")"); b1=$(cpu_ticks "$(cat "$WORK/b.pid")")
+  t1=$(tun_b_bytes)
   wait $srv 2>/dev/null || true
   local hz; hz=$(getconf CLK_TCK)
   local mbps; mbps=$(echo "$out" | python3 -c '
@@ -76,7 +82,7 @@ import json,sys
 d=json.load(sys.stdin); e=d["end"]
 s=e.get("sum_received") or e.get("sum")
 print("%.0f" % (s["bits_per_second"]/1e6))' 2>/dev/null || echo "?")
-  echo "$label: ${mbps} Mbit/s received; CPU node A $(( (a1-a0)*100/hz/DUR ))%, node B $(( (b1-b0)*100/hz/DUR ))% of a core"
+  echo "$label: ${mbps} Mbit/s received; CPU node A $(( (a1-a0)*100/hz/DUR ))%, node B $(( (b1-b0)*100/hz/DUR ))% of a core; B wrote $(( (t1-t0)*8/DUR/1000000 )) Mbit/s into its TUN (IPv6 packets with headers)"
 }
 measure "TCP, $DUR s"
 for rate in ${RATES:-100M 200M 400M 800M 1200M}; do
