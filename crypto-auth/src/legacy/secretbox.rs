@@ -28,6 +28,14 @@ const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 const LANES: usize = 8;
 /// Bytes of keystream per Salsa20 block.
 const BLOCK: usize = 64;
+/// Keystream up to this long is computed one block at a time, longer in all lanes at once.
+/// With AVX2 a lane pass (eight blocks) costs less than two scalar blocks; on the SSE2
+/// baseline it costs about three (docs/perf.md).
+const SCALAR_MAX: usize = if cfg!(target_feature = "avx2") {
+    BLOCK
+} else {
+    2 * BLOCK
+};
 
 /// A secretbox key ready for many packets.
 #[derive(Clone)]
@@ -306,9 +314,9 @@ impl Stream {
     }
 
     /// Keystream blocks 0–7 as far as a message of `len` bytes needs them (block 0 always:
-    /// it holds the Poly1305 key), all lanes at once unless two blocks are enough.
+    /// it holds the Poly1305 key), all lanes at once unless [`SCALAR_MAX`] bytes are enough.
     fn first_blocks(&self, len: usize, out: &mut [u8; BLOCK * LANES]) {
-        if 32 + len > BLOCK * 2 {
+        if 32 + len > SCALAR_MAX {
             self.blocks(0, out);
         } else {
             for (i, part) in out.chunks_exact_mut(BLOCK).take(2).enumerate() {
@@ -324,7 +332,7 @@ impl Stream {
         let mut counter = LANES as u64;
         let mut wide = [0u8; BLOCK * LANES];
         for chunk in rest.chunks_mut(BLOCK * LANES) {
-            if chunk.len() > BLOCK * 2 {
+            if chunk.len() > SCALAR_MAX {
                 self.blocks(counter, &mut wide);
                 xor(chunk, &wide);
             } else {
