@@ -140,11 +140,14 @@ impl SubkeyWindow {
         nonce_of: impl Fn(u32) -> [u8; 24],
     ) -> Self {
         let mut inputs = [[0u8; 16]; LANES];
-        for (i, input) in inputs.iter_mut().enumerate() {
-            input.copy_from_slice(&nonce_of(first.wrapping_add(i as u32))[..16]);
-        }
         let mut tail = [0u8; 8];
-        tail.copy_from_slice(&nonce_of(first)[16..]);
+        for (i, input) in inputs.iter_mut().enumerate() {
+            let nonce = nonce_of(first.wrapping_add(i as u32));
+            input.copy_from_slice(&nonce[..16]);
+            if i == 0 {
+                tail.copy_from_slice(&nonce[16..]);
+            }
+        }
         Self {
             first,
             tail,
@@ -156,6 +159,11 @@ impl SubkeyWindow {
     #[cfg(test)]
     pub(crate) fn first(&self) -> u32 {
         self.first
+    }
+
+    /// The subkey and nonce tail of the window's first counter.
+    pub(crate) fn first_key(&self) -> (&[u8; 32], &[u8; 8]) {
+        (&self.keys[0], &self.tail)
     }
 
     /// The subkey and nonce tail of `counter`, if it is in this window.
@@ -319,7 +327,11 @@ impl Stream {
         if 32 + len > SCALAR_MAX {
             self.blocks(0, out);
         } else {
-            for (i, part) in out.chunks_exact_mut(BLOCK).take(2).enumerate() {
+            for (i, part) in out
+                .chunks_exact_mut(BLOCK)
+                .take(SCALAR_MAX / BLOCK)
+                .enumerate()
+            {
                 part.copy_from_slice(&self.block(i as u64));
             }
         }

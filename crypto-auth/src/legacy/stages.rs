@@ -74,26 +74,30 @@ impl DataKey {
         self.we_initiated
     }
 
+    /// The subkeys of eight packets from counter `first` on, in the direction whose sender
+    /// is (or is not) the session initiator.
+    fn window_at(&self, first: u32, sender_is_initiator: bool) -> SubkeyWindow {
+        SubkeyWindow::derive(&self.cipher, first, |c| {
+            crypto::data_nonce(c, sender_is_initiator)
+        })
+    }
+
     /// Seal `packet[20..]` in place as data packet `nonce`, writing the 20-byte header.
     /// `packet` must be at least 20 bytes long (checked by the caller).
     pub(crate) fn seal(&mut self, nonce: u32, packet: &mut [u8]) {
         let Some((head, body)) = packet.split_first_chunk_mut::<20>() else {
             return;
         };
-        let sender_is_initiator = self.we_initiated;
-        let window = match &mut self.seal_window {
-            Some(w) if w.get(nonce).is_some() => w,
-            slot => slot.insert(SubkeyWindow::derive(&self.cipher, nonce, |c| {
-                crypto::data_nonce(c, sender_is_initiator)
-            })),
-        };
-        let tag = match window.get(nonce) {
+        let cached = self.seal_window.as_ref().and_then(|w| w.get(nonce));
+        let tag = match cached {
             Some((subkey, tail)) => seal_with_subkey(subkey, tail, body),
-            None => crypto::seal_detached(
-                &self.cipher,
-                &crypto::data_nonce(nonce, sender_is_initiator),
-                body,
-            ),
+            None => {
+                let window = self.window_at(nonce, self.we_initiated);
+                let (subkey, tail) = window.first_key();
+                let tag = seal_with_subkey(subkey, tail, body);
+                self.seal_window = Some(window);
+                tag
+            }
         };
         head[..4].copy_from_slice(&nonce.to_be_bytes());
         head[4..].copy_from_slice(&tag);
@@ -110,11 +114,8 @@ impl DataKey {
         if let Some((subkey, tail)) = self.open_window.as_ref().and_then(|w| w.get(nonce)) {
             return open_with_subkey(subkey, tail, body, tag).then_some(DataOpened(()));
         }
-        let sender_is_initiator = !self.we_initiated;
-        let window = SubkeyWindow::derive(&self.cipher, nonce, |c| {
-            crypto::data_nonce(c, sender_is_initiator)
-        });
-        let (subkey, tail) = window.get(nonce)?;
+        let window = self.window_at(nonce, !self.we_initiated);
+        let (subkey, tail) = window.first_key();
         if !open_with_subkey(subkey, tail, body, tag) {
             return None;
         }

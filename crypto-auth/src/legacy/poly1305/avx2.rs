@@ -8,6 +8,16 @@ use safe_arch::{
     shl_imm_u64_m256i, shr_imm_u64_m256i, unpack_high_i64_m256i, unpack_low_i64_m256i,
 };
 
+/// Blocks absorbed together by the four-lane path.
+const LANES: usize = 4;
+/// Fewer groups of [`LANES`] blocks than this go one block at a time: computing r², r³ and
+/// r⁴ costs about as much as three blocks.
+const MIN_GROUPS: usize = 4;
+const MASK26: u64 = (1 << 26) - 1;
+
+/// A value mod 2^130 − 5 in five 26-bit limbs (each may exceed 26 bits by a little).
+type Limbs26 = [u64; 5];
+
 /// Five limbs of four lanes.
 type Lanes = [m256i; 5];
 
@@ -158,16 +168,6 @@ fn multiply(h: Lanes, m: &Multiplier) -> Lanes {
     d1 = carry(&mut d0, d1);
     [d0, d1, d2, d3, d4]
 }
-
-/// Blocks absorbed together by the four-lane path.
-const LANES: usize = 4;
-/// Fewer groups of [`LANES`] blocks than this go one block at a time: computing r², r³ and
-/// r⁴ costs about as much as three blocks.
-const MIN_GROUPS: usize = 4;
-const MASK26: u64 = (1 << 26) - 1;
-
-/// A value mod 2^130 − 5 in five 26-bit limbs (each may exceed 26 bits by a little).
-type Limbs26 = [u64; 5];
 
 /// Two carry passes: limbs 1–4 below 2^26, limb 0 at most a few units above.
 fn carry26(mut l: Limbs26) -> Limbs26 {

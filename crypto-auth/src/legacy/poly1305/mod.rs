@@ -1,6 +1,6 @@
 //! Poly1305 one-time authenticator, radix 2^44 with 64×64→128-bit products (the layout of
 //! Andrew Moon's "poly1305-donna-64"), and where the target has AVX2 a four-lane radix 2^26
-//! path for long messages (`avx2::lanes_sum`).
+//! path for long messages (`poly1305/avx2.rs`).
 //!
 //! Why not the `poly1305` crate: on an x86-64 build without `-C target-cpu` flags it picks its
 //! AVX2 backend at run time, whose helpers then cannot be inlined; setting up a key costs about
