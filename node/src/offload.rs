@@ -139,50 +139,36 @@ fn segment_udp6(
     hdr: &VnetHdr,
     packet: &[u8],
     scratch: &mut [u8],
-    mut emit: impl FnMut(&[u8]),
+    emit: impl FnMut(&[u8]),
 ) -> Result<(), OffloadError> {
-    let size = usize::from(hdr.gso_size);
-    if size == 0 {
-        return Err(OffloadError::ZeroSegmentSize);
-    }
     if packet.len() < UDP_HEADERS || packet[0] >> 4 != 6 || packet[6] != NEXT_HEADER_UDP {
         return Err(OffloadError::Malformed);
     }
-    let (head, payload) = packet.split_at(UDP_HEADERS);
-    for chunk in payload
-        .chunks(size)
-        .chain(payload.is_empty().then_some(&[][..]))
-    {
-        let len = UDP_HEADERS + chunk.len();
-        let out = scratch.get_mut(..len).ok_or(OffloadError::TooBig(len))?;
-        out[..UDP_HEADERS].copy_from_slice(head);
-        out[UDP_HEADERS..].copy_from_slice(chunk);
-        let l4_len = (len - IPV6_HEADER_LEN) as u16;
-        out[4..6].copy_from_slice(&l4_len.to_be_bytes());
-        out[44..46].copy_from_slice(&l4_len.to_be_bytes());
-        out[46..48].fill(0);
-        let sum = pseudo_header_sum(out, NEXT_HEADER_UDP, u32::from(l4_len))
-            + sum_words(&out[IPV6_HEADER_LEN..]);
-        let c = match fold(sum) {
-            0 => 0xffff,
-            c => c,
-        };
-        out[46..48].copy_from_slice(&c.to_be_bytes());
-        emit(out);
-    }
-    Ok(())
+    let cut = Cut {
+        headers: UDP_HEADERS,
+        size: hdr.gso_size,
+        next_header: NEXT_HEADER_UDP,
+        csum_offset: 6,
+    };
+    cut.run(
+        packet,
+        scratch,
+        |out, _, _| {
+            let udp_len = [out[4], out[5]];
+            out[44..46].copy_from_slice(&udp_len);
+        },
+        emit,
+    )
 }
 
+/// Cuts a TCP super-packet into MSS segments with consecutive sequence numbers, FIN and PSH
+/// only on the last and CWR only on the first, as the kernel's TSO would.
 fn segment_tcp6(
     hdr: &VnetHdr,
     packet: &[u8],
     scratch: &mut [u8],
-    mut emit: impl FnMut(&[u8]),
+    emit: impl FnMut(&[u8]),
 ) -> Result<(), OffloadError> {
-    let mss = usize::from(hdr.gso_size);
-    if mss == 0 {
-        return Err(OffloadError::ZeroSegmentSize);
-    }
     if packet.len() < IPV6_HEADER_LEN + 20 || packet[0] >> 4 != 6 || packet[6] != NEXT_HEADER_TCP {
         return Err(OffloadError::Malformed);
     }
@@ -191,38 +177,83 @@ fn segment_tcp6(
     if tcp_len < 20 || packet.len() < headers {
         return Err(OffloadError::Malformed);
     }
-    let (head, payload) = packet.split_at(headers);
-    let seq = u32::from_be_bytes([head[44], head[45], head[46], head[47]]);
-    let flags = head[IPV6_HEADER_LEN + 13];
-    let chunks = payload.len().div_ceil(mss).max(1);
-    for (i, chunk) in payload
-        .chunks(mss)
-        .chain(payload.is_empty().then_some(&[][..]))
-        .enumerate()
-    {
-        let len = headers + chunk.len();
-        let out = scratch.get_mut(..len).ok_or(OffloadError::TooBig(len))?;
-        out[..headers].copy_from_slice(head);
-        out[headers..].copy_from_slice(chunk);
-        let l4_len = (tcp_len + chunk.len()) as u16;
-        out[4..6].copy_from_slice(&l4_len.to_be_bytes());
-        let seq_i = seq.wrapping_add((i * mss) as u32);
-        out[44..48].copy_from_slice(&seq_i.to_be_bytes());
-        let mut f = flags;
-        if i + 1 < chunks {
-            f &= !(TCP_FIN | TCP_PSH);
+    let seq = u32::from_be_bytes([packet[44], packet[45], packet[46], packet[47]]);
+    let flags = packet[IPV6_HEADER_LEN + 13];
+    let mss = usize::from(hdr.gso_size);
+    let cut = Cut {
+        headers,
+        size: hdr.gso_size,
+        next_header: NEXT_HEADER_TCP,
+        csum_offset: 16,
+    };
+    cut.run(
+        packet,
+        scratch,
+        |out, i, last| {
+            let seq_i = seq.wrapping_add((i * mss) as u32);
+            out[44..48].copy_from_slice(&seq_i.to_be_bytes());
+            let mut f = flags;
+            if !last {
+                f &= !(TCP_FIN | TCP_PSH);
+            }
+            if i > 0 {
+                f &= !TCP_CWR;
+            }
+            out[IPV6_HEADER_LEN + 13] = f;
+        },
+        emit,
+    )
+}
+
+/// How to cut a super-packet: the headers every piece repeats, the payload bytes per piece,
+/// and where its transport checksum is.
+struct Cut {
+    headers: usize,
+    size: u16,
+    next_header: u8,
+    csum_offset: usize,
+}
+
+impl Cut {
+    /// Builds each piece in `scratch` (headers, then its share of the payload; an empty
+    /// payload makes one piece), sets its IPv6 payload length, lets `fix(piece, index, last)`
+    /// adjust the transport header, computes its checksum and hands it to `emit`.
+    fn run(
+        &self,
+        packet: &[u8],
+        scratch: &mut [u8],
+        mut fix: impl FnMut(&mut [u8], usize, bool),
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<(), OffloadError> {
+        let size = usize::from(self.size);
+        if size == 0 {
+            return Err(OffloadError::ZeroSegmentSize);
         }
-        if i > 0 {
-            f &= !TCP_CWR;
+        let (head, payload) = packet.split_at(self.headers);
+        let pieces = payload.len().div_ceil(size).max(1);
+        for (i, chunk) in payload
+            .chunks(size)
+            .chain(payload.is_empty().then_some(&[][..]))
+            .enumerate()
+        {
+            let len = self.headers + chunk.len();
+            let out = scratch.get_mut(..len).ok_or(OffloadError::TooBig(len))?;
+            out[..self.headers].copy_from_slice(head);
+            out[self.headers..].copy_from_slice(chunk);
+            out[4..6].copy_from_slice(&((len - IPV6_HEADER_LEN) as u16).to_be_bytes());
+            fix(out, i, i + 1 == pieces);
+            let field = IPV6_HEADER_LEN + self.csum_offset;
+            out[field..field + 2].fill(0);
+            let mut c = fold(l4_sum(out, self.next_header));
+            // A UDP checksum of zero means "none"; send its other representation.
+            if c == 0 && self.next_header == NEXT_HEADER_UDP {
+                c = 0xffff;
+            }
+            out[field..field + 2].copy_from_slice(&c.to_be_bytes());
+            emit(out);
         }
-        out[IPV6_HEADER_LEN + 13] = f;
-        out[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].fill(0);
-        let sum = pseudo_header_sum(out, NEXT_HEADER_TCP, u32::from(l4_len))
-            + sum_words(&out[IPV6_HEADER_LEN..]);
-        out[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].copy_from_slice(&fold(sum).to_be_bytes());
-        emit(out);
+        Ok(())
     }
-    Ok(())
 }
 
 /// Fills in a partial checksum: the field at `start + offset` holds the pseudo-header sum;
@@ -241,6 +272,14 @@ fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> Result<(
     }
     packet[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// The ones'-complement sum (not yet folded) of an IPv6 packet's transport header and
+/// payload with its pseudo-header: [`fold`] makes it the checksum to store, or 0 when the
+/// stored checksum is right.
+fn l4_sum(packet: &[u8], next_header: u8) -> u64 {
+    let l4 = packet.get(IPV6_HEADER_LEN..).unwrap_or_default();
+    pseudo_header_sum(packet, next_header, l4.len() as u32) + sum_words(l4)
 }
 
 /// The ones'-complement sum (not yet folded) of the IPv6 pseudo-header of `packet`.
@@ -483,9 +522,7 @@ fn udp_payload(p: &[u8]) -> Option<usize> {
     if IPV6_HEADER_LEN + l4_len != p.len() || udp_len != l4_len || p[46..48] == [0, 0] {
         return None;
     }
-    let sum =
-        pseudo_header_sum(p, NEXT_HEADER_UDP, l4_len as u32) + sum_words(&p[IPV6_HEADER_LEN..]);
-    (fold(sum) == 0).then_some(l4_len - 8)
+    (fold(l4_sum(p, NEXT_HEADER_UDP)) == 0).then_some(l4_len - 8)
 }
 
 /// The header of a packet with nothing offloaded.
@@ -512,9 +549,7 @@ impl TcpSegment {
         if tcp_len < 20 || tcp_len > l4_len {
             return None;
         }
-        let sum =
-            pseudo_header_sum(p, NEXT_HEADER_TCP, l4_len as u32) + sum_words(&p[IPV6_HEADER_LEN..]);
-        if fold(sum) != 0 {
+        if fold(l4_sum(p, NEXT_HEADER_TCP)) != 0 {
             return None;
         }
         Some(Self {
