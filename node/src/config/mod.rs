@@ -446,9 +446,10 @@ pub struct PktmeshConf {
     /// `supernode`: this node is the cjdns face of a route server (stock cjdns nodes that list
     /// our key in `router.supernodes` reach the route server through us).
     pub supernode: Option<SupernodeConf>,
-    /// `tunOffload`: 1 (the default) lets the kernel hand the TUN device TCP super-packets
-    /// and partial checksums, which the node cuts and completes, and merges a flow's
-    /// segments into one write on the way in; 0 keeps plain packets (`docs/perf.md`).
+    /// `tunOffload`: 1 (the default) lets the kernel hand the TUN device TCP (and, on Linux
+    /// ≥ 6.2, UDP) super-packets and partial checksums, which the node cuts and completes, and
+    /// merges a flow's packets into one write on the way in; 0 keeps plain packets
+    /// (`docs/perf.md`).
     pub tun_offload: Option<u8>,
 }
 

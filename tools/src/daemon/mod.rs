@@ -260,7 +260,6 @@ pub fn run<P: Pathfinder>(
     let mut io = Io {
         udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
         rx: udp::RxBatch::new(),
-        tun: tun.as_ref(),
         tun_out: TunOut {
             tun: tun.as_ref(),
             coalescer: tun
@@ -591,8 +590,7 @@ struct Io<'a> {
     udp: udp::Udp,
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
-    tun: Option<&'a Tun>,
-    /// Where packets for the TUN device go.
+    /// The TUN device (`tun_out.tun`) and where packets for it go.
     tun_out: TunOut<'a>,
     /// Where offloaded TUN reads go, when the device has offloads.
     tun_offload: Option<TunOffloadBuffers>,
@@ -730,7 +728,7 @@ impl Io<'_> {
         }
         let mut more = true;
         for _ in 0..MAX_BATCH {
-            let Some(t) = self.tun else {
+            let Some(t) = self.tun_out.tun else {
                 more = false;
                 break;
             };
@@ -755,7 +753,7 @@ impl Io<'_> {
         node: &mut Node<P>,
         buf: &mut PacketBuf,
     ) -> bool {
-        let (Some(t), Some(bufs)) = (self.tun, self.tun_offload.as_mut()) else {
+        let (Some(t), Some(bufs)) = (self.tun_out.tun, self.tun_offload.as_mut()) else {
             return false;
         };
         let udp = &mut self.udp;
@@ -766,6 +764,8 @@ impl Io<'_> {
             if packets >= MAX_BATCH {
                 break;
             }
+            // One clock read per read: a super-packet's segments arrived together.
+            let now = Instant::now();
             let read = t.recv_segments(&mut bufs.read, &mut bufs.segment, |packet| {
                 packets += 1;
                 let Some(area) = buf.read_area().get_mut(..packet.len()) else {
@@ -773,7 +773,7 @@ impl Io<'_> {
                 };
                 area.copy_from_slice(packet);
                 buf.set_read_len(packet.len());
-                let out = node.handle_tun(Instant::now(), buf);
+                let out = node.handle_tun(now, buf);
                 Self::emit(udp, tun_out, out, buf.data());
             });
             if tun_read(read) != Some(true) {
@@ -781,8 +781,7 @@ impl Io<'_> {
                 break;
             }
         }
-        udp.flush();
-        tun_out.flush();
+        self.flush_queues();
         more
     }
 

@@ -101,8 +101,9 @@ impl Tun {
     /// Creates (or attaches to) the TUN device `name` (a pattern such as `tun%d` is allowed),
     /// assigns `address/8` and MTU 1304, and brings it up. Needs CAP_NET_ADMIN. With
     /// `offload`, the device carries `virtio_net_hdr`s and accepts checksum and TCPv6
-    /// segmentation offload; if the kernel refuses that, the device is made without it
-    /// ([`Tun::offload`] says which).
+    /// segmentation offload, and UDP segmentation offload where the kernel has it
+    /// ([`Tun::udp_offload`]); if the kernel refuses offloads, the device is made without
+    /// them ([`Tun::offload`] says which).
     pub fn create(name: &str, address: Ipv6Addr, offload: bool) -> io::Result<Self> {
         if offload {
             match Self::open(name, true) {
