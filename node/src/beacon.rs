@@ -8,6 +8,10 @@
 //! receiver of a beacon is the CryptoAuth initiator. Each node authorizes its own beacon
 //! password under `Local Peers`.
 //!
+//! On Ethernet (cjdns ETHInterface) the same beacon travels without the 8-byte UDP header: the
+//! 56-byte body ([`BODY_LEN`]) right after the Ethernet frame header, broadcast to
+//! `ff:ff:ff:ff:ff:ff`; the sender is addressed by its MAC ([`Beacon::parse_body`]).
+//!
 //! Only the beacon format lives here; sockets and broadcast addresses are the daemon's.
 
 use std::time::Duration;
@@ -20,6 +24,11 @@ use thiserror::Error;
 pub const BEACON_MAGIC: [u8; 4] = [0xff, 0xff, 0xff, 0xfc];
 /// Size of a UDP beacon: 8-byte broadcast header + 56-byte beacon.
 pub const BEACON_LEN: usize = 64;
+/// Size of the beacon proper (cjdns `Headers_Beacon`: version, password, key), which is all an
+/// Ethernet beacon carries.
+pub const BODY_LEN: usize = 56;
+/// Where the body starts in a UDP beacon.
+const UDP_HEADER_LEN: usize = BEACON_LEN - BODY_LEN;
 /// Length of the beacon password.
 pub const PASSWORD_LEN: usize = 20;
 /// How often beacons are sent.
@@ -37,8 +46,13 @@ const BASE32: &[u8; 32] = b"0123456789bcdfghjklmnpqrstuvwxyz";
 #[non_exhaustive]
 pub enum BeaconError {
     /// Shorter than a beacon.
-    #[error("beacon of {0} bytes, 64 expected")]
-    Runt(usize),
+    #[error("beacon of {len} bytes, {expected} expected")]
+    Runt {
+        /// Bytes received.
+        len: usize,
+        /// Bytes a beacon has in this framing.
+        expected: usize,
+    },
     /// Not `FF FF FF FC`.
     #[error("bad beacon magic")]
     BadMagic,
@@ -56,7 +70,7 @@ pub enum BeaconError {
 /// A parsed beacon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Beacon {
-    /// The sender's data (comm) port.
+    /// The sender's data (comm) port (0 for Ethernet beacons, whose sender is its MAC).
     pub data_port: u16,
     /// The sender's protocol version (0 = unknown).
     pub version: u32,
@@ -69,9 +83,10 @@ pub struct Beacon {
 impl Beacon {
     /// Parses a beacon datagram (extra bytes after the 64 are ignored, as in cjdns).
     pub fn parse(data: &[u8]) -> Result<Self, BeaconError> {
-        let b = data
-            .first_chunk::<BEACON_LEN>()
-            .ok_or(BeaconError::Runt(data.len()))?;
+        let b = data.first_chunk::<BEACON_LEN>().ok_or(BeaconError::Runt {
+            len: data.len(),
+            expected: BEACON_LEN,
+        })?;
         if b[..4] != BEACON_MAGIC {
             return Err(BeaconError::BadMagic);
         }
@@ -79,11 +94,24 @@ impl Beacon {
             return Err(BeaconError::BadHeader);
         }
         let data_port = u16::from_be_bytes([b[6], b[7]]);
-        let version = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+        Ok(Self {
+            data_port,
+            ..Self::parse_body(&b[UDP_HEADER_LEN..])?
+        })
+    }
+
+    /// Parses the beacon body an Ethernet beacon carries (extra bytes are ignored); the data
+    /// port is 0.
+    pub fn parse_body(body: &[u8]) -> Result<Self, BeaconError> {
+        let b = body.first_chunk::<BODY_LEN>().ok_or(BeaconError::Runt {
+            len: body.len(),
+            expected: BODY_LEN,
+        })?;
+        let version = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let mut password = [0u8; PASSWORD_LEN];
-        password.copy_from_slice(&b[12..32]);
+        password.copy_from_slice(&b[4..24]);
         let mut key = [0u8; 32];
-        key.copy_from_slice(&b[32..64]);
+        key.copy_from_slice(&b[24..]);
         let key = PublicKey::from_bytes(key);
         if !key.is_valid() {
             return Err(BeaconError::BadKey);
@@ -92,11 +120,20 @@ impl Beacon {
             return Err(BeaconError::IncompatibleVersion(version));
         }
         Ok(Self {
-            data_port,
+            data_port: 0,
             version,
             password,
             key,
         })
+    }
+
+    /// The 56-byte body (what an Ethernet beacon carries after its frame header).
+    pub fn body_bytes(&self) -> [u8; BODY_LEN] {
+        let mut out = [0u8; BODY_LEN];
+        out[..4].copy_from_slice(&self.version.to_be_bytes());
+        out[4..24].copy_from_slice(&self.password);
+        out[24..].copy_from_slice(self.key.as_bytes());
+        out
     }
 
     /// The 64 bytes on the wire.
@@ -104,9 +141,7 @@ impl Beacon {
         let mut out = [0u8; BEACON_LEN];
         out[..4].copy_from_slice(&BEACON_MAGIC);
         out[6..8].copy_from_slice(&self.data_port.to_be_bytes());
-        out[8..12].copy_from_slice(&self.version.to_be_bytes());
-        out[12..32].copy_from_slice(&self.password);
-        out[32..].copy_from_slice(self.key.as_bytes());
+        out[UDP_HEADER_LEN..].copy_from_slice(&self.body_bytes());
         out
     }
 }
@@ -154,7 +189,20 @@ mod tests {
             key: key(),
         }
         .to_bytes();
-        assert_eq!(Beacon::parse(&good[..63]), Err(BeaconError::Runt(63)));
+        assert_eq!(
+            Beacon::parse(&good[..63]),
+            Err(BeaconError::Runt {
+                len: 63,
+                expected: 64
+            })
+        );
+        assert_eq!(
+            Beacon::parse_body(&good[8..63]),
+            Err(BeaconError::Runt {
+                len: 55,
+                expected: 56
+            })
+        );
         let mut m = good;
         m[3] = 0xfd;
         assert_eq!(Beacon::parse(&m), Err(BeaconError::BadMagic));
@@ -173,6 +221,29 @@ mod tests {
         let mut m = good;
         m[32..].fill(0);
         assert_eq!(Beacon::parse(&m), Err(BeaconError::BadKey));
+    }
+
+    #[test]
+    fn the_ethernet_body_is_the_udp_beacon_without_its_header() {
+        let b = Beacon {
+            data_port: 0,
+            version: 21,
+            password: *b"0123456789bcdfghjkl\0",
+            key: key(),
+        };
+        let body = b.body_bytes();
+        assert_eq!(body[..], b.to_bytes()[8..]);
+        assert_eq!(Beacon::parse_body(&body), Ok(b));
+        // The body check rejects what the UDP check rejects.
+        let mut m = body;
+        m[..4].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(
+            Beacon::parse_body(&m),
+            Err(BeaconError::IncompatibleVersion(5))
+        );
+        let mut m = body;
+        m[24..].fill(0);
+        assert_eq!(Beacon::parse_body(&m), Err(BeaconError::BadKey));
     }
 
     #[test]

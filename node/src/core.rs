@@ -366,6 +366,17 @@ impl<P: Pathfinder> Node<P> {
         .to_bytes()
     }
 
+    /// Our beacon body for Ethernet interfaces (no UDP header: peers are MACs there).
+    pub fn eth_beacon(&self) -> [u8; beacon::BODY_LEN] {
+        Beacon {
+            data_port: 0,
+            version: beacon::BEACON_PROTOCOL_VERSION,
+            password: self.beacon_password,
+            key: self.key,
+        }
+        .body_bytes()
+    }
+
     /// A datagram arrived on a beacon port from `from`. A beacon from a new address makes a
     /// peer (we initiate, logging in as `Local Peers` with its password) and returns its label;
     /// from a known address it only updates the password.
@@ -376,10 +387,30 @@ impl<P: Pathfinder> Node<P> {
         data: &[u8],
     ) -> Result<Option<Label>, BeaconError> {
         let b = Beacon::parse(data)?;
+        self.peer_from_beacon(now, SocketAddr::new(from.ip(), b.data_port), &b)
+    }
+
+    /// An Ethernet beacon body arrived from the peer whose link address is `link`
+    /// ([`crate::eth::EthLink::link_address`]); as [`Node::handle_beacon`] otherwise.
+    pub fn handle_eth_beacon(
+        &mut self,
+        now: Instant,
+        link: SocketAddr,
+        body: &[u8],
+    ) -> Result<Option<Label>, BeaconError> {
+        let b = Beacon::parse_body(body)?;
+        self.peer_from_beacon(now, link, &b)
+    }
+
+    fn peer_from_beacon(
+        &mut self,
+        now: Instant,
+        link: SocketAddr,
+        b: &Beacon,
+    ) -> Result<Option<Label>, BeaconError> {
         if b.key == self.key {
             return Ok(None);
         }
-        let link = SocketAddr::new(from.ip(), b.data_port);
         let credentials = PeerCredentials {
             password: b.password.to_vec(),
             login: Some(beacon::LOCAL_PEERS_LOGIN.to_vec()),

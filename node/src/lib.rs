@@ -8,6 +8,7 @@
 //! - [`core`]: the node itself: switch, peers, end-to-end sessions and pathfinder wired together.
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
 //!   table (SessionManager).
+//! - [`beacon`], [`eth`]: LAN beacons, and the framing and peer naming of Ethernet links.
 //! - [`ipv6`]: IPv6 packets to and from cjdns content types; [`packet`]: the reusable buffer.
 //!
 //! Sockets, TUN devices, timers and threads live in the daemon (`pktmesh-tools`, `cjdroute`).
@@ -20,6 +21,7 @@ pub mod config;
 pub mod core;
 pub mod dht;
 pub mod egress;
+pub mod eth;
 pub mod ipv6;
 pub mod node_admin;
 pub mod offload;

@@ -236,7 +236,10 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
                         "addr",
                         Value::from(address_string(p.version, p.label, &p.key).as_str()),
                     )
-                    .with("lladdr", Value::from(p.link_address.to_string().as_str()))
+                    .with(
+                        "lladdr",
+                        Value::from(crate::eth::display_link(&p.link_address).as_str()),
+                    )
                     .with("state", Value::from(p.state))
                     .with("last", Value::Int(p.last_ms_ago as i64))
                     .with("isIncoming", Value::Int(i64::from(p.is_incoming)))

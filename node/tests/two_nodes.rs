@@ -273,3 +273,59 @@ fn supernode_query_queue_is_bounded() {
     }
     assert_eq!(n, pktmesh_node::core::MAX_SUPERNODE_QUERIES);
 }
+
+#[test]
+fn an_ethernet_beacon_peers_two_nodes_addressed_by_mac() {
+    use pktmesh_node::eth::{display_link, EthLink};
+    let now = Instant::now();
+    let a_link = EthLink {
+        ifindex: 4,
+        mac: [0x02, 0, 0, 0, 0, 0x0a],
+    }
+    .link_address();
+    let b_link = EthLink {
+        ifindex: 4,
+        mac: [0x02, 0, 0, 0, 0, 0x0b],
+    }
+    .link_address();
+    let a = Node::new(key(1), EchoPathfinder::default(), [11; 32], now);
+    let mut b = Node::new(key(2), EchoPathfinder::default(), [22; 32], now);
+    // B hears A's broadcast: it peers with A's MAC and initiates, logging in as Local Peers.
+    let label = b.handle_eth_beacon(now, a_link, &a.eth_beacon()).unwrap();
+    assert!(label.is_some(), "a new MAC becomes a peer");
+    assert_eq!(
+        b.handle_eth_beacon(now, a_link, &a.eth_beacon()),
+        Ok(None),
+        "a known MAC only refreshes its password"
+    );
+    assert_eq!(
+        b.handle_eth_beacon(now, b_link, &b.eth_beacon()),
+        Ok(None),
+        "our own beacon is ignored"
+    );
+    let mut net = Net {
+        nodes: vec![(a_link, a), (b_link, b)],
+        tun: vec![Vec::new(), Vec::new()],
+        now,
+    };
+    for _ in 0..5 {
+        net.run(1000);
+        net.tick(Duration::from_millis(1100));
+    }
+    let now = net.now;
+    for (i, (_, n)) in net.nodes.iter().enumerate() {
+        let stats = n.peer_stats(now);
+        assert_eq!(stats.len(), 1, "node {i}");
+        assert_eq!(stats[0].state, "ESTABLISHED", "node {i}: {stats:?}");
+    }
+    let seen_by_a = net.nodes[0].1.peer_stats(now)[0].link_address;
+    assert_eq!(display_link(&seen_by_a), "02:00:00:00:00:0b%4");
+    let (a, b) = (*net.nodes[0].1.address(), *net.nodes[1].1.address());
+    for seq in 1..10u16 {
+        net.send_tun(0, &icmp_echo(&a, &b, seq));
+        net.send_tun(1, &icmp_echo(&b, &a, seq));
+        net.run(1000);
+    }
+    assert_eq!(net.tun[1].len(), 9, "A to B over the Ethernet link");
+    assert_eq!(net.tun[0].len(), 9, "B to A");
+}
