@@ -592,3 +592,118 @@ fn tcp_through_plain_tun_arrives_intact() {
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// [`config`] with no UDP peering across namespaces (UDP on loopback only) and this
+/// `ETHInterface` block.
+fn ethernet_config(id: &Identity, authorized: &[(&str, &str)], eth: &str) -> String {
+    config(id, "127.0.0.1:15100", authorized, &[]).replace(
+        "\"UDPInterface\":",
+        &format!("\"ETHInterface\": [ {eth} ],\n        \"UDPInterface\":"),
+    )
+}
+
+#[test]
+fn ethernet_beacons_peer_nodes_with_no_ip_between_them() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let (na, nb, _, _) = netns::ethernet_hosts(&tag);
+    let (a, b) = (identity(), identity());
+    // `all` takes the veth and skips lo and the node's own TUN device.
+    let eth = r#"{ "bind": "all", "beacon": 2 }"#;
+    let da = Daemon::start(
+        &na,
+        &write(&dir, "a.conf", &ethernet_config(&a, &[], eth)),
+        &dir,
+        "a",
+    );
+    // B's first beacon (sent as its interface comes up) must find A listening.
+    assert!(
+        da.wait_for_log("Ethernet interface up", Duration::from_secs(10)),
+        "{}",
+        da.log_text()
+    );
+    let db = Daemon::start(
+        &nb,
+        &write(&dir, "b.conf", &ethernet_config(&b, &[], eth)),
+        &dir,
+        "b",
+    );
+    assert!(
+        da.wait_for_log("added peer from beacon", Duration::from_secs(15)),
+        "A heard no Ethernet beacon:\n{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    assert_eq!(
+        plain_log(&da).matches("Ethernet interface up").count(),
+        1,
+        "only the veth is an Ethernet device in A's namespace:\n{}",
+        da.log_text()
+    );
+    assert_a_pings_b(&na, &b, &da, &db, "no ping over the Ethernet beacon link");
+    let (ok, text) = ping6(&nb, &a.ipv6, 3);
+    assert!(ok, "B->A: {text}");
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ethernet_connect_to_by_mac_needs_the_right_password() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let (na, nb, va, vb) = netns::ethernet_hosts(&tag);
+    let (a, b) = (identity(), identity());
+    let b_mac = netns::mac_of(&nb, &vb);
+    let conf_b = ethernet_config(
+        &b,
+        &[("ether password", "nodeA")],
+        &format!(r#"{{ "bind": "{vb}" }}"#),
+    );
+    let to_b = |password: &str| {
+        ethernet_config(
+            &a,
+            &[],
+            &format!(
+                r#"{{ "bind": "{va}", "beacon": 0, "connectTo": {{ "{b_mac}": {{ "login": "nodeA", "password": "{password}", "publicKey": "{}" }} }} }}"#,
+                b.public
+            ),
+        )
+    };
+    let db = Daemon::start(&nb, &write(&dir, "b.conf", &conf_b), &dir, "b");
+    // A wrong password first: B refuses and says why; nothing peers.
+    let bad = Daemon::start(&na, &write(&dir, "bad.conf", &to_b("wrong")), &dir, "bad");
+    assert!(
+        db.wait_for_log("rejected handshake", Duration::from_secs(15)),
+        "B did not report the bad handshake:\n{}\n{}",
+        db.log_text(),
+        bad.log_text()
+    );
+    assert!(
+        !plain_log(&db).contains("peer established"),
+        "{}",
+        db.log_text()
+    );
+    drop(bad);
+    let da = Daemon::start(
+        &na,
+        &write(&dir, "a.conf", &to_b("ether password")),
+        &dir,
+        "a",
+    );
+    assert_a_pings_b(&na, &b, &da, &db, "no ping over the Ethernet link");
+    let (ok, text) = ping6(&nb, &a.ipv6, 3);
+    assert!(ok, "B->A: {text}");
+    assert!(
+        plain_log(&da).contains(&format!("peer={b_mac}%")),
+        "A names its Ethernet peer by MAC:\n{}",
+        da.log_text()
+    );
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use pktmesh_node::config::{genconf, Beacon, Config};
+use pktmesh_node::config::{genconf, Beacon, Config, PeerCredentials};
 use pktmesh_tools::daemon::{
-    self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, PeerSpec,
+    self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, EthSettings, PeerSpec,
 };
 use tracing::{info, warn};
 
@@ -109,22 +109,27 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
     }
     let peers = config
         .udp_peers()
-        .map(|p| {
-            let password = p
-                .credentials
-                .password
-                .as_ref()
-                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
-                .unwrap_or_default();
-            PeerSpec {
-                address: p.addr,
-                key: p.public_key,
-                password,
-                login: p.credentials.login.clone(),
-                name: p.credentials.peer_name.clone(),
-            }
-        })
+        .map(|p| peer_spec(p.addr, p.credentials))
         .collect();
+    let mut eth = Vec::new();
+    for (i, e) in config.eth_interfaces().iter().enumerate() {
+        let Some(device) = e.bind.clone() else {
+            warn!("interfaces.ETHInterface[{i}]: no bind (a device name or \"all\"); skipped");
+            continue;
+        };
+        // Without `beacon`, cjdns leaves a new Ethernet interface's beaconing off.
+        let beacon = e.beacon.unwrap_or_default();
+        eth.push(EthSettings {
+            device,
+            accept_beacons: beacon != Beacon::Off,
+            send_beacons: beacon == Beacon::AcceptAndSend,
+            peers: e
+                .connect_to
+                .iter()
+                .map(|(mac, creds)| peer_spec(mac.0, creds))
+                .collect(),
+        });
+    }
     let authorized = config
         .authorized_passwords
         .iter()
@@ -190,5 +195,21 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
             }),
         supernode_url: config.pktmesh.supernode.as_ref().map(|s| s.url.clone()),
         tun_offload: config.pktmesh.tun_offload.is_none_or(|v| v != 0),
+        eth,
     })
+}
+
+/// A `connectTo` entry as the daemon takes it.
+fn peer_spec<A>(address: A, creds: &PeerCredentials) -> PeerSpec<A> {
+    PeerSpec {
+        address,
+        key: creds.public_key.0,
+        password: creds
+            .password
+            .as_ref()
+            .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+            .unwrap_or_default(),
+        login: creds.login.clone(),
+        name: creds.peer_name.clone(),
+    }
 }

@@ -1,7 +1,8 @@
 //! The `cjdroute` driver: sockets, the TUN device, timers and signals around the sans-IO node
 //! core of `pktmesh-node`.
 //!
-//! One thread runs a `mio` poll loop over the UDP sockets, the TUN device and the admin socket.
+//! One thread runs a `mio` poll loop over the UDP sockets, the Ethernet interfaces ([`eth`]),
+//! the TUN device and the admin socket.
 //! Every packet is handed to the node in one reusable [`PacketBuf`] and written wherever the
 //! node says; nothing on that path allocates. UDP is batched ([`udp`]): up to 32 datagrams per
 //! `recvmmsg` (UDP GRO super-datagrams split by segment size), and datagrams for peers queued
@@ -10,6 +11,7 @@
 //! lives in `pktmesh-node`; this module only moves bytes and keeps time.
 
 pub mod agent;
+pub mod eth;
 pub mod snode;
 pub mod tun;
 pub mod udp;
@@ -31,6 +33,7 @@ use pktmesh_lease_engine::UnixTime;
 use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::egress::PortStats;
+use pktmesh_node::eth::{display_link, EthLink};
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::offload::Coalescer;
 use pktmesh_node::packet::PacketBuf;
@@ -38,13 +41,14 @@ use pktmesh_node::peers::PeerCredentials;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+use self::eth::EthSocket;
 use self::tun::Tun;
 
-/// A peer to connect to.
+/// A peer to connect to: over UDP (`A` is its socket address) or Ethernet (`A` is its MAC).
 #[derive(Debug, Clone)]
-pub struct PeerSpec {
-    /// Its UDP address.
-    pub address: SocketAddr,
+pub struct PeerSpec<A = SocketAddr> {
+    /// Its UDP address or MAC.
+    pub address: A,
     /// Its public key.
     pub key: PublicKey,
     /// Password it authorized.
@@ -93,6 +97,21 @@ pub struct DaemonSettings {
     pub supernode_url: Option<String>,
     /// Use TUN checksum and segmentation offloads (`pktmesh.tunOffload`, default on).
     pub tun_offload: bool,
+    /// Ethernet interfaces (`interfaces.ETHInterface`).
+    pub eth: Vec<EthSettings>,
+}
+
+/// One `ETHInterface` entry.
+#[derive(Debug, Clone)]
+pub struct EthSettings {
+    /// The device, or `all` for every Ethernet device but `lo` (and our TUN).
+    pub device: String,
+    /// Peer with the senders of beacons (`beacon` 1 or 2).
+    pub accept_beacons: bool,
+    /// Send beacons too (`beacon` 2).
+    pub send_beacons: bool,
+    /// Peers to connect to, by MAC (cjdns ignores them when `device` is `all`; so do we).
+    pub peers: Vec<PeerSpec<[u8; 6]>>,
 }
 
 /// Beaconing of one UDP interface (`beacon`, `beaconPort`, `beaconDevices`).
@@ -113,6 +132,8 @@ const ADMIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 /// Beacon sockets use tokens from here down.
 const BEACON_BASE: usize = usize::MAX - 1000;
+/// Ethernet interfaces use tokens from here down.
+const ETH_BASE: usize = usize::MAX - 2000;
 const MAX_BATCH: usize = 64;
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -225,6 +246,7 @@ pub fn run<P: Pathfinder>(
     }
     let tun_name = tun.as_ref().map(|t| t.name().to_string());
     let mut next_beacon = Instant::now();
+    let eth = open_eth(&settings.eth, tun_name.as_deref(), &poll, &mut node)?;
 
     let mut admin = match settings.admin_bind {
         Some(bind) => {
@@ -245,20 +267,14 @@ pub fn run<P: Pathfinder>(
     };
 
     for p in &settings.peers {
-        let creds = PeerCredentials {
-            password: p.password.as_bytes().to_vec(),
-            login: p.login.as_ref().map(|l| l.as_bytes().to_vec()),
-        };
-        match node.connect(Instant::now(), p.address, p.key, creds, p.name.clone()) {
-            Ok(label) => info!(peer = %p.address, key = %p.key, %label, "connecting to peer"),
-            Err(e) => warn!(peer = %p.address, error = %e, "cannot connect to peer"),
-        }
+        connect(&mut node, p.address, p);
     }
 
     let mut events = Events::with_capacity(256);
     let mut buf = PacketBuf::new();
     let mut io = Io {
         udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
+        eth,
         rx: udp::RxBatch::new(),
         tun_out: TunOut {
             tun: tun.as_ref(),
@@ -280,10 +296,11 @@ pub fn run<P: Pathfinder>(
     io.flush(&mut node);
     let mut tun_pending = false;
     let mut socket_pending = vec![false; io.udp.len()];
+    let mut eth_pending = vec![false; io.eth.len()];
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
         // Sources with unread data are served again at once (mio is edge-triggered).
-        let busy = tun_pending || socket_pending.iter().any(|&p| p);
+        let busy = tun_pending || socket_pending.iter().chain(&eth_pending).any(|&p| p);
         let wait = if busy {
             Duration::ZERO
         } else {
@@ -304,6 +321,11 @@ pub fn run<P: Pathfinder>(
                 ADMIN => {
                     if let Some(a) = admin.as_mut() {
                         a.drain(&mut node);
+                    }
+                }
+                Token(i) if i > ETH_BASE - eth_pending.len() && i <= ETH_BASE => {
+                    if let Some(p) = eth_pending.get_mut(ETH_BASE - i) {
+                        *p = true;
                     }
                 }
                 Token(i) if i > BEACON_BASE - beacons.len() && i <= BEACON_BASE => {
@@ -327,6 +349,11 @@ pub fn run<P: Pathfinder>(
                 *pending = io.drain_socket(&mut node, &mut buf, i);
             }
         }
+        for (i, pending) in eth_pending.iter_mut().enumerate() {
+            if *pending {
+                *pending = io.drain_eth(&mut node, &mut buf, i);
+            }
+        }
         let now = Instant::now();
         io.drain_egress(&mut node, &mut buf, now);
         if now >= node.poll_timeout() {
@@ -346,6 +373,12 @@ pub fn run<P: Pathfinder>(
             next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
             for b in beacons.iter().filter(|b| b.settings.send) {
                 b.send(&node, tun_name.as_deref());
+            }
+            let beacon = node.eth_beacon();
+            for e in io.eth.iter().filter(|e| e.send_beacons) {
+                if let Err(err) = e.socket.broadcast(&beacon) {
+                    debug!(device = e.socket.device(), error = %err, "Ethernet beacon send failed");
+                }
             }
         }
         if let Some(r) = relay.as_mut() {
@@ -439,10 +472,90 @@ fn second_tick<P: Pathfinder>(
     });
 }
 
+/// Starts peering with `p` at link address `address`.
+fn connect<P: Pathfinder, A>(node: &mut Node<P>, address: SocketAddr, p: &PeerSpec<A>) {
+    let creds = PeerCredentials {
+        password: p.password.as_bytes().to_vec(),
+        login: p.login.as_ref().map(|l| l.as_bytes().to_vec()),
+    };
+    let peer = display_link(&address);
+    match node.connect(Instant::now(), address, p.key, creds, p.name.clone()) {
+        Ok(label) => info!(%peer, key = %p.key, %label, "connecting to peer"),
+        Err(e) => warn!(%peer, error = %e, "cannot connect to peer"),
+    }
+}
+
+/// An open Ethernet interface and its beacon mode.
+struct EthInterface {
+    socket: EthSocket,
+    accept_beacons: bool,
+    send_beacons: bool,
+}
+
+/// Opens the configured Ethernet interfaces, registers them with `poll` and connects to
+/// their peers. A device that cannot be opened is logged and skipped, as cjdns does.
+fn open_eth<P: Pathfinder>(
+    settings: &[EthSettings],
+    tun: Option<&str>,
+    poll: &Poll,
+    node: &mut Node<P>,
+) -> Result<Vec<EthInterface>> {
+    let mut out = Vec::new();
+    for s in settings {
+        let all = s.device == "all";
+        let devices = if all {
+            eth::all_devices(tun.as_slice())
+        } else {
+            vec![s.device.clone()]
+        };
+        if all && !s.peers.is_empty() {
+            warn!("ETHInterface with bind \"all\": connectTo is ignored (as in cjdns)");
+        }
+        for device in devices {
+            let socket = match EthSocket::open(&device) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    warn!(%device, error = %e, "cannot open Ethernet interface; skipped");
+                    continue;
+                }
+            };
+            let token = Token(ETH_BASE - out.len());
+            poll.registry().register(
+                &mut SourceFd(&socket.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )?;
+            let mac = socket.mac().map(|m| pktmesh_node::eth::mac_text(&m));
+            info!(
+                %device,
+                ifindex = socket.ifindex(),
+                mac = mac.as_deref().unwrap_or("?"),
+                beacon = u8::from(s.accept_beacons) + u8::from(s.send_beacons),
+                "Ethernet interface up"
+            );
+            if !all {
+                for p in &s.peers {
+                    let link = EthLink {
+                        ifindex: socket.ifindex(),
+                        mac: p.address,
+                    };
+                    connect(node, link.link_address(), p);
+                }
+            }
+            out.push(EthInterface {
+                socket,
+                accept_beacons: s.accept_beacons,
+                send_beacons: s.send_beacons,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn log_event(e: &NodeEvent) {
     match e {
         NodeEvent::PeerEstablished { key, address } => {
-            info!(peer = %address, %key, "peer established")
+            info!(peer = %display_link(address), %key, "peer established")
         }
         NodeEvent::HandshakeRejected {
             from,
@@ -588,6 +701,8 @@ fn tun_read<T>(result: io::Result<T>) -> Option<T> {
 struct Io<'a> {
     /// The data path's UDP sockets and their send queue.
     udp: udp::Udp,
+    /// The Ethernet interfaces.
+    eth: Vec<EthInterface>,
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
     /// The TUN device (`tun_out.tun`) and where packets for it go.
@@ -654,15 +769,29 @@ impl TunOut<'_> {
 
 impl Io<'_> {
     fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.udp, &mut self.tun_out, out, data);
+        Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, data);
     }
 
     /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
-    /// round) or a TUN one.
-    fn emit(udp: &mut udp::Udp, tun: &mut TunOut<'_>, out: Output, data: &[u8]) {
+    /// round), sends an Ethernet one, or writes a TUN one.
+    fn emit(
+        udp: &mut udp::Udp,
+        eth: &[EthInterface],
+        tun: &mut TunOut<'_>,
+        out: Output,
+        data: &[u8],
+    ) {
         match out {
             Output::None => {}
-            Output::Udp(to) => udp.queue(to, data),
+            Output::Udp(to) => match EthLink::from_link_address(&to) {
+                Some(link) => {
+                    let iface = eth.iter().find(|e| e.socket.ifindex() == link.ifindex);
+                    if let Some(Err(e)) = iface.map(|i| i.socket.send(link.mac, data)) {
+                        debug!(peer = %link, error = %e, "Ethernet send failed");
+                    }
+                }
+                None => udp.queue(to, data),
+            },
             Output::Tun => tun.write(data),
         }
     }
@@ -707,7 +836,7 @@ impl Io<'_> {
                     area[..len].copy_from_slice(&segment[..len]);
                     buf.set_read_len(len);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(&mut self.udp, &mut self.tun_out, out, buf.data());
+                    Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, buf.data());
                 }
             }
         };
@@ -718,6 +847,64 @@ impl Io<'_> {
             // run on and their receive buffers overflow: docs/perf.md, UDP flood).
             std::thread::yield_now();
         }
+        more
+    }
+
+    /// Reads up to a batch of frames from Ethernet interface `i`; true if it may still hold
+    /// some. Broadcast frames are beacons; the rest go to the node like UDP datagrams, from
+    /// the sender's link address ([`EthLink::link_address`]).
+    fn drain_eth<P: Pathfinder>(
+        &mut self,
+        node: &mut Node<P>,
+        buf: &mut PacketBuf,
+        i: usize,
+    ) -> bool {
+        let Some(iface) = self.eth.get(i) else {
+            return false;
+        };
+        let mut more = true;
+        for _ in 0..MAX_BATCH {
+            let got = match iface.socket.recv(buf.read_area()) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
+                Err(e) => {
+                    debug!(device = iface.socket.device(), error = %e, "Ethernet receive failed");
+                    continue;
+                }
+            };
+            buf.set_read_len(got.len);
+            let payload_len = match pktmesh_node::eth::payload(buf.data()) {
+                Ok(p) => p.len(),
+                Err(e) => {
+                    debug!(device = iface.socket.device(), error = %e, "frame dropped");
+                    continue;
+                }
+            };
+            buf.advance(pktmesh_node::eth::HEADER_LEN);
+            buf.truncate(payload_len);
+            let link = EthLink {
+                ifindex: iface.socket.ifindex(),
+                mac: got.from,
+            };
+            let now = Instant::now();
+            if got.broadcast {
+                if !iface.accept_beacons {
+                    continue;
+                }
+                match node.handle_eth_beacon(now, link.link_address(), buf.data()) {
+                    Ok(Some(label)) => info!(peer = %link, %label, "added peer from beacon"),
+                    Ok(None) => {}
+                    Err(e) => debug!(peer = %link, error = %e, "ignored beacon"),
+                }
+                continue;
+            }
+            let out = node.handle_udp(now, link.link_address(), buf);
+            Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, buf.data());
+        }
+        self.flush_queues();
         more
     }
 
@@ -757,6 +944,7 @@ impl Io<'_> {
             return false;
         };
         let udp = &mut self.udp;
+        let eth = &self.eth;
         let tun_out = &mut self.tun_out;
         let mut packets = 0usize;
         let mut more = true;
@@ -774,7 +962,7 @@ impl Io<'_> {
                 area.copy_from_slice(packet);
                 buf.set_read_len(packet.len());
                 let out = node.handle_tun(now, buf);
-                Self::emit(udp, tun_out, out, buf.data());
+                Self::emit(udp, eth, tun_out, out, buf.data());
             });
             if tun_read(read) != Some(true) {
                 more = false;

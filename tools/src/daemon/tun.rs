@@ -53,7 +53,7 @@ struct In6Ifreq {
     ifindex: libc::c_int,
 }
 
-fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
+pub(super) fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is a plain C struct of integers, arrays and a union of such; all-zero is a
     // valid value for every field.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -70,7 +70,7 @@ fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     Ok(req)
 }
 
-fn check(ret: libc::c_int, what: &str) -> io::Result<()> {
+pub(super) fn check(ret: libc::c_int, what: &str) -> io::Result<()> {
     if ret < 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(e.kind(), format!("{what}: {e}")));

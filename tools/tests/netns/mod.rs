@@ -130,6 +130,33 @@ pub fn two_hosts(tag: &str, a_ip: &str, b_ip: &str) -> (Netns, Netns) {
     (a, b)
 }
 
+/// Two namespaces `<tag>A` and `<tag>B` joined by a veth pair with no IP addresses at all
+/// (only raw Ethernet can cross); returns them with their device names.
+pub fn ethernet_hosts(tag: &str) -> (Netns, Netns, String, String) {
+    let a = Netns::new(&format!("{tag}A"));
+    let b = Netns::new(&format!("{tag}B"));
+    let t = self::tag();
+    let (va, vb) = (format!("{t}a"), format!("{t}b"));
+    ip(&[
+        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
+    ]);
+    // No IPv6 link-local addresses either: nothing but cjdns frames on this wire.
+    for (ns, dev) in [(&a, &va), (&b, &vb)] {
+        let _ = ns.run(
+            "sysctl",
+            &["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")],
+        );
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    (a, b, va, vb)
+}
+
+/// The MAC address of `dev` inside `ns`.
+pub fn mac_of(ns: &Netns, dev: &str) -> String {
+    let out = ns.run("cat", &[&format!("/sys/class/net/{dev}/address")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The `cjdroute` binary under test.
 pub fn cjdroute_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cjdroute"))
