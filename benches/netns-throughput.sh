@@ -5,7 +5,8 @@
 # what node B wrote into its TUN device from the device's counters.
 #
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
-# DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off.
+# DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off; APP_PIN=1 pins
+# the iperf3 processes too (see below).
 # Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +20,10 @@ if [ -z "$CJDROUTE" ]; then
 fi
 PKTCTL=$(dirname "$CJDROUTE")/pktctl
 DUR=${DUR:-10}
+# APP_PIN=1 also pins each iperf3 to its node's core (client with A, server with B), as if each
+# side were a one-core host; by default the two iperf3 processes float over both cores.
+PIN_A=""; PIN_B=""
+if [ "${APP_PIN:-0}" = 1 ]; then PIN_A="taskset -c 0"; PIN_B="taskset -c 1"; fi
 WORK=$(mktemp -d)
 A=pmtpA; B=pmtpB
 
@@ -68,11 +73,11 @@ cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 tun_b_bytes() { ip -n $B -s -j link show tun0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 measure() { # label iperf-args...
   local label=$1; shift
-  ip netns exec $B iperf3 -s -1 -B "$BIP" >/dev/null 2>&1 & local srv=$!
+  ip netns exec $B $PIN_B iperf3 -s -1 -B "$BIP" >/dev/null 2>&1 & local srv=$!
   sleep 0.5
   local a0 b0 t0; a0=$(cpu_ticks "$(cat "$WORK/a.pid")"); b0=$(cpu_ticks "$(cat "$WORK/b.pid")")
   t0=$(tun_b_bytes)
-  local out; out=$(ip netns exec $A iperf3 -c "$BIP" -t "$DUR" -J "$@" 2>&1 || true)
+  local out; out=$(ip netns exec $A $PIN_A iperf3 -c "$BIP" -t "$DUR" -J "$@" 2>&1 || true)
   local a1 b1 t1; a1=$(cpu_ticks "$(cat "$WORK/a.pid")"); b1=$(cpu_ticks "$(cat "$WORK/b.pid")")
   t1=$(tun_b_bytes)
   wait $srv 2>/dev/null || true
