@@ -6,7 +6,8 @@
 //! may be shorter) that [`RxBatch::datagram`] hands out with its segment size. Outgoing
 //! datagrams are copied into one reusable arena ([`Udp::queue`]) and sent when the queue is
 //! full or the driver flushes ([`Udp::flush`], at the end of every drain round): datagrams to
-//! the same peer go out as one GSO send of several segments ([`plan_sends`]). Buffers are
+//! the same peer go out as one GSO message of several segments ([`plan_sends`]), and the
+//! messages of a flush — to every peer — leave in one `sendmmsg` per socket. Buffers are
 //! allocated once; nothing here allocates per packet.
 //!
 //! A full send buffer (`EAGAIN`) or qdisc (`ENOBUFS`) drops the datagram: it is counted and
@@ -16,11 +17,11 @@
 //! `quinn-udp` forbids IP fragmentation on its sockets (`IP_PMTUDISC_PROBE`,
 //! `IPV6_DONTFRAG`), which QUIC wants but cjdns does not: a cjdns datagram larger than the
 //! path MTU is fragmented by the kernel, so [`Udp::new`] puts those options back to what the
-//! socket had. Those are the only `unsafe` blocks here (`getsockopt`/`setsockopt` of an
-//! `int`, which neither std nor socket2 expose).
+//! socket had. Those (`getsockopt`/`setsockopt` of an `int`) and `sendmmsg`, which neither std,
+//! socket2 nor quinn-udp expose, are the only `unsafe` blocks here.
 #![allow(unsafe_code)]
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use pktmesh_node::packet::{HEADROOM, MAX_PACKET};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::SockAddr;
 use tracing::{debug, info, warn};
 
 /// Datagrams (or GRO super-datagrams) read per `recvmmsg` at most; `quinn-udp`'s batch size.
@@ -171,10 +173,21 @@ pub struct Udp {
     starts: Vec<usize>,
     order: Vec<usize>,
     sends: Vec<PlannedSend>,
-    /// Where the segments of a GSO send are gathered when they are not adjacent in `arena`.
-    gather: Box<[u8]>,
+    /// Per `sendmmsg` message: its destination and its `UDP_SEGMENT` control message.
+    names: Vec<SockAddr>,
+    controls: Vec<SegmentControl>,
     drops: Drops,
+    /// Send system calls made (for tests and statistics).
+    send_calls: u64,
 }
+
+/// Room for one `UDP_SEGMENT` control message, aligned as `struct cmsghdr` must be.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct SegmentControl([u8; 32]);
+
+/// `UDP_SEGMENT` from `<linux/udp.h>`: the GSO segment size of a send.
+const UDP_SEGMENT: libc::c_int = 103;
 
 impl Udp {
     /// Takes over bound, non-blocking sockets: turns on GRO where the kernel has it, and keeps
@@ -202,8 +215,10 @@ impl Udp {
             starts: Vec::with_capacity(TX_BATCH),
             order: Vec::with_capacity(TX_BATCH),
             sends: Vec::with_capacity(TX_BATCH),
-            gather: vec![0u8; GSO_MAX_BYTES].into_boxed_slice(),
+            names: Vec::with_capacity(TX_BATCH),
+            controls: vec![SegmentControl([0; 32]); TX_BATCH],
             drops: Drops::default(),
+            send_calls: 0,
         })
     }
 
@@ -268,7 +283,9 @@ impl Udp {
         self.starts.push(start);
     }
 
-    /// Sends everything queued: one GSO send per run of datagrams to one peer.
+    /// Sends everything queued: one message per run of datagrams to one peer (a GSO send of
+    /// several segments where the socket has GSO), all messages of a socket in one
+    /// `sendmmsg`.
     pub fn flush(&mut self) {
         if !self.queued.is_empty() {
             let ports = &self.ports;
@@ -283,34 +300,176 @@ impl Udp {
                 &mut self.order,
                 &mut self.sends,
             );
-            for s in &self.sends {
-                let Some(port) = self.ports.iter_mut().find(|p| p.ipv4 == s.to.is_ipv4()) else {
+            let queue = Queue {
+                arena: &self.arena,
+                queued: &self.queued,
+                starts: &self.starts,
+                order: &self.order,
+            };
+            for port in &mut self.ports {
+                let ipv4 = port.ipv4;
+                self.names.clear();
+                self.names.extend(
+                    self.sends
+                        .iter()
+                        .filter(|s| s.to.is_ipv4() == ipv4)
+                        .map(|s| SockAddr::from(s.to)),
+                );
+                if self.names.is_empty() {
                     continue;
-                };
-                let run = &self.order[s.first..s.first + s.count];
-                let first = run[0];
-                let adjacent = run.iter().enumerate().all(|(m, &q)| q == first + m);
-                let start = self.starts[first];
-                let contents = if adjacent {
-                    let bytes: usize = run.iter().map(|&q| self.queued[q].1).sum();
-                    &self.arena[start..start + bytes]
-                } else {
-                    let mut at = 0;
-                    for &q in run {
-                        let (from, len) = (self.starts[q], self.queued[q].1);
-                        self.gather[at..at + len].copy_from_slice(&self.arena[from..from + len]);
-                        at += len;
-                    }
-                    &self.gather[..at]
-                };
-                let segment = (s.count > 1).then_some(s.segment);
-                send(port, &mut self.drops, s.to, contents, segment);
+                }
+                let sends = self.sends.iter().filter(|s| s.to.is_ipv4() == ipv4);
+                send_messages(
+                    port,
+                    &mut self.drops,
+                    &mut self.send_calls,
+                    &queue,
+                    sends,
+                    &self.names,
+                    &mut self.controls,
+                );
             }
             self.queued.clear();
             self.starts.clear();
             self.used = 0;
         }
         self.drops.log();
+    }
+
+    /// Send system calls made so far.
+    pub fn send_calls(&self) -> u64 {
+        self.send_calls
+    }
+}
+
+/// The queued datagrams of one flush, as [`send_messages`] reads them.
+struct Queue<'a> {
+    arena: &'a [u8],
+    queued: &'a [(SocketAddr, usize)],
+    starts: &'a [usize],
+    order: &'a [usize],
+}
+
+impl Queue<'_> {
+    /// The datagrams of a planned send, in order.
+    fn datagrams<'s>(&'s self, s: &PlannedSend) -> impl Iterator<Item = &'s [u8]> + 's {
+        let run = &self.order[s.first..s.first + s.count];
+        run.iter().map(|&q| {
+            let (start, len) = (self.starts[q], self.queued[q].1);
+            &self.arena[start..start + len]
+        })
+    }
+}
+
+/// Sends `sends` (all for `port`'s address family; `names[i]` is the destination of the
+/// i-th) with as few `sendmmsg` calls as the kernel allows: one, unless a message fails.
+/// A failed message is handled as [`send`] handles a failed send (dropped when the buffer is
+/// full, resent datagram by datagram when GSO fails) and the rest follow in another call.
+fn send_messages<'a>(
+    port: &mut Port,
+    drops: &mut Drops,
+    send_calls: &mut u64,
+    queue: &Queue<'_>,
+    sends: impl Iterator<Item = &'a PlannedSend>,
+    names: &[SockAddr],
+    controls: &mut [SegmentControl],
+) {
+    // First the datagrams as iovecs (one per datagram, a message's back to back) and the
+    // control messages; then the headers that point at them, once nothing moves any more.
+    let mut iovs = [IoSlice::new(&[]); TX_BATCH];
+    let mut planned: [Option<(&PlannedSend, usize, usize)>; TX_BATCH] = [None; TX_BATCH];
+    let mut n = 0;
+    let mut next_iov = 0;
+    for s in sends {
+        let (Some(slot), Some(control)) = (planned.get_mut(n), controls.get_mut(n)) else {
+            break;
+        };
+        let first_iov = next_iov;
+        for d in queue.datagrams(s) {
+            if let Some(iov) = iovs.get_mut(next_iov) {
+                *iov = IoSlice::new(d);
+                next_iov += 1;
+            }
+        }
+        if s.count > 1 {
+            let cmsg = control.0.as_mut_ptr().cast::<libc::cmsghdr>();
+            // SAFETY: `control` is 32 bytes aligned for `cmsghdr`: room for the header and a
+            // u16 (CMSG_SPACE(2) is 24 on 64-bit Linux), and the data pointer is inside it.
+            unsafe {
+                (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                libc::CMSG_DATA(cmsg)
+                    .cast::<u16>()
+                    .write_unaligned(s.segment as u16);
+            }
+        }
+        *slot = Some((s, first_iov, next_iov - first_iov));
+        n += 1;
+    }
+    // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
+    let mut hdrs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+    for ((hdr, entry), (name, control)) in hdrs
+        .iter_mut()
+        .zip(&planned)
+        .zip(names.iter().zip(controls.iter_mut()))
+    {
+        let Some((s, first_iov, iov_count)) = *entry else {
+            break;
+        };
+        hdr.msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
+        hdr.msg_hdr.msg_namelen = name.len();
+        // std documents IoSlice as ABI-compatible with `struct iovec` on Unix.
+        hdr.msg_hdr.msg_iov = iovs[first_iov..].as_ptr().cast_mut().cast();
+        hdr.msg_hdr.msg_iovlen = iov_count;
+        if s.count > 1 {
+            hdr.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE only computes a size.
+            hdr.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+        }
+    }
+    let fd = port.socket.as_raw_fd();
+    let mut at = 0;
+    while at < n {
+        *send_calls += 1;
+        let rest = &mut hdrs[at..n];
+        // SAFETY: every header in `rest` points at a destination in `names`, iovecs in `iovs`
+        // over datagrams in the arena, and (for GSO) a control message in `controls`; all
+        // outlive the call, and the kernel only reads them (and writes `msg_len`).
+        let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as _, 0) };
+        if sent > 0 {
+            let sent = sent as usize;
+            if planned[at..at + sent]
+                .iter()
+                .flatten()
+                .any(|(s, _, _)| s.count > 1)
+            {
+                port.gso_proven = true;
+            }
+            at += sent;
+            continue;
+        }
+        // The message at `at` failed (or nothing was sent at all).
+        let e = io::Error::last_os_error();
+        let Some((s, _, _)) = planned[at] else { break };
+        let full = e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS);
+        if sent == 0 || full {
+            drops.count += s.count as u64;
+        } else if s.count > 1 {
+            if port.gso_proven {
+                debug!(to = %s.to, error = %e, segment = s.segment, "GSO send failed; sending its datagrams one by one");
+            } else {
+                port.gso = false;
+                info!(to = %s.to, error = %e, "UDP GSO does not work on this socket; sending one datagram per call");
+            }
+            for d in queue.datagrams(s) {
+                *send_calls += 1;
+                send(port, drops, s.to, d, None);
+            }
+        } else {
+            debug!(to = %s.to, error = %e, "UDP send failed");
+        }
+        at += 1;
     }
 }
 
@@ -703,6 +862,37 @@ mod tests {
                 .collect();
             let (_, got) = receive(udp, &mut rx, want.len());
             assert_eq!(got, want);
+        }
+    }
+
+    /// One flush to three peers is one system call, GSO or not, and each peer gets its
+    /// datagrams intact and in order.
+    #[test]
+    fn a_flush_to_several_peers_is_one_sendmmsg() {
+        for gso in [true, false] {
+            let mut tx = Udp::new(vec![bound("127.0.0.1:0")]).unwrap();
+            tx.ports[0].gso &= gso;
+            let receivers: Vec<Udp> = (0..3)
+                .map(|_| Udp::new(vec![bound("127.0.0.1:0")]).unwrap())
+                .collect();
+            let to: Vec<SocketAddr> = receivers
+                .iter()
+                .map(|r| r.sockets().next().unwrap().local_addr().unwrap())
+                .collect();
+            let payload = |i: usize| (i as u32).to_be_bytes().repeat(300);
+            let count = if gso { 27 } else { 9 };
+            for i in 0..count {
+                tx.queue(to[i % 3], &payload(i));
+            }
+            let before = tx.send_calls();
+            tx.flush();
+            assert_eq!(tx.send_calls() - before, 1, "gso {gso}: one sendmmsg");
+            let mut rx = RxBatch::new();
+            for (k, r) in receivers.iter().enumerate() {
+                let want: Vec<Vec<u8>> = (0..count).filter(|i| i % 3 == k).map(payload).collect();
+                let (_, got) = receive(r, &mut rx, want.len());
+                assert_eq!(got, want, "gso {gso}: peer {k}");
+            }
         }
     }
 
