@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut out = [0u8; 2048];
     let path_back = 0x13;
-    let peer = Some(LinkAddress::Udp4 { port: 1, addr: [127, 0, 0, 1] });
+    let peer = Some(LinkAddress::Udp4 {
+        port: 1,
+        addr: [127, 0, 0, 1],
+    });
     if let Ok(n) = respond(&config, path_back, data, peer, &mut out) {
         let frame = control_frame(&out[..n]).expect("replies are control frames");
         ControlMessage::parse(frame).expect("replies parse");

@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(label) = Label::parse(text) {
         assert_eq!(Label::parse(&label.to_string()), Ok(label));
     }

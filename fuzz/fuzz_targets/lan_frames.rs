@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = payload(data) {
         let claimed = usize::from(u16::from_be_bytes([data[2], data[3]]));
         assert_eq!(p.len() + HEADER_LEN, claimed);
-        let mut again = header(p.len()).expect("a parsed payload fits a frame").to_vec();
+        let mut again = header(p.len())
+            .expect("a parsed payload fits a frame")
+            .to_vec();
         again.extend_from_slice(p);
         // Only the zero byte (unchecked, as in cjdns) may differ.
         assert_eq!(again[0], data[0]);

@@ -8,7 +8,9 @@ use pktmesh_switch::header::SwitchHeaderRepr;
 use pktmesh_switch::{EncodingScheme, Forward, SwitchCore};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let scheme = match selector % 3 {
         0 => EncodingScheme::v358(),
         1 => EncodingScheme::v48(),

@@ -27,7 +27,9 @@ fn l4_checksum_ok(p: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(hdr) = VnetHdr::parse(data) else { return };
+    let Some(hdr) = VnetHdr::parse(data) else {
+        return;
+    };
     let mut packet = data[VNET_HDR_LEN..].to_vec();
     let packet_len = packet.len();
     let gso = hdr.gso_type & !GSO_ECN != GSO_NONE;
@@ -47,9 +49,12 @@ fuzz_target!(|data: &[u8]| {
     }
     // The write side: feed the segments (and slices of the raw input) to a coalescer.
     let mut packets: Vec<Vec<u8>> = Vec::new();
-    let _ = segment(&hdr, &mut data[VNET_HDR_LEN..].to_vec(), &mut scratch, |s| {
-        packets.push(s.to_vec())
-    });
+    let _ = segment(
+        &hdr,
+        &mut data[VNET_HDR_LEN..].to_vec(),
+        &mut scratch,
+        |s| packets.push(s.to_vec()),
+    );
     packets.extend(data.chunks(1304).map(<[u8]>::to_vec));
     let mut co = Coalescer::new(true);
     let mut written = Vec::new();
