@@ -393,6 +393,37 @@ fn a_genconf_config_runs_unchanged() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `cjdroute --genconf --eth` (Ethernet on every device, beacons on), run unchanged on both
+/// sides of a veth with no IP addresses: the nodes find each other by Ethernet beacons.
+#[test]
+fn two_genconf_eth_configs_peer_over_ethernet() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-netns", &tag);
+    let (na, nb, _, _) = netns::ethernet_hosts(&tag);
+    let (text_a, ipv6_a, _) = netns::genconf_with(&["--eth"]);
+    let (text_b, ipv6_b, _) = netns::genconf_with(&["--eth"]);
+    let da = Daemon::start(&na, &write(&dir, "a.conf", &text_a), &dir, "a");
+    assert!(
+        da.wait_for_log("Ethernet interface up", Duration::from_secs(10)),
+        "{}",
+        da.log_text()
+    );
+    let db = Daemon::start(&nb, &write(&dir, "b.conf", &text_b), &dir, "b");
+    assert!(
+        wait_ping6(&na, &ipv6_b, Duration::from_secs(20)),
+        "A cannot reach B\nA log:\n{}\nB log:\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    let (ok, text) = ping6(&nb, &ipv6_a, 3);
+    assert!(ok, "B->A: {text}");
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn peering_over_ipv6_udp() {
     if !netns::available() {

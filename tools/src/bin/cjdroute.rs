@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use pktmesh_node::config::{genconf, Beacon, Config, PeerCredentials};
+use pktmesh_node::config::{genconf_with, Beacon, Config, GenconfOptions, PeerCredentials};
 use pktmesh_tools::daemon::{
     self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, EthSettings, PeerSpec,
 };
@@ -29,6 +29,9 @@ struct Cli {
     /// Print a new configuration and exit.
     #[arg(long)]
     genconf: bool,
+    /// With --genconf: enable the Ethernet interface (bind "all", beacons on), as cjdns does.
+    #[arg(long, requires = "genconf")]
+    eth: bool,
     /// Read the configuration from this file instead of standard input.
     #[arg(long, value_name = "FILE")]
     config: Option<String>,
@@ -40,7 +43,8 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.genconf {
-        print!("{}", genconf(&mut rand_core::OsRng));
+        let options = GenconfOptions::with_eth(cli.eth);
+        print!("{}", genconf_with(&mut rand_core::OsRng, options));
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()

@@ -225,8 +225,14 @@ impl Drop for Daemon {
 /// Generates a fresh config with `cjdroute --genconf` and returns it with the node's fc
 /// address and public key.
 pub fn genconf() -> (String, String, String) {
+    genconf_with(&[])
+}
+
+/// [`genconf`] with more arguments (`--eth`).
+pub fn genconf_with(args: &[&str]) -> (String, String, String) {
     let out = Command::new(cjdroute_bin())
         .arg("--genconf")
+        .args(args)
         .output()
         .expect("genconf");
     assert!(
