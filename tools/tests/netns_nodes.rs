@@ -682,7 +682,7 @@ fn ethernet_beacons_peer_nodes_with_no_ip_between_them() {
 }
 
 #[test]
-fn ethernet_connect_to_by_mac_needs_the_right_password() {
+fn ethernet_connect_to_by_mac_needs_the_right_password_and_carries_100_mb() {
     if !netns::available() {
         return;
     }
@@ -735,6 +735,8 @@ fn ethernet_connect_to_by_mac_needs_the_right_password() {
         "A names its Ethernet peer by MAC:\n{}",
         da.log_text()
     );
+    // Bulk traffic: frames go out and come in by the batch (sendmmsg, recvmmsg).
+    transfer_100_mb(&na, &nb, &b, &dir);
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,11 @@
 //! strips the Ethernet header). The frame format and how Ethernet peers are named are in
 //! `pktmesh_node::eth`; this module only moves frames.
 //!
+//! Frames are batched as UDP datagrams are: up to [`BATCH`] read with one `recvmmsg` into an
+//! [`EthRxBatch`], and outgoing frames queued ([`EthSocket::queue`]) and sent with one
+//! `sendmmsg` when the driver flushes or the queue is full, each as two iovecs (the cjdns header
+//! and the payload, copied once into the queue). Buffers are allocated once.
+//!
 //! Like [`super::tun`] and [`super::udp`], it may use `unsafe`: `AF_PACKET` addresses
 //! (`sockaddr_ll`) have no wrapper in std or socket2. Every block says why it is sound.
 #![allow(unsafe_code)]
@@ -11,10 +16,16 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use pktmesh_node::eth::{self, BROADCAST, ETHERTYPE};
 
 use super::tun::{check, ifreq_named};
+
+/// Frames per `recvmmsg` and per `sendmmsg`.
+pub const BATCH: usize = 32;
+/// Room for one frame payload (Ethernet's 1500 bytes and then some).
+const SLOT: usize = 2048;
 
 /// One frame read from the socket.
 #[derive(Debug, Clone, Copy)]
@@ -27,13 +38,75 @@ pub struct Received {
     pub broadcast: bool,
 }
 
-/// An open Ethernet interface.
-#[derive(Debug)]
+/// An open Ethernet interface and its send queue.
 pub struct EthSocket {
     fd: OwnedFd,
     ifindex: u32,
     device: String,
     mac: Option<[u8; 6]>,
+    tx: TxQueue,
+}
+
+/// Frames waiting for [`EthSocket::flush`]: payloads back to back in one arena.
+struct TxQueue {
+    arena: Box<[u8]>,
+    /// Per frame: destination, cjdns header, payload length.
+    frames: Vec<([u8; 6], [u8; eth::HEADER_LEN], usize)>,
+    used: usize,
+    /// Frames the kernel would not take since the last log line.
+    dropped: u64,
+    last_log: Option<Instant>,
+}
+
+/// Frames read by one [`EthSocket::recv_batch`], reused from call to call.
+pub struct EthRxBatch {
+    arena: Box<[u8]>,
+    meta: [Received; BATCH],
+    count: usize,
+}
+
+impl EthRxBatch {
+    /// Room for [`BATCH`] frames.
+    pub fn new() -> Self {
+        Self {
+            arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            meta: [Received {
+                len: 0,
+                from: [0; 6],
+                broadcast: false,
+            }; BATCH],
+            count: 0,
+        }
+    }
+
+    /// Frames read by the last call.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the last call read nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Frame `k` of the last call: who sent it and its bytes (a truncated frame is `None`).
+    pub fn frame(&self, k: usize) -> Option<(Received, &[u8])> {
+        if k >= self.count {
+            return None;
+        }
+        let meta = *self.meta.get(k)?;
+        if meta.len > SLOT {
+            return None;
+        }
+        let data = self.arena.get(k * SLOT..k * SLOT + meta.len)?;
+        Some((meta, data))
+    }
+}
+
+impl Default for EthRxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl EthSocket {
@@ -90,6 +163,13 @@ impl EthSocket {
             ifindex,
             device: device.to_string(),
             mac: read_mac(device),
+            tx: TxQueue {
+                arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+                frames: Vec::with_capacity(BATCH),
+                used: 0,
+                dropped: 0,
+                last_log: None,
+            },
         })
     }
 
@@ -108,77 +188,155 @@ impl EthSocket {
         self.mac
     }
 
-    /// Reads one frame into `buf`; `WouldBlock` when there is none.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+    /// Reads up to [`BATCH`] frames with one `recvmmsg`; how many. `WouldBlock` when there
+    /// are none.
+    pub fn recv_batch(&self, rx: &mut EthRxBatch) -> io::Result<usize> {
+        rx.count = 0;
         // SAFETY: all-zero is a valid `sockaddr_ll`.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut from_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `buf` is writable for `buf.len()` bytes; `from`/`from_len` describe a
-        // writable `sockaddr_ll`, which the kernel fills up to `from_len` bytes.
+        let mut names: [libc::sockaddr_ll; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        for (k, (iov, slot)) in iovs
+            .iter_mut()
+            .zip(rx.arena.chunks_exact_mut(SLOT))
+            .enumerate()
+        {
+            iov.iov_base = slot.as_mut_ptr().cast();
+            iov.iov_len = slot.len();
+            let hdr = &mut hdrs[k].msg_hdr;
+            hdr.msg_name = std::ptr::from_mut(&mut names[k]).cast();
+            hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        }
+        for (hdr, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: each header points at its own `sockaddr_ll` and at one iovec over its own
+        // SLOT bytes of the arena; all outlive the call, which writes only into them.
         let n = unsafe {
-            libc::recvfrom(
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-                std::ptr::from_mut(&mut from).cast(),
-                &mut from_len,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
             )
         };
-        let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        if len > buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes truncated"),
-            ));
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        for k in 0..n.min(BATCH) {
+            let truncated = hdrs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let mut from = [0u8; 6];
+            from.copy_from_slice(&names[k].sll_addr[..6]);
+            rx.meta[k] = Received {
+                // A truncated frame is marked by a length no slot holds.
+                len: if truncated {
+                    SLOT + 1
+                } else {
+                    hdrs[k].msg_len as usize
+                },
+                from,
+                broadcast: names[k].sll_pkttype == libc::PACKET_BROADCAST,
+            };
         }
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&from.sll_addr[..6]);
-        Ok(Received {
-            len,
-            from: mac,
-            broadcast: from.sll_pkttype == libc::PACKET_BROADCAST,
-        })
+        rx.count = n.min(BATCH);
+        Ok(rx.count)
     }
 
-    /// Sends `payload` to `to` behind a cjdns frame header.
-    pub fn send(&self, to: [u8; 6], payload: &[u8]) -> io::Result<()> {
-        let Some(header) = eth::header(payload.len()) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "payload too large for a frame",
-            ));
+    /// Queues `payload` for `to` behind a cjdns frame header; it leaves at the next
+    /// [`EthSocket::flush`] (at once if the queue is full).
+    pub fn queue(&mut self, to: [u8; 6], payload: &[u8]) {
+        let Some(header) = eth::header(payload.len()).filter(|_| payload.len() <= SLOT) else {
+            self.tx.dropped += 1;
+            return;
         };
-        let mut addr = sockaddr_ll(self.ifindex, to);
-        let mut iov = [
-            libc::iovec {
-                iov_base: header.as_ptr().cast_mut().cast(),
-                iov_len: header.len(),
-            },
-            libc::iovec {
-                iov_base: payload.as_ptr().cast_mut().cast(),
-                iov_len: payload.len(),
-            },
-        ];
-        // SAFETY: all-zero is a valid `msghdr`; the fields set below point at `addr` and
-        // `iov`, which outlive the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = std::ptr::from_mut(&mut addr).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
-        // SAFETY: `msg` describes a valid destination and two readable buffers; the kernel
-        // only reads them.
-        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        if self.tx.frames.len() >= BATCH || self.tx.used + payload.len() > self.tx.arena.len() {
+            self.flush();
         }
-        Ok(())
+        let at = self.tx.used;
+        self.tx.arena[at..at + payload.len()].copy_from_slice(payload);
+        self.tx.used += payload.len();
+        self.tx.frames.push((to, header, payload.len()));
     }
 
-    /// Broadcasts `payload` (a beacon body).
-    pub fn broadcast(&self, payload: &[u8]) -> io::Result<()> {
-        self.send(BROADCAST, payload)
+    /// Broadcasts `payload` (a beacon body) at once.
+    pub fn broadcast(&mut self, payload: &[u8]) {
+        self.queue(BROADCAST, payload);
+        self.flush();
+    }
+
+    /// Sends every queued frame: one `sendmmsg`, more only if the kernel stops early. A frame
+    /// it refuses is dropped and counted (logged at most once a second), as cjdns drops it.
+    pub fn flush(&mut self) {
+        let n = self.tx.frames.len();
+        if n > 0 {
+            let mut names = [sockaddr_ll(self.ifindex, [0; 6]); BATCH];
+            let mut iovs: [libc::iovec; 2 * BATCH] = std::array::from_fn(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            });
+            let mut at = 0;
+            for (k, (to, header, len)) in self.tx.frames.iter().enumerate() {
+                names[k].sll_addr[..6].copy_from_slice(to);
+                iovs[2 * k] = libc::iovec {
+                    iov_base: header.as_ptr().cast_mut().cast(),
+                    iov_len: header.len(),
+                };
+                iovs[2 * k + 1] = libc::iovec {
+                    iov_base: self.tx.arena[at..].as_mut_ptr().cast(),
+                    iov_len: *len,
+                };
+                at += len;
+            }
+            // SAFETY: all-zero is a valid `mmsghdr`.
+            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (k, hdr) in hdrs.iter_mut().take(n).enumerate() {
+                hdr.msg_hdr.msg_name = std::ptr::from_mut(&mut names[k]).cast();
+                hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                hdr.msg_hdr.msg_iov = iovs[2 * k..].as_mut_ptr();
+                hdr.msg_hdr.msg_iovlen = 2;
+            }
+            let mut sent = 0;
+            while sent < n {
+                let rest = &mut hdrs[sent..n];
+                // SAFETY: every header points at its destination in `names` and two iovecs
+                // over a header in `frames` and a payload in the arena, all alive and
+                // unchanged during the call; the kernel only reads them (and writes msg_len).
+                let r = unsafe {
+                    libc::sendmmsg(self.fd.as_raw_fd(), rest.as_mut_ptr(), rest.len() as _, 0)
+                };
+                match usize::try_from(r) {
+                    Ok(k) if k > 0 => sent += k,
+                    _ => {
+                        // The frame at `sent` was refused (full buffer, too large, device
+                        // down): drop it and go on with the rest.
+                        tracing::debug!(device = %self.device, error = %io::Error::last_os_error(), "Ethernet send failed");
+                        self.tx.dropped += 1;
+                        sent += 1;
+                    }
+                }
+            }
+            self.tx.frames.clear();
+            self.tx.used = 0;
+        }
+        self.log_drops();
+    }
+
+    fn log_drops(&mut self) {
+        let now = Instant::now();
+        let quiet = self
+            .tx
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+        if self.tx.dropped == 0 || quiet {
+            return;
+        }
+        tracing::warn!(device = %self.device, dropped = self.tx.dropped, "Ethernet frames dropped");
+        self.tx.dropped = 0;
+        self.tx.last_log = Some(now);
     }
 }
 

@@ -275,6 +275,7 @@ pub fn run<P: Pathfinder>(
     let mut io = Io {
         udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
         eth,
+        eth_rx: eth::EthRxBatch::new(),
         rx: udp::RxBatch::new(),
         tun_out: TunOut {
             tun: tun.as_ref(),
@@ -375,10 +376,8 @@ pub fn run<P: Pathfinder>(
                 b.send(&node, tun_name.as_deref());
             }
             let beacon = node.eth_beacon();
-            for e in io.eth.iter().filter(|e| e.send_beacons) {
-                if let Err(err) = e.socket.broadcast(&beacon) {
-                    debug!(device = e.socket.device(), error = %err, "Ethernet beacon send failed");
-                }
+            for e in io.eth.iter_mut().filter(|e| e.send_beacons) {
+                e.socket.broadcast(&beacon);
             }
         }
         if let Some(r) = relay.as_mut() {
@@ -703,6 +702,8 @@ struct Io<'a> {
     udp: udp::Udp,
     /// The Ethernet interfaces.
     eth: Vec<EthInterface>,
+    /// Where Ethernet `recvmmsg` reads into.
+    eth_rx: eth::EthRxBatch,
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
     /// The TUN device (`tun_out.tun`) and where packets for it go.
@@ -769,14 +770,14 @@ impl TunOut<'_> {
 
 impl Io<'_> {
     fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, data);
+        Self::emit(&mut self.udp, &mut self.eth, &mut self.tun_out, out, data);
     }
 
-    /// Queues a UDP output (sent at the next flush, at the latest at the end of the drain
-    /// round), sends an Ethernet one, or writes a TUN one.
+    /// Queues a UDP or Ethernet output (sent at the next flush, at the latest at the end of
+    /// the drain round) or writes a TUN one.
     fn emit(
         udp: &mut udp::Udp,
-        eth: &[EthInterface],
+        eth: &mut [EthInterface],
         tun: &mut TunOut<'_>,
         out: Output,
         data: &[u8],
@@ -785,9 +786,9 @@ impl Io<'_> {
             Output::None => {}
             Output::Udp(to) => match EthLink::from_link_address(&to) {
                 Some(link) => {
-                    let iface = eth.iter().find(|e| e.socket.ifindex() == link.ifindex);
-                    if let Some(Err(e)) = iface.map(|i| i.socket.send(link.mac, data)) {
-                        debug!(peer = %link, error = %e, "Ethernet send failed");
+                    let iface = eth.iter_mut().find(|e| e.socket.ifindex() == link.ifindex);
+                    if let Some(iface) = iface {
+                        iface.socket.queue(link.mac, data);
                     }
                 }
                 None => udp.queue(to, data),
@@ -799,6 +800,9 @@ impl Io<'_> {
     /// Sends and writes everything queued.
     fn flush_queues(&mut self) {
         self.udp.flush();
+        for e in &mut self.eth {
+            e.socket.flush();
+        }
         self.tun_out.flush();
     }
 
@@ -836,7 +840,13 @@ impl Io<'_> {
                     area[..len].copy_from_slice(&segment[..len]);
                     buf.set_read_len(len);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, buf.data());
+                    Self::emit(
+                        &mut self.udp,
+                        &mut self.eth,
+                        &mut self.tun_out,
+                        out,
+                        buf.data(),
+                    );
                 }
             }
         };
@@ -850,60 +860,81 @@ impl Io<'_> {
         more
     }
 
-    /// Reads up to a batch of frames from Ethernet interface `i`; true if it may still hold
-    /// some. Broadcast frames are beacons; the rest go to the node like UDP datagrams, from
-    /// the sender's link address ([`EthLink::link_address`]).
+    /// Reads up to a batch of frames from Ethernet interface `i`, `recvmmsg` by `recvmmsg`;
+    /// true if it may still hold some. Broadcast frames are beacons; the rest go to the node
+    /// like UDP datagrams, from the sender's link address ([`EthLink::link_address`]).
     fn drain_eth<P: Pathfinder>(
         &mut self,
         node: &mut Node<P>,
         buf: &mut PacketBuf,
         i: usize,
     ) -> bool {
-        let Some(iface) = self.eth.get(i) else {
+        let Some((ifindex, accept_beacons)) = self
+            .eth
+            .get(i)
+            .map(|e| (e.socket.ifindex(), e.accept_beacons))
+        else {
             return false;
         };
-        let mut more = true;
-        for _ in 0..MAX_BATCH {
-            let got = match iface.socket.recv(buf.read_area()) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    more = false;
-                    break;
-                }
+        let mut budget = MAX_BATCH;
+        let more = loop {
+            if budget == 0 {
+                break true;
+            }
+            let Some(iface) = self.eth.get(i) else {
+                break false;
+            };
+            let n = match iface.socket.recv_batch(&mut self.eth_rx) {
+                Ok(0) => break false,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) => {
                     debug!(device = iface.socket.device(), error = %e, "Ethernet receive failed");
-                    continue;
+                    break false;
                 }
             };
-            buf.set_read_len(got.len);
-            let payload_len = match pktmesh_node::eth::payload(buf.data()) {
-                Ok(p) => p.len(),
-                Err(e) => {
-                    debug!(device = iface.socket.device(), error = %e, "frame dropped");
-                    continue;
-                }
-            };
-            buf.advance(pktmesh_node::eth::HEADER_LEN);
-            buf.truncate(payload_len);
-            let link = EthLink {
-                ifindex: iface.socket.ifindex(),
-                mac: got.from,
-            };
+            budget = budget.saturating_sub(n);
             let now = Instant::now();
-            if got.broadcast {
-                if !iface.accept_beacons {
+            for k in 0..n {
+                let Some((got, frame)) = self.eth_rx.frame(k) else {
+                    continue;
+                };
+                let payload = match pktmesh_node::eth::payload(frame) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        debug!(error = %e, "frame dropped");
+                        continue;
+                    }
+                };
+                let link = EthLink {
+                    ifindex,
+                    mac: got.from,
+                };
+                if got.broadcast {
+                    if !accept_beacons {
+                        continue;
+                    }
+                    match node.handle_eth_beacon(now, link.link_address(), payload) {
+                        Ok(Some(label)) => info!(peer = %link, %label, "added peer from beacon"),
+                        Ok(None) => {}
+                        Err(e) => debug!(peer = %link, error = %e, "ignored beacon"),
+                    }
                     continue;
                 }
-                match node.handle_eth_beacon(now, link.link_address(), buf.data()) {
-                    Ok(Some(label)) => info!(peer = %link, %label, "added peer from beacon"),
-                    Ok(None) => {}
-                    Err(e) => debug!(peer = %link, error = %e, "ignored beacon"),
-                }
-                continue;
+                let area = buf.read_area();
+                let len = payload.len().min(area.len());
+                area[..len].copy_from_slice(&payload[..len]);
+                buf.set_read_len(len);
+                let out = node.handle_udp(now, link.link_address(), buf);
+                Self::emit(
+                    &mut self.udp,
+                    &mut self.eth,
+                    &mut self.tun_out,
+                    out,
+                    buf.data(),
+                );
             }
-            let out = node.handle_udp(now, link.link_address(), buf);
-            Self::emit(&mut self.udp, &self.eth, &mut self.tun_out, out, buf.data());
-        }
+        };
         self.flush_queues();
         more
     }
@@ -944,7 +975,7 @@ impl Io<'_> {
             return false;
         };
         let udp = &mut self.udp;
-        let eth = &self.eth;
+        let eth = &mut self.eth;
         let tun_out = &mut self.tun_out;
         let mut packets = 0usize;
         let mut more = true;
