@@ -48,10 +48,16 @@ impl PacketBuf {
     /// A buffer holding a copy of `data` after the usual headroom (control plane only).
     pub fn from_slice(data: &[u8]) -> Self {
         let mut buf = Self::new();
-        let n = data.len().min(MAX_PACKET);
-        buf.read_area()[..n].copy_from_slice(&data[..n]);
-        buf.set_read_len(n);
+        buf.load(data);
         buf
+    }
+
+    /// Resets the buffer to hold a copy of `data` (cut at [`MAX_PACKET`]) after the usual
+    /// headroom: a packet that was read elsewhere, such as one of a batch.
+    pub fn load(&mut self, data: &[u8]) {
+        let n = data.len().min(MAX_PACKET);
+        self.read_area()[..n].copy_from_slice(&data[..n]);
+        self.set_read_len(n);
     }
 
     /// Resets the buffer and returns the area to read a packet into.

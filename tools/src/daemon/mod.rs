@@ -835,10 +835,7 @@ impl Io<'_> {
                 let (from, data, stride) = self.rx.datagram(k);
                 for segment in udp::segments(data, stride) {
                     budget = budget.saturating_sub(1);
-                    let area = buf.read_area();
-                    let len = segment.len().min(area.len());
-                    area[..len].copy_from_slice(&segment[..len]);
-                    buf.set_read_len(len);
+                    buf.load(segment);
                     let out = node.handle_udp(now, from, buf);
                     Self::emit(
                         &mut self.udp,
@@ -921,10 +918,7 @@ impl Io<'_> {
                     }
                     continue;
                 }
-                let area = buf.read_area();
-                let len = payload.len().min(area.len());
-                area[..len].copy_from_slice(&payload[..len]);
-                buf.set_read_len(len);
+                buf.load(payload);
                 let out = node.handle_udp(now, link.link_address(), buf);
                 Self::emit(
                     &mut self.udp,
