@@ -97,6 +97,18 @@ fn assert_a_pings_b(na: &Netns, b: &Identity, da: &Daemon, db: &Daemon, what: &s
     );
 }
 
+/// [`assert_a_pings_b`], then three pings from B to A that must all be answered.
+fn assert_pings_both_ways(
+    (na, nb): (&Netns, &Netns),
+    (a, b): (&Identity, &Identity),
+    (da, db): (&Daemon, &Daemon),
+    what: &str,
+) {
+    assert_a_pings_b(na, b, da, db, what);
+    let (ok, text) = ping6(nb, &a.ipv6, 3);
+    assert!(ok, "{what}: B->A: {text}");
+}
+
 /// Two namespaces joined by a veth pair, a node in each; A connects to B.
 fn pair(tag: &str, password_at_a: &str) -> Pair {
     pair_with(tag, password_at_a, "")
@@ -360,9 +372,12 @@ fn beacons_peer_nodes_on_a_lan() {
         da.log_text(),
         db.log_text()
     );
-    assert_a_pings_b(&na, &b, &da, &db, "no ping over the beacon link");
-    let (ok, text) = ping6(&nb, &a.ipv6, 3);
-    assert!(ok, "B->A: {text}");
+    assert_pings_both_ways(
+        (&na, &nb),
+        (&a, &b),
+        (&da, &db),
+        "no ping over the beacon link",
+    );
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -442,9 +457,12 @@ fn peering_over_ipv6_udp() {
     );
     let db = Daemon::start(&nb, &write(&dir, "b.conf", &conf_b), &dir, "b");
     let da = Daemon::start(&na, &write(&dir, "a.conf", &conf_a), &dir, "a");
-    assert_a_pings_b(&na, &b, &da, &db, "no ping over an IPv6 link");
-    let (ok, text) = ping6(&nb, &a.ipv6, 3);
-    assert!(ok, "B->A: {text}");
+    assert_pings_both_ways(
+        (&na, &nb),
+        (&a, &b),
+        (&da, &db),
+        "no ping over an IPv6 link",
+    );
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -674,9 +692,12 @@ fn ethernet_beacons_peer_nodes_with_no_ip_between_them() {
         "only the veth is an Ethernet device in A's namespace:\n{}",
         da.log_text()
     );
-    assert_a_pings_b(&na, &b, &da, &db, "no ping over the Ethernet beacon link");
-    let (ok, text) = ping6(&nb, &a.ipv6, 3);
-    assert!(ok, "B->A: {text}");
+    assert_pings_both_ways(
+        (&na, &nb),
+        (&a, &b),
+        (&da, &db),
+        "no ping over the Ethernet beacon link",
+    );
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -727,9 +748,12 @@ fn ethernet_connect_to_by_mac_needs_the_right_password_and_carries_100_mb() {
         &dir,
         "a",
     );
-    assert_a_pings_b(&na, &b, &da, &db, "no ping over the Ethernet link");
-    let (ok, text) = ping6(&nb, &a.ipv6, 3);
-    assert!(ok, "B->A: {text}");
+    assert_pings_both_ways(
+        (&na, &nb),
+        (&a, &b),
+        (&da, &db),
+        "no ping over the Ethernet link",
+    );
     assert!(
         plain_log(&da).contains(&format!("peer={b_mac}%")),
         "A names its Ethernet peer by MAC:\n{}",
