@@ -1,9 +1,10 @@
 //! Batched UDP I/O for the data path: `recvmmsg` with UDP GRO on the way in, a queue flushed
 //! with UDP GSO on the way out.
 //!
-//! The system calls are `quinn-udp`'s ([`UdpSocketState`]): up to [`RX_SLOTS`] datagrams per
-//! `recvmmsg`, where each may be a GRO super-datagram of equal-sized segments (the last one
-//! may be shorter) that [`RxBatch::datagram`] hands out with its segment size. Outgoing
+//! Receiving, socket set-up and the one-datagram fallback send are `quinn-udp`'s
+//! ([`UdpSocketState`]): up to [`RX_SLOTS`] datagrams per `recvmmsg`, where each may be a GRO
+//! super-datagram of equal-sized segments (the last one may be shorter) that
+//! [`RxBatch::datagram`] hands out with its segment size; `sendmmsg` is ours. Outgoing
 //! datagrams are copied into one reusable arena ([`Udp::queue`]) and sent when the queue is
 //! full or the driver flushes ([`Udp::flush`], at the end of every drain round): datagrams to
 //! the same peer go out as one GSO message of several segments ([`plan_sends`]), and the
