@@ -62,6 +62,8 @@ struct TxQueue {
 pub struct EthRxBatch {
     arena: Box<[u8]>,
     meta: [Received; BATCH],
+    /// Frames larger than their slot (cut by the kernel, so dropped).
+    truncated: [bool; BATCH],
     count: usize,
 }
 
@@ -75,6 +77,7 @@ impl EthRxBatch {
                 from: [0; 6],
                 broadcast: false,
             }; BATCH],
+            truncated: [false; BATCH],
             count: 0,
         }
     }
@@ -91,13 +94,10 @@ impl EthRxBatch {
 
     /// Frame `k` of the last call: who sent it and its bytes (a truncated frame is `None`).
     pub fn frame(&self, k: usize) -> Option<(Received, &[u8])> {
-        if k >= self.count {
+        if k >= self.count || *self.truncated.get(k)? {
             return None;
         }
         let meta = *self.meta.get(k)?;
-        if meta.len > SLOT {
-            return None;
-        }
         let data = self.arena.get(k * SLOT..k * SLOT + meta.len)?;
         Some((meta, data))
     }
@@ -228,16 +228,11 @@ impl EthSocket {
         };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
         for k in 0..n.min(BATCH) {
-            let truncated = hdrs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            rx.truncated[k] = hdrs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let mut from = [0u8; 6];
             from.copy_from_slice(&names[k].sll_addr[..6]);
             rx.meta[k] = Received {
-                // A truncated frame is marked by a length no slot holds.
-                len: if truncated {
-                    SLOT + 1
-                } else {
-                    hdrs[k].msg_len as usize
-                },
+                len: (hdrs[k].msg_len as usize).min(SLOT),
                 from,
                 broadcast: names[k].sll_pkttype == libc::PACKET_BROADCAST,
             };

@@ -273,8 +273,10 @@ pub fn run<P: Pathfinder>(
     let mut events = Events::with_capacity(256);
     let mut buf = PacketBuf::new();
     let mut io = Io {
-        udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
-        eth,
+        links: Links {
+            udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
+            eth,
+        },
         eth_rx: eth::EthRxBatch::new(),
         rx: udp::RxBatch::new(),
         tun_out: TunOut {
@@ -290,14 +292,14 @@ pub fn run<P: Pathfinder>(
             .is_some_and(Tun::offload)
             .then(TunOffloadBuffers::new),
     };
-    for (i, sock) in io.udp.sockets().enumerate() {
-        let (gso, gro) = io.udp.offloads(i);
+    for (i, sock) in io.links.udp.sockets().enumerate() {
+        let (gso, gro) = io.links.udp.offloads(i);
         info!(bind = %sock.local_addr()?, gso, gro, "UDP interface up");
     }
     io.flush(&mut node);
     let mut tun_pending = false;
-    let mut socket_pending = vec![false; io.udp.len()];
-    let mut eth_pending = vec![false; io.eth.len()];
+    let mut socket_pending = vec![false; io.links.udp.len()];
+    let mut eth_pending = vec![false; io.links.eth.len()];
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
         // Sources with unread data are served again at once (mio is edge-triggered).
@@ -376,7 +378,7 @@ pub fn run<P: Pathfinder>(
                 b.send(&node, tun_name.as_deref());
             }
             let beacon = node.eth_beacon();
-            for e in io.eth.iter_mut().filter(|e| e.send_beacons) {
+            for e in io.links.eth.iter_mut().filter(|e| e.send_beacons) {
                 e.socket.broadcast(&beacon);
             }
         }
@@ -697,11 +699,42 @@ fn tun_read<T>(result: io::Result<T>) -> Option<T> {
     }
 }
 
-struct Io<'a> {
-    /// The data path's UDP sockets and their send queue.
+/// The links to peers: UDP sockets and Ethernet interfaces, each with its send queue.
+struct Links {
     udp: udp::Udp,
-    /// The Ethernet interfaces.
     eth: Vec<EthInterface>,
+}
+
+impl Links {
+    /// Queues a packet for the peer at link address `to`: an Ethernet frame when the address
+    /// names a MAC ([`EthLink`]), a UDP datagram otherwise. It leaves at the next flush.
+    fn queue(&mut self, to: SocketAddr, data: &[u8]) {
+        match EthLink::from_link_address(&to) {
+            Some(link) => {
+                let iface = self
+                    .eth
+                    .iter_mut()
+                    .find(|e| e.socket.ifindex() == link.ifindex);
+                if let Some(iface) = iface {
+                    iface.socket.queue(link.mac, data);
+                }
+            }
+            None => self.udp.queue(to, data),
+        }
+    }
+
+    /// Sends everything queued.
+    fn flush(&mut self) {
+        self.udp.flush();
+        for e in &mut self.eth {
+            e.socket.flush();
+        }
+    }
+}
+
+struct Io<'a> {
+    /// Where packets for peers go.
+    links: Links,
     /// Where Ethernet `recvmmsg` reads into.
     eth_rx: eth::EthRxBatch,
     /// Where `recvmmsg` reads into.
@@ -770,40 +803,34 @@ impl TunOut<'_> {
 
 impl Io<'_> {
     fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.udp, &mut self.eth, &mut self.tun_out, out, data);
+        Self::emit(&mut self.links, &mut self.tun_out, out, data);
     }
 
-    /// Queues a UDP or Ethernet output (sent at the next flush, at the latest at the end of
-    /// the drain round) or writes a TUN one.
-    fn emit(
-        udp: &mut udp::Udp,
-        eth: &mut [EthInterface],
-        tun: &mut TunOut<'_>,
-        out: Output,
-        data: &[u8],
-    ) {
+    /// Queues an output for a peer (sent at the next flush, at the latest at the end of the
+    /// drain round) or writes one for TUN.
+    fn emit(links: &mut Links, tun: &mut TunOut<'_>, out: Output, data: &[u8]) {
         match out {
             Output::None => {}
-            Output::Udp(to) => match EthLink::from_link_address(&to) {
-                Some(link) => {
-                    let iface = eth.iter_mut().find(|e| e.socket.ifindex() == link.ifindex);
-                    if let Some(iface) = iface {
-                        iface.socket.queue(link.mac, data);
-                    }
-                }
-                None => udp.queue(to, data),
-            },
+            Output::Udp(to) => links.queue(to, data),
             Output::Tun => tun.write(data),
         }
     }
 
     /// Sends and writes everything queued.
     fn flush_queues(&mut self) {
-        self.udp.flush();
-        for e in &mut self.eth {
-            e.socket.flush();
-        }
+        self.links.flush();
         self.tun_out.flush();
+    }
+
+    /// Ends a round of reading from peers: sends what it caused, and if it wrote to TUN, lets
+    /// the woken readers drain their sockets before the next round adds more (on a shared
+    /// core the node would otherwise run on and their receive buffers overflow: docs/perf.md,
+    /// UDP flood). `tun_writes` is the TUN write count when the round began.
+    fn end_peer_round(&mut self, tun_writes: u64) {
+        self.flush_queues();
+        if self.tun_out.writes != tun_writes {
+            std::thread::yield_now();
+        }
     }
 
     /// Reads up to a batch of packets from socket `i`, `recvmmsg` by `recvmmsg`, and sends
@@ -821,7 +848,7 @@ impl Io<'_> {
             if budget == 0 {
                 break true;
             }
-            let n = match self.udp.recv(i, &mut self.rx, budget) {
+            let n = match self.links.udp.recv(i, &mut self.rx, budget) {
                 Ok(0) => break false,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
@@ -837,23 +864,11 @@ impl Io<'_> {
                     budget = budget.saturating_sub(1);
                     buf.load(segment);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(
-                        &mut self.udp,
-                        &mut self.eth,
-                        &mut self.tun_out,
-                        out,
-                        buf.data(),
-                    );
+                    Self::emit(&mut self.links, &mut self.tun_out, out, buf.data());
                 }
             }
         };
-        self.flush_queues();
-        if self.tun_out.writes != tun_writes {
-            // What this round wrote to TUN woke its readers; let them drain their sockets
-            // before the next round adds more (on a shared core the node would otherwise
-            // run on and their receive buffers overflow: docs/perf.md, UDP flood).
-            std::thread::yield_now();
-        }
+        self.end_peer_round(tun_writes);
         more
     }
 
@@ -867,6 +882,7 @@ impl Io<'_> {
         i: usize,
     ) -> bool {
         let Some((ifindex, accept_beacons)) = self
+            .links
             .eth
             .get(i)
             .map(|e| (e.socket.ifindex(), e.accept_beacons))
@@ -874,11 +890,12 @@ impl Io<'_> {
             return false;
         };
         let mut budget = MAX_BATCH;
+        let tun_writes = self.tun_out.writes;
         let more = loop {
             if budget == 0 {
                 break true;
             }
-            let Some(iface) = self.eth.get(i) else {
+            let Some(iface) = self.links.eth.get(i) else {
                 break false;
             };
             let n = match iface.socket.recv_batch(&mut self.eth_rx) {
@@ -920,16 +937,10 @@ impl Io<'_> {
                 }
                 buf.load(payload);
                 let out = node.handle_udp(now, link.link_address(), buf);
-                Self::emit(
-                    &mut self.udp,
-                    &mut self.eth,
-                    &mut self.tun_out,
-                    out,
-                    buf.data(),
-                );
+                Self::emit(&mut self.links, &mut self.tun_out, out, buf.data());
             }
         };
-        self.flush_queues();
+        self.end_peer_round(tun_writes);
         more
     }
 
@@ -968,8 +979,7 @@ impl Io<'_> {
         let (Some(t), Some(bufs)) = (self.tun_out.tun, self.tun_offload.as_mut()) else {
             return false;
         };
-        let udp = &mut self.udp;
-        let eth = &mut self.eth;
+        let links = &mut self.links;
         let tun_out = &mut self.tun_out;
         let mut packets = 0usize;
         let mut more = true;
@@ -981,13 +991,9 @@ impl Io<'_> {
             let now = Instant::now();
             let read = t.recv_segments(&mut bufs.read, &mut bufs.segment, |packet| {
                 packets += 1;
-                let Some(area) = buf.read_area().get_mut(..packet.len()) else {
-                    return;
-                };
-                area.copy_from_slice(packet);
-                buf.set_read_len(packet.len());
+                buf.load(packet);
                 let out = node.handle_tun(now, buf);
-                Self::emit(udp, eth, tun_out, out, buf.data());
+                Self::emit(links, tun_out, out, buf.data());
             });
             if tun_read(read) != Some(true) {
                 more = false;

@@ -132,6 +132,8 @@ struct Port {
     gso: bool,
     /// A GSO send has worked on this socket (a later failure is about that batch, not GSO).
     gso_proven: bool,
+    /// Send system calls made (for tests and statistics).
+    send_calls: u64,
 }
 
 /// Dropped datagrams not yet logged.
@@ -178,8 +180,6 @@ pub struct Udp {
     names: Vec<SockAddr>,
     controls: Vec<SegmentControl>,
     drops: Drops,
-    /// Send system calls made (for tests and statistics).
-    send_calls: u64,
 }
 
 /// Room for one `UDP_SEGMENT` control message, aligned as `struct cmsghdr` must be.
@@ -203,6 +203,7 @@ impl Udp {
             ports.push(Port {
                 gso: state.max_gso_segments() > 1,
                 gso_proven: false,
+                send_calls: 0,
                 socket,
                 state,
                 ipv4,
@@ -219,7 +220,6 @@ impl Udp {
             names: Vec::with_capacity(TX_BATCH),
             controls: vec![SegmentControl([0; 32]); TX_BATCH],
             drops: Drops::default(),
-            send_calls: 0,
         })
     }
 
@@ -273,7 +273,7 @@ impl Udp {
         }
         if data.len() > self.arena.len() {
             if let Some(p) = self.ports.iter_mut().find(|p| p.ipv4 == to.is_ipv4()) {
-                send(p, &mut self.drops, to, data, None);
+                send_one(p, &mut self.drops, to, data);
             }
             return;
         }
@@ -323,7 +323,6 @@ impl Udp {
                 send_messages(
                     port,
                     &mut self.drops,
-                    &mut self.send_calls,
                     &queue,
                     sends,
                     &self.names,
@@ -337,9 +336,9 @@ impl Udp {
         self.drops.log();
     }
 
-    /// Send system calls made so far.
+    /// Send system calls made so far, over all sockets.
     pub fn send_calls(&self) -> u64 {
-        self.send_calls
+        self.ports.iter().map(|p| p.send_calls).sum()
     }
 }
 
@@ -364,12 +363,12 @@ impl Queue<'_> {
 
 /// Sends `sends` (all for `port`'s address family; `names[i]` is the destination of the
 /// i-th) with as few `sendmmsg` calls as the kernel allows: one, unless a message fails.
-/// A failed message is handled as [`send`] handles a failed send (dropped when the buffer is
-/// full, resent datagram by datagram when GSO fails) and the rest follow in another call.
+/// A failed message is dropped when the socket buffer is full and resent datagram by datagram
+/// when it was a GSO send (GSO is turned off if it never worked on this socket); the rest
+/// follow in another call.
 fn send_messages<'a>(
     port: &mut Port,
     drops: &mut Drops,
-    send_calls: &mut u64,
     queue: &Queue<'_>,
     sends: impl Iterator<Item = &'a PlannedSend>,
     names: &[SockAddr],
@@ -432,7 +431,7 @@ fn send_messages<'a>(
     let fd = port.socket.as_raw_fd();
     let mut at = 0;
     while at < n {
-        *send_calls += 1;
+        port.send_calls += 1;
         let rest = &mut hdrs[at..n];
         // SAFETY: every header in `rest` points at a destination in `names`, iovecs in `iovs`
         // over datagrams in the arena, and (for GSO) a control message in `controls`; all
@@ -453,8 +452,7 @@ fn send_messages<'a>(
         // The message at `at` failed (or nothing was sent at all).
         let e = io::Error::last_os_error();
         let Some((s, _, _)) = planned[at] else { break };
-        let full = e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS);
-        if sent == 0 || full {
+        if sent == 0 || buffer_full(&e) {
             drops.count += s.count as u64;
         } else if s.count > 1 {
             if port.gso_proven {
@@ -464,8 +462,7 @@ fn send_messages<'a>(
                 info!(to = %s.to, error = %e, "UDP GSO does not work on this socket; sending one datagram per call");
             }
             for d in queue.datagrams(s) {
-                *send_calls += 1;
-                send(port, drops, s.to, d, None);
+                send_one(port, drops, s.to, d);
             }
         } else {
             debug!(to = %s.to, error = %e, "UDP send failed");
@@ -474,46 +471,33 @@ fn send_messages<'a>(
     }
 }
 
-/// Sends one datagram, or with `segment` several as one GSO send.
-fn send(
-    port: &mut Port,
-    drops: &mut Drops,
-    to: SocketAddr,
-    contents: &[u8],
-    segment: Option<usize>,
-) {
+/// Sends one datagram with its own system call (an oversized one, or one of a GSO send
+/// that failed). One the kernel will not take is dropped: counted when the socket buffer or
+/// qdisc is full, logged otherwise.
+fn send_one(port: &mut Port, drops: &mut Drops, to: SocketAddr, datagram: &[u8]) {
+    port.send_calls += 1;
     let transmit = Transmit {
         destination: to,
         ecn: None,
-        contents,
-        segment_size: segment,
+        contents: datagram,
+        segment_size: None,
         src_ip: None,
     };
-    let Err(e) = port
+    if let Err(e) = port
         .state
         .try_send(UdpSockRef::from(&port.socket), &transmit)
-    else {
-        if segment.is_some() {
-            port.gso_proven = true;
+    {
+        if buffer_full(&e) {
+            drops.count += 1;
+        } else {
+            debug!(%to, error = %e, "UDP send failed");
         }
-        return;
-    };
-    let full = e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS);
-    match segment {
-        _ if full => drops.count += segment.map_or(1, |s| contents.len().div_ceil(s)) as u64,
-        Some(segment) => {
-            if port.gso_proven {
-                debug!(%to, error = %e, segment, "GSO send failed; sending its datagrams one by one");
-            } else {
-                port.gso = false;
-                info!(%to, error = %e, "UDP GSO does not work on this socket; sending one datagram per call");
-            }
-            for datagram in contents.chunks(segment) {
-                send(port, drops, to, datagram, None);
-            }
-        }
-        None => debug!(%to, error = %e, "UDP send failed"),
     }
+}
+
+/// The socket buffer or the qdisc is full: the datagram is dropped, not retried.
+fn buffer_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// Datagrams read by one [`Udp::recv`], reused from call to call.
