@@ -357,24 +357,21 @@ impl<P: Pathfinder> Node<P> {
 
     /// Our beacon for a UDP interface whose data socket uses `data_port`.
     pub fn beacon(&self, data_port: u16) -> [u8; beacon::BEACON_LEN] {
+        self.own_beacon(data_port).to_bytes()
+    }
+
+    /// Our beacon body for Ethernet interfaces (no UDP header: peers are MACs there).
+    pub fn eth_beacon(&self) -> [u8; beacon::BODY_LEN] {
+        self.own_beacon(0).body_bytes()
+    }
+
+    fn own_beacon(&self, data_port: u16) -> Beacon {
         Beacon {
             data_port,
             version: beacon::BEACON_PROTOCOL_VERSION,
             password: self.beacon_password,
             key: self.key,
         }
-        .to_bytes()
-    }
-
-    /// Our beacon body for Ethernet interfaces (no UDP header: peers are MACs there).
-    pub fn eth_beacon(&self) -> [u8; beacon::BODY_LEN] {
-        Beacon {
-            data_port: 0,
-            version: beacon::BEACON_PROTOCOL_VERSION,
-            password: self.beacon_password,
-            key: self.key,
-        }
-        .body_bytes()
     }
 
     /// A datagram arrived on a beacon port from `from`. A beacon from a new address makes a
