@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use pktmesh_node::eth::{self, BROADCAST, ETHERTYPE};
 
 use super::tun::{check, ifreq_named};
+use super::udp::buffer_full;
+use super::SOCKET_BUFFER;
 
 /// Frames per `recvmmsg` and per `sendmmsg`.
 pub const BATCH: usize = 32;
@@ -147,6 +149,12 @@ impl EthSocket {
             let ret = unsafe { libc::ioctl(raw, libc::SIOCSIFFLAGS as _, &mut req) };
             check(ret, "SIOCSIFFLAGS")?;
         }
+
+        // As for UDP: large buffers ride out bursts between two turns of the loop (the kernel
+        // caps them at net.core.{r,w}mem_max).
+        let sref = socket2::SockRef::from(&fd);
+        let _ = sref.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sref.set_send_buffer_size(SOCKET_BUFFER);
 
         let addr = sockaddr_ll(ifindex, [0; 6]);
         // SAFETY: `addr` is a valid `sockaddr_ll` and the length passed is its size.
@@ -306,9 +314,16 @@ impl EthSocket {
                 match usize::try_from(r) {
                     Ok(k) if k > 0 => sent += k,
                     _ => {
-                        // The frame at `sent` was refused (full buffer, too large, device
-                        // down): drop it and go on with the rest.
-                        tracing::debug!(device = %self.device, error = %io::Error::last_os_error(), "Ethernet send failed");
+                        let e = io::Error::last_os_error();
+                        if buffer_full(&e) {
+                            // The device or socket queue is full: the rest would be refused
+                            // too, one system call each. Drop them all.
+                            self.tx.dropped += (n - sent) as u64;
+                            break;
+                        }
+                        // This frame was refused (too large, device down): drop it and go
+                        // on with the rest.
+                        tracing::debug!(device = %self.device, error = %e, "Ethernet send failed");
                         self.tx.dropped += 1;
                         sent += 1;
                     }

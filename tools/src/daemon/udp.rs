@@ -363,9 +363,9 @@ impl Queue<'_> {
 
 /// Sends `sends` (all for `port`'s address family; `names[i]` is the destination of the
 /// i-th) with as few `sendmmsg` calls as the kernel allows: one, unless a message fails.
-/// A failed message is dropped when the socket buffer is full and resent datagram by datagram
-/// when it was a GSO send (GSO is turned off if it never worked on this socket); the rest
-/// follow in another call.
+/// When the socket buffer or qdisc is full, the failed message and the rest are dropped.
+/// Otherwise a failed message is resent datagram by datagram when it was a GSO send (GSO is
+/// turned off if it never worked on this socket), and the rest follow in another call.
 fn send_messages<'a>(
     port: &mut Port,
     drops: &mut Drops,
@@ -453,7 +453,14 @@ fn send_messages<'a>(
         let e = io::Error::last_os_error();
         let Some((s, _, _)) = planned[at] else { break };
         if sent == 0 || buffer_full(&e) {
-            drops.count += s.count as u64;
+            // The socket buffer or qdisc is full: the rest would be refused too, one system
+            // call each. Drop them all.
+            drops.count += planned[at..n]
+                .iter()
+                .flatten()
+                .map(|(s, _, _)| s.count as u64)
+                .sum::<u64>();
+            break;
         } else if s.count > 1 {
             if port.gso_proven {
                 debug!(to = %s.to, error = %e, segment = s.segment, "GSO send failed; sending its datagrams one by one");
@@ -496,7 +503,7 @@ fn send_one(port: &mut Port, drops: &mut Drops, to: SocketAddr, datagram: &[u8])
 }
 
 /// The socket buffer or the qdisc is full: the datagram is dropped, not retried.
-fn buffer_full(e: &io::Error) -> bool {
+pub(super) fn buffer_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
