@@ -6,7 +6,8 @@
 #
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
 # DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off; APP_PIN=1 pins
-# the iperf3 processes too (see below).
+# the iperf3 processes too (see below); LINK=eth makes the nodes peer over raw Ethernet
+# (ETHInterface) instead of UDP.
 # Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,20 +45,28 @@ ip -n $A link set pmtpa up; ip -n $B link set pmtpb up
 ident() { "$PKTCTL" key gen; }
 IA=$(ident); IB=$(ident)
 field() { echo "$1" | sed -E "s/.*\"$2\":\"([^\"]*)\".*/\1/"; }
-conf() { # private bind connect-json
+conf() { # private bind connect-json [ETHInterface-json]
   cat <<EOF
 { "privateKey": "$1",
   "authorizedPasswords": [ { "password": "bench", "user": "bench" } ],
   "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
-  "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ] },
+  "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ], "ETHInterface": [ $4 ] },
   "router": { "interface": { "type": "TUNInterface" } },
   "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1} },
   "noBackground": 1, "version": 2 }
 EOF
 }
-conf "$(field "$IB" private_key)" 10.231.0.2:12345 "" > "$WORK/b.conf"
-conf "$(field "$IA" private_key)" 10.231.0.1:12345 \
-  "\"10.231.0.2:12345\": { \"password\": \"bench\", \"login\": \"bench\", \"publicKey\": \"$(field "$IB" public_key)\" }" > "$WORK/a.conf"
+PEER="\"password\": \"bench\", \"login\": \"bench\", \"publicKey\": \"$(field "$IB" public_key)\""
+if [ "${LINK:-udp}" = eth ]; then
+  # The nodes peer over raw Ethernet (ETHInterface, connectTo by MAC); UDP stays on loopback.
+  MAC_B=$(ip netns exec $B cat /sys/class/net/pmtpb/address)
+  conf "$(field "$IB" private_key)" 127.0.0.1:12345 "" '{ "bind": "pmtpb", "beacon": 0 }' > "$WORK/b.conf"
+  conf "$(field "$IA" private_key)" 127.0.0.1:12345 "" \
+    "{ \"bind\": \"pmtpa\", \"beacon\": 0, \"connectTo\": { \"$MAC_B\": { $PEER } } }" > "$WORK/a.conf"
+else
+  conf "$(field "$IB" private_key)" 10.231.0.2:12345 "" "" > "$WORK/b.conf"
+  conf "$(field "$IA" private_key)" 10.231.0.1:12345 "\"10.231.0.2:12345\": { $PEER }" "" > "$WORK/a.conf"
+fi
 BIP=$(field "$IB" ipv6)
 
 RUST_LOG=warn ip netns exec $B taskset -c 1 "$CJDROUTE" --config "$WORK/b.conf" > "$WORK/b.log" 2>&1 & echo $! > "$WORK/b.pid"
