@@ -34,6 +34,7 @@ use crate::ipv6::{self, read_data_header, write_data_header, CONTENT_TYPE_CJDHT}
 use crate::packet::PacketBuf;
 use crate::peers::{Peer, PeerCredentials, PeerState, KEEPALIVE_MAGIC, PING_INTERVAL};
 use crate::sessions::SessionManager;
+use crate::shard::{Directory, ShardSpec};
 
 /// Events kept for [`Node::poll_event`].
 pub const MAX_EVENTS: usize = 1024;
@@ -96,6 +97,38 @@ pub enum Output {
     Udp(SocketAddr),
     /// Write the buffer's packet (an IPv6 packet) to the TUN device.
     Tun,
+    /// The packet belongs to another shard of this node: pass the buffer to that shard's
+    /// [`Node::handle_handoff`] (never happens with one shard).
+    Handoff(Handoff),
+}
+
+/// A packet passed between the shards of one node ([`crate::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handoff {
+    /// The shard that owns what the packet needs.
+    pub shard: u8,
+    /// Where in the owner the packet continues.
+    pub stage: Stage,
+}
+
+/// Where a handed-off packet continues, and what the buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A datagram as it arrived from this link address; the owner of the peer opens it.
+    Datagram(SocketAddr),
+    /// A switched packet (label already rewritten) that arrived on slot `from` for the peer
+    /// in slot `to`; the owner of `to` classifies, paces and seals it.
+    Forward {
+        /// Slot it came in on ([`ROUTER_SLOT`] for our own packets).
+        from: u16,
+        /// Slot of the peer it goes to.
+        to: u16,
+    },
+    /// A packet for our router, starting with its switch header; the owner of the end-to-end
+    /// session (or of the switch ping) handles it.
+    Router,
+    /// An IPv6 packet from the TUN device; the owner of its destination's session sends it.
+    Tun,
 }
 
 /// A queued control-plane packet.
@@ -110,6 +143,13 @@ pub enum Transmit {
     },
     /// An IPv6 packet for the TUN device.
     Tun(Vec<u8>),
+    /// A packet for another shard of this node ([`Output::Handoff`]).
+    Handoff {
+        /// Which shard, and where it continues.
+        handoff: Handoff,
+        /// The packet.
+        data: Vec<u8>,
+    },
 }
 
 /// Something the operator may want to see in the log.
@@ -162,6 +202,9 @@ pub enum NodeError {
     /// The password cannot be used.
     #[error("invalid password: {0}")]
     Password(String),
+    /// The peer belongs to another shard of this node ([`crate::shard`]).
+    #[error("the peer belongs to shard {0}")]
+    OtherShard(u8),
 }
 
 /// A switch ping started through the admin API or a test.
@@ -202,6 +245,8 @@ pub struct PeerStats {
     pub user: Option<String>,
     /// The peer's label for us, once an RPATH query answered.
     pub path_to_us: Option<u64>,
+    /// Its switch slot.
+    pub slot: u16,
 }
 
 /// Statistics of one end-to-end session.
@@ -259,6 +304,18 @@ pub struct Node<P> {
     supernode_face: bool,
     /// Supernode queries not yet collected.
     supernode_queries: VecDeque<SupernodeQuery>,
+    /// Which shard of the node this core is.
+    shard: ShardSpec,
+    /// Slots and link addresses of all shards.
+    directory: Arc<Directory>,
+    /// Generation of the directory that `switch`, `slot_owner` and `link_owner` copy.
+    directory_generation: u64,
+    /// Owner of each switch slot, copied from the directory.
+    slot_owner: Vec<Option<u8>>,
+    /// Owner of each peer link address, copied from the directory.
+    link_owner: HashMap<SocketAddr, u8>,
+    /// The node's first receive handle; shard `i` has the `i`-th range after it.
+    handle_base: u32,
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -289,6 +346,10 @@ fn is_supernode_query(message: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+fn handoff(shard: u8, stage: Stage) -> Output {
+    Output::Handoff(Handoff { shard, stage })
+}
+
 fn state_name(s: State) -> &'static str {
     PeerState::Session(s).name()
 }
@@ -296,6 +357,38 @@ fn state_name(s: State) -> &'static str {
 impl<P: Pathfinder> Node<P> {
     /// A node with `private_key`, its randomness seeded from `seed`.
     pub fn new(private_key: PrivateKey, pathfinder: P, seed: [u8; 32], now: Instant) -> Self {
+        let directory = Directory::new(Self::new_switch());
+        Self::new_shard(
+            private_key,
+            pathfinder,
+            seed,
+            now,
+            ShardSpec::SINGLE,
+            directory,
+        )
+    }
+
+    /// The switch every shard starts from: only the router attached, traffic classes kept.
+    pub fn new_switch() -> SwitchCore {
+        // The traffic class carries the lease tag between pktmesh switches (docs/leases.md §4);
+        // the lease engine decides what to write, the switch leaves it alone.
+        let mut switch = SwitchCore::new(EncodingScheme::v358());
+        switch.set_traffic_class_policy(TrafficClassPolicy::Preserve);
+        switch
+    }
+
+    /// One shard of a node split over several workers ([`crate::shard`]). All shards of a node
+    /// get the same key, the same `seed` (so they agree on the beacon password and the handle
+    /// base) and the same `directory` (made from [`Node::new_switch`]); each draws its own
+    /// randomness after that.
+    pub fn new_shard(
+        private_key: PrivateKey,
+        pathfinder: P,
+        seed: [u8; 32],
+        now: Instant,
+        shard: ShardSpec,
+        directory: Arc<Directory>,
+    ) -> Self {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
         let mut leases = LeaseEngine::new(
             Signer::from_cjdns(&private_key).public(),
@@ -308,22 +401,25 @@ impl<P: Pathfinder> Node<P> {
         let ca = Arc::new(CryptoAuth::new(private_key));
         let key = *ca.public_key();
         let scheme = EncodingScheme::v358();
-        let sessions = SessionManager::new(ca.clone(), &mut rng);
+        let handle_base = crate::sessions::random_first_handle(&mut rng);
+        let sessions = SessionManager::new(ca.clone(), shard.first_handle(handle_base));
         let beacon_password = beacon::new_password(&mut rng);
+        if !shard.is_single() {
+            // Shards share the seed for what they must agree on; from here on each draws
+            // its own stream (ephemeral keys, nonces, cookies).
+            rng.set_stream(u64::from(shard.index()) + 1);
+        }
         let mut peers = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
         peers.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
         let mut egress = Vec::with_capacity(pktmesh_switch::switch_core::SLOT_COUNT);
         egress.resize_with(pktmesh_switch::switch_core::SLOT_COUNT, || None);
-        // The traffic class carries the lease tag between pktmesh switches (docs/leases.md §4);
-        // the lease engine decides what to write, the switch leaves it alone.
-        let mut switch = SwitchCore::new(scheme);
-        switch.set_traffic_class_policy(TrafficClassPolicy::Preserve);
+        let (directory_generation, table) = directory.snapshot();
         let mut node = Self {
             ca,
             key,
             address: key.address(),
             scheme,
-            switch,
+            switch: table.switch,
             peers,
             peer_by_link: HashMap::new(),
             sessions,
@@ -345,6 +441,12 @@ impl<P: Pathfinder> Node<P> {
             egress_cursor: 0,
             supernode_face: false,
             supernode_queries: VecDeque::new(),
+            shard,
+            directory,
+            directory_generation,
+            slot_owner: table.slot_owner,
+            link_owner: table.link_owner,
+            handle_base,
         };
         // Peers that heard our beacon log in with this password (cjdns does the same).
         if let Err(e) =
@@ -405,7 +507,7 @@ impl<P: Pathfinder> Node<P> {
         link: SocketAddr,
         b: &Beacon,
     ) -> Result<Option<Label>, BeaconError> {
-        if b.key == self.key {
+        if b.key == self.key || !self.shard.owns(&b.key.address()) {
             return Ok(None);
         }
         let credentials = PeerCredentials {
@@ -500,10 +602,17 @@ impl<P: Pathfinder> Node<P> {
         if !key.is_valid() || key == self.key {
             return Err(NodeError::BadPeerKey);
         }
-        if self.peer_by_link.contains_key(&link_address) {
+        let owner = self.shard.owner_of(&key.address());
+        if owner != self.shard.index() {
+            return Err(NodeError::OtherShard(owner));
+        }
+        self.sync_directory();
+        if self.peer_by_link.contains_key(&link_address)
+            || self.link_owner.contains_key(&link_address)
+        {
             return Err(NodeError::DuplicatePeer(link_address));
         }
-        let (slot, label) = self.switch.add_interface()?;
+        let (slot, label) = self.attach(link_address)?;
         let mut session = Session::new(self.ca.clone(), key, false, now);
         session.set_auth(Some(&credentials.password), credentials.login.as_deref());
         self.peers[usize::from(slot)] = Some(Peer::new(
@@ -576,14 +685,98 @@ impl<P: Pathfinder> Node<P> {
 
     // ----- data path -------------------------------------------------------------------
 
+    /// A packet another shard of this node handed over ([`Output::Handoff`]); the buffer holds
+    /// what the [`Stage`] says. Answers like the call the packet would have reached here.
+    pub fn handle_handoff(&mut self, now: Instant, stage: Stage, buf: &mut PacketBuf) -> Output {
+        match stage {
+            Stage::Datagram(from) => self.handle_udp(now, from, buf),
+            Stage::Forward { from, to } => {
+                self.sync_directory();
+                match self.slot_owner_elsewhere(to) {
+                    Some(owner) => handoff(owner, stage),
+                    None => self.forward_to_peer(now, from, to, buf),
+                }
+            }
+            Stage::Router => {
+                let out = self.router_in(now, buf);
+                self.drain_pathfinder(now);
+                out
+            }
+            Stage::Tun => self.handle_tun(now, buf),
+        }
+    }
+
+    /// Which shard of the node this core is.
+    pub fn shard(&self) -> ShardSpec {
+        self.shard
+    }
+
+    /// Brings the copies of the shared directory up to date; one atomic read when nothing
+    /// changed.
+    fn sync_directory(&mut self) {
+        if self.directory.generation() == self.directory_generation {
+            return;
+        }
+        let (generation, table) = self.directory.snapshot();
+        self.directory_generation = generation;
+        self.switch = table.switch;
+        self.slot_owner = table.slot_owner;
+        self.link_owner = table.link_owner;
+    }
+
+    /// Takes a switch slot for a peer of ours at `link`.
+    fn attach(&mut self, link: SocketAddr) -> Result<(u16, Label), SlotError> {
+        let attached = self.directory.attach(self.shard.index(), link)?;
+        self.sync_directory();
+        Ok(attached)
+    }
+
+    /// The shard that owns the peer at `link`, if it is not this one.
+    fn link_owner_elsewhere(&mut self, link: &SocketAddr) -> Option<u8> {
+        if self.shard.is_single() {
+            return None;
+        }
+        self.sync_directory();
+        self.link_owner
+            .get(link)
+            .copied()
+            .filter(|&o| o != self.shard.index())
+    }
+
+    /// The shard that owns the sender of a link HELLO, if it is not this one.
+    fn hello_owner_elsewhere(&self, datagram: &[u8]) -> Option<u8> {
+        if self.shard.is_single() || be32(datagram, 0)? > 1 {
+            return None;
+        }
+        let owner = self.shard.owner_of(&handshake_sender(datagram)?.address());
+        (owner != self.shard.index()).then_some(owner)
+    }
+
+    /// The shard that owns the peer in `slot`, if it is not this one.
+    fn slot_owner_elsewhere(&self, slot: u16) -> Option<u8> {
+        self.slot_owner
+            .get(usize::from(slot))
+            .copied()
+            .flatten()
+            .filter(|&o| o != self.shard.index())
+    }
+
     /// A datagram arrived from `from`. On return the buffer holds what [`Output`] says to send.
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, buf: &mut PacketBuf) -> Output {
         let slot = match self.peer_by_link.get(&from) {
             Some(&slot) => slot,
-            None => match self.accept_peer(now, from, buf) {
-                Some(slot) => return self.after_link_decrypt(now, slot, buf, true),
-                None => return Output::None,
-            },
+            None => {
+                if let Some(owner) = self.link_owner_elsewhere(&from) {
+                    return handoff(owner, Stage::Datagram(from));
+                }
+                if let Some(owner) = self.hello_owner_elsewhere(buf.data()) {
+                    return handoff(owner, Stage::Datagram(from));
+                }
+                return match self.accept_peer(now, from, buf) {
+                    Some(slot) => self.after_link_decrypt(now, slot, buf, true),
+                    None => Output::None,
+                };
+            }
         };
         let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
             return Output::None;
@@ -648,7 +841,7 @@ impl<P: Pathfinder> Node<P> {
         {
             self.remove_peer(now, old);
         }
-        let (slot, label) = self.switch.add_interface().ok()?;
+        let (slot, label) = self.attach(from).ok()?;
         self.peers[usize::from(slot)] = Some(Peer::new(
             from, key, session, slot, label, true, None, None, now,
         ));
@@ -734,9 +927,13 @@ impl<P: Pathfinder> Node<P> {
 
     /// Runs the switch on a packet that arrived on `from`.
     fn switch_in(&mut self, now: Instant, from: u16, buf: &mut PacketBuf) -> Output {
+        self.sync_directory();
         match self.switch.forward(from, buf.data_mut()) {
             Forward::Deliver { to } if to == ROUTER_SLOT => self.router_in(now, buf),
-            Forward::Deliver { to } => self.forward_to_peer(now, from, to, buf),
+            Forward::Deliver { to } => match self.slot_owner_elsewhere(to) {
+                Some(owner) => handoff(owner, Stage::Forward { from, to }),
+                None => self.forward_to_peer(now, from, to, buf),
+            },
             Forward::SendError { code } => {
                 let mut err = [0u8; ERROR_PACKET_MAX];
                 if let Ok(n) = write_switch_error(buf.data(), code, &mut err) {
@@ -906,6 +1103,10 @@ impl<P: Pathfinder> Node<P> {
                 data: buf.data().to_vec(),
             }),
             Output::Tun => self.transmits.push_back(Transmit::Tun(buf.data().to_vec())),
+            Output::Handoff(handoff) => self.transmits.push_back(Transmit::Handoff {
+                handoff,
+                data: buf.data().to_vec(),
+            }),
         }
     }
 
@@ -919,18 +1120,15 @@ impl<P: Pathfinder> Node<P> {
         ]);
         let back = label.reverse_bits();
         match be32(buf.data(), HEADER_LEN) {
-            Some(0xffff_ffff) => {
-                self.control_in(now, back, buf);
-                Output::None
-            }
+            Some(0xffff_ffff) => self.control_in(now, back, buf),
             Some(_) => self.session_in(now, back, buf),
             None => Output::None,
         }
     }
 
-    fn control_in(&mut self, now: Instant, back: u64, buf: &PacketBuf) {
+    fn control_in(&mut self, now: Instant, back: u64, buf: &PacketBuf) -> Output {
         let Some(frame) = control::control_frame(buf.data()) else {
-            return;
+            return Output::None;
         };
         let link = self
             .peers
@@ -964,6 +1162,7 @@ impl<P: Pathfinder> Node<P> {
                 let mut reply = PacketBuf::from_slice(&out[..n]);
                 let o = self.send_from_router(now, &mut reply);
                 self.queue(o, &reply);
+                Output::None
             }
             Err(NoReply::NotAQuery(_)) => match ControlMessage::parse(frame) {
                 Ok(ControlMessage::Pong(p)) => self.on_pong(now, back, p),
@@ -976,18 +1175,24 @@ impl<P: Pathfinder> Node<P> {
                     {
                         peer.path_to_us = Some(r.rpath);
                     }
+                    Output::None
                 }
-                _ => {}
+                _ => Output::None,
             },
-            Err(_) => {}
+            Err(_) => Output::None,
         }
     }
 
-    fn on_pong(&mut self, now: Instant, back: u64, pong: Ping<'_>) {
+    /// A pong for a keepalive or a switch ping; one whose cookie another shard made goes there.
+    fn on_pong(&mut self, now: Instant, back: u64, pong: Ping<'_>) -> Output {
         let Some(cookie_bytes) = pong.data.first_chunk::<8>() else {
-            return;
+            return Output::None;
         };
         let cookie = u64::from_be_bytes(*cookie_bytes);
+        let owner = self.shard.owner_of_cookie(cookie);
+        if owner != self.shard.index() {
+            return handoff(owner, Stage::Router);
+        }
         if pong.data.ends_with(KEEPALIVE_MAGIC) {
             let Some(peer) = self
                 .peers
@@ -995,12 +1200,12 @@ impl<P: Pathfinder> Node<P> {
                 .flatten()
                 .find(|p| p.ping_cookie == Some(cookie))
             else {
-                return;
+                return Output::None;
             };
             peer.ping_cookie = None;
             if peer.label.bits() != back || pong.version < control::MINIMUM_COMPATIBLE_VERSION {
                 peer.incompatible = true;
-                return;
+                return Output::None;
             }
             peer.version = pong.version;
             if peer.session.is_established() {
@@ -1020,6 +1225,7 @@ impl<P: Pathfinder> Node<P> {
                 response_path: Label::new(back).unwrap_or(path),
             });
         }
+        Output::None
     }
 
     /// An end-to-end packet for our router: `[switch header][handle or handshake][…]`.
@@ -1039,7 +1245,10 @@ impl<P: Pathfinder> Node<P> {
         quoted.copy_from_slice(&data[..HEADER_LEN + 16]);
         let (index, handshake) = if word > 3 {
             let Some(index) = self.sessions.index_of_handle(word) else {
-                return Output::None;
+                return match self.shard.owner_of_handle(self.handle_base, word) {
+                    Some(owner) if owner != self.shard.index() => handoff(owner, Stage::Router),
+                    _ => Output::None,
+                };
             };
             if be32(data, HEADER_LEN + 4).is_none_or(|nonce| nonce < 4) {
                 return Output::None;
@@ -1055,6 +1264,10 @@ impl<P: Pathfinder> Node<P> {
             };
             if !key.is_valid() || key == self.key {
                 return Output::None;
+            }
+            let owner = self.shard.owner_of(&key.address());
+            if owner != self.shard.index() {
+                return handoff(owner, Stage::Router);
             }
             let Some(index) = self.sessions.get_or_create(now, key, Some(back_label), 0) else {
                 return Output::None;
@@ -1161,6 +1374,14 @@ impl<P: Pathfinder> Node<P> {
 
     /// An IPv6 packet read from the TUN device.
     pub fn handle_tun(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+        if !self.shard.is_single() {
+            if let Some(&destination) = buf.data().get(24..40).and_then(|d| d.first_chunk()) {
+                let owner = self.shard.owner_of(&Address::from_bytes(destination));
+                if owner != self.shard.index() {
+                    return handoff(owner, Stage::Tun);
+                }
+            }
+        }
         let own = self.address;
         let out = match ipv6::from_tun(buf.data_mut(), &own) {
             Ok(o) => o,
@@ -1403,7 +1624,8 @@ impl<P: Pathfinder> Node<P> {
     fn remove_peer(&mut self, now: Instant, slot: u16) {
         if let Some(peer) = self.peers[usize::from(slot)].take() {
             self.peer_by_link.remove(&peer.link_address);
-            self.switch.remove_interface(slot);
+            self.directory.detach(slot, peer.link_address);
+            self.sync_directory();
             self.egress[usize::from(slot)] = None;
             if peer.announced {
                 self.leases.peer_down(&peer.key);
@@ -1420,7 +1642,7 @@ impl<P: Pathfinder> Node<P> {
     }
 
     fn send_keepalive(&mut self, now: Instant, slot: u16) {
-        let cookie = self.rng.next_u64();
+        let cookie = self.shard.mark_cookie(self.rng.next_u64());
         let Some(peer) = self.peers[usize::from(slot)].as_mut() else {
             return;
         };
@@ -1449,7 +1671,7 @@ impl<P: Pathfinder> Node<P> {
     /// Starts a switch ping along `path` (admin `SwitchPinger_ping`); the answer arrives as a
     /// [`PingResult`] with the returned cookie.
     pub fn switch_ping(&mut self, now: Instant, path: Label) -> u64 {
-        let cookie = self.rng.next_u64();
+        let cookie = self.shard.mark_cookie(self.rng.next_u64());
         self.pings.insert(cookie, (now, path));
         self.send_switch_ping(now, path, &cookie.to_be_bytes());
         cookie
@@ -1474,6 +1696,7 @@ impl<P: Pathfinder> Node<P> {
                 bytes_out: p.bytes_out,
                 user: p.name.clone(),
                 path_to_us: p.path_to_us,
+                slot: p.slot,
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
 //!   table (SessionManager).
 //! - [`beacon`], [`eth`]: LAN beacons, and the framing and peer naming of Ethernet links.
+//! - [`shard`]: one node split over several workers (who owns which peer and session).
 //! - [`ipv6`]: IPv6 packets to and from cjdns content types; [`packet`]: the reusable buffer.
 //!
 //! Sockets, TUN devices, timers and threads live in the daemon (`pktmesh-tools`, `cjdroute`).
@@ -28,3 +29,4 @@ pub mod offload;
 pub mod packet;
 pub mod peers;
 pub mod sessions;
+pub mod shard;

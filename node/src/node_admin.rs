@@ -1,8 +1,9 @@
 //! The node's admin functions: what `cjdnstool peers show`, `session show`, `ping` and `util`
 //! call, with cjdns 22.3's names, arguments, paging and reply keys.
 //!
-//! [`NodeAdmin`] borrows the node for one request; switch pings answer later, so their reply
-//! addresses wait in [`PendingPings`] until the node reports the pong or the deadline passes.
+//! [`NodeAdmin`] borrows the node (all its shards, [`crate::shard`]) for one request; switch
+//! pings answer later, so their reply addresses wait in [`PendingPings`] until the node reports
+//! the pong or the deadline passes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use crate::admin::{
     AdminFunctions, AdminServer, ArgSpec, ArgType, Call, FunctionSpec, ReplyTo, Response,
 };
 use crate::bencode::{Dict, Value};
-use crate::core::{Node, Pathfinder, PingResult};
+use crate::core::{Node, Pathfinder, PeerStats, PingResult, SessionStats};
 use crate::peers::PeerCredentials;
 
 /// Peers per `InterfaceController_peerStats` page.
@@ -110,7 +111,8 @@ struct PendingPing {
 
 impl PendingPings {
     /// Completes pings with the node's results and expired ones with `timeout`, returning the
-    /// reply datagrams to send and where.
+    /// reply datagrams to send and where. `node` is the shard [`NodeAdmin`] sends pings from,
+    /// the first.
     pub fn poll<P: Pathfinder>(
         &mut self,
         now: Instant,
@@ -163,9 +165,9 @@ fn pong_reply(p: &PendingPing, r: &PingResult) -> Dict {
 }
 
 /// The node's admin functions for one request.
-pub struct NodeAdmin<'a, P> {
-    /// The node.
-    pub node: &'a mut Node<P>,
+pub struct NodeAdmin<'a, 'n, P> {
+    /// The node's shards, in shard order (one for an unsharded node).
+    pub shards: &'a mut [&'n mut Node<P>],
     /// Monotonic time of the request.
     pub now: Instant,
     /// Where switch pings wait.
@@ -183,9 +185,40 @@ fn page_of(call: &Call<'_>) -> usize {
         .unwrap_or(0)
 }
 
-impl<P: Pathfinder> NodeAdmin<'_, P> {
+impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
+    /// The first shard: the node's identity, and where switch pings start.
+    fn first(&mut self) -> Option<&mut Node<P>> {
+        self.shards.first_mut().map(|n| &mut **n)
+    }
+
+    /// Peers of all shards, in slot order.
+    fn all_peer_stats(&self) -> Vec<PeerStats> {
+        let mut all: Vec<PeerStats> = self
+            .shards
+            .iter()
+            .flat_map(|n| n.peer_stats(self.now))
+            .collect();
+        if self.shards.len() > 1 {
+            all.sort_by_key(|p| p.slot);
+        }
+        all
+    }
+
+    /// Sessions of all shards, by handle.
+    fn all_session_stats(&self) -> Vec<SessionStats> {
+        let mut all: Vec<SessionStats> =
+            self.shards.iter().flat_map(|n| n.session_stats()).collect();
+        if self.shards.len() > 1 {
+            all.sort_by_key(|s| s.handle);
+        }
+        all
+    }
+
     fn node_info(&self) -> Response {
-        let scheme = self.node.scheme();
+        let Some(node) = self.shards.first() else {
+            return error("no node");
+        };
+        let scheme = node.scheme();
         let forms: Vec<Value> = scheme
             .forms()
             .iter()
@@ -202,17 +235,14 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
                 )
             })
             .collect();
-        let key = *self.node.public_key();
+        let key = *node.public_key();
         Response::Reply(
             Dict::new()
                 .with(
                     "myAddr",
                     Value::from(address_string(22, Label::SELF, &key).as_str()),
                 )
-                .with(
-                    "myIp6",
-                    Value::from(self.node.address().to_string().as_str()),
-                )
+                .with("myIp6", Value::from(node.address().to_string().as_str()))
                 .with(
                     "compressedSchemeHex",
                     Value::from(hex_lower(&scheme.serialize()).as_str()),
@@ -224,7 +254,7 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
     }
 
     fn peer_stats(&self, call: &Call<'_>) -> Response {
-        let stats = self.node.peer_stats(self.now);
+        let stats = self.all_peer_stats();
         let start = page_of(call).saturating_mul(PEERS_PER_PAGE);
         let peers: Vec<Value> = stats
             .iter()
@@ -270,8 +300,7 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
 
     fn handles(&self, call: &Call<'_>) -> Response {
         let all: Vec<Value> = self
-            .node
-            .session_stats()
+            .all_session_stats()
             .iter()
             .map(|s| Value::Int(i64::from(s.handle)))
             .collect();
@@ -294,8 +323,7 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
     fn session_stats(&self, call: &Call<'_>) -> Response {
         let handle = call.args.get_int("handle").unwrap_or(-1);
         let Some(s) = self
-            .node
-            .session_stats()
+            .all_session_stats()
             .into_iter()
             .find(|s| i64::from(s.handle) == handle)
         else {
@@ -337,7 +365,11 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
             .get_int("timeout")
             .and_then(|t| u64::try_from(t).ok())
             .map_or(DEFAULT_PING_TIMEOUT, Duration::from_millis);
-        let cookie = self.node.switch_ping(self.now, path);
+        let now = self.now;
+        let Some(node) = self.first() else {
+            return error("no node");
+        };
+        let cookie = node.switch_ping(now, path);
         self.pings.waiting.push(PendingPing {
             cookie,
             reply_to: call.reply_to.clone(),
@@ -360,13 +392,15 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
         let password = call.args.get_bytes("password").unwrap_or_default().to_vec();
         let login = call.args.get_bytes("login").map(<[u8]>::to_vec);
         let name = call.args.get_str("peerName").map(str::to_string);
-        match self.node.connect(
-            self.now,
-            addr,
-            key,
-            PeerCredentials { password, login },
-            name,
-        ) {
+        let now = self.now;
+        let owner = match self.shards.first() {
+            Some(n) => usize::from(n.shard().owner_of(&key.address())),
+            None => return error("no node"),
+        };
+        let Some(node) = self.shards.get_mut(owner) else {
+            return error("no node");
+        };
+        match node.connect(now, addr, key, PeerCredentials { password, login }, name) {
             Ok(_) => Response::Reply(Dict::new().with("error", Value::from("none"))),
             Err(e) => error(&e.to_string()),
         }
@@ -382,10 +416,13 @@ impl<P: Pathfinder> NodeAdmin<'_, P> {
             Some(Ok(a)) => Some(a),
             Some(Err(_)) => return error("Invalid IPv6 Address"),
         };
-        match self.node.add_authorized_password(password, user, ipv6) {
-            Ok(()) => Response::Reply(Dict::new().with("error", Value::from("none"))),
-            Err(e) => error(&e.to_string()),
+        // Every shard may receive the HELLO of a peer using it.
+        for node in self.shards.iter_mut() {
+            if let Err(e) = node.add_authorized_password(password, user, ipv6) {
+                return error(&e.to_string());
+            }
         }
+        Response::Reply(Dict::new().with("error", Value::from("none")))
     }
 }
 
@@ -393,7 +430,7 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, P> {
+impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, '_, P> {
     fn functions(&self) -> &[FunctionSpec] {
         NODE_FUNCTIONS
     }
@@ -408,7 +445,11 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, P> {
             "UDPInterface_beginConnection" => self.begin_connection(call),
             "AuthorizedPasswords_add" => self.add_password(call),
             "AuthorizedPasswords_list" => {
-                let users = self.node.authorized_users();
+                let users = self
+                    .shards
+                    .first()
+                    .map(|n| n.authorized_users())
+                    .unwrap_or_default();
                 let start = page_of(call).saturating_mul(USERS_PER_PAGE);
                 let page: Vec<Value> = users
                     .iter()

@@ -83,11 +83,16 @@ pub struct SessionManager {
     buffered: VecDeque<Buffered>,
 }
 
+/// A random first receive handle, as cjdns draws it (at least [`MIN_FIRST_HANDLE`], below
+/// [`MAX_FIRST_HANDLE`]).
+pub fn random_first_handle(rng: &mut impl RngCore) -> u32 {
+    MIN_FIRST_HANDLE + rng.next_u32() % (MAX_FIRST_HANDLE - MIN_FIRST_HANDLE)
+}
+
 impl SessionManager {
-    /// An empty table for the node `ca`; the first handle is drawn from `rng`.
-    pub fn new(ca: Arc<CryptoAuth>, rng: &mut impl RngCore) -> Self {
-        let first_handle =
-            MIN_FIRST_HANDLE + rng.next_u32() % (MAX_FIRST_HANDLE - MIN_FIRST_HANDLE);
+    /// An empty table for the node `ca` whose receive handles start at `first_handle` (see
+    /// [`random_first_handle`]).
+    pub fn new(ca: Arc<CryptoAuth>, first_handle: u32) -> Self {
         Self {
             ca,
             first_handle,

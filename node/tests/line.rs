@@ -40,11 +40,7 @@ fn line(n: usize) -> Net<dht::Pathfinder> {
             )
             .unwrap();
     }
-    Net {
-        tun: vec![Vec::new(); n],
-        nodes,
-        now,
-    }
+    Net::new(nodes, now)
 }
 
 fn reach_end(n: usize) {

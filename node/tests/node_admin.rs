@@ -22,7 +22,12 @@ fn ask(
 ) -> Vec<Dict> {
     let src: SocketAddr = "127.0.0.1:5555".parse().unwrap();
     let req = client::request(function, args, b"t1");
-    let mut f = NodeAdmin { node, now, pings };
+    let mut shards = [node];
+    let mut f = NodeAdmin {
+        shards: &mut shards,
+        now,
+        pings,
+    };
     server
         .handle(1_700_000_000, src, &req, &mut f)
         .responses

@@ -36,11 +36,7 @@ fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
         Some("nodeB".into()),
     )
     .unwrap();
-    Net {
-        nodes: vec![(a_addr, a), (b_addr, b)],
-        tun: vec![Vec::new(), Vec::new()],
-        now,
-    }
+    Net::new(vec![(a_addr, a), (b_addr, b)], now)
 }
 
 /// Two nodes whose link is up (five keepalive rounds).
@@ -303,11 +299,7 @@ fn an_ethernet_beacon_peers_two_nodes_addressed_by_mac() {
         Ok(None),
         "our own beacon is ignored"
     );
-    let mut net = Net {
-        nodes: vec![(a_link, a), (b_link, b)],
-        tun: vec![Vec::new(), Vec::new()],
-        now,
-    };
+    let mut net = Net::new(vec![(a_link, a), (b_link, b)], now);
     for _ in 0..5 {
         net.run(1000);
         net.tick(Duration::from_millis(1100));

@@ -1,5 +1,9 @@
 //! An in-memory network of node cores for tests: datagrams are delivered between nodes by
 //! link address, TUN output is collected per node, and time is explicit.
+//!
+//! Consecutive entries with the same link address are the shards of one node, in shard order
+//! (`pktmesh_node::shard`): datagrams arrive at its first shard, as a kernel might hand them to
+//! any worker's socket, and handoffs go to the shard they name.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::VecDeque;
@@ -9,11 +13,46 @@ use std::time::{Duration, Instant};
 use pktmesh_crypto_auth::{Address, PrivateKey};
 use pktmesh_node::core::{Node, NodeRef, Output, Pathfinder, Transmit};
 use pktmesh_node::packet::PacketBuf;
+use pktmesh_node::shard::{Directory, ShardSpec, SharedPathfinder};
 
 pub struct Net<P> {
     pub nodes: Vec<(SocketAddr, Node<P>)>,
     pub tun: Vec<Vec<Vec<u8>>>,
     pub now: Instant,
+    /// Packets passed between shards so far.
+    pub handoffs: usize,
+}
+
+impl<P> Net<P> {
+    /// A network of `nodes`, starting at `now`.
+    pub fn new(nodes: Vec<(SocketAddr, Node<P>)>, now: Instant) -> Self {
+        let tun = nodes.iter().map(|_| Vec::new()).collect();
+        Self {
+            nodes,
+            tun,
+            now,
+            handoffs: 0,
+        }
+    }
+}
+
+/// The `count` shards of one node with `key`, sharing `pathfinder`.
+pub fn shards<P: Pathfinder>(
+    key: PrivateKey,
+    pathfinder: P,
+    seed: [u8; 32],
+    count: u8,
+    now: Instant,
+) -> Vec<Node<SharedPathfinder<P>>> {
+    let directory = Directory::new(Node::<SharedPathfinder<P>>::new_switch());
+    SharedPathfinder::group(pathfinder, count)
+        .into_iter()
+        .enumerate()
+        .map(|(i, pf)| {
+            let spec = ShardSpec::new(i as u8, count).expect("valid shard");
+            Node::new_shard(key.clone(), pf, seed, now, spec, directory.clone())
+        })
+        .collect()
 }
 
 impl<P: Pathfinder> Net<P> {
@@ -33,6 +72,10 @@ impl<P: Pathfinder> Net<P> {
                     match t {
                         Transmit::Udp { to, data } => self.deliver(from, to, &data),
                         Transmit::Tun(p) => self.tun[i].push(p),
+                        Transmit::Handoff { handoff, data } => {
+                            let mut buf = PacketBuf::from_slice(&data);
+                            self.dispatch(i, Output::Handoff(handoff), &mut buf, 0);
+                        }
                     }
                     steps += 1;
                 }
@@ -48,12 +91,29 @@ impl<P: Pathfinder> Net<P> {
         let Some(j) = self.index(to) else { return };
         let mut buf = PacketBuf::from_slice(data);
         let now = self.now;
-        match self.nodes[j].1.handle_udp(now, from, &mut buf) {
+        let out = self.nodes[j].1.handle_udp(now, from, &mut buf);
+        self.dispatch(j, out, &mut buf, 0);
+    }
+
+    /// Does what entry `j` answered for the packet in `buf`.
+    fn dispatch(&mut self, j: usize, out: Output, buf: &mut PacketBuf, hops: usize) {
+        let here = self.nodes[j].0;
+        match out {
             Output::Udp(next) => {
                 let bytes = buf.data().to_vec();
-                self.deliver(to, next, &bytes);
+                self.deliver(here, next, &bytes);
             }
             Output::Tun => self.tun[j].push(buf.data().to_vec()),
+            Output::Handoff(h) => {
+                assert!(hops < 4, "handoff loop: {h:?}");
+                let first = self.index(here).expect("entry has an address");
+                let k = first + usize::from(h.shard);
+                assert_eq!(self.nodes[k].0, here, "handoff to a shard of another node");
+                self.handoffs += 1;
+                let now = self.now;
+                let out = self.nodes[k].1.handle_handoff(now, h.stage, buf);
+                self.dispatch(k, out, buf, hops + 1);
+            }
             Output::None => {}
         }
     }
@@ -61,15 +121,8 @@ impl<P: Pathfinder> Net<P> {
     pub fn send_tun(&mut self, i: usize, packet: &[u8]) {
         let mut buf = PacketBuf::from_slice(packet);
         let now = self.now;
-        let from = self.nodes[i].0;
-        match self.nodes[i].1.handle_tun(now, &mut buf) {
-            Output::Udp(to) => {
-                let bytes = buf.data().to_vec();
-                self.deliver(from, to, &bytes);
-            }
-            Output::Tun => self.tun[i].push(buf.data().to_vec()),
-            Output::None => {}
-        }
+        let out = self.nodes[i].1.handle_tun(now, &mut buf);
+        self.dispatch(i, out, &mut buf, 0);
     }
 
     pub fn tick(&mut self, by: Duration) {

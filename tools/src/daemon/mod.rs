@@ -664,8 +664,9 @@ impl Admin {
             let unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
+            let mut shards = [&mut *node];
             let mut functions = NodeAdmin {
-                node,
+                shards: &mut shards,
                 now: Instant::now(),
                 pings: &mut self.pings,
             };
@@ -813,6 +814,8 @@ impl Io<'_> {
             Output::None => {}
             Output::Udp(to) => links.queue(to, data),
             Output::Tun => tun.write(data),
+            // The node runs as one shard here, and one shard never hands off.
+            Output::Handoff(h) => debug!(?h, "handoff without shards dropped"),
         }
     }
 
@@ -1026,6 +1029,7 @@ impl Io<'_> {
             match t {
                 Transmit::Udp { to, data } => self.send(Output::Udp(to), &data),
                 Transmit::Tun(data) => self.send(Output::Tun, &data),
+                Transmit::Handoff { handoff, data } => self.send(Output::Handoff(handoff), &data),
             }
         }
         self.flush_queues();

@@ -25,6 +25,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// `_IOW('T', 208, unsigned int)`.
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
@@ -105,21 +106,43 @@ impl Tun {
     /// ([`Tun::udp_offload`]); if the kernel refuses offloads, the device is made without
     /// them ([`Tun::offload`] says which).
     pub fn create(name: &str, address: Ipv6Addr, offload: bool) -> io::Result<Self> {
-        if offload {
-            match Self::open(name, true) {
-                Ok(tun) => {
-                    tun.configure(address)?;
-                    return Ok(tun);
-                }
-                Err(e) => tracing::warn!(error = %e, "TUN offloads refused; using plain packets"),
-            }
-        }
-        let tun = Self::open(name, false)?;
-        tun.configure(address)?;
-        Ok(tun)
+        let mut queues = Self::create_queues(name, address, offload, 1)?;
+        queues
+            .pop()
+            .ok_or_else(|| io::Error::other("no TUN queue opened"))
     }
 
-    fn open(name: &str, offload: bool) -> io::Result<Self> {
+    /// [`Tun::create`] with `queues` queues (`IFF_MULTI_QUEUE` when more than one): each is its
+    /// own file descriptor, and the kernel keeps each flow it sends to us on one queue. The
+    /// first queue names the device for the others.
+    pub fn create_queues(
+        name: &str,
+        address: Ipv6Addr,
+        offload: bool,
+        queues: usize,
+    ) -> io::Result<Vec<Self>> {
+        let multi = queues > 1;
+        let mut offload = offload;
+        let first = match Self::open(name, offload, multi) {
+            Ok(tun) => tun,
+            Err(e) if offload => {
+                tracing::warn!(error = %e, "TUN offloads refused; using plain packets");
+                offload = false;
+                Self::open(name, false, multi)?
+            }
+            Err(e) => return Err(e),
+        };
+        first.configure(address)?;
+        let mut all = Vec::with_capacity(queues);
+        let device = first.name.clone();
+        all.push(first);
+        for _ in 1..queues {
+            all.push(Self::open(&device, offload, multi)?);
+        }
+        Ok(all)
+    }
+
+    fn open(name: &str, offload: bool, multi_queue: bool) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -127,7 +150,10 @@ impl Tun {
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
         let mut req = ifreq_named(name)?;
-        req.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 };
+        req.ifr_ifru.ifru_flags = IFF_TUN
+            | IFF_NO_PI
+            | if offload { IFF_VNET_HDR } else { 0 }
+            | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is; the fd is open.
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
         check(ret, "TUNSETIFF")?;
