@@ -181,11 +181,23 @@ struct Outbox {
     nodes: VecDeque<NodeRef>,
 }
 
-#[derive(Debug)]
+/// Called with a shard's index when something starts waiting for it.
+pub type Wake = Box<dyn Fn(u8) + Send + Sync>;
+
 struct Hub<P> {
     pathfinder: P,
     outboxes: Vec<Outbox>,
     spec: ShardSpec,
+    wake: Option<Wake>,
+}
+
+impl<P> std::fmt::Debug for Hub<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("outboxes", &self.outboxes)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P: Pathfinder> Hub<P> {
@@ -193,14 +205,25 @@ impl<P: Pathfinder> Hub<P> {
     /// destination, a found path to every shard (any of them may hold packets for it).
     fn route(&mut self, ready: &[AtomicBool]) {
         while let Some((node, message)) = self.pathfinder.poll_transmit() {
-            let owner = usize::from(self.spec.owner_of(&node.key.address()));
-            self.outboxes[owner].transmits.push_back((node, message));
-            ready[owner].store(true, Ordering::Release);
+            let owner = self.spec.owner_of(&node.key.address());
+            self.outboxes[usize::from(owner)]
+                .transmits
+                .push_back((node, message));
+            self.mark_ready(ready, owner);
         }
         while let Some(node) = self.pathfinder.poll_node() {
-            for (outbox, flag) in self.outboxes.iter_mut().zip(ready) {
-                outbox.nodes.push_back(node);
-                flag.store(true, Ordering::Release);
+            for shard in 0..self.spec.count {
+                self.outboxes[usize::from(shard)].nodes.push_back(node);
+                self.mark_ready(ready, shard);
+            }
+        }
+    }
+
+    fn mark_ready(&self, ready: &[AtomicBool], shard: u8) {
+        let was = ready[usize::from(shard)].swap(true, Ordering::AcqRel);
+        if !was {
+            if let Some(wake) = &self.wake {
+                wake(shard);
             }
         }
     }
@@ -218,12 +241,20 @@ pub struct SharedPathfinder<P> {
 impl<P: Pathfinder> SharedPathfinder<P> {
     /// One handle per shard of a node with `count` shards, sharing `pathfinder`.
     pub fn group(pathfinder: P, count: u8) -> Vec<Self> {
+        Self::group_with_wake(pathfinder, count, None)
+    }
+
+    /// [`SharedPathfinder::group`], calling `wake` with a shard's index whenever messages or
+    /// paths start waiting for it (a driver wakes that shard's worker; the call is made with
+    /// the pathfinder locked, so it must not block).
+    pub fn group_with_wake(pathfinder: P, count: u8, wake: Option<Wake>) -> Vec<Self> {
         let count = count.clamp(1, MAX_SHARDS);
         let spec = ShardSpec { index: 0, count };
         let hub = Arc::new(Mutex::new(Hub {
             pathfinder,
             outboxes: (0..count).map(|_| Outbox::default()).collect(),
             spec,
+            wake,
         }));
         let ready: Arc<[AtomicBool]> = (0..count).map(|_| AtomicBool::new(false)).collect();
         (0..count)

@@ -263,7 +263,14 @@ fn line_of_four_nodes_a_reaches_d() {
             .as_ref()
             .map(|(addr, id)| vec![(addr.as_str(), *id, "line secret", "left")])
             .unwrap_or_default();
-        let conf = config(&ids[i], &bind, &[("line secret", "left")], &connect);
+        // The middle nodes run two workers whatever the machine (the ends take the default,
+        // one per core), so forwarded packets cross shards there.
+        let extra = if i == 1 || i == 2 {
+            r#""pktmesh": { "workers": 2 },"#
+        } else {
+            ""
+        };
+        let conf = config_with(&ids[i], &bind, &[("line secret", "left")], &connect, extra);
         // A node in the middle needs a socket on both links: bind to all addresses.
         let conf = if i > 0 && i < 3 {
             conf.replace(&bind, "0.0.0.0:12000")
@@ -289,6 +296,11 @@ fn line_of_four_nodes_a_reaches_d() {
     );
     let (ok, text) = ping6(&ns[3], &ids[0].ipv6, 3);
     assert!(ok, "D->A: {text}");
+    for d in &daemons[1..3] {
+        assert!(plain_log(d).contains("workers=2"), "{}", d.log_text());
+    }
+    // Two TCP flows at once from A to D through the sharded middle nodes, intact.
+    transfer_flows(&ns[0], &ns[3], &ids[3], &dir, 2, 10_000_000);
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -560,11 +572,24 @@ print(seq)
 /// 100 MB over TCP from A's namespace to B's fc address through the TUN devices, checked end
 /// to end with SHA-256.
 fn transfer_100_mb(na: &Netns, nb: &Netns, b: &Identity, dir: &std::path::Path) {
+    transfer_flows(na, nb, b, dir, 1, 100 * 1000 * 1000);
+}
+
+/// `flows` TCP connections at once from A's namespace to B's fc address, each carrying `bytes`
+/// and checked end to end with SHA-256 (each flow's data differs).
+fn transfer_flows(
+    na: &Netns,
+    nb: &Netns,
+    b: &Identity,
+    dir: &std::path::Path,
+    flows: u16,
+    bytes: u64,
+) {
     let server = r#"
 import socket, hashlib, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 7777)); s.listen(1); s.settimeout(60)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(60)
 c, _ = s.accept(); c.settimeout(60)
 h = hashlib.sha256(); n = 0
 while True:
@@ -577,10 +602,10 @@ print(n, h.hexdigest())
 import socket, hashlib, sys, time
 for _ in range(50):
     try:
-        c = socket.create_connection((sys.argv[1], 7777), timeout=60); break
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60); break
     except OSError: time.sleep(0.1)
-h = hashlib.sha256(); block = bytes(range(256)) * 256; x = hashlib.sha256(b"seed").digest()
-total = 100 * 1000 * 1000; sent = 0
+h = hashlib.sha256(); x = hashlib.sha256(sys.argv[2].encode()).digest()
+total = int(sys.argv[3]); sent = 0
 while sent < total:
     x = hashlib.sha256(x).digest()
     chunk = (x * 2048)[: min(65536, total - sent)]
@@ -590,33 +615,55 @@ print(sent, h.hexdigest())
 "#;
     let srv = write(dir, "server.py", server);
     let cli = write(dir, "client.py", client);
-    let server_proc = nb
-        .cmd("python3")
-        .args([srv.to_str().unwrap(), &b.ipv6])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ports: Vec<String> = (0..flows).map(|i| (7777 + i).to_string()).collect();
+    let servers: Vec<_> = ports
+        .iter()
+        .map(|port| {
+            nb.cmd("python3")
+                .args([srv.to_str().unwrap(), &b.ipv6, port])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let client_out = na
-        .cmd("timeout")
-        .args(["400", "python3", cli.to_str().unwrap(), &b.ipv6])
-        .output()
-        .unwrap();
-    let server_out = server_proc.wait_with_output().unwrap();
-    let sent = String::from_utf8_lossy(&client_out.stdout)
-        .trim()
-        .to_string();
-    let received = String::from_utf8_lossy(&server_out.stdout)
-        .trim()
-        .to_string();
-    eprintln!("100 MB transfer took {:?}", started.elapsed());
-    assert!(
-        sent.starts_with("100000000 "),
-        "client: {sent} {}",
-        String::from_utf8_lossy(&client_out.stderr)
-    );
-    assert_eq!(received, sent, "bytes or hash differ");
+    let total = bytes.to_string();
+    let clients: Vec<_> = ports
+        .iter()
+        .map(|port| {
+            na.cmd("timeout")
+                .args([
+                    "400",
+                    "python3",
+                    cli.to_str().unwrap(),
+                    &b.ipv6,
+                    port,
+                    &total,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (client, server) in clients.into_iter().zip(servers) {
+        let client_out = client.wait_with_output().unwrap();
+        let server_out = server.wait_with_output().unwrap();
+        let sent = String::from_utf8_lossy(&client_out.stdout)
+            .trim()
+            .to_string();
+        let received = String::from_utf8_lossy(&server_out.stdout)
+            .trim()
+            .to_string();
+        assert!(
+            sent.starts_with(&format!("{bytes} ")),
+            "client: {sent} {}",
+            String::from_utf8_lossy(&client_out.stderr)
+        );
+        assert_eq!(received, sent, "bytes or hash differ");
+    }
+    eprintln!("{flows} x {bytes} bytes took {:?}", started.elapsed());
 }
 
 /// The same transfer with TUN offloads off (`"tunOffload": 0`): plain packets both ways. (The
@@ -641,6 +688,40 @@ fn tcp_through_plain_tun_arrives_intact() {
         "A's TUN has offloads: {plain}"
     );
     transfer_100_mb(&na, &nb, &b, &dir);
+    drop((da, db));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Four workers per node, more than this machine has cores, so packets change shard often:
+/// pings both ways, and four TCP flows at once (spread by the kernel over the TUN queues and
+/// the UDP sockets, so over the workers) arrive intact.
+#[test]
+fn four_workers_per_node_carry_parallel_flows_intact() {
+    if !netns::available() {
+        return;
+    }
+    let tag = netns::tag();
+    let (na, nb, da, db, a, b, dir) = pair_with(
+        &tag,
+        "correct horse battery",
+        r#""pktmesh": { "workers": 4 },"#,
+    );
+    for d in [&da, &db] {
+        assert!(
+            d.wait_for_log("TUN up", Duration::from_secs(10)),
+            "{}",
+            d.log_text()
+        );
+        let log = plain_log(d);
+        assert!(
+            log.contains("workers=4") && log.contains("queues=4"),
+            "{log}"
+        );
+    }
+    assert_pings_both_ways((&na, &nb), (&a.ipv6, &b.ipv6), (&da, &db), "four workers");
+    transfer_flows(&na, &nb, &b, &dir, 4, 25_000_000);
+    let (ok, text) = ping6(&nb, &a.ipv6, 3);
+    assert!(ok, "B->A after the transfer: {text}");
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -451,6 +451,9 @@ pub struct PktmeshConf {
     /// merges a flow's packets into one write on the way in; 0 keeps plain packets
     /// (`docs/perf.md`).
     pub tun_offload: Option<u8>,
+    /// `workers`: data-path threads, each owning a shard of the node's peers and sessions
+    /// (`docs/node.md`). Absent or 0: one per core the process may run on; at most 64.
+    pub workers: Option<u8>,
 }
 
 /// `pktmesh.supernode`.

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use pktmesh_node::config::{genconf_with, Beacon, Config, GenconfOptions, PeerCredentials};
+use pktmesh_node::config::{
+    genconf_with, Beacon, Config, GenconfOptions, PeerCredentials, PktmeshConf,
+};
+use pktmesh_node::shard::MAX_SHARDS;
 use pktmesh_tools::daemon::{
     self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, EthSettings, PeerSpec,
 };
@@ -200,7 +203,30 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
         supernode_url: config.pktmesh.supernode.as_ref().map(|s| s.url.clone()),
         tun_offload: config.pktmesh.tun_offload.is_none_or(|v| v != 0),
         eth,
+        workers: workers(&config.pktmesh)?,
     })
+}
+
+/// `pktmesh.workers`: as configured, or one per core the process may use (its CPU affinity, so
+/// `taskset -c 0 cjdroute` runs one). Leases, paced links and the supernode face need the
+/// node in one piece, so with them the default is one worker and more is an error.
+fn workers(conf: &PktmeshConf) -> Result<usize> {
+    let single_only =
+        conf.link_capacity_kbps > 0 || conf.route_server.is_some() || conf.supernode.is_some();
+    match conf.workers {
+        Some(n) if usize::from(n) > usize::from(MAX_SHARDS) => {
+            bail!("pktmesh.workers: expected 0 (one per core) to {MAX_SHARDS}, got {n}")
+        }
+        Some(n) if n > 1 && single_only => bail!(
+            "pktmesh.workers: expected 0 or 1 with linkCapacityKbps, routeServer or supernode \
+             set (they need the node in one worker), got {n}"
+        ),
+        Some(n) if n > 0 => Ok(usize::from(n)),
+        _ if single_only => Ok(1),
+        _ => Ok(std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(usize::from(MAX_SHARDS))),
+    }
 }
 
 /// A `connectTo` entry as the daemon takes it.
@@ -215,5 +241,47 @@ fn peer_spec<A>(address: A, creds: &PeerCredentials) -> PeerSpec<A> {
             .unwrap_or_default(),
         login: creds.login.clone(),
         name: creds.peer_name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pktmesh(json: &str) -> PktmeshConf {
+        let text = genconf_with(&mut rand_core::OsRng, GenconfOptions::default());
+        let text = text.replacen('{', &format!("{{ \"pktmesh\": {json},"), 1);
+        Config::load(text.as_bytes(), "test.conf")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+            .pktmesh
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_we_may_use_and_errors_name_the_key() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(workers(&pktmesh("{}")).unwrap(), cores.min(64));
+        assert_eq!(
+            workers(&pktmesh(r#"{ "workers": 0 }"#)).unwrap(),
+            cores.min(64)
+        );
+        assert_eq!(workers(&pktmesh(r#"{ "workers": 3 }"#)).unwrap(), 3);
+        let err = workers(&pktmesh(r#"{ "workers": 65 }"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pktmesh.workers") && err.contains("64"),
+            "{err}"
+        );
+        // Leases and pacing keep the node in one piece.
+        let paced = r#"{ "linkCapacityKbps": 1000 }"#;
+        assert_eq!(workers(&pktmesh(paced)).unwrap(), 1);
+        let err = workers(&pktmesh(r#"{ "linkCapacityKbps": 1000, "workers": 2 }"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pktmesh.workers") && err.contains("linkCapacityKbps"),
+            "{err}"
+        );
     }
 }

@@ -114,7 +114,21 @@ impl Default for EthRxBatch {
 impl EthSocket {
     /// Opens `device` for cjdns frames, bringing it up if it is down (as cjdns does).
     pub fn open(device: &str) -> io::Result<Self> {
-        let protocol = libc::c_int::from(ETHERTYPE.to_be());
+        Self::open_as(device, true)
+    }
+
+    /// Opens `device` for sending cjdns frames only: the socket is bound to no protocol, so
+    /// the kernel gives it no copies of what arrives (another worker's socket reads those).
+    pub fn open_sender(device: &str) -> io::Result<Self> {
+        Self::open_as(device, false)
+    }
+
+    fn open_as(device: &str, receive: bool) -> io::Result<Self> {
+        let protocol = if receive {
+            libc::c_int::from(ETHERTYPE.to_be())
+        } else {
+            0
+        };
         // SAFETY: socket(2) with constant arguments; the result is checked before use.
         let raw = unsafe {
             libc::socket(
@@ -156,7 +170,10 @@ impl EthSocket {
         let _ = sref.set_recv_buffer_size(SOCKET_BUFFER);
         let _ = sref.set_send_buffer_size(SOCKET_BUFFER);
 
-        let addr = sockaddr_ll(ifindex, [0; 6]);
+        let mut addr = sockaddr_ll(ifindex, [0; 6]);
+        if !receive {
+            addr.sll_protocol = 0;
+        }
         // SAFETY: `addr` is a valid `sockaddr_ll` and the length passed is its size.
         let ret = unsafe {
             libc::bind(

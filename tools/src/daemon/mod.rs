@@ -1,8 +1,15 @@
 //! The `cjdroute` driver: sockets, the TUN device, timers and signals around the sans-IO node
 //! core of `pktmesh-node`.
 //!
-//! One thread runs a `mio` poll loop over the UDP sockets, the Ethernet interfaces ([`eth`]),
-//! the TUN device and the admin socket.
+//! The node runs on `workers` threads (one per core by default), each with its own `mio` poll
+//! loop, its own socket on every UDP bind (`SO_REUSEPORT`: the kernel keeps a peer's datagrams
+//! on one of them) and its own TUN queue (`IFF_MULTI_QUEUE`: the kernel keeps a flow on one).
+//! Each worker owns one shard of the node (`pktmesh_node::shard`): the peers and end-to-end
+//! sessions whose remote address falls to it. A packet that needs another shard is handed off:
+//! after its round the worker locks that shard, runs the packet through it and sends what it
+//! caused before unlocking, so a session's packets always leave in the order they were sealed.
+//! The first worker also serves the admin API, beacons, the Ethernet interfaces (the others
+//! only send on them), the route-server agent and the supernode relay.
 //! Every packet is handed to the node in one reusable [`PacketBuf`] and written wherever the
 //! node says; nothing on that path allocates. UDP is batched ([`udp`]): up to 32 datagrams per
 //! `recvmmsg` (UDP GRO super-datagrams split by segment size), and datagrams for peers queued
@@ -21,7 +28,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -31,13 +38,16 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_lease_engine::UnixTime;
 use pktmesh_node::admin::AdminServer;
-use pktmesh_node::core::{Node, NodeEvent, Output, Pathfinder, Transmit};
+use pktmesh_node::beacon::BeaconError;
+use pktmesh_node::core::{Handoff, Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::egress::PortStats;
 use pktmesh_node::eth::{display_link, EthLink};
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::offload::Coalescer;
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
+use pktmesh_node::shard::{Directory, ShardSpec, SharedPathfinder, Wake, MAX_SHARDS};
+use pktmesh_switch::Label;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -99,6 +109,8 @@ pub struct DaemonSettings {
     pub tun_offload: bool,
     /// Ethernet interfaces (`interfaces.ETHInterface`).
     pub eth: Vec<EthSettings>,
+    /// Worker threads, each owning a shard of the node (`pktmesh.workers`; 1 to 64).
+    pub workers: usize,
 }
 
 /// One `ETHInterface` entry.
@@ -135,95 +147,149 @@ const BEACON_BASE: usize = usize::MAX - 1000;
 /// Ethernet interfaces use tokens from here down.
 const ETH_BASE: usize = usize::MAX - 2000;
 const MAX_BATCH: usize = 64;
+/// Packets a worker holds for other shards at once; more are dropped.
+const MAX_HANDOFFS: usize = 1024;
+/// Times a round's handoffs are passed on (a packet may need two shards after the first).
+const MAX_HANDOFF_PASSES: usize = 4;
+/// Longest a worker sleeps without looking at its timers and the shutdown flag.
+const MAX_WAIT: Duration = Duration::from_millis(50);
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Runs the node until `shutdown` is set.
-pub fn run<P: Pathfinder>(
+/// Runs the node until `shutdown` is set, on [`DaemonSettings::workers`] threads.
+pub fn run<P: Pathfinder + Send>(
     settings: DaemonSettings,
     pathfinder: P,
     shutdown: Arc<AtomicBool>,
 ) -> Result<()> {
+    let workers = settings.workers.clamp(1, usize::from(MAX_SHARDS));
+    let count = u8::try_from(workers).context("worker count")?;
+    if workers > 1
+        && (settings.link_kbps.is_some()
+            || settings.route_server.is_some()
+            || settings.supernode_url.is_some())
+    {
+        anyhow::bail!(
+            "leases, paced links and the supernode face run on one worker only (workers = {workers})"
+        );
+    }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let now = Instant::now();
-    let mut node = Node::new(settings.private_key.clone(), pathfinder, seed, now);
-    info!(address = %node.address(), key = %node.public_key(), "node identity");
-    node.set_link_capacity(settings.link_kbps);
-    if let Some(kbps) = node.link_capacity() {
+
+    // One poll per worker; the pathfinder wakes a worker when messages wait for its shard.
+    let mut polls = Vec::with_capacity(workers);
+    let mut wakers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let poll = Poll::new().context("creating a poll instance")?;
+        wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+        polls.push(poll);
+    }
+    let wake_list = wakers.clone();
+    let wake: Wake = Box::new(move |shard| {
+        if let Some(w) = wake_list.get(usize::from(shard)) {
+            let _ = w.wake();
+        }
+    });
+    let directory = Directory::new(ShardNode::<P>::new_switch());
+    let mut shards = Vec::with_capacity(workers);
+    for (i, pf) in SharedPathfinder::group_with_wake(pathfinder, count, Some(wake))
+        .into_iter()
+        .enumerate()
+    {
+        let spec = u8::try_from(i)
+            .ok()
+            .and_then(|i| ShardSpec::new(i, count))
+            .context("shard index")?;
+        let mut node = Node::new_shard(
+            settings.private_key.clone(),
+            pf,
+            seed,
+            now,
+            spec,
+            directory.clone(),
+        );
+        node.set_link_capacity(settings.link_kbps);
+        for a in &settings.authorized {
+            node.add_authorized_password(
+                a.password.as_bytes(),
+                a.user.as_deref().map(str::as_bytes),
+                a.ipv6,
+            )
+            .with_context(|| format!("authorizedPasswords entry for user {:?}", a.user))?;
+        }
+        shards.push(Mutex::new(node));
+    }
+    let shards: &[Mutex<ShardNode<P>>] = &shards;
+    let (address, key) = {
+        let first = lock(&shards[0]);
+        (*first.address(), *first.public_key())
+    };
+    info!(%address, %key, workers, "node identity");
+    if let Some(kbps) = settings.link_kbps {
         info!(
             kbps,
             "peer links paced at their capacity, queued by lease priority"
         );
     }
-    let agent = match &settings.route_server {
-        Some(rs) => {
-            info!(url = %rs.url, offer = ?rs.offer, "route server agent on");
-            Some(
-                agent::Agent::start(settings.private_key.clone(), rs.clone())
-                    .context("starting the route-server agent")?,
-            )
-        }
-        None => None,
-    };
-    let mut next_second = Instant::now();
-    let mut applied_frames: HashSet<[u8; 32]> = HashSet::new();
-    let mut egress_seen = HashMap::new();
-    for a in &settings.authorized {
-        node.add_authorized_password(
-            a.password.as_bytes(),
-            a.user.as_deref().map(str::as_bytes),
-            a.ipv6,
-        )
-        .with_context(|| format!("authorizedPasswords entry for user {:?}", a.user))?;
-    }
 
-    let mut poll = Poll::new().context("creating the poll instance")?;
-    let mut relay = match &settings.supernode_url {
-        Some(url) => {
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            node.set_supernode_face(true);
-            info!(%url, "supernode face on: supernode queries go to this route server");
-            Some(snode::SupernodeRelay::start(url, waker).context("starting the supernode relay")?)
-        }
-        None => None,
-    };
-    let mut sockets = Vec::new();
+    // UDP: every worker has a socket on every bind, all on one port (SO_REUSEPORT); the
+    // kernel keeps each peer's datagrams on one of them.
+    let mut sockets: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, bind) in settings.udp_binds.iter().enumerate() {
-        let std_sock = bind_udp(bind).with_context(|| format!("binding UDP {bind}"))?;
-        std_sock.set_nonblocking(true)?;
-        // Large buffers ride out bursts between two turns of the loop; the kernel caps them
-        // at net.core.{r,w}mem_max.
-        let sref = socket2::SockRef::from(&std_sock);
-        let _ = sref.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = sref.set_send_buffer_size(SOCKET_BUFFER);
-        let mut sock = UdpSocket::from_std(std_sock);
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)?;
-        sockets.push(sock);
+        let first = bind_udp(bind, workers > 1).with_context(|| format!("binding UDP {bind}"))?;
+        let bound = first.local_addr()?;
+        for (w, list) in sockets.iter_mut().enumerate() {
+            let std_sock = if w == 0 {
+                first.try_clone()?
+            } else {
+                bind_udp(&bound, true).with_context(|| format!("binding UDP {bound} again"))?
+            };
+            std_sock.set_nonblocking(true)?;
+            // Large buffers ride out bursts between two turns of the loop; the kernel caps
+            // them at net.core.{r,w}mem_max.
+            let sref = socket2::SockRef::from(&std_sock);
+            let _ = sref.set_recv_buffer_size(SOCKET_BUFFER);
+            let _ = sref.set_send_buffer_size(SOCKET_BUFFER);
+            let mut sock = UdpSocket::from_std(std_sock);
+            polls[w]
+                .registry()
+                .register(&mut sock, Token(i), Interest::READABLE)?;
+            list.push(sock);
+        }
+        drop(first);
     }
 
-    let tun = match &settings.tun {
+    // TUN: one queue per worker; the kernel keeps each flow on one queue.
+    let tuns = match &settings.tun {
         Some(name) => {
-            let t = Tun::create(name, (*node.address()).into(), settings.tun_offload)
+            let queues = Tun::create_queues(name, address.into(), settings.tun_offload, workers)
                 .with_context(|| format!("creating TUN device {name:?}"))?;
-            poll.registry()
-                .register(&mut SourceFd(&t.as_raw_fd()), TUN, Interest::READABLE)?;
-            info!(
-                device = t.name(),
-                address = %node.address(),
-                mtu = tun::TUN_MTU,
-                offload = t.offload(),
-                udp_offload = t.udp_offload(),
-                "TUN up"
-            );
-            Some(t)
+            for (t, poll) in queues.iter().zip(&polls) {
+                poll.registry()
+                    .register(&mut SourceFd(&t.as_raw_fd()), TUN, Interest::READABLE)?;
+            }
+            if let Some(t) = queues.first() {
+                info!(
+                    device = t.name(),
+                    %address,
+                    mtu = tun::TUN_MTU,
+                    offload = t.offload(),
+                    udp_offload = t.udp_offload(),
+                    queues = queues.len(),
+                    "TUN up"
+                );
+            }
+            queues
         }
-        None => None,
+        None => Vec::new(),
     };
+    let tun_name = tuns.first().map(|t| t.name().to_string());
 
+    let mut polls = polls.into_iter();
+    let main_poll = polls.next().context("no poll for the first worker")?;
     let mut beacons = Vec::new();
     for (i, b) in settings.beacons.iter().enumerate() {
-        let Some(data) = sockets.get(b.udp_index) else {
+        let Some(data) = sockets[0].get(b.udp_index) else {
             continue;
         };
         let data_addr = data.local_addr()?;
@@ -235,7 +301,8 @@ pub fn run<P: Pathfinder>(
         sock.bind(&bind.into())
             .with_context(|| format!("binding the beacon socket {bind}"))?;
         let mut sock = UdpSocket::from_std(sock.into());
-        poll.registry()
+        main_poll
+            .registry()
             .register(&mut sock, Token(BEACON_BASE - i), Interest::READABLE)?;
         info!(bind = %bind, send = b.send, "beacons on");
         beacons.push(BeaconSocket {
@@ -244,17 +311,30 @@ pub fn run<P: Pathfinder>(
             data_port: data_addr.port(),
         });
     }
-    let tun_name = tun.as_ref().map(|t| t.name().to_string());
-    let mut next_beacon = Instant::now();
-    let eth = open_eth(&settings.eth, tun_name.as_deref(), &poll, &mut node)?;
+    // Ethernet: the first worker reads every interface; the others only send on them.
+    let eth = open_eth(&settings.eth, tun_name.as_deref(), &main_poll, shards)?;
+    let mut eth_senders: Vec<Vec<EthInterface>> = Vec::new();
+    for _ in 1..workers {
+        let mut list = Vec::new();
+        for e in &eth {
+            list.push(EthInterface {
+                socket: EthSocket::open_sender(e.socket.device())
+                    .with_context(|| format!("opening {} for sending", e.socket.device()))?,
+                accept_beacons: false,
+                send_beacons: false,
+            });
+        }
+        eth_senders.push(list);
+    }
 
-    let mut admin = match settings.admin_bind {
+    let admin = match settings.admin_bind {
         Some(bind) => {
             let std_sock = StdUdpSocket::bind(bind)
                 .with_context(|| format!("binding the admin API to {bind}"))?;
             std_sock.set_nonblocking(true)?;
             let mut sock = UdpSocket::from_std(std_sock);
-            poll.registry()
+            main_poll
+                .registry()
                 .register(&mut sock, ADMIN, Interest::READABLE)?;
             info!(bind = %bind, "admin API up");
             Some(Admin {
@@ -265,124 +345,459 @@ pub fn run<P: Pathfinder>(
         }
         None => None,
     };
+    let agent = match &settings.route_server {
+        Some(rs) => {
+            info!(url = %rs.url, offer = ?rs.offer, "route server agent on");
+            Some(
+                agent::Agent::start(settings.private_key.clone(), rs.clone())
+                    .context("starting the route-server agent")?,
+            )
+        }
+        None => None,
+    };
+    let relay = match &settings.supernode_url {
+        Some(url) => {
+            lock(&shards[0]).set_supernode_face(true);
+            info!(%url, "supernode face on: supernode queries go to this route server");
+            Some(
+                snode::SupernodeRelay::start(url, wakers[0].clone())
+                    .context("starting the supernode relay")?,
+            )
+        }
+        None => None,
+    };
 
     for p in &settings.peers {
-        connect(&mut node, p.address, p);
+        connect(shards, p.address, p);
     }
 
-    let mut events = Events::with_capacity(256);
-    let mut buf = PacketBuf::new();
-    let mut io = Io {
-        links: Links {
-            udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
+    let mut sockets = sockets.into_iter();
+    let mut tun_queues = tuns.iter();
+    let first = Worker::new(
+        0,
+        shards,
+        Links {
+            udp: udp::Udp::new(sockets.next().unwrap_or_default())
+                .context("setting up the UDP sockets")?,
             eth,
         },
-        eth_rx: eth::EthRxBatch::new(),
-        rx: udp::RxBatch::new(),
-        tun_out: TunOut {
-            tun: tun.as_ref(),
-            coalescer: tun
-                .as_ref()
-                .filter(|t| t.offload())
-                .map(|t| Coalescer::new(t.udp_offload())),
-            writes: 0,
-        },
-        tun_offload: tun
-            .as_ref()
-            .is_some_and(Tun::offload)
-            .then(TunOffloadBuffers::new),
-    };
-    for (i, sock) in io.links.udp.sockets().enumerate() {
-        let (gso, gro) = io.links.udp.offloads(i);
-        info!(bind = %sock.local_addr()?, gso, gro, "UDP interface up");
+        tun_queues.next(),
+    );
+    for (i, sock) in first.io.sinks.links.udp.sockets().enumerate() {
+        let (gso, gro) = first.io.sinks.links.udp.offloads(i);
+        info!(bind = %sock.local_addr()?, gso, gro, workers, "UDP interface up");
     }
-    io.flush(&mut node);
-    let mut tun_pending = false;
-    let mut socket_pending = vec![false; io.links.udp.len()];
-    let mut eth_pending = vec![false; io.links.eth.len()];
-    while !shutdown.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        // Sources with unread data are served again at once (mio is edge-triggered).
-        let busy = tun_pending || socket_pending.iter().chain(&eth_pending).any(|&p| p);
-        let wait = if busy {
-            Duration::ZERO
-        } else {
-            node.poll_timeout()
-                .min(next_beacon)
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(50))
+    let mut others = Vec::new();
+    for (w, ((poll, sockets), eth)) in polls.zip(sockets).zip(eth_senders).enumerate() {
+        let links = Links {
+            udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
+            eth,
         };
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("poll"),
+        others.push((poll, Worker::new(w + 1, shards, links, tun_queues.next())));
+    }
+    let mut main = MainWorker {
+        poll: main_poll,
+        worker: first,
+        admin,
+        beacons,
+        agent,
+        relay,
+        tun_name,
+        next_beacon: Instant::now(),
+        next_second: Instant::now(),
+        applied_frames: HashSet::new(),
+        egress_seen: HashMap::new(),
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let mut threads = Vec::new();
+        for (poll, worker) in others {
+            let shutdown = &shutdown;
+            let name = format!("worker-{}", worker.index);
+            threads.push(std::thread::Builder::new().name(name).spawn_scoped(
+                scope,
+                move || {
+                    // A worker that stops (an error, a panic) stops the node.
+                    let _stop = StopOnExit(shutdown);
+                    worker.run(poll, shutdown)
+                },
+            )?);
         }
-        for event in events.iter() {
-            match event.token() {
-                TUN => tun_pending = true,
-                WAKER => {}
-                ADMIN => {
-                    if let Some(a) = admin.as_mut() {
-                        a.drain(&mut node);
-                    }
-                }
-                Token(i) if i > ETH_BASE - eth_pending.len() && i <= ETH_BASE => {
-                    if let Some(p) = eth_pending.get_mut(ETH_BASE - i) {
-                        *p = true;
-                    }
-                }
-                Token(i) if i > BEACON_BASE - beacons.len() && i <= BEACON_BASE => {
-                    if let Some(b) = beacons.get(BEACON_BASE - i) {
-                        b.receive(&mut node);
-                    }
-                }
-                Token(i) => {
-                    if let Some(p) = socket_pending.get_mut(i) {
-                        *p = true;
-                    }
-                }
+        let result = main.run(&shutdown);
+        shutdown.store(true, Ordering::Relaxed);
+        for t in threads {
+            match t.join() {
+                Ok(r) => r?,
+                Err(_) => anyhow::bail!("a worker thread panicked"),
             }
         }
+        result
+    })?;
+    info!("shutting down");
+    Ok(())
+}
+
+/// Sets the shutdown flag when dropped, so every worker ends when one does.
+struct StopOnExit<'a>(&'a AtomicBool);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A shard of the node as the workers share it.
+type ShardNode<P> = Node<SharedPathfinder<P>>;
+
+/// Locks a shard. A worker that panicked while holding one has ended the daemon (its thread's
+/// result is checked), so a poisoned lock is taken as it is.
+fn lock<P>(shard: &Mutex<ShardNode<P>>) -> MutexGuard<'_, ShardNode<P>> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Calls `f` with every shard: `held` (shard 0, locked by the caller) and the others, locked
+/// in ascending order (the one order any thread takes two shard locks in).
+fn with_all_shards<P: Pathfinder, T>(
+    held: &mut ShardNode<P>,
+    shards: &[Mutex<ShardNode<P>>],
+    f: impl FnOnce(&mut [&mut ShardNode<P>]) -> T,
+) -> T {
+    let mut guards: Vec<MutexGuard<'_, ShardNode<P>>> =
+        shards.iter().skip(1).map(|s| lock(s)).collect();
+    let mut all: Vec<&mut ShardNode<P>> = Vec::with_capacity(shards.len());
+    all.push(held);
+    all.extend(guards.iter_mut().map(|g| &mut **g));
+    f(&mut all)
+}
+
+/// Packets waiting to be passed to another shard, and the buffers they travel in (reused, so
+/// a handoff allocates nothing once the pool has grown to the traffic).
+#[derive(Default)]
+struct Handoffs {
+    queue: Vec<(Handoff, PacketBuf)>,
+    pool: Vec<PacketBuf>,
+    dropped: u64,
+}
+
+impl Handoffs {
+    fn push(&mut self, handoff: Handoff, data: &[u8]) {
+        if self.queue.len() >= MAX_HANDOFFS {
+            self.dropped += 1;
+            return;
+        }
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.load(data);
+        self.queue.push((handoff, buf));
+    }
+
+    fn recycle(&mut self, batch: &mut Vec<(Handoff, PacketBuf)>) {
+        self.pool.extend(batch.drain(..).map(|(_, b)| b));
+    }
+}
+
+/// One worker: its sockets and TUN queue, and the shard it owns.
+struct Worker<'a, P> {
+    index: usize,
+    shards: &'a [Mutex<ShardNode<P>>],
+    io: Io<'a>,
+    buf: PacketBuf,
+    /// Handoffs being taken to their shards.
+    batch: Vec<(Handoff, PacketBuf)>,
+    tun_pending: bool,
+    socket_pending: Vec<bool>,
+    eth_pending: Vec<bool>,
+}
+
+impl<'a, P: Pathfinder> Worker<'a, P> {
+    fn new(
+        index: usize,
+        shards: &'a [Mutex<ShardNode<P>>],
+        links: Links,
+        tun: Option<&'a Tun>,
+    ) -> Self {
+        let sockets = links.udp.len();
+        let eth = links.eth.len();
+        Self {
+            index,
+            shards,
+            io: Io {
+                sinks: Sinks {
+                    links,
+                    tun_out: TunOut {
+                        tun,
+                        coalescer: tun
+                            .filter(|t| t.offload())
+                            .map(|t| Coalescer::new(t.udp_offload())),
+                        writes: 0,
+                    },
+                    handoffs: Handoffs::default(),
+                },
+                eth_rx: eth::EthRxBatch::new(),
+                rx: udp::RxBatch::new(),
+                tun_offload: tun.is_some_and(Tun::offload).then(TunOffloadBuffers::new),
+                eth_beacons: Vec::new(),
+            },
+            buf: PacketBuf::new(),
+            batch: Vec::new(),
+            tun_pending: false,
+            socket_pending: vec![false; sockets],
+            eth_pending: vec![false; eth],
+        }
+    }
+
+    /// Sources with unread data are served again at once (mio is edge-triggered).
+    fn busy(&self) -> bool {
+        self.tun_pending
+            || self
+                .socket_pending
+                .iter()
+                .chain(&self.eth_pending)
+                .any(|&p| p)
+    }
+
+    /// Notes what a poll event made ready; false for tokens that are not the data path's.
+    fn note_event(&mut self, token: Token) -> bool {
+        match token {
+            TUN => self.tun_pending = true,
+            Token(i) if i > ETH_BASE - self.eth_pending.len() && i <= ETH_BASE => {
+                if let Some(p) = self.eth_pending.get_mut(ETH_BASE - i) {
+                    *p = true;
+                }
+            }
+            Token(i) => match self.socket_pending.get_mut(i) {
+                Some(p) => *p = true,
+                None => return false,
+            },
+        }
+        true
+    }
+
+    /// One round on the worker's own shard: a batch from each ready source, paced egress,
+    /// timers, and everything it queued sent.
+    fn round(&mut self, node: &mut ShardNode<P>) {
         // One batch from each ready source per round, so neither direction starves the other.
-        if tun_pending {
-            tun_pending = io.drain_tun(&mut node, &mut buf);
+        if self.tun_pending {
+            self.tun_pending = self.io.drain_tun(node, &mut self.buf);
         }
-        for (i, pending) in socket_pending.iter_mut().enumerate() {
+        for (i, pending) in self.socket_pending.iter_mut().enumerate() {
             if *pending {
-                *pending = io.drain_socket(&mut node, &mut buf, i);
+                *pending = self.io.drain_socket(node, &mut self.buf, i);
             }
         }
-        for (i, pending) in eth_pending.iter_mut().enumerate() {
+        for (i, pending) in self.eth_pending.iter_mut().enumerate() {
             if *pending {
-                *pending = io.drain_eth(&mut node, &mut buf, i);
+                *pending = self.io.drain_eth(node, &mut self.buf, i);
             }
         }
         let now = Instant::now();
-        io.drain_egress(&mut node, &mut buf, now);
-        if now >= node.poll_timeout() {
+        self.io.drain_egress(node, &mut self.buf, now);
+        if now >= node.poll_timeout() || node.pathfinder().has_output() {
             node.handle_timeout(now);
         }
-        if now >= next_second {
-            next_second = now + Duration::from_secs(1);
+        self.io.flush(node);
+        log_events(node);
+    }
+
+    /// Takes the packets handed off during the round to their shards, each under its shard's
+    /// lock, and sends what they cause before letting go of the lock: so what a shard seals
+    /// for a session leaves in nonce order whichever worker sealed it.
+    fn run_handoffs(&mut self) {
+        for _ in 0..MAX_HANDOFF_PASSES {
+            if self.io.sinks.handoffs.queue.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut self.batch, &mut self.io.sinks.handoffs.queue);
+            for (s, shard) in self.shards.iter().enumerate() {
+                if !self.batch.iter().any(|(h, _)| usize::from(h.shard) == s) {
+                    continue;
+                }
+                let mut node = lock(shard);
+                let now = Instant::now();
+                for (h, b) in self
+                    .batch
+                    .iter_mut()
+                    .filter(|(h, _)| usize::from(h.shard) == s)
+                {
+                    let out = node.handle_handoff(now, h.stage, b);
+                    self.io.sinks.emit(out, b.data());
+                }
+                self.io.flush(&mut node);
+                log_events(&mut node);
+            }
+            self.io.sinks.handoffs.recycle(&mut self.batch);
+        }
+        // Only a packet passed back and forth (a table changing under it) gets here.
+        let left = self.io.sinks.handoffs.queue.len();
+        if left > 0 {
+            self.io.sinks.handoffs.dropped += left as u64;
+            debug!(left, "handoffs dropped after too many passes");
+            let mut rest = std::mem::take(&mut self.io.sinks.handoffs.queue);
+            self.io.sinks.handoffs.recycle(&mut rest);
+            self.io.sinks.handoffs.queue = rest;
+        }
+    }
+
+    /// The loop of a worker other than the first: its sockets and TUN queue only.
+    fn run(mut self, mut poll: Poll, shutdown: &AtomicBool) -> Result<()> {
+        let mut events = Events::with_capacity(256);
+        let shard = &self.shards[self.index];
+        while !shutdown.load(Ordering::Relaxed) {
+            let wait = if self.busy() {
+                Duration::ZERO
+            } else {
+                lock(shard)
+                    .poll_timeout()
+                    .saturating_duration_since(Instant::now())
+                    .min(MAX_WAIT)
+            };
+            match poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("poll"),
+            }
+            for event in events.iter() {
+                self.note_event(event.token());
+            }
+            {
+                let mut node = lock(shard);
+                self.round(&mut node);
+            }
+            self.run_handoffs();
+        }
+        Ok(())
+    }
+}
+
+/// The first worker: a worker, plus the admin API, beacons, the route-server agent, the
+/// supernode relay and the once-a-second chores.
+struct MainWorker<'a, P> {
+    poll: Poll,
+    worker: Worker<'a, P>,
+    admin: Option<Admin>,
+    beacons: Vec<BeaconSocket>,
+    agent: Option<agent::Agent>,
+    relay: Option<snode::SupernodeRelay>,
+    tun_name: Option<String>,
+    next_beacon: Instant,
+    next_second: Instant,
+    applied_frames: HashSet<[u8; 32]>,
+    egress_seen: HashMap<PublicKey, PortStats>,
+}
+
+impl<P: Pathfinder> MainWorker<'_, P> {
+    fn run(&mut self, shutdown: &AtomicBool) -> Result<()> {
+        let shards = self.worker.shards;
+        let mut events = Events::with_capacity(256);
+        {
+            let mut node = lock(&shards[0]);
+            self.worker.io.flush(&mut node);
+        }
+        let mut beacons_ready = vec![false; self.beacons.len()];
+        while !shutdown.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wait = if self.worker.busy() {
+                Duration::ZERO
+            } else {
+                let mut due = lock(&shards[0]).poll_timeout().min(self.next_beacon);
+                if let Some(d) = self.admin.as_ref().and_then(|a| a.pings.next_deadline()) {
+                    due = due.min(d);
+                }
+                due.saturating_duration_since(now).min(MAX_WAIT)
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("poll"),
+            }
+            let mut admin_ready = false;
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    ADMIN => admin_ready = true,
+                    Token(i) if i > BEACON_BASE - self.beacons.len() && i <= BEACON_BASE => {
+                        if let Some(r) = beacons_ready.get_mut(BEACON_BASE - i) {
+                            *r = true;
+                        }
+                    }
+                    token => {
+                        self.worker.note_event(token);
+                    }
+                }
+            }
+            {
+                let mut node = lock(&shards[0]);
+                if admin_ready {
+                    if let Some(a) = self.admin.as_mut() {
+                        with_all_shards(&mut node, shards, |all| a.drain(all));
+                    }
+                }
+                for (b, ready) in self.beacons.iter().zip(beacons_ready.iter_mut()) {
+                    if std::mem::take(ready) {
+                        let heard = b.receive();
+                        with_all_shards(&mut node, shards, |all| {
+                            for (from, data) in &heard {
+                                dispatch_beacon(all, *from, |n| {
+                                    n.handle_beacon(Instant::now(), *from, data)
+                                });
+                            }
+                        });
+                    }
+                }
+                self.worker.round(&mut node);
+                let heard = std::mem::take(&mut self.worker.io.eth_beacons);
+                if !heard.is_empty() {
+                    // Shard 0 has seen them; the others may own their senders.
+                    with_all_shards(&mut node, shards, |all| {
+                        for (from, data) in &heard {
+                            dispatch_beacon(all.get_mut(1..).unwrap_or_default(), *from, |n| {
+                                n.handle_eth_beacon(Instant::now(), *from, data)
+                            });
+                        }
+                    });
+                }
+                self.chores(&mut node);
+                self.worker.io.flush(&mut node);
+                if let Some(a) = self.admin.as_mut() {
+                    a.complete_pings(&mut node);
+                }
+                log_events(&mut node);
+            }
+            self.worker.run_handoffs();
+        }
+        Ok(())
+    }
+
+    /// The once-a-second tick, beacons when due, and the supernode relay.
+    fn chores(&mut self, node: &mut ShardNode<P>) {
+        let now = Instant::now();
+        if now >= self.next_second {
+            self.next_second = now + Duration::from_secs(1);
             second_tick(
-                &mut node,
-                agent.as_ref(),
-                &mut applied_frames,
-                &mut egress_seen,
+                node,
+                self.agent.as_ref(),
+                &mut self.applied_frames,
+                &mut self.egress_seen,
                 now,
             );
         }
-        if now >= next_beacon {
-            next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
-            for b in beacons.iter().filter(|b| b.settings.send) {
-                b.send(&node, tun_name.as_deref());
+        if now >= self.next_beacon {
+            self.next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
+            for b in self.beacons.iter().filter(|b| b.settings.send) {
+                b.send(node, self.tun_name.as_deref());
             }
             let beacon = node.eth_beacon();
-            for e in io.links.eth.iter_mut().filter(|e| e.send_beacons) {
+            for e in self
+                .worker
+                .io
+                .sinks
+                .links
+                .eth
+                .iter_mut()
+                .filter(|e| e.send_beacons)
+            {
                 e.socket.broadcast(&beacon);
             }
         }
-        if let Some(r) = relay.as_mut() {
+        if let Some(r) = self.relay.as_mut() {
             while let Some(q) = node.poll_supernode_query() {
                 r.submit(q);
             }
@@ -390,16 +805,31 @@ pub fn run<P: Pathfinder>(
                 node.answer_supernode_query(now, to, &answer);
             }
         }
-        io.flush(&mut node);
-        if let Some(a) = admin.as_mut() {
-            a.complete_pings(&mut node);
-        }
-        while let Some(e) = node.poll_event() {
-            log_event(&e);
+    }
+}
+
+/// Offers a beacon to each shard; the one that owns its sender peers with it.
+fn dispatch_beacon<P: Pathfinder>(
+    shards: &mut [&mut ShardNode<P>],
+    from: SocketAddr,
+    mut handle: impl FnMut(&mut ShardNode<P>) -> Result<Option<Label>, BeaconError>,
+) {
+    for node in shards.iter_mut() {
+        match handle(node) {
+            Ok(Some(label)) => info!(peer = %display_link(&from), %label, "added peer from beacon"),
+            Ok(None) => {}
+            Err(e) => {
+                debug!(peer = %display_link(&from), error = %e, "ignored beacon");
+                return;
+            }
         }
     }
-    info!("shutting down");
-    Ok(())
+}
+
+fn log_events<P: Pathfinder>(node: &mut Node<P>) {
+    while let Some(e) = node.poll_event() {
+        log_event(&e);
+    }
 }
 
 /// Once a second: lease time spans, lease frames from the route server, and a snapshot of our
@@ -473,13 +903,19 @@ fn second_tick<P: Pathfinder>(
     });
 }
 
-/// Starts peering with `p` at link address `address`.
-fn connect<P: Pathfinder, A>(node: &mut Node<P>, address: SocketAddr, p: &PeerSpec<A>) {
+/// Starts peering with `p` at link address `address`, in the shard that owns it.
+fn connect<P: Pathfinder, A>(shards: &[Mutex<ShardNode<P>>], address: SocketAddr, p: &PeerSpec<A>) {
     let creds = PeerCredentials {
         password: p.password.as_bytes().to_vec(),
         login: p.login.as_ref().map(|l| l.as_bytes().to_vec()),
     };
     let peer = display_link(&address);
+    let Some(first) = shards.first() else { return };
+    let owner = usize::from(lock(first).shard().owner_of(&p.key.address()));
+    let Some(shard) = shards.get(owner) else {
+        return;
+    };
+    let mut node = lock(shard);
     match node.connect(Instant::now(), address, p.key, creds, p.name.clone()) {
         Ok(label) => info!(%peer, key = %p.key, %label, "connecting to peer"),
         Err(e) => warn!(%peer, error = %e, "cannot connect to peer"),
@@ -499,7 +935,7 @@ fn open_eth<P: Pathfinder>(
     settings: &[EthSettings],
     tun: Option<&str>,
     poll: &Poll,
-    node: &mut Node<P>,
+    shards: &[Mutex<ShardNode<P>>],
 ) -> Result<Vec<EthInterface>> {
     let mut out = Vec::new();
     for s in settings {
@@ -540,7 +976,7 @@ fn open_eth<P: Pathfinder>(
                         ifindex: socket.ifindex(),
                         mac: p.address,
                     };
-                    connect(node, link.link_address(), p);
+                    connect(shards, link.link_address(), p);
                 }
             }
             out.push(EthInterface {
@@ -574,7 +1010,9 @@ fn log_event(e: &NodeEvent) {
 
 /// Binds a UDP socket; IPv6 sockets are IPv6-only, so `0.0.0.0:P` and `[::]:P` (what
 /// `cjdroute --genconf` writes) can both be bound, as cjdns does.
-fn bind_udp(bind: &SocketAddr) -> io::Result<StdUdpSocket> {
+/// A UDP socket bound to `bind`; with `reuse_port`, one of a group on the same port among
+/// which the kernel spreads peers (by a hash of their addresses).
+fn bind_udp(bind: &SocketAddr, reuse_port: bool) -> io::Result<StdUdpSocket> {
     let domain = if bind.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -583,6 +1021,9 @@ fn bind_udp(bind: &SocketAddr) -> io::Result<StdUdpSocket> {
     let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
     if bind.is_ipv6() {
         sock.set_only_v6(true)?;
+    }
+    if reuse_port {
+        sock.set_reuse_port(true)?;
     }
     sock.bind(&(*bind).into())?;
     Ok(sock.into())
@@ -627,19 +1068,17 @@ impl BeaconSocket {
         }
     }
 
-    fn receive<P: Pathfinder>(&self, node: &mut Node<P>) {
+    /// The beacons waiting on the socket (up to a batch), and who sent them.
+    fn receive(&self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut heard = Vec::new();
         let mut data = [0u8; 512];
         for _ in 0..MAX_BATCH {
-            let (n, from) = match self.socket.recv_from(&mut data) {
-                Ok(r) => r,
-                Err(_) => return,
-            };
-            match node.handle_beacon(Instant::now(), from, &data[..n]) {
-                Ok(Some(label)) => info!(%from, %label, "added peer from beacon"),
-                Ok(None) => {}
-                Err(e) => debug!(%from, error = %e, "ignored beacon"),
+            match self.socket.recv_from(&mut data) {
+                Ok((n, from)) => heard.push((from, data[..n].to_vec())),
+                Err(_) => break,
             }
         }
+        heard
     }
 }
 
@@ -650,7 +1089,7 @@ struct Admin {
 }
 
 impl Admin {
-    fn drain<P: Pathfinder>(&mut self, node: &mut Node<P>) {
+    fn drain<P: Pathfinder>(&mut self, shards: &mut [&mut Node<P>]) {
         let mut request = [0u8; 4096];
         for _ in 0..MAX_BATCH {
             let (n, src) = match self.socket.recv_from(&mut request) {
@@ -664,9 +1103,8 @@ impl Admin {
             let unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let mut shards = [&mut *node];
             let mut functions = NodeAdmin {
-                shards: &mut shards,
+                shards: &mut *shards,
                 now: Instant::now(),
                 pings: &mut self.pings,
             };
@@ -734,16 +1172,45 @@ impl Links {
 }
 
 struct Io<'a> {
-    /// Where packets for peers go.
-    links: Links,
+    /// Where the node's outputs go.
+    sinks: Sinks<'a>,
     /// Where Ethernet `recvmmsg` reads into.
     eth_rx: eth::EthRxBatch,
     /// Where `recvmmsg` reads into.
     rx: udp::RxBatch,
-    /// The TUN device (`tun_out.tun`) and where packets for it go.
-    tun_out: TunOut<'a>,
     /// Where offloaded TUN reads go, when the device has offloads.
     tun_offload: Option<TunOffloadBuffers>,
+    /// Ethernet beacons heard this round, for the shards that did not see them.
+    eth_beacons: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// Where what the node answers goes: peers' links, the TUN device, other shards.
+struct Sinks<'a> {
+    /// Where packets for peers go.
+    links: Links,
+    /// The TUN device (`tun_out.tun`) and where packets for it go.
+    tun_out: TunOut<'a>,
+    /// Packets for other shards.
+    handoffs: Handoffs,
+}
+
+impl Sinks<'_> {
+    /// Queues an output for a peer (sent at the next flush, at the latest at the end of the
+    /// drain round), writes one for TUN, or keeps one for another shard.
+    fn emit(&mut self, out: Output, data: &[u8]) {
+        match out {
+            Output::None => {}
+            Output::Udp(to) => self.links.queue(to, data),
+            Output::Tun => self.tun_out.write(data),
+            Output::Handoff(h) => self.handoffs.push(h, data),
+        }
+    }
+
+    /// Sends and writes everything queued.
+    fn flush(&mut self) {
+        self.links.flush();
+        self.tun_out.flush();
+    }
 }
 
 /// Buffers for reading a TUN device with offloads: a whole super-packet, and one segment.
@@ -804,25 +1271,12 @@ impl TunOut<'_> {
 
 impl Io<'_> {
     fn send(&mut self, out: Output, data: &[u8]) {
-        Self::emit(&mut self.links, &mut self.tun_out, out, data);
-    }
-
-    /// Queues an output for a peer (sent at the next flush, at the latest at the end of the
-    /// drain round) or writes one for TUN.
-    fn emit(links: &mut Links, tun: &mut TunOut<'_>, out: Output, data: &[u8]) {
-        match out {
-            Output::None => {}
-            Output::Udp(to) => links.queue(to, data),
-            Output::Tun => tun.write(data),
-            // The node runs as one shard here, and one shard never hands off.
-            Output::Handoff(h) => debug!(?h, "handoff without shards dropped"),
-        }
+        self.sinks.emit(out, data);
     }
 
     /// Sends and writes everything queued.
     fn flush_queues(&mut self) {
-        self.links.flush();
-        self.tun_out.flush();
+        self.sinks.flush();
     }
 
     /// Ends a round of reading from peers: sends what it caused, and if it wrote to TUN, lets
@@ -831,7 +1285,7 @@ impl Io<'_> {
     /// UDP flood). `tun_writes` is the TUN write count when the round began.
     fn end_peer_round(&mut self, tun_writes: u64) {
         self.flush_queues();
-        if self.tun_out.writes != tun_writes {
+        if self.sinks.tun_out.writes != tun_writes {
             std::thread::yield_now();
         }
     }
@@ -846,12 +1300,12 @@ impl Io<'_> {
         i: usize,
     ) -> bool {
         let mut budget = MAX_BATCH;
-        let tun_writes = self.tun_out.writes;
+        let tun_writes = self.sinks.tun_out.writes;
         let more = loop {
             if budget == 0 {
                 break true;
             }
-            let n = match self.links.udp.recv(i, &mut self.rx, budget) {
+            let n = match self.sinks.links.udp.recv(i, &mut self.rx, budget) {
                 Ok(0) => break false,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
@@ -867,7 +1321,7 @@ impl Io<'_> {
                     budget = budget.saturating_sub(1);
                     buf.load(segment);
                     let out = node.handle_udp(now, from, buf);
-                    Self::emit(&mut self.links, &mut self.tun_out, out, buf.data());
+                    self.sinks.emit(out, buf.data());
                 }
             }
         };
@@ -885,6 +1339,7 @@ impl Io<'_> {
         i: usize,
     ) -> bool {
         let Some((ifindex, accept_beacons)) = self
+            .sinks
             .links
             .eth
             .get(i)
@@ -893,12 +1348,12 @@ impl Io<'_> {
             return false;
         };
         let mut budget = MAX_BATCH;
-        let tun_writes = self.tun_out.writes;
+        let tun_writes = self.sinks.tun_out.writes;
         let more = loop {
             if budget == 0 {
                 break true;
             }
-            let Some(iface) = self.links.eth.get(i) else {
+            let Some(iface) = self.sinks.links.eth.get(i) else {
                 break false;
             };
             let n = match iface.socket.recv_batch(&mut self.eth_rx) {
@@ -933,14 +1388,19 @@ impl Io<'_> {
                     }
                     match node.handle_eth_beacon(now, link.link_address(), payload) {
                         Ok(Some(label)) => info!(peer = %link, %label, "added peer from beacon"),
-                        Ok(None) => {}
+                        Ok(None) => {
+                            if node.shard().count() > 1 {
+                                self.eth_beacons
+                                    .push((link.link_address(), payload.to_vec()));
+                            }
+                        }
                         Err(e) => debug!(peer = %link, error = %e, "ignored beacon"),
                     }
                     continue;
                 }
                 buf.load(payload);
                 let out = node.handle_udp(now, link.link_address(), buf);
-                Self::emit(&mut self.links, &mut self.tun_out, out, buf.data());
+                self.sinks.emit(out, buf.data());
             }
         };
         self.end_peer_round(tun_writes);
@@ -954,7 +1414,7 @@ impl Io<'_> {
         }
         let mut more = true;
         for _ in 0..MAX_BATCH {
-            let Some(t) = self.tun_out.tun else {
+            let Some(t) = self.sinks.tun_out.tun else {
                 more = false;
                 break;
             };
@@ -979,11 +1439,10 @@ impl Io<'_> {
         node: &mut Node<P>,
         buf: &mut PacketBuf,
     ) -> bool {
-        let (Some(t), Some(bufs)) = (self.tun_out.tun, self.tun_offload.as_mut()) else {
+        let (Some(t), Some(bufs)) = (self.sinks.tun_out.tun, self.tun_offload.as_mut()) else {
             return false;
         };
-        let links = &mut self.links;
-        let tun_out = &mut self.tun_out;
+        let sinks = &mut self.sinks;
         let mut packets = 0usize;
         let mut more = true;
         for _ in 0..MAX_BATCH {
@@ -996,7 +1455,7 @@ impl Io<'_> {
                 packets += 1;
                 buf.load(packet);
                 let out = node.handle_tun(now, buf);
-                Self::emit(links, tun_out, out, buf.data());
+                sinks.emit(out, buf.data());
             });
             if tun_read(read) != Some(true) {
                 more = false;
