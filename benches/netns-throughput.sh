@@ -7,7 +7,10 @@
 # Usage (as root): benches/netns-throughput.sh [path/to/cjdroute]
 # DUR=seconds per run (default 10); TUN_OFFLOAD=0 turns the TUN offloads off; APP_PIN=1 pins
 # the iperf3 processes too (see below); LINK=eth makes the nodes peer over raw Ethernet
-# (ETHInterface) instead of UDP.
+# (ETHInterface) instead of UDP. NODE_PIN=0 lets the nodes float over all cores instead of
+# pinning each to one; WORKERS=n sets pktmesh.workers in both configs (default: one worker per
+# core the node may run on, so one when pinned); FLOWS=n runs the TCP test with n parallel
+# streams (iperf3 -P n).
 # Needs iproute2 and iperf3. Creates namespaces pmtpA/pmtpB and removes them on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,6 +28,10 @@ DUR=${DUR:-10}
 # side were a one-core host; by default the two iperf3 processes float over both cores.
 PIN_A=""; PIN_B=""
 if [ "${APP_PIN:-0}" = 1 ]; then PIN_A="taskset -c 0"; PIN_B="taskset -c 1"; fi
+NODE_A="taskset -c 0"; NODE_B="taskset -c 1"
+if [ "${NODE_PIN:-1}" = 0 ]; then NODE_A=""; NODE_B=""; fi
+WORKERS_KEY=""
+if [ -n "${WORKERS:-}" ]; then WORKERS_KEY=", \"workers\": $WORKERS"; fi
 WORK=$(mktemp -d)
 A=pmtpA; B=pmtpB
 
@@ -52,7 +59,7 @@ conf() { # private bind connect-json [ETHInterface-json]
   "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
   "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ], "ETHInterface": [ $4 ] },
   "router": { "interface": { "type": "TUNInterface" } },
-  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1} },
+  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1}$WORKERS_KEY },
   "noBackground": 1, "version": 2 }
 EOF
 }
@@ -69,8 +76,8 @@ else
 fi
 BIP=$(field "$IB" ipv6)
 
-RUST_LOG=warn ip netns exec $B taskset -c 1 "$CJDROUTE" --config "$WORK/b.conf" > "$WORK/b.log" 2>&1 & echo $! > "$WORK/b.pid"
-RUST_LOG=warn ip netns exec $A taskset -c 0 "$CJDROUTE" --config "$WORK/a.conf" > "$WORK/a.log" 2>&1 & echo $! > "$WORK/a.pid"
+RUST_LOG=warn ip netns exec $B $NODE_B "$CJDROUTE" --config "$WORK/b.conf" > "$WORK/b.log" 2>&1 & echo $! > "$WORK/b.pid"
+RUST_LOG=warn ip netns exec $A $NODE_A "$CJDROUTE" --config "$WORK/a.conf" > "$WORK/a.log" 2>&1 & echo $! > "$WORK/a.pid"
 for i in $(seq 1 100); do
   ip netns exec $A ping -6 -c1 -W1 "$BIP" >/dev/null 2>&1 && break
   sleep 0.2
@@ -98,7 +105,7 @@ s=e.get("sum_received") or e.get("sum")
 print("%.0f" % (s["bits_per_second"]/1e6))' 2>/dev/null || echo "?")
   echo "$label: ${mbps} Mbit/s received; CPU node A $(( (a1-a0)*100/hz/DUR ))%, node B $(( (b1-b0)*100/hz/DUR ))% of a core; B wrote $(( (t1-t0)*8/DUR/1000000 )) Mbit/s into its TUN (IPv6 packets with headers)"
 }
-measure "TCP, $DUR s"
+measure "TCP, $DUR s, ${FLOWS:-1} stream(s)" -P "${FLOWS:-1}"
 for rate in ${RATES:-100M 200M 400M 800M 1200M}; do
   measure "UDP at $rate, $DUR s" -u -b $rate -l 1200
 done
