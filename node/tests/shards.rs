@@ -237,3 +237,97 @@ fn one_shard_behaves_like_an_unsharded_node() {
     assert!(line.reach(3, 0, 0));
     assert_eq!(line.net.handoffs, 0);
 }
+
+/// The admin API over a node of three shards: peers and sessions of every shard, a new peer
+/// connected in the shard that owns it, a password added to every shard.
+#[test]
+fn the_admin_api_answers_for_all_shards() {
+    use pktmesh_node::admin::{client, AdminServer};
+    use pktmesh_node::bencode::{Dict, Value};
+    use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
+
+    let now = Instant::now();
+    let private = key(7);
+    let router = dht::Pathfinder::new(now, private.public_key(), dht::Config::default(), 7);
+    let mut nodes = shards(private, router, [7; 32], 3, now);
+    let mut server = AdminServer::new("NONE");
+    let mut pings = PendingPings::default();
+    let src: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+    let mut ask = |nodes: &mut Vec<Core>, function: &str, args: Dict| -> Dict {
+        let mut refs: Vec<&mut Core> = nodes.iter_mut().collect();
+        let mut f = NodeAdmin {
+            shards: &mut refs,
+            now,
+            pings: &mut pings,
+        };
+        let req = client::request(function, args, b"t1");
+        let out = server.handle(1_700_000_000, src, &req, &mut f).responses;
+        client::parse_response(&out[0]).unwrap().dict
+    };
+    // Nine peers through beginConnection; each lands in the shard its address names.
+    let peers: Vec<PrivateKey> = (100..109).map(key).collect();
+    for (i, p) in peers.iter().enumerate() {
+        let args = Dict::new()
+            .with(
+                "publicKey",
+                Value::from(p.public_key().to_string().as_str()),
+            )
+            .with(
+                "address",
+                Value::from(format!("10.1.0.{}:1000", i + 1).as_str()),
+            )
+            .with("password", Value::from("x"));
+        let reply = ask(&mut nodes, "UDPInterface_beginConnection", args);
+        assert_eq!(reply.get_str("error"), Some("none"), "{reply:?}");
+    }
+    let mut held = 0;
+    for n in &nodes {
+        for p in n.peer_stats(now) {
+            assert!(n.shard().owns(&p.key.address()));
+            held += 1;
+        }
+    }
+    assert_eq!(held, 9);
+    assert!(
+        nodes
+            .iter()
+            .filter(|n| !n.peer_stats(now).is_empty())
+            .count()
+            > 1,
+        "the peers are spread over shards"
+    );
+    // peerStats pages through all of them, in slot order.
+    let mut labels = Vec::new();
+    for page in 0..2 {
+        let reply = ask(
+            &mut nodes,
+            "InterfaceController_peerStats",
+            Dict::new().with("page", Value::Int(page)),
+        );
+        assert_eq!(reply.get_int("total"), Some(9));
+        if let Some(Value::List(list)) = reply.get("peers") {
+            for p in list {
+                let addr = p.as_dict().unwrap().get_str("addr").unwrap().to_string();
+                // v<version>.<label, four groups>.<key>
+                let parts: Vec<&str> = addr.split('.').collect();
+                labels.push(parts[1..5].join("."));
+            }
+        }
+    }
+    assert_eq!(labels.len(), 9);
+    let mut sorted = labels.clone();
+    sorted.sort();
+    assert_eq!(labels, sorted, "slot order");
+    // A password added through the API is known to every shard.
+    let reply = ask(
+        &mut nodes,
+        "AuthorizedPasswords_add",
+        Dict::new()
+            .with("password", Value::from("new one"))
+            .with("user", Value::from("carol")),
+    );
+    assert_eq!(reply.get_str("error"), Some("none"), "{reply:?}");
+    for n in &nodes {
+        assert!(n.authorized_users().iter().any(|u| u == b"carol"));
+    }
+}

@@ -505,6 +505,9 @@ struct Worker<'a, P> {
     tun_pending: bool,
     socket_pending: Vec<bool>,
     eth_pending: Vec<bool>,
+    /// Dropped handoffs already logged, and when.
+    drops_reported: u64,
+    last_drop_report: Option<Instant>,
 }
 
 impl<'a, P: Pathfinder> Worker<'a, P> {
@@ -541,6 +544,8 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
             tun_pending: false,
             socket_pending: vec![false; sockets],
             eth_pending: vec![false; eth],
+            drops_reported: 0,
+            last_drop_report: None,
         }
     }
 
@@ -597,10 +602,32 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
         log_events(node);
     }
 
-    /// Takes the packets handed off during the round to their shards, each under its shard's
-    /// lock, and sends what they cause before letting go of the lock: so what a shard seals
-    /// for a session leaves in nonce order whichever worker sealed it.
+    /// Takes the packets handed off during the round to their shards, and reports (at most once
+    /// a second) those dropped because too many waited.
     fn run_handoffs(&mut self) {
+        self.pass_handoffs();
+        let dropped = self.io.sinks.handoffs.dropped;
+        if dropped > self.drops_reported {
+            let now = Instant::now();
+            let due = self
+                .last_drop_report
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+            if due {
+                warn!(
+                    worker = self.index,
+                    dropped = dropped - self.drops_reported,
+                    "packets for other shards dropped: the handoff queue was full"
+                );
+                self.drops_reported = dropped;
+                self.last_drop_report = Some(now);
+            }
+        }
+    }
+
+    /// Runs the waiting handoffs through their shards, each under its shard's lock, and sends
+    /// what they cause before letting go of the lock: so what a shard seals for a session
+    /// leaves in nonce order whichever worker sealed it.
+    fn pass_handoffs(&mut self) {
         for _ in 0..MAX_HANDOFF_PASSES {
             if self.io.sinks.handoffs.queue.is_empty() {
                 return;
@@ -629,7 +656,6 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
         let left = self.io.sinks.handoffs.queue.len();
         if left > 0 {
             self.io.sinks.handoffs.dropped += left as u64;
-            debug!(left, "handoffs dropped after too many passes");
             let mut rest = std::mem::take(&mut self.io.sinks.handoffs.queue);
             self.io.sinks.handoffs.recycle(&mut rest);
             self.io.sinks.handoffs.queue = rest;
