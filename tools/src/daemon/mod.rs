@@ -28,7 +28,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -217,9 +217,13 @@ pub fn run<P: Pathfinder + Send>(
             )
             .with_context(|| format!("authorizedPasswords entry for user {:?}", a.user))?;
         }
-        shards.push(Mutex::new(node));
+        shards.push(Shard {
+            node: Mutex::new(node),
+            inbox: Mutex::new(Inbox::default()),
+            waker: wakers[i].clone(),
+        });
     }
-    let shards: &[Mutex<ShardNode<P>>] = &shards;
+    let shards: &[Shard<P>] = &shards;
     let (address, key) = {
         let first = lock(&shards[0]);
         (*first.address(), *first.public_key())
@@ -467,24 +471,64 @@ impl Drop for StopOnExit<'_> {
     }
 }
 
-/// A shard of the node as the workers share it.
+/// A node core of one shard.
 type ShardNode<P> = Node<SharedPathfinder<P>>;
 
-/// Locks a shard. A worker that panicked while holding one has ended the daemon (its thread's
-/// result is checked), so a poisoned lock is taken as it is.
-fn lock<P>(shard: &Mutex<ShardNode<P>>) -> MutexGuard<'_, ShardNode<P>> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+/// A shard of the node as the workers share it: its core, the packets other workers left for
+/// it because they found it busy, and how to wake its worker.
+struct Shard<P> {
+    node: Mutex<ShardNode<P>>,
+    inbox: Mutex<Inbox>,
+    waker: Arc<Waker>,
+}
+
+/// Locks a shard's core. A worker that panicked while holding one has ended the daemon (its
+/// thread's result is checked), so a poisoned lock is taken as it is.
+fn lock<P>(shard: &Shard<P>) -> MutexGuard<'_, ShardNode<P>> {
+    shard.node.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Packets for a shard, copied into one reused byte arena.
+#[derive(Default)]
+struct Inbox {
+    items: Vec<(Handoff, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl Inbox {
+    fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
+        inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a copy of `data`; false when the inbox is full.
+    fn push(&mut self, handoff: Handoff, data: &[u8]) -> bool {
+        if self.items.len() >= MAX_HANDOFFS {
+            return false;
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.items.push((handoff, start..self.bytes.len()));
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+    }
 }
 
 /// Calls `f` with every shard: `held` (shard 0, locked by the caller) and the others, locked
 /// in ascending order (the one order any thread takes two shard locks in).
 fn with_all_shards<P: Pathfinder, T>(
     held: &mut ShardNode<P>,
-    shards: &[Mutex<ShardNode<P>>],
+    shards: &[Shard<P>],
     f: impl FnOnce(&mut [&mut ShardNode<P>]) -> T,
 ) -> T {
-    let mut guards: Vec<MutexGuard<'_, ShardNode<P>>> =
-        shards.iter().skip(1).map(|s| lock(s)).collect();
+    let mut guards: Vec<MutexGuard<'_, ShardNode<P>>> = shards.iter().skip(1).map(lock).collect();
     let mut all: Vec<&mut ShardNode<P>> = Vec::with_capacity(shards.len());
     all.push(held);
     all.extend(guards.iter_mut().map(|g| &mut **g));
@@ -519,11 +563,13 @@ impl Handoffs {
 /// One worker: its sockets and TUN queue, and the shard it owns.
 struct Worker<'a, P> {
     index: usize,
-    shards: &'a [Mutex<ShardNode<P>>],
+    shards: &'a [Shard<P>],
     io: Io<'a>,
     buf: PacketBuf,
     /// Handoffs being taken to their shards.
     batch: Vec<(Handoff, PacketBuf)>,
+    /// What other workers left for this worker's shard, taken out of its inbox.
+    inbox: Inbox,
     tun_pending: bool,
     socket_pending: Vec<bool>,
     eth_pending: Vec<bool>,
@@ -533,12 +579,7 @@ struct Worker<'a, P> {
 }
 
 impl<'a, P: Pathfinder> Worker<'a, P> {
-    fn new(
-        index: usize,
-        shards: &'a [Mutex<ShardNode<P>>],
-        links: Links,
-        tun: Option<&'a Tun>,
-    ) -> Self {
+    fn new(index: usize, shards: &'a [Shard<P>], links: Links, tun: Option<&'a Tun>) -> Self {
         let sockets = links.udp.len();
         let eth = links.eth.len();
         Self {
@@ -563,6 +604,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
             },
             buf: PacketBuf::new(),
             batch: Vec::new(),
+            inbox: Inbox::default(),
             tun_pending: false,
             socket_pending: vec![false; sockets],
             eth_pending: vec![false; eth],
@@ -601,6 +643,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
     /// One round on the worker's own shard: a batch from each ready source, paced egress,
     /// timers, and everything it queued sent.
     fn round(&mut self, node: &mut ShardNode<P>) {
+        self.take_inbox(node);
         // One batch from each ready source per round, so neither direction starves the other.
         if self.tun_pending {
             self.tun_pending = self.io.drain_tun(node, &mut self.buf);
@@ -622,6 +665,27 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
         }
         self.io.flush(node);
         log_events(node);
+    }
+
+    /// Runs through the worker's own shard what other workers left in its inbox.
+    fn take_inbox(&mut self, node: &mut ShardNode<P>) {
+        {
+            let mut inbox = Inbox::lock(&self.shards[self.index].inbox);
+            if inbox.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *inbox, &mut self.inbox);
+        }
+        let now = Instant::now();
+        for (h, range) in &self.inbox.items {
+            let Some(data) = self.inbox.bytes.get(range.clone()) else {
+                continue;
+            };
+            self.buf.load(data);
+            let out = node.handle_handoff(now, h.stage, &mut self.buf);
+            self.io.sinks.emit(out, self.buf.data());
+        }
+        self.inbox.clear();
     }
 
     /// Takes the packets handed off during the round to their shards, and reports (at most once
@@ -648,7 +712,9 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
 
     /// Runs the waiting handoffs through their shards, each under its shard's lock, and sends
     /// what they cause before letting go of the lock: so what a shard seals for a session
-    /// leaves in nonce order whichever worker sealed it.
+    /// leaves in nonce order whichever worker sealed it. A shard that is busy (its own worker,
+    /// or another, is in it) is not waited for: its packets go to its inbox and its worker is
+    /// woken, so no worker ever sleeps on another's lock.
     fn pass_handoffs(&mut self) {
         for _ in 0..MAX_HANDOFF_PASSES {
             if self.io.sinks.handoffs.queue.is_empty() {
@@ -659,7 +725,24 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                 if !self.batch.iter().any(|(h, _)| usize::from(h.shard) == s) {
                     continue;
                 }
-                let mut node = lock(shard);
+                let mut node = match shard.node.try_lock() {
+                    Ok(node) => node,
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(TryLockError::WouldBlock) => {
+                        let mut inbox = Inbox::lock(&shard.inbox);
+                        let was_empty = inbox.is_empty();
+                        for (h, b) in self.batch.iter().filter(|(h, _)| usize::from(h.shard) == s) {
+                            if !inbox.push(*h, b.data()) {
+                                self.io.sinks.handoffs.dropped += 1;
+                            }
+                        }
+                        drop(inbox);
+                        if was_empty {
+                            let _ = shard.waker.wake();
+                        }
+                        continue;
+                    }
+                };
                 let now = Instant::now();
                 for (h, b) in self
                     .batch
@@ -952,7 +1035,7 @@ fn second_tick<P: Pathfinder>(
 }
 
 /// Starts peering with `p` at link address `address`, in the shard that owns it.
-fn connect<P: Pathfinder, A>(shards: &[Mutex<ShardNode<P>>], address: SocketAddr, p: &PeerSpec<A>) {
+fn connect<P: Pathfinder, A>(shards: &[Shard<P>], address: SocketAddr, p: &PeerSpec<A>) {
     let creds = PeerCredentials {
         password: p.password.as_bytes().to_vec(),
         login: p.login.as_ref().map(|l| l.as_bytes().to_vec()),
@@ -983,7 +1066,7 @@ fn open_eth<P: Pathfinder>(
     settings: &[EthSettings],
     tun: Option<&str>,
     poll: &Poll,
-    shards: &[Mutex<ShardNode<P>>],
+    shards: &[Shard<P>],
 ) -> Result<Vec<EthInterface>> {
     let mut out = Vec::new();
     for s in settings {
