@@ -399,16 +399,6 @@ pub fn run<P: Pathfinder + Send>(
         };
         others.push((poll, Worker::new(w + 1, shards, links, tun_queues.next())));
     }
-    // With one worker per core the process may use, each worker stays on its core, and so do
-    // the flows the kernel steers to its socket and TUN queue.
-    let cores = core_affinity::get_core_ids()
-        .filter(|c| workers > 1 && c.len() == workers)
-        .unwrap_or_default();
-    if !cores.is_empty() {
-        let ids: Vec<usize> = cores.iter().map(|c| c.id).collect();
-        info!(cores = ?ids, "each worker pinned to its core");
-    }
-    let core_of = |w: usize| cores.get(w).copied();
     let mut main = MainWorker {
         poll: main_poll,
         worker: first,
@@ -427,18 +417,15 @@ pub fn run<P: Pathfinder + Send>(
         for (poll, worker) in others {
             let shutdown = &shutdown;
             let name = format!("worker-{}", worker.index);
-            let core = core_of(worker.index);
             threads.push(std::thread::Builder::new().name(name).spawn_scoped(
                 scope,
                 move || {
                     // A worker that stops (an error, a panic) stops the node.
                     let _stop = StopOnExit(shutdown);
-                    pin_to(core);
                     worker.run(poll, shutdown)
                 },
             )?);
         }
-        pin_to(core_of(0));
         let result = main.run(&shutdown);
         shutdown.store(true, Ordering::Relaxed);
         for t in threads {
@@ -451,15 +438,6 @@ pub fn run<P: Pathfinder + Send>(
     })?;
     info!("shutting down");
     Ok(())
-}
-
-/// Keeps the calling thread on `core`, if one is given (a refusal is logged, not fatal).
-fn pin_to(core: Option<core_affinity::CoreId>) {
-    if let Some(c) = core {
-        if !core_affinity::set_for_current(c) {
-            warn!(core = c.id, "cannot pin a worker to its core; it floats");
-        }
-    }
 }
 
 /// Sets the shutdown flag when dropped, so every worker ends when one does.
