@@ -375,6 +375,11 @@ pub fn run<P: Pathfinder + Send>(
         connect(shards, p.address, p);
     }
 
+    // A test switch: every handoff through the owner's inbox, so that path carries all traffic.
+    let via_inbox = std::env::var_os("PKTMESH_HANDOFFS_VIA_INBOX").is_some();
+    if via_inbox {
+        warn!("PKTMESH_HANDOFFS_VIA_INBOX: every handoff goes through the owning shard's inbox");
+    }
     let mut sockets = sockets.into_iter();
     let mut tun_queues = tuns.iter();
     let first = Worker::new(
@@ -386,6 +391,7 @@ pub fn run<P: Pathfinder + Send>(
             eth,
         },
         tun_queues.next(),
+        via_inbox,
     );
     for (i, sock) in first.io.sinks.links.udp.sockets().enumerate() {
         let (gso, gro) = first.io.sinks.links.udp.offloads(i);
@@ -397,7 +403,10 @@ pub fn run<P: Pathfinder + Send>(
             udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
             eth,
         };
-        others.push((poll, Worker::new(w + 1, shards, links, tun_queues.next())));
+        others.push((
+            poll,
+            Worker::new(w + 1, shards, links, tun_queues.next(), via_inbox),
+        ));
     }
     let mut main = MainWorker {
         poll: main_poll,
@@ -548,6 +557,9 @@ struct Worker<'a, P> {
     batch: Vec<(Handoff, PacketBuf)>,
     /// What other workers left for this worker's shard, taken out of its inbox.
     inbox: Inbox,
+    /// Hand every packet for another shard to its inbox, even when the shard is free (a test
+    /// switch, `PKTMESH_HANDOFFS_VIA_INBOX`).
+    via_inbox: bool,
     tun_pending: bool,
     socket_pending: Vec<bool>,
     eth_pending: Vec<bool>,
@@ -557,7 +569,13 @@ struct Worker<'a, P> {
 }
 
 impl<'a, P: Pathfinder> Worker<'a, P> {
-    fn new(index: usize, shards: &'a [Shard<P>], links: Links, tun: Option<&'a Tun>) -> Self {
+    fn new(
+        index: usize,
+        shards: &'a [Shard<P>],
+        links: Links,
+        tun: Option<&'a Tun>,
+        via_inbox: bool,
+    ) -> Self {
         let sockets = links.udp.len();
         let eth = links.eth.len();
         Self {
@@ -583,6 +601,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
             buf: PacketBuf::new(),
             batch: Vec::new(),
             inbox: Inbox::default(),
+            via_inbox,
             tun_pending: false,
             socket_pending: vec![false; sockets],
             eth_pending: vec![false; eth],
@@ -703,7 +722,12 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                 if !self.batch.iter().any(|(h, _)| usize::from(h.shard) == s) {
                     continue;
                 }
-                let mut node = match shard.node.try_lock() {
+                let attempt = if self.via_inbox {
+                    Err(TryLockError::WouldBlock)
+                } else {
+                    shard.node.try_lock()
+                };
+                let mut node = match attempt {
                     Ok(node) => node,
                     Err(TryLockError::Poisoned(p)) => p.into_inner(),
                     Err(TryLockError::WouldBlock) => {

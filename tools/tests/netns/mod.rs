@@ -173,11 +173,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cjdroute --nobg --config <conf>` inside `ns`.
     pub fn start(ns: &Netns, conf: &Path, dir: &Path, name: &str) -> Self {
+        Self::start_with_env(ns, conf, dir, name, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(
+        ns: &Netns,
+        conf: &Path,
+        dir: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = ns
             .cmd(cjdroute_bin().to_str().unwrap())
             .args(["--nobg", "--config", conf.to_str().unwrap()])
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
