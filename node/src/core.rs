@@ -692,10 +692,7 @@ impl<P: Pathfinder> Node<P> {
             Stage::Datagram(from) => self.handle_udp(now, from, buf),
             Stage::Forward { from, to } => {
                 self.sync_directory();
-                match self.slot_owner_elsewhere(to) {
-                    Some(owner) => handoff(owner, stage),
-                    None => self.forward_to_peer(now, from, to, buf),
-                }
+                self.deliver_to_slot(now, from, to, buf)
             }
             Stage::Router => {
                 let out = self.router_in(now, buf);
@@ -930,10 +927,7 @@ impl<P: Pathfinder> Node<P> {
         self.sync_directory();
         match self.switch.forward(from, buf.data_mut()) {
             Forward::Deliver { to } if to == ROUTER_SLOT => self.router_in(now, buf),
-            Forward::Deliver { to } => match self.slot_owner_elsewhere(to) {
-                Some(owner) => handoff(owner, Stage::Forward { from, to }),
-                None => self.forward_to_peer(now, from, to, buf),
-            },
+            Forward::Deliver { to } => self.deliver_to_slot(now, from, to, buf),
             Forward::SendError { code } => {
                 let mut err = [0u8; ERROR_PACKET_MAX];
                 if let Ok(n) = write_switch_error(buf.data(), code, &mut err) {
@@ -948,6 +942,15 @@ impl<P: Pathfinder> Node<P> {
                 Output::None
             }
             Forward::Drop(_) => Output::None,
+        }
+    }
+
+    /// Sends a switched packet on to the peer in slot `to`, or hands it to the shard that owns
+    /// that peer.
+    fn deliver_to_slot(&mut self, now: Instant, from: u16, to: u16, buf: &mut PacketBuf) -> Output {
+        match self.slot_owner_elsewhere(to) {
+            Some(owner) => handoff(owner, Stage::Forward { from, to }),
+            None => self.forward_to_peer(now, from, to, buf),
         }
     }
 

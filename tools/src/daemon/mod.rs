@@ -545,6 +545,12 @@ impl Handoffs {
     fn recycle(&mut self, batch: &mut Vec<(Handoff, PacketBuf)>) {
         self.pool.extend(batch.drain(..).map(|(_, b)| b));
     }
+
+    /// Drops whatever still waits (its buffers go back to the pool) and counts it.
+    fn drop_waiting(&mut self) {
+        self.dropped += self.queue.len() as u64;
+        self.pool.extend(self.queue.drain(..).map(|(_, b)| b));
+    }
 }
 
 /// One worker: its sockets and TUN queue, and the shard it owns.
@@ -760,13 +766,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
             self.io.sinks.handoffs.recycle(&mut self.batch);
         }
         // Only a packet passed back and forth (a table changing under it) gets here.
-        let left = self.io.sinks.handoffs.queue.len();
-        if left > 0 {
-            self.io.sinks.handoffs.dropped += left as u64;
-            let mut rest = std::mem::take(&mut self.io.sinks.handoffs.queue);
-            self.io.sinks.handoffs.recycle(&mut rest);
-            self.io.sinks.handoffs.queue = rest;
-        }
+        self.io.sinks.handoffs.drop_waiting();
     }
 
     /// The loop of a worker other than the first: its sockets and TUN queue only.
