@@ -151,6 +151,11 @@ const MAX_BATCH: usize = 64;
 const MAX_HANDOFFS: usize = 1024;
 /// Times a round's handoffs are passed on (a packet may need two shards after the first).
 const MAX_HANDOFF_PASSES: usize = 4;
+/// Frames read from an Ethernet interface per round. A UDP round can carry as many packets
+/// (each datagram read may be a GRO batch); with fewer, the yield that ends a round that wrote
+/// to TUN came every 64 frames, and with a busy process on the core each yield cost a time
+/// slice (docs/perf.md, Ethernet flood).
+const ETH_ROUND: usize = 8 * MAX_BATCH;
 /// Longest a worker sleeps without looking at its timers and the shutdown flag.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -1480,7 +1485,7 @@ impl Io<'_> {
         else {
             return false;
         };
-        let mut budget = MAX_BATCH;
+        let mut budget = ETH_ROUND;
         let tun_writes = self.sinks.tun_out.writes;
         let more = loop {
             if budget == 0 {
