@@ -224,7 +224,7 @@ pub fn run<P: Pathfinder + Send>(
         }
         shards.push(Shard {
             node: Mutex::new(node),
-            inbox: Mutex::new(Inbox::default()),
+            inbox: Mutex::new(Handoffs::default()),
             waker: wakers[i].clone(),
         });
     }
@@ -246,13 +246,15 @@ pub fn run<P: Pathfinder + Send>(
     let mut sockets: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, bind) in settings.udp_binds.iter().enumerate() {
         let first = bind_udp(bind, workers > 1).with_context(|| format!("binding UDP {bind}"))?;
+        // The others join the first on the port it got (the configured one may be 0).
         let bound = first.local_addr()?;
-        for (w, list) in sockets.iter_mut().enumerate() {
-            let std_sock = if w == 0 {
-                first.try_clone()?
-            } else {
-                bind_udp(&bound, true).with_context(|| format!("binding UDP {bound} again"))?
-            };
+        let mut group = vec![first];
+        for _ in 1..workers {
+            group.push(
+                bind_udp(&bound, true).with_context(|| format!("binding UDP {bound} again"))?,
+            );
+        }
+        for (w, (list, std_sock)) in sockets.iter_mut().zip(group).enumerate() {
             std_sock.set_nonblocking(true)?;
             // Large buffers ride out bursts between two turns of the loop; the kernel caps
             // them at net.core.{r,w}mem_max.
@@ -265,7 +267,6 @@ pub fn run<P: Pathfinder + Send>(
                 .register(&mut sock, Token(i), Interest::READABLE)?;
             list.push(sock);
         }
-        drop(first);
     }
 
     // TUN: one queue per worker; the kernel keeps each flow on one queue.
@@ -322,7 +323,7 @@ pub fn run<P: Pathfinder + Send>(
     }
     // Ethernet: the first worker reads every interface; the others only send on them.
     let eth = open_eth(&settings.eth, tun_name.as_deref(), &main_poll, shards)?;
-    let mut eth_senders: Vec<Vec<EthInterface>> = Vec::new();
+    let mut senders: Vec<Vec<EthInterface>> = Vec::new();
     for _ in 1..workers {
         let mut list = Vec::new();
         for e in &eth {
@@ -333,8 +334,9 @@ pub fn run<P: Pathfinder + Send>(
                 send_beacons: false,
             });
         }
-        eth_senders.push(list);
+        senders.push(list);
     }
+    let eth_lists = std::iter::once(eth).chain(senders);
 
     let admin = match settings.admin_bind {
         Some(bind) => {
@@ -385,34 +387,20 @@ pub fn run<P: Pathfinder + Send>(
     if via_inbox {
         warn!("PKTMESH_HANDOFFS_VIA_INBOX: every handoff goes through the owning shard's inbox");
     }
-    let mut sockets = sockets.into_iter();
     let mut tun_queues = tuns.iter();
-    let first = Worker::new(
-        0,
-        shards,
-        Links {
-            udp: udp::Udp::new(sockets.next().unwrap_or_default())
-                .context("setting up the UDP sockets")?,
-            eth,
-        },
-        tun_queues.next(),
-        via_inbox,
-    );
+    let mut built = Vec::with_capacity(workers);
+    for (w, (sockets, eth)) in sockets.into_iter().zip(eth_lists).enumerate() {
+        let udp = udp::Udp::new(sockets).context("setting up the UDP sockets")?;
+        let links = Links { udp, eth };
+        built.push(Worker::new(w, shards, links, tun_queues.next(), via_inbox));
+    }
+    let mut built = built.into_iter();
+    let first = built.next().context("no first worker")?;
     for (i, sock) in first.io.sinks.links.udp.sockets().enumerate() {
         let (gso, gro) = first.io.sinks.links.udp.offloads(i);
         info!(bind = %sock.local_addr()?, gso, gro, workers, "UDP interface up");
     }
-    let mut others = Vec::new();
-    for (w, ((poll, sockets), eth)) in polls.zip(sockets).zip(eth_senders).enumerate() {
-        let links = Links {
-            udp: udp::Udp::new(sockets).context("setting up the UDP sockets")?,
-            eth,
-        };
-        others.push((
-            poll,
-            Worker::new(w + 1, shards, links, tun_queues.next(), via_inbox),
-        ));
-    }
+    let others: Vec<_> = polls.zip(built).collect();
     let mut main = MainWorker {
         poll: main_poll,
         worker: first,
@@ -470,7 +458,7 @@ type ShardNode<P> = Node<SharedPathfinder<P>>;
 /// it because they found it busy, and how to wake its worker.
 struct Shard<P> {
     node: Mutex<ShardNode<P>>,
-    inbox: Mutex<Inbox>,
+    inbox: Mutex<Handoffs>,
     waker: Arc<Waker>,
 }
 
@@ -480,19 +468,20 @@ fn lock<P>(shard: &Shard<P>) -> MutexGuard<'_, ShardNode<P>> {
     shard.node.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Packets for a shard, copied into one reused byte arena.
+/// Packets on their way to a shard, copied into one reused byte arena: what a worker's round
+/// handed off, and a shard's inbox. Once grown to the traffic it allocates nothing.
 #[derive(Default)]
-struct Inbox {
+struct Handoffs {
     items: Vec<(Handoff, std::ops::Range<usize>)>,
     bytes: Vec<u8>,
 }
 
-impl Inbox {
-    fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
+impl Handoffs {
+    fn lock(inbox: &Mutex<Handoffs>) -> MutexGuard<'_, Handoffs> {
         inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps a copy of `data`; false when the inbox is full.
+    /// Keeps a copy of `data`; false when [`MAX_HANDOFFS`] already wait.
     fn push(&mut self, handoff: Handoff, data: &[u8]) -> bool {
         if self.items.len() >= MAX_HANDOFFS {
             return false;
@@ -503,6 +492,10 @@ impl Inbox {
         true
     }
 
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
     fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -510,6 +503,29 @@ impl Inbox {
     fn clear(&mut self) {
         self.items.clear();
         self.bytes.clear();
+    }
+
+    /// The packets for `shard`, in order.
+    fn for_shard(&self, shard: usize) -> impl Iterator<Item = (Handoff, &[u8])> {
+        self.items
+            .iter()
+            .filter(move |(h, _)| usize::from(h.shard) == shard)
+            .filter_map(|(h, r)| Some((*h, self.bytes.get(r.clone())?)))
+    }
+}
+
+/// Runs `packets` (handed to `node`'s shard) through it and does what it answers.
+fn run_handed<'p, P: Pathfinder>(
+    node: &mut ShardNode<P>,
+    packets: impl Iterator<Item = (Handoff, &'p [u8])>,
+    buf: &mut PacketBuf,
+    sinks: &mut Sinks<'_>,
+) {
+    let now = Instant::now();
+    for (h, data) in packets {
+        buf.load(data);
+        let out = node.handle_handoff(now, h.stage, buf);
+        sinks.emit(out, buf.data());
     }
 }
 
@@ -527,37 +543,6 @@ fn with_all_shards<P: Pathfinder, T>(
     f(&mut all)
 }
 
-/// Packets waiting to be passed to another shard, and the buffers they travel in (reused, so
-/// a handoff allocates nothing once the pool has grown to the traffic).
-#[derive(Default)]
-struct Handoffs {
-    queue: Vec<(Handoff, PacketBuf)>,
-    pool: Vec<PacketBuf>,
-    dropped: u64,
-}
-
-impl Handoffs {
-    fn push(&mut self, handoff: Handoff, data: &[u8]) {
-        if self.queue.len() >= MAX_HANDOFFS {
-            self.dropped += 1;
-            return;
-        }
-        let mut buf = self.pool.pop().unwrap_or_default();
-        buf.load(data);
-        self.queue.push((handoff, buf));
-    }
-
-    fn recycle(&mut self, batch: &mut Vec<(Handoff, PacketBuf)>) {
-        self.pool.extend(batch.drain(..).map(|(_, b)| b));
-    }
-
-    /// Drops whatever still waits (its buffers go back to the pool) and counts it.
-    fn drop_waiting(&mut self) {
-        self.dropped += self.queue.len() as u64;
-        self.pool.extend(self.queue.drain(..).map(|(_, b)| b));
-    }
-}
-
 /// One worker: its sockets and TUN queue, and the shard it owns.
 struct Worker<'a, P> {
     index: usize,
@@ -565,9 +550,9 @@ struct Worker<'a, P> {
     io: Io<'a>,
     buf: PacketBuf,
     /// Handoffs being taken to their shards.
-    batch: Vec<(Handoff, PacketBuf)>,
+    batch: Handoffs,
     /// What other workers left for this worker's shard, taken out of its inbox.
-    inbox: Inbox,
+    inbox: Handoffs,
     /// Hand every packet for another shard to its inbox, even when the shard is free (a test
     /// switch, `PKTMESH_HANDOFFS_VIA_INBOX`).
     via_inbox: bool,
@@ -603,6 +588,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                         writes: 0,
                     },
                     handoffs: Handoffs::default(),
+                    dropped: 0,
                 },
                 eth_rx: eth::EthRxBatch::new(),
                 rx: udp::RxBatch::new(),
@@ -610,8 +596,8 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                 eth_beacons: Vec::new(),
             },
             buf: PacketBuf::new(),
-            batch: Vec::new(),
-            inbox: Inbox::default(),
+            batch: Handoffs::default(),
+            inbox: Handoffs::default(),
             via_inbox,
             tun_pending: false,
             socket_pending: vec![false; sockets],
@@ -678,21 +664,14 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
     /// Runs through the worker's own shard what other workers left in its inbox.
     fn take_inbox(&mut self, node: &mut ShardNode<P>) {
         {
-            let mut inbox = Inbox::lock(&self.shards[self.index].inbox);
+            let mut inbox = Handoffs::lock(&self.shards[self.index].inbox);
             if inbox.is_empty() {
                 return;
             }
             std::mem::swap(&mut *inbox, &mut self.inbox);
         }
-        let now = Instant::now();
-        for (h, range) in &self.inbox.items {
-            let Some(data) = self.inbox.bytes.get(range.clone()) else {
-                continue;
-            };
-            self.buf.load(data);
-            let out = node.handle_handoff(now, h.stage, &mut self.buf);
-            self.io.sinks.emit(out, self.buf.data());
-        }
+        let packets = self.inbox.for_shard(self.index);
+        run_handed(node, packets, &mut self.buf, &mut self.io.sinks);
         self.inbox.clear();
     }
 
@@ -700,7 +679,7 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
     /// a second) those dropped because too many waited.
     fn run_handoffs(&mut self) {
         self.pass_handoffs();
-        let dropped = self.io.sinks.handoffs.dropped;
+        let dropped = self.io.sinks.dropped;
         if dropped > self.drops_reported {
             let now = Instant::now();
             let due = self
@@ -725,12 +704,12 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
     /// woken, so no worker ever sleeps on another's lock.
     fn pass_handoffs(&mut self) {
         for _ in 0..MAX_HANDOFF_PASSES {
-            if self.io.sinks.handoffs.queue.is_empty() {
+            if self.io.sinks.handoffs.is_empty() {
                 return;
             }
-            std::mem::swap(&mut self.batch, &mut self.io.sinks.handoffs.queue);
+            std::mem::swap(&mut self.batch, &mut self.io.sinks.handoffs);
             for (s, shard) in self.shards.iter().enumerate() {
-                if !self.batch.iter().any(|(h, _)| usize::from(h.shard) == s) {
+                if self.batch.for_shard(s).next().is_none() {
                     continue;
                 }
                 let attempt = if self.via_inbox {
@@ -742,11 +721,11 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                     Ok(node) => node,
                     Err(TryLockError::Poisoned(p)) => p.into_inner(),
                     Err(TryLockError::WouldBlock) => {
-                        let mut inbox = Inbox::lock(&shard.inbox);
+                        let mut inbox = Handoffs::lock(&shard.inbox);
                         let was_empty = inbox.is_empty();
-                        for (h, b) in self.batch.iter().filter(|(h, _)| usize::from(h.shard) == s) {
-                            if !inbox.push(*h, b.data()) {
-                                self.io.sinks.handoffs.dropped += 1;
+                        for (h, data) in self.batch.for_shard(s) {
+                            if !inbox.push(h, data) {
+                                self.io.sinks.dropped += 1;
                             }
                         }
                         drop(inbox);
@@ -756,22 +735,16 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                         continue;
                     }
                 };
-                let now = Instant::now();
-                for (h, b) in self
-                    .batch
-                    .iter_mut()
-                    .filter(|(h, _)| usize::from(h.shard) == s)
-                {
-                    let out = node.handle_handoff(now, h.stage, b);
-                    self.io.sinks.emit(out, b.data());
-                }
+                let packets = self.batch.for_shard(s);
+                run_handed(&mut node, packets, &mut self.buf, &mut self.io.sinks);
                 self.io.flush(&mut node);
                 log_events(&mut node);
             }
-            self.io.sinks.handoffs.recycle(&mut self.batch);
+            self.batch.clear();
         }
         // Only a packet passed back and forth (a table changing under it) gets here.
-        self.io.sinks.handoffs.drop_waiting();
+        self.io.sinks.dropped += self.io.sinks.handoffs.len() as u64;
+        self.io.sinks.handoffs.clear();
     }
 
     /// The loop of a worker other than the first: its sockets and TUN queue only.
@@ -1330,6 +1303,8 @@ struct Sinks<'a> {
     tun_out: TunOut<'a>,
     /// Packets for other shards.
     handoffs: Handoffs,
+    /// Packets for other shards dropped because too many waited.
+    dropped: u64,
 }
 
 impl Sinks<'_> {
@@ -1340,7 +1315,11 @@ impl Sinks<'_> {
             Output::None => {}
             Output::Udp(to) => self.links.queue(to, data),
             Output::Tun => self.tun_out.write(data),
-            Output::Handoff(h) => self.handoffs.push(h, data),
+            Output::Handoff(h) => {
+                if !self.handoffs.push(h, data) {
+                    self.dropped += 1;
+                }
+            }
         }
     }
 
