@@ -1378,8 +1378,8 @@ impl<P: Pathfinder> Node<P> {
     /// An IPv6 packet read from the TUN device.
     pub fn handle_tun(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
         if !self.shard.is_single() {
-            if let Some(&destination) = buf.data().get(24..40).and_then(|d| d.first_chunk()) {
-                let owner = self.shard.owner_of(&Address::from_bytes(destination));
+            if let Some(destination) = ipv6::destination(buf.data()) {
+                let owner = self.shard.owner_of(&destination);
                 if owner != self.shard.index() {
                     return handoff(owner, Stage::Tun);
                 }

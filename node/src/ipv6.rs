@@ -64,6 +64,12 @@ pub struct Outgoing {
     pub data_offset: usize,
 }
 
+/// The destination address of an IPv6 packet, unchecked (`None` if shorter than a header).
+pub fn destination(packet: &[u8]) -> Option<Address> {
+    let dst = packet.get(24..40)?.first_chunk::<16>()?;
+    Some(Address::from_bytes(*dst))
+}
+
 /// Converts an IPv6 packet read from TUN into `[DataHeader][payload]` in place.
 pub fn from_tun(packet: &mut [u8], own: &Address) -> Result<Outgoing, TunDrop> {
     let len = packet.len();
@@ -82,12 +88,12 @@ pub fn from_tun(packet: &mut [u8], own: &Address) -> Result<Outgoing, TunDrop> {
     let next_header = header[6];
     let mut src = [0u8; 16];
     src.copy_from_slice(&header[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&header[24..40]);
     if &src != own.as_bytes() {
         return Err(TunDrop::ForeignSource);
     }
-    let destination = Address::from_bytes(dst);
+    let Some(destination) = destination(header) else {
+        return Err(TunDrop::Runt(len));
+    };
     if !destination.is_valid() {
         return Err(TunDrop::NotCjdnsDestination);
     }
