@@ -53,14 +53,22 @@ fn scenario_nodes_match_their_printed_identity() {
                 conf["ipv6"].as_str().unwrap(),
             );
             assert_eq!(conf["publicKey"], node["public_key"]);
+            // The newer layout also gives the key in hex.
+            if let Some(hex_key) = node["public_key_hex"].as_str() {
+                let public = PublicKey::parse(node["public_key"].as_str().unwrap()).unwrap();
+                assert_eq!(hex::encode(public.as_bytes()), hex_key);
+            }
             checked += 1;
         }
     }
     assert!(checked >= 2);
 }
 
+/// Every `connectTo` entry of every interface (UDP or Ethernet; the `beacon/` nodes have only
+/// an Ethernet interface) names a valid cjdns key; every scenario has at least one interface.
 #[test]
 fn connect_to_keys_are_valid_peers() {
+    let mut peers = 0;
     for dir in scenarios() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -69,14 +77,23 @@ fn connect_to_keys_are_valid_peers() {
             }
             let conf: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            for udp in conf["interfaces"]["UDPInterface"].as_array().unwrap() {
-                if let Some(peers) = udp["connectTo"].as_object() {
-                    for peer in peers.values() {
+            let interfaces = conf["interfaces"].as_object().expect("interfaces");
+            let list: Vec<&serde_json::Value> = ["UDPInterface", "ETHInterface"]
+                .iter()
+                .filter_map(|kind| interfaces.get(*kind)?.as_array())
+                .flatten()
+                .collect();
+            assert!(!list.is_empty(), "{}: no interface", path.display());
+            for iface in list {
+                if let Some(map) = iface["connectTo"].as_object() {
+                    for peer in map.values() {
                         let key = PublicKey::parse(peer["publicKey"].as_str().unwrap()).unwrap();
                         assert!(key.address().is_valid());
+                        peers += 1;
                     }
                 }
             }
         }
     }
+    assert!(peers >= 4, "{peers} connectTo entries");
 }

@@ -1,8 +1,11 @@
-//! `pktctl decode` on the real cjdns 22.3 captures.
+//! `pktctl decode` on the real cjdns 22.3 captures: every frame of every capture decoded field
+//! for field as the captures' reference decoding (`decoded-*.json`) does, and pktmesh's own
+//! synthetic and live captures (legacy and Noise).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pktmesh_tools::pktctl::decode::decode_capture;
+use serde_json::Value;
 
 fn captures() -> PathBuf {
     PathBuf::from(concat!(
@@ -11,6 +14,151 @@ fn captures() -> PathBuf {
     ))
 }
 
+/// Where `ours` differs from the reference `truth`: one line per field, `path: ours ≠ truth`.
+/// Times are compared to the microsecond the pcap records; everything else exactly, both ways
+/// (a field only one side has is a difference).
+fn differences(path: &str, ours: &Value, truth: &Value, out: &mut Vec<String>) {
+    match (ours, truth) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, tv) in b {
+                let p = format!("{path}.{k}");
+                match a.get(k) {
+                    Some(ov) => differences(&p, ov, tv, out),
+                    None => out.push(format!("{p}: missing, reference has {tv}")),
+                }
+            }
+            for (k, ov) in a {
+                if !b.contains_key(k) {
+                    out.push(format!("{path}.{k}: {ov}, absent from the reference"));
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            if (x - y).abs() > 1.5e-6 {
+                out.push(format!("{path}: {x} ≠ {y}"));
+            }
+        }
+        _ if ours == truth => {}
+        _ => out.push(format!("{path}: {ours} ≠ {truth}")),
+    }
+}
+
+/// Every `decoded-<name>.json` beside a `<name>.pcap`, in every capture folder.
+fn reference_decodings() -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(captures()).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(stem) = name
+                .strip_prefix("decoded-")
+                .and_then(|n| n.strip_suffix(".json"))
+            {
+                out.push((dir.join(format!("{stem}.pcap")), f));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn compare_with_reference(pcap: &Path, reference: &Path) -> Vec<String> {
+    let scenario = pcap.parent().unwrap().join("scenario.json");
+    let ours = decode_capture(pcap, &scenario).unwrap();
+    let truth: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
+    let name = format!(
+        "{}/{}",
+        pcap.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        pcap.file_name().unwrap().to_string_lossy()
+    );
+    let mut diffs = Vec::new();
+    if ours.len() != truth.len() {
+        diffs.push(format!(
+            "{name}: {} frames decoded, the reference has {}",
+            ours.len(),
+            truth.len()
+        ));
+    }
+    for (o, t) in ours.iter().zip(&truth) {
+        differences(&format!("{name} frame {}", t["frame"]), o, t, &mut diffs);
+    }
+    diffs
+}
+
+/// Issue 15: all five capture folders (ten pcaps), every frame and every field, including the
+/// plaintexts of outer and inner handshakes and data, switch headers and labels at each hop,
+/// control messages, DHT messages, ICMPv6 and TCP, admin RPC and Ethernet beacons.
+#[test]
+fn every_frame_of_every_capture_matches_the_reference_decoding() {
+    let refs = reference_decodings();
+    let folders: std::collections::BTreeSet<_> =
+        refs.iter().map(|(p, _)| p.parent().unwrap()).collect();
+    assert!(refs.len() >= 10 && folders.len() >= 4, "{refs:?}");
+    let mut diffs = Vec::new();
+    let mut frames = 0;
+    for (pcap, reference) in &refs {
+        let d = compare_with_reference(pcap, reference);
+        frames += decode_capture(pcap, &pcap.parent().unwrap().join("scenario.json"))
+            .unwrap()
+            .len();
+        diffs.extend(d);
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences from the reference decoding:\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(60)].join("\n")
+    );
+    assert!(frames >= 500, "{frames} frames");
+}
+
+/// The comparison itself fails on a changed field, a missing one and an extra one, and names
+/// the frame and the field.
+#[test]
+fn the_comparison_names_the_frame_and_field() {
+    let (pcap, reference) = reference_decodings()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("two-node-ping/capture.pcap"))
+        .unwrap();
+    let scenario = pcap.parent().unwrap().join("scenario.json");
+    let ours = decode_capture(&pcap, &scenario).unwrap();
+    let truth: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
+    let mut changed = ours[49].clone();
+    changed["switch"]["inner"]["payload"]["icmp6"]["seq"] = 7.into();
+    changed["switch"]["inner"]["extra"] = 1.into();
+    changed["outer"].as_object_mut().unwrap().remove("nonce");
+    let mut diffs = Vec::new();
+    differences("frame 50", &changed, &truth[49], &mut diffs);
+    assert_eq!(diffs.len(), 3, "{diffs:?}");
+    assert!(diffs
+        .iter()
+        .any(|d| d.starts_with("frame 50.switch.inner.payload.icmp6.seq: 7")));
+    assert!(diffs
+        .iter()
+        .any(|d| d.starts_with("frame 50.outer.nonce: missing")));
+    assert!(diffs
+        .iter()
+        .any(|d| d.starts_with("frame 50.switch.inner.extra")));
+}
+
+/// The first capture, in the first scenario layout: the HELLO and KEY open (with the link's
+/// login and password); its data frames need temporary keys the scenario does not have.
 #[test]
 fn two_node_password() {
     let dir = captures().join("two-node-password");
@@ -19,21 +167,26 @@ fn two_node_password() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["frame"], i + 1);
     }
-    assert_eq!(lines[0]["outer"], "hello");
+    assert_eq!(lines[0]["outer"]["type"], "HELLO");
+    assert_eq!(lines[0]["outer"]["auth_login"], "nodeA");
     assert_eq!(lines[0]["src"], "10.77.0.1:11001");
     assert_eq!(lines[0]["dst"], "10.77.0.2:11002");
-    assert_eq!(lines[0]["switch_label"], "8000.0000.0000.0001");
-    assert_eq!(lines[0]["inner"], "control:ping");
-    assert!(lines[0].get("error").is_none());
-    assert_eq!(lines[1]["outer"], "key");
-    assert_eq!(lines[1]["inner"], "control:ping");
-    // Data frames need a temporary private key the scenario does not have.
+    assert_eq!(lines[0]["switch"]["label"], "8000.0000.0000.0001");
+    assert_eq!(lines[0]["switch"]["control"]["type"], "PING");
+    assert_eq!(lines[0]["switch"]["control"]["checksum_ok"], true);
+    assert!(lines[0]["outer"].get("error").is_none());
+    assert_eq!(lines[1]["outer"]["type"], "KEY");
+    assert_eq!(lines[1]["switch"]["control"]["type"], "PING");
     for l in &lines[2..] {
-        assert_eq!(l["outer"], "data");
+        assert_eq!(l["outer"]["type"], "DATA");
         assert!(
-            l["error"].as_str().unwrap().contains("forward secrecy"),
+            l["outer"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("ephemeral private key not recovered"),
             "{l}"
         );
+        assert!(l.get("switch").is_none());
     }
 }
 
@@ -207,72 +360,92 @@ fn synthetic_capture_with_temp_keys_decodes_fully() {
     std::fs::remove_dir_all(&dir).ok();
 
     for l in &lines {
-        assert!(l.get("error").is_none(), "{l}");
+        assert!(errors(l).is_empty(), "{l}");
     }
-    let field = |i: usize, k: &str| lines[i][k].clone();
-    assert_eq!(
-        (field(0, "outer"), field(0, "inner")),
-        ("hello".into(), "control:ping".into())
-    );
-    assert_eq!(
-        (field(1, "outer"), field(1, "inner")),
-        ("key".into(), "control:ping".into())
-    );
-    assert_eq!(
-        (field(2, "outer"), field(2, "inner")),
-        ("data".into(), "handshake:hello".into())
-    );
-    assert_eq!(field(2, "content_type"), 256);
-    assert_eq!(
-        (field(3, "inner"), field(3, "content_type")),
-        ("handshake:key".into(), 256.into())
-    );
+    let inner = |i: usize| lines[i]["switch"]["inner"].clone();
+    assert_eq!(lines[0]["outer"]["type"], "HELLO");
+    assert_eq!(lines[0]["switch"]["control"]["type"], "PING");
+    assert_eq!(lines[1]["outer"]["type"], "KEY");
+    assert_eq!(lines[1]["switch"]["control"]["type"], "PING");
+    assert_eq!(lines[2]["outer"]["type"], "DATA");
+    assert_eq!(inner(2)["type"], "INNER_HELLO");
+    assert_eq!(inner(2)["payload"]["content_type"], 256);
+    assert_eq!(inner(3)["type"], "INNER_KEY");
+    assert_eq!(inner(3)["payload"]["content_type"], 256);
     let requests: Vec<_> = lines[4..]
         .iter()
-        .filter(|l| l["src"] == "10.77.0.1:11001" && l["icmp6_type"] == "echo-request")
-        .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+        .filter(|l| l["src"] == "10.77.0.1:11001")
+        .map(|l| &l["switch"]["inner"]["payload"]["icmp6"])
+        .filter(|i| i["echo"] == "request")
+        .map(|i| i["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(requests, [1, 2, 3]);
-    assert!(lines[4..]
-        .iter()
-        .all(|l| l["inner"] == "data" && l["content_type"] == 58));
-    assert_eq!(lines[9]["icmp6_type"], "echo-reply");
+    assert!(lines[4..].iter().all(|l| {
+        let i = &l["switch"]["inner"];
+        i["type"] == "INNER_DATA" && i["payload"]["content_type"] == 58
+    }));
+    assert_eq!(
+        lines[9]["switch"]["inner"]["payload"]["icmp6"]["echo"],
+        "reply"
+    );
 }
 
-/// Every scenario folder that exists (more will be added): each legacy handshake frame must
-/// open with the scenario's keys; the only acceptable failures are data packets whose
-/// temporary keys are not in the scenario and Noise frames (not decoded).
+/// Every `error` field of a decoded frame, at any depth.
+fn errors(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if k == "error" {
+                        out.push(x.to_string());
+                    }
+                    walk(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// Every pcap of every scenario folder that exists (more will be added), in either layout:
+/// every layer of every frame opens with the scenario's keys, except data packets whose
+/// temporary keys the scenario does not have.
 #[test]
 fn every_capture_folder() {
     let mut seen = 0;
     for entry in std::fs::read_dir(captures()).unwrap() {
         let dir = entry.unwrap().path();
-        let (pcap, scenario) = (dir.join("capture.pcap"), dir.join("scenario.json"));
-        if !pcap.exists() || !scenario.exists() {
+        let scenario = dir.join("scenario.json");
+        if !scenario.exists() {
             continue;
         }
-        seen += 1;
-        let lines = decode_capture(&pcap, &scenario).unwrap();
-        assert!(!lines.is_empty(), "{}", dir.display());
-        for l in &lines {
-            if let Some(e) = l.get("error") {
-                assert_eq!(l["outer"], "data", "{}: {l}", dir.display());
-                assert!(
-                    e.as_str().unwrap().contains("forward secrecy"),
-                    "{}: {l}",
-                    dir.display()
-                );
-            } else {
-                assert!(l.get("inner").is_some(), "{}: {l}", dir.display());
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let pcap = f.unwrap().path();
+            if pcap.extension().is_none_or(|e| e != "pcap") {
+                continue;
+            }
+            seen += 1;
+            let lines = decode_capture(&pcap, &scenario).unwrap();
+            assert!(!lines.is_empty(), "{}", pcap.display());
+            for l in &lines {
+                for e in errors(l) {
+                    assert_eq!(l["outer"]["type"], "DATA", "{}: {l}", pcap.display());
+                    assert!(
+                        e.contains("ephemeral private key not recovered"),
+                        "{}: {l}",
+                        pcap.display()
+                    );
+                }
             }
         }
     }
-    assert!(seen >= 1);
+    assert!(seen >= 11, "{seen} pcaps");
 }
 
-/// The live pktmesh ↔ stock cjdroute 22.3 capture (crypto-auth's vector, with P's temporary
-/// keys): everything decodes except six inner data packets of an end-to-end session from an
-/// earlier run of P, which cjdroute kept using after P restarted.
 #[test]
 fn live_cjdroute_capture() {
     let dir = PathBuf::from(concat!(
@@ -280,34 +453,32 @@ fn live_cjdroute_capture() {
         "/../crypto-auth/tests/vectors/pktmesh-cjdroute-legacy"
     ));
     let lines = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
-    let errors: Vec<u64> = lines
+    let failed: Vec<u64> = lines
         .iter()
-        .filter(|l| l.get("error").is_some())
+        .filter(|l| !errors(l).is_empty())
         .map(|l| {
-            assert!(
-                l["error"]
-                    .as_str()
-                    .unwrap()
-                    .contains("unknown handle 0x12345678"),
-                "{l}"
-            );
+            let inner = &l["switch"]["inner"];
+            assert_eq!(inner["error"], "unknown handle", "{l}");
+            assert_eq!(inner["receiver_handle"], 0x1234_5678, "{l}");
             l["frame"].as_u64().unwrap()
         })
         .collect();
-    assert_eq!(errors, [4, 6, 9, 16, 22, 26]);
+    assert_eq!(failed, [4, 6, 9, 16, 22, 26]);
     let seqs = |kind: &str| -> Vec<u64> {
         lines
             .iter()
-            .filter(|l| l["icmp6_type"] == kind)
-            .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+            .map(|l| &l["switch"]["inner"]["payload"]["icmp6"])
+            .filter(|i| i["echo"] == kind)
+            .map(|i| i["seq"].as_u64().unwrap())
             .collect()
     };
-    assert_eq!(seqs("echo-request"), [1, 2, 3]);
-    assert_eq!(seqs("echo-reply"), [1, 2, 3]);
-    assert!(lines
-        .iter()
-        .any(|l| l["inner"] == "handshake:hello" && l["content_type"] == 256));
-    assert_eq!(lines[1]["outer"], "key");
+    assert_eq!(seqs("request"), [1, 2, 3]);
+    assert_eq!(seqs("reply"), [1, 2, 3]);
+    assert!(lines.iter().any(|l| {
+        let i = &l["switch"]["inner"];
+        i["type"] == "INNER_HELLO" && i["payload"]["content_type"] == 256
+    }));
+    assert_eq!(lines[1]["outer"]["type"], "KEY");
 }
 
 /// The decoder reads pcapng as well: the two-node capture converted to pcapng decodes to the
@@ -359,18 +530,19 @@ fn live_cjdroute_noise_capture() {
         "/../crypto-auth/tests/vectors/pktmesh-cjdroute-noise"
     ));
     let lines = decode_capture(&dir.join("capture.pcap"), &dir.join("scenario.json")).unwrap();
-    assert!(lines.iter().all(|l| l.get("error").is_none()));
-    assert_eq!(lines[0]["outer"], "noise-initiation");
-    assert_eq!(lines[1]["outer"], "noise-response");
-    assert_eq!(
-        (lines[2]["outer"].as_str(), lines[2]["inner"].as_str()),
-        (Some("noise-data"), Some("keepalive"))
-    );
-    assert!(lines[2..].iter().all(|l| l["outer"] == "noise-data"));
+    assert!(lines.iter().all(|l| errors(l).is_empty()));
+    assert_eq!(lines[0]["outer"]["type"], "NOISE_INITIATION");
+    assert_eq!(lines[1]["outer"]["type"], "NOISE_RESPONSE");
+    assert_eq!(lines[2]["outer"]["type"], "NOISE_DATA");
+    assert_eq!(lines[2]["outer"]["keepalive"], true);
+    assert!(lines[2..]
+        .iter()
+        .all(|l| l["outer"]["type"] == "NOISE_DATA"));
     let replies: Vec<u64> = lines
         .iter()
-        .filter(|l| l["icmp6_type"] == "echo-reply")
-        .map(|l| l["icmp6_echo_seq"].as_u64().unwrap())
+        .map(|l| &l["switch"]["inner"]["payload"]["icmp6"])
+        .filter(|i| i["echo"] == "reply")
+        .map(|i| i["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(replies, [1, 2, 3]);
     // Without the ephemeral secret the response cannot be opened, and the data neither.
@@ -381,8 +553,8 @@ fn live_cjdroute_noise_capture() {
     std::fs::write(&tmp, sc.to_string()).unwrap();
     let lines = decode_capture(&dir.join("capture.pcap"), &tmp).unwrap();
     std::fs::remove_file(&tmp).ok();
-    assert!(lines[1]["error"]
+    assert!(lines[1]["outer"]["error"]
         .as_str()
         .unwrap()
-        .contains("forward secrecy"));
+        .contains("ephemeral private key not recovered"));
 }
