@@ -2,14 +2,15 @@
 //!
 //! # Server
 //!
-//! [`AdminServer::handle`] takes one request datagram, the time (Unix seconds), the sender's
-//! address and the node's functions (an [`AdminFunctions`] implementation) and returns the
-//! response datagrams for the sender. It behaves like cjdns 22.3's `admin/Admin.c`:
+//! [`AdminServer::handle`] takes one request datagram, the wall-clock time ([`UnixMillis`]),
+//! the sender's address and the node's functions (an [`AdminFunctions`] implementation) and
+//! returns the response datagrams for the sender. It behaves like cjdns 22.3's `admin/Admin.c`:
 //!
 //! - A request longer than [`MAX_REQUEST_SIZE`] bytes is answered with exactly
 //!   `d5:error16:Request too big.e`.
 //! - Input that does not parse as one bencoded dictionary, or has no string `q`, gets no answer.
-//! - `q: cookie` → `{cookie: "<now as decimal u32>"}`.
+//! - `q: cookie` → `{cookie: "<decimal u32>"}`: the time in cjdns seconds
+//!   ([`UnixMillis::cjdns_seconds`]).
 //! - `q: auth` checks the cookie and hash (below) and then dispatches `aq`; a failed check gets
 //!   `{error: "Auth failed."}`.
 //! - A function marked `needs_auth` called without authentication (or any unknown name) gets
@@ -28,11 +29,21 @@
 //!
 //! # Authentication
 //!
-//! The client takes a cookie (decimal seconds), computes `hash1 = hex(SHA-256(password ‖
-//! cookie))`, bencodes `{q: auth, aq, args, cookie, hash: hash1, txid}`, hashes those exact
-//! bytes into `hash2` and replaces `hash1` by `hash2` in place. The server accepts a cookie
-//! only while `now − 20 ≤ cookie ≤ now`, finds the submitted hash in the raw request, puts
-//! its own `hash1` there, hashes the whole request and compares in constant time.
+//! The client takes a cookie, computes `hash1 = hex(SHA-256(password ‖ cookie))`, bencodes
+//! `{q: auth, aq, args, cookie, hash: hash1, txid}`, hashes those exact bytes into `hash2` and
+//! replaces `hash1` by `hash2` in place. The server accepts a cookie only while
+//! `now − 20 ≤ cookie ≤ now` in cjdns seconds, finds the submitted hash in the raw request,
+//! puts its own `hash1` there, hashes the whole request and compares in constant time.
+//!
+//! # Time
+//!
+//! cjdns' admin clock is `Time_currentTimeSeconds()`: **Unix milliseconds divided by 1024**
+//! (rounded down), not Unix seconds. The captures of stock 22.3 show it: a cookie of
+//! `1753406162` handed out at Unix time 1795487910.5 s (1753406162 × 1.024 = 1795487909.9).
+//! So the server takes the time as [`UnixMillis`] and derives cookies and their freshness
+//! window (20 cjdns seconds, 20.48 s) from it; the asynchronous-message timeout is in
+//! milliseconds, as cjdns' `TIMEOUT_MILLISECONDS`. Clients compute nothing from a cookie:
+//! they echo it.
 //!
 //! Two cjdns details are reproduced so that hashes agree with stock nodes and tools: the cookie
 //! is read like C `strtoll` and truncated to 32 bits, and `password ‖ cookie` is formatted into
@@ -45,7 +56,7 @@
 //! A function may answer later ([`Response::Deferred`]): it keeps the [`ReplyTo`] from the
 //! [`Call`] and later turns a result into a datagram with [`AdminServer::reply`]. Streams such
 //! as log subscriptions use [`AdminServer::async_message`], which, like cjdns, refuses to send
-//! to a client that has been silent for more than [`ASYNC_TIMEOUT_SECS`].
+//! to a client that has been silent for more than [`ASYNC_TIMEOUT_MS`].
 //!
 //! # Client
 //!
@@ -55,6 +66,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Add;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -70,11 +83,50 @@ pub const TOO_BIG_RESPONSE: &[u8] = b"d5:error16:Request too big.e";
 /// `Admin_availableFunctions` entries per page.
 pub const FUNCTIONS_PER_PAGE: usize = 8;
 
-/// How old a cookie may be, in seconds.
-pub const COOKIE_MAX_AGE_SECS: u64 = 20;
+/// How old a cookie may be, in cjdns seconds (1024 ms each; [`UnixMillis::cjdns_seconds`]).
+pub const COOKIE_MAX_AGE: u64 = 20;
 
-/// How long after its last request a client still receives asynchronous messages.
-pub const ASYNC_TIMEOUT_SECS: u64 = 30;
+/// How long after its last request a client still receives asynchronous messages, in
+/// milliseconds (cjdns' `TIMEOUT_MILLISECONDS`).
+pub const ASYNC_TIMEOUT_MS: u64 = 30_000;
+
+/// Wall-clock time as cjdns' admin API reads it: milliseconds since the Unix epoch
+/// (`Time_currentTimeMilliseconds()`).
+///
+/// The caller reads the clock; the server only computes with the value it is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    /// The time `since_epoch` after the Unix epoch (e.g. `SystemTime::now()
+    /// .duration_since(UNIX_EPOCH)`), saturating far in the future.
+    pub fn since_epoch(since_epoch: Duration) -> Self {
+        Self(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// cjdns seconds, `Time_currentTimeSeconds()`: milliseconds / 1024, rounded down. Cookies
+    /// are these, not Unix seconds.
+    pub fn cjdns_seconds(self) -> u64 {
+        self.0 / 1024
+    }
+}
+
+impl Add<Duration> for UnixMillis {
+    type Output = Self;
+
+    fn add(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
 
 /// The admin password that turns authentication off.
 pub const PASSWORD_NONE: &[u8] = b"NONE";
@@ -182,8 +234,8 @@ pub struct ReplyTo {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Call<'a> {
-    /// Unix seconds at arrival.
-    pub now: u64,
+    /// Wall-clock time at arrival.
+    pub now: UnixMillis,
     /// The function name (as registered).
     pub name: &'static str,
     /// The `args` dictionary (empty if the request had none).
@@ -269,8 +321,8 @@ pub struct Handled {
 #[derive(Debug, Clone)]
 pub struct AdminServer {
     password: Vec<u8>,
-    /// Client address → Unix seconds of its last request.
-    clients: HashMap<SocketAddr, u64>,
+    /// Client address → time of its last request.
+    clients: HashMap<SocketAddr, UnixMillis>,
     async_enabled: bool,
 }
 
@@ -289,11 +341,11 @@ impl AdminServer {
         self.password == PASSWORD_NONE
     }
 
-    /// Handles one request datagram from `src` at `now` (Unix seconds) and returns the
+    /// Handles one request datagram from `src` at wall-clock time `now` and returns the
     /// response datagrams for `src`.
     pub fn handle<F: AdminFunctions + ?Sized>(
         &mut self,
-        now: u64,
+        now: UnixMillis,
         src: SocketAddr,
         request: &[u8],
         functions: &mut F,
@@ -325,8 +377,8 @@ impl AdminServer {
         };
 
         if query == b"cookie" {
-            // cjdns formats the time as a 32-bit unsigned integer.
-            let cookie = (now as u32).to_string();
+            // cjdns: `snprintf("%u", (uint32_t) Time_currentTimeSeconds())`.
+            let cookie = (now.cjdns_seconds() as u32).to_string();
             return one(Dict::new().with("cookie", cookie));
         }
 
@@ -423,26 +475,27 @@ impl AdminServer {
     }
 
     /// Encodes an asynchronous message for a client, or `None` if the client has not sent a
-    /// request in the last [`ASYNC_TIMEOUT_SECS`] (the channel is closed and forgotten).
-    pub fn async_message(&mut self, now: u64, to: &ReplyTo, dict: Dict) -> Option<Vec<u8>> {
+    /// request in the last [`ASYNC_TIMEOUT_MS`] (the channel is closed and forgotten).
+    pub fn async_message(&mut self, now: UnixMillis, to: &ReplyTo, dict: Dict) -> Option<Vec<u8>> {
         let last = *self.clients.get(&to.addr)?;
-        if now.saturating_sub(last) > ASYNC_TIMEOUT_SECS {
+        if now.0.saturating_sub(last.0) > ASYNC_TIMEOUT_MS {
             self.clients.remove(&to.addr);
             return None;
         }
         Some(encode_reply(to, dict))
     }
 
-    /// Forgets clients silent for more than [`ASYNC_TIMEOUT_SECS`]; returns how many.
-    pub fn expire(&mut self, now: u64) -> usize {
+    /// Forgets clients silent for more than [`ASYNC_TIMEOUT_MS`]; returns how many.
+    pub fn expire(&mut self, now: UnixMillis) -> usize {
         let before = self.clients.len();
         self.clients
-            .retain(|_, last| now.saturating_sub(*last) <= ASYNC_TIMEOUT_SECS);
+            .retain(|_, last| now.0.saturating_sub(last.0) <= ASYNC_TIMEOUT_MS);
         before - self.clients.len()
     }
 
-    /// The cjdns `authValid` check.
-    fn auth_valid(&self, now: u64, msg: &Dict, raw: &[u8]) -> bool {
+    /// The cjdns `authValid` check, in cjdns seconds.
+    fn auth_valid(&self, now: UnixMillis, msg: &Dict, raw: &[u8]) -> bool {
+        let now = now.cjdns_seconds();
         let mut cookie = msg.get_bytes("cookie").map_or(0, strtoll_u32);
         if cookie == 0 {
             cookie = msg.get_int("cookie").map_or(0, |c| c as u32);
@@ -452,7 +505,7 @@ impl AdminServer {
             return false;
         };
         if cookie_u64 > now
-            || cookie_u64 < now.wrapping_sub(COOKIE_MAX_AGE_SECS)
+            || cookie_u64 < now.wrapping_sub(COOKIE_MAX_AGE)
             || submitted.len() != 64
         {
             return false;

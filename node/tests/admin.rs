@@ -2,17 +2,26 @@
 //! argument checks, txid echo, deferred and asynchronous replies.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use pktmesh_node::admin::{
     client, AdminFunctions, AdminServer, ArgSpec, ArgType, Call, FunctionSpec, Handled, Ignored,
-    ReplyTo, Response, AUTH_FAILED, BUILTIN_FUNCTIONS, MAX_REQUEST_SIZE, NO_FUNCTIONS_MATCHED,
-    TOO_BIG_RESPONSE,
+    ReplyTo, Response, UnixMillis, AUTH_FAILED, BUILTIN_FUNCTIONS, MAX_REQUEST_SIZE,
+    NO_FUNCTIONS_MATCHED, TOO_BIG_RESPONSE,
 };
 use pktmesh_node::bencode::{self, encode, parse_dict, Dict, Value};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-const NOW: u64 = 1_700_000_000;
+/// The cookie the server hands out at [`NOW`]: cjdns seconds (Unix ms / 1024), not Unix seconds.
+const COOKIE: u64 = 1_700_000_000;
+/// The first millisecond of cjdns second [`COOKIE`].
+const NOW: UnixMillis = UnixMillis(COOKIE * 1024);
+
+/// The first millisecond of a cjdns second.
+fn at(cjdns_seconds: u64) -> UnixMillis {
+    UnixMillis(cjdns_seconds * 1024)
+}
 const PASSWORD: &[u8] = b"s3cret-admin-password";
 
 fn src() -> SocketAddr {
@@ -81,7 +90,7 @@ impl AdminFunctions for Node {
 }
 
 /// Handles `request` and returns the single parsed response.
-fn one(server: &mut AdminServer, node: &mut Node, now: u64, request: &[u8]) -> Dict {
+fn one(server: &mut AdminServer, node: &mut Node, now: UnixMillis, request: &[u8]) -> Dict {
     let Handled {
         responses, ignored, ..
     } = server.handle(now, src(), request, node);
@@ -150,13 +159,43 @@ fn request_too_big() {
     assert!(node.calls.is_empty());
 }
 
+/// The cookie is cjdns' `Time_currentTimeSeconds()`: Unix milliseconds / 1024, as a decimal.
 #[test]
-fn cookie_is_decimal_seconds() {
+fn cookie_is_cjdns_seconds() {
     let mut server = AdminServer::new(PASSWORD);
     let mut node = Node::default();
     let d = one(&mut server, &mut node, NOW, &client::cookie_request(b"c1"));
     assert_eq!(d.get_str("cookie"), Some("1700000000"));
     assert_eq!(d.get_bytes("txid"), Some(&b"c1"[..]));
+    // The last millisecond of that cjdns second, and the next one.
+    let d = one(
+        &mut server,
+        &mut node,
+        UnixMillis(NOW.0 + 1023),
+        &client::cookie_request(b"c2"),
+    );
+    assert_eq!(d.get_str("cookie"), Some("1700000000"));
+    let d = one(
+        &mut server,
+        &mut node,
+        UnixMillis(NOW.0 + 1024),
+        &client::cookie_request(b"c3"),
+    );
+    assert_eq!(d.get_str("cookie"), Some("1700000001"));
+    // Stock cjdns 22.3 (admin-api/startup-config.pcap, frames 2-3): asked at Unix time
+    // 1795487910.499177 s, it answered 1753406162.
+    let d = one(
+        &mut server,
+        &mut node,
+        UnixMillis(1_795_487_910_499),
+        &client::cookie_request(b"00000000"),
+    );
+    assert_eq!(d.get_str("cookie"), Some("1753406162"));
+    assert_eq!(UnixMillis(1_795_487_910_499).cjdns_seconds(), 1_753_406_162);
+    assert_eq!(
+        UnixMillis::since_epoch(Duration::from_micros(1_795_487_910_499_177)),
+        UnixMillis(1_795_487_910_499)
+    );
 }
 
 /// The whole exchange with the client helpers: cookie, then an authenticated call.
@@ -185,7 +224,7 @@ fn full_cookie_and_auth_exchange() {
     );
     assert_eq!(request.len() % 4, 0);
     // Five seconds later, still within the window.
-    let out = server.handle(NOW + 5, src(), &request, &mut node);
+    let out = server.handle(at(COOKIE + 5), src(), &request, &mut node);
     let resp = client::parse_response(&out.responses[0]).unwrap();
     assert_eq!(resp.error(), None, "{:?}", resp.dict);
     assert_eq!(resp.txid(), Some(&b"2"[..]));
@@ -202,7 +241,7 @@ fn full_cookie_and_auth_exchange() {
 fn hand_built_auth_request_matches_the_spec() {
     let mut server = AdminServer::new(PASSWORD);
     let mut node = Node::default();
-    let cookie = NOW.to_string();
+    let cookie = COOKIE.to_string();
     let hash1 = hex::encode(Sha256::digest([PASSWORD, cookie.as_bytes()].concat()));
     let msg = Dict::new()
         .with("q", "auth")
@@ -234,7 +273,7 @@ fn hand_built_auth_request_matches_the_spec() {
 fn wrong_password_fails() {
     let mut server = AdminServer::new(PASSWORD);
     let mut node = Node::default();
-    let cookie = NOW.to_string();
+    let cookie = COOKIE.to_string();
     let req =
         client::authenticated_request("Core_exit", Dict::new(), b"guess", cookie.as_bytes(), b"x");
     let d = one(&mut server, &mut node, NOW, &req);
@@ -269,7 +308,7 @@ fn wrong_password_fails() {
 fn cookie_window() {
     let mut server = AdminServer::new(PASSWORD);
     let mut node = Node::default();
-    let call = |server: &mut AdminServer, node: &mut Node, now: u64, cookie: u64| {
+    let call = |server: &mut AdminServer, node: &mut Node, now: UnixMillis, cookie: u64| {
         let req = client::authenticated_request(
             "Core_exit",
             Dict::new(),
@@ -279,27 +318,44 @@ fn cookie_window() {
         );
         error_of(&one(server, node, now, &req)).map(str::to_owned)
     };
-    // now - 20 ..= now is accepted.
+    // now - 20 ..= now is accepted, in cjdns seconds (1024 ms).
     assert_eq!(
-        call(&mut server, &mut node, NOW, NOW).as_deref(),
+        call(&mut server, &mut node, NOW, COOKIE).as_deref(),
         Some("none")
     );
     assert_eq!(
-        call(&mut server, &mut node, NOW + 20, NOW).as_deref(),
+        call(&mut server, &mut node, at(COOKIE + 20), COOKIE).as_deref(),
         Some("none")
     );
-    // Stale by one second, or from the future: refused.
+    // The last millisecond of the window: 21 × 1024 − 1 ms later is still cjdns second + 20.
     assert_eq!(
-        call(&mut server, &mut node, NOW + 21, NOW).as_deref(),
+        call(
+            &mut server,
+            &mut node,
+            UnixMillis(NOW.0 + 21 * 1024 - 1),
+            COOKIE
+        )
+        .as_deref(),
+        Some("none")
+    );
+    // Stale by one cjdns second, or from the future: refused.
+    assert_eq!(
+        call(&mut server, &mut node, at(COOKIE + 21), COOKIE).as_deref(),
         Some(AUTH_FAILED)
     );
     assert_eq!(
-        call(&mut server, &mut node, NOW - 1, NOW).as_deref(),
+        call(&mut server, &mut node, UnixMillis(NOW.0 - 1), COOKIE).as_deref(),
+        Some(AUTH_FAILED)
+    );
+    // A cookie in Unix seconds (what this server handed out before) is from the future.
+    let unix_seconds = NOW.0 / 1000;
+    assert_eq!(
+        call(&mut server, &mut node, NOW, unix_seconds).as_deref(),
         Some(AUTH_FAILED)
     );
     // A zero cookie never passes.
     assert_eq!(
-        call(&mut server, &mut node, 10, 0).as_deref(),
+        call(&mut server, &mut node, at(10), 0).as_deref(),
         Some(AUTH_FAILED)
     );
 }
@@ -309,7 +365,11 @@ fn cookie_window() {
 fn cookie_forms() {
     let mut server = AdminServer::new(PASSWORD);
     let mut node = Node::default();
-    for cookie in [format!("000{NOW}"), format!("{NOW}xyz"), format!(" +{NOW}")] {
+    for cookie in [
+        format!("000{COOKIE}"),
+        format!("{COOKIE}xyz"),
+        format!(" +{COOKIE}"),
+    ] {
         let req = client::authenticated_request(
             "Core_exit",
             Dict::new(),
@@ -325,12 +385,12 @@ fn cookie_forms() {
     }
     // Integer cookie, built by hand.
     let hash1 = hex::encode(Sha256::digest(
-        [PASSWORD, NOW.to_string().as_bytes()].concat(),
+        [PASSWORD, COOKIE.to_string().as_bytes()].concat(),
     ));
     let msg = Dict::new()
         .with("q", "auth")
         .with("aq", "Core_exit")
-        .with("cookie", Value::Int(NOW as i64))
+        .with("cookie", Value::Int(COOKIE as i64))
         .with("hash", hash1.as_str());
     let mut bytes = bencode::encode_cjdns(&msg);
     let hash2 = hex::encode(Sha256::digest(&bytes));
@@ -352,7 +412,7 @@ fn long_passwords_are_truncated_like_cjdns() {
     let long = [b'p'; 60];
     let mut server = AdminServer::new(long.to_vec());
     let mut node = Node::default();
-    let cookie = NOW.to_string();
+    let cookie = COOKIE.to_string();
     let req =
         client::authenticated_request("Core_exit", Dict::new(), &long, cookie.as_bytes(), b"l");
     assert_eq!(
@@ -382,7 +442,7 @@ fn long_passwords_are_truncated_like_cjdns() {
         [&long[..], &cookie.as_bytes()[..3]].concat(),
     ));
     assert_eq!(
-        pktmesh_node::admin::password_hash_hex(&long, NOW as u32).to_vec(),
+        pktmesh_node::admin::password_hash_hex(&long, COOKIE as u32).to_vec(),
         expected.into_bytes()
     );
 }
@@ -411,7 +471,7 @@ fn unauthenticated_calls_to_protected_functions() {
         "cookie",
         Dict::new(),
         PASSWORD,
-        NOW.to_string().as_bytes(),
+        COOKIE.to_string().as_bytes(),
         b"u",
     );
     assert_eq!(
@@ -449,7 +509,7 @@ fn password_none_authenticates_everything() {
         "Core_exit",
         Dict::new(),
         b"wrong",
-        NOW.to_string().as_bytes(),
+        COOKIE.to_string().as_bytes(),
         b"n",
     );
     assert_eq!(
@@ -460,7 +520,7 @@ fn password_none_authenticates_everything() {
         "Core_exit",
         Dict::new(),
         b"NONE",
-        NOW.to_string().as_bytes(),
+        COOKIE.to_string().as_bytes(),
         b"n",
     );
     assert_eq!(
@@ -708,13 +768,17 @@ fn async_channel_follows_cjdns_rules() {
         "Admin_asyncEnabled",
         Dict::new(),
         PASSWORD,
-        NOW.to_string().as_bytes(),
+        COOKIE.to_string().as_bytes(),
         b"",
     );
     let d = one(&mut server, &mut node, NOW, &req);
     assert_eq!(d.get_int("asyncEnabled"), Some(1));
     let msg = server
-        .async_message(NOW + 30, &to, Dict::new().with("msg", "x"))
+        .async_message(
+            NOW + Duration::from_secs(30),
+            &to,
+            Dict::new().with("msg", "x"),
+        )
         .unwrap();
     assert_eq!(
         parse_dict(&msg).unwrap().get_bytes("txid"),
@@ -724,15 +788,24 @@ fn async_channel_follows_cjdns_rules() {
     let d = one(
         &mut server,
         &mut node,
-        NOW + 25,
+        NOW + Duration::from_secs(25),
         &client::request("Admin_asyncEnabled", Dict::new(), b""),
     );
     assert_eq!(d.get_int("asyncEnabled"), Some(1));
-    assert!(server.async_message(NOW + 55, &to, Dict::new()).is_some());
-    assert_eq!(server.async_message(NOW + 56, &to, Dict::new()), None);
+    // 30 000 ms after the last request is still in time; one millisecond more is not.
+    assert!(server
+        .async_message(NOW + Duration::from_millis(55_000), &to, Dict::new())
+        .is_some());
+    assert_eq!(
+        server.async_message(NOW + Duration::from_millis(55_001), &to, Dict::new()),
+        None
+    );
     // Once dropped, it stays dropped.
-    assert_eq!(server.async_message(NOW + 56, &to, Dict::new()), None);
-    assert_eq!(server.expire(NOW + 100), 0);
+    assert_eq!(
+        server.async_message(NOW + Duration::from_secs(56), &to, Dict::new()),
+        None
+    );
+    assert_eq!(server.expire(NOW + Duration::from_secs(100)), 0);
 }
 
 #[test]
@@ -765,7 +838,7 @@ proptest! {
         let req = bencode::encode_cjdns(&Dict::new()
             .with("q", "auth").with("aq", "Core_exit")
             .with("cookie", cookie).with("hash", hash));
-        let _ = server.handle(now, src(), &req, &mut node);
+        let _ = server.handle(UnixMillis(now), src(), &req, &mut node);
     }
 }
 
@@ -788,7 +861,7 @@ fn client_exchange_drives_a_call() {
         panic!("expected the authenticated request");
     };
     let reply = server
-        .handle(NOW + 1, src(), &call, &mut node)
+        .handle(at(COOKIE + 1), src(), &call, &mut node)
         .responses
         .remove(0);
     let client::Step::Done(resp) = ex.on_response(&reply).unwrap() else {
@@ -826,7 +899,7 @@ fn cjdnstool_style_requests() {
     assert_eq!(d.get_str("q"), Some("pong"));
     assert_eq!(d.get_str("txid"), Some("17"));
 
-    let cookie = NOW.to_string();
+    let cookie = COOKIE.to_string();
     let hash1 = hex::encode(Sha256::digest([PASSWORD, cookie.as_bytes()].concat()));
     let mut req = Dict::new()
         .with("txid", "18")

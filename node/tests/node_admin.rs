@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{key, EchoPathfinder};
-use pktmesh_node::admin::{client, AdminServer};
+use pktmesh_node::admin::{client, AdminServer, UnixMillis};
 use pktmesh_node::bencode::{Dict, Value};
 use pktmesh_node::core::Node;
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
@@ -29,7 +29,7 @@ fn ask(
         pings,
     };
     server
-        .handle(1_700_000_000, src, &req, &mut f)
+        .handle(UnixMillis(1_700_000_000_000), src, &req, &mut f)
         .responses
         .iter()
         .map(|r| client::parse_response(r).unwrap().dict)

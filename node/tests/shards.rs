@@ -242,7 +242,7 @@ fn one_shard_behaves_like_an_unsharded_node() {
 /// connected in the shard that owns it, a password added to every shard.
 #[test]
 fn the_admin_api_answers_for_all_shards() {
-    use pktmesh_node::admin::{client, AdminServer};
+    use pktmesh_node::admin::{client, AdminServer, UnixMillis};
     use pktmesh_node::bencode::{Dict, Value};
     use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 
@@ -261,7 +261,9 @@ fn the_admin_api_answers_for_all_shards() {
             pings: &mut pings,
         };
         let req = client::request(function, args, b"t1");
-        let out = server.handle(1_700_000_000, src, &req, &mut f).responses;
+        let out = server
+            .handle(UnixMillis(1_700_000_000_000), src, &req, &mut f)
+            .responses;
         client::parse_response(&out[0]).unwrap().dict
     };
     // Nine peers through beginConnection; each lands in the shard its address names.

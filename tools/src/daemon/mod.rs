@@ -37,7 +37,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_lease_engine::UnixTime;
-use pktmesh_node::admin::AdminServer;
+use pktmesh_node::admin::{AdminServer, UnixMillis};
 use pktmesh_node::beacon::BeaconError;
 use pktmesh_node::core::{Handoff, Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::egress::PortStats;
@@ -1211,9 +1211,11 @@ impl Admin {
                     return;
                 }
             };
-            let unix = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let unix = UnixMillis::since_epoch(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default(),
+            );
             let mut functions = NodeAdmin {
                 shards: &mut *shards,
                 now: Instant::now(),
