@@ -3,7 +3,9 @@
 //!
 //! - [`bencode`]: bencode with the cjdns top-level padding quirk.
 //! - [`config`]: `cjdroute.conf` (cjdns' JSON-with-comments dialect) and `--genconf`.
-//! - [`admin`]: the admin API (bencode over UDP): cookies, password auth, dispatch.
+//! - [`admin`]: the admin API (bencode over UDP): cookies, password auth, dispatch;
+//!   [`node_admin`]: the node's admin functions; [`host`]: what those functions ask of the
+//!   process hosting the node (sockets, TUN, privileges), recorded for the driver.
 //! - [`dht`]: the legacy DHT pathfinder (CJDHT messages, content type 256).
 //! - [`core`]: the node itself: switch, peers, end-to-end sessions and pathfinder wired together.
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
@@ -23,6 +25,7 @@ pub mod core;
 pub mod dht;
 pub mod egress;
 pub mod eth;
+pub mod host;
 pub mod ipv6;
 pub mod node_admin;
 pub mod offload;

@@ -1,11 +1,28 @@
 //! The node's admin functions: what `cjdnstool peers show`, `session show`, `ping` and `util`
-//! call, with cjdns 22.3's names, arguments, paging and reply keys.
+//! call, and what the stock `cjdroute` client sends to configure a fresh core, with cjdns
+//! 22.3's names, arguments, paging and reply keys.
 //!
 //! [`NodeAdmin`] borrows the node (all its shards, [`crate::shard`]) for one request; switch
 //! pings answer later, so their reply addresses wait in [`PendingPings`] until the node reports
 //! the pong or the deadline passes.
+//!
+//! # Functions the sans-IO core cannot carry out
+//!
+//! The stock client configures a core with `UDPInterface_new`, `RouteGen_addException`,
+//! `Core_initTunnel`, `Security_getUser`, `Security_chroot`, `Security_setUser`,
+//! `Security_noforks` and `Security_setupComplete` (`admin-api/startup-config.pcap`). They
+//! need sockets, a TUN device, routes or process privileges, which the core does not own.
+//! Each answers with cjdns' reply (`error: none`, and for `UDPInterface_new` the interface
+//! number and bind address) and records the request in the [`HostState`] the driver passed
+//! in: it is then both part of the state (`HostState::interfaces`, `HostState::security`, …)
+//! and queued for the driver ([`HostState::poll_request`]), which carries it out or reports
+//! that it did not. In particular `UDPInterface_new` opens **no** socket here: it creates an
+//! interface number marked not open, and a pending [`HostRequest::UdpInterface`].
+//! `Security_getUser` answers from the user list the driver gave ([`HostState::set_users`]).
+//!
+//! [`HostRequest::UdpInterface`]: crate::host::HostRequest::UdpInterface
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::{Address, PublicKey};
@@ -16,6 +33,7 @@ use crate::admin::{
 };
 use crate::bencode::{Dict, Value};
 use crate::core::{Node, Pathfinder, PeerStats, PingResult, SessionStats};
+use crate::host::{HostRequest, HostState, InterfaceKind, IpPrefix, SetUser};
 use crate::peers::PeerCredentials;
 
 /// Peers per `InterfaceController_peerStats` page.
@@ -83,6 +101,59 @@ pub const NODE_FUNCTIONS: &[FunctionSpec] = &[
         name: "AuthorizedPasswords_list",
         needs_auth: true,
         args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
+    FunctionSpec {
+        name: "UDPInterface_new",
+        needs_auth: true,
+        args: &[
+            ArgSpec::optional("bindAddress", ArgType::String),
+            ArgSpec::optional("dscp", ArgType::Int),
+            ArgSpec::optional("beaconPort", ArgType::Int),
+        ],
+    },
+    FunctionSpec {
+        name: "RouteGen_addException",
+        needs_auth: true,
+        args: &[ArgSpec::required("route", ArgType::String)],
+    },
+    FunctionSpec {
+        name: "Core_initTunnel",
+        needs_auth: true,
+        args: &[ArgSpec::optional("desiredTunName", ArgType::String)],
+    },
+    FunctionSpec {
+        name: "Security_nofiles",
+        needs_auth: true,
+        args: &[],
+    },
+    FunctionSpec {
+        name: "Security_noforks",
+        needs_auth: true,
+        args: &[],
+    },
+    FunctionSpec {
+        name: "Security_chroot",
+        needs_auth: true,
+        args: &[ArgSpec::required("root", ArgType::String)],
+    },
+    FunctionSpec {
+        name: "Security_setUser",
+        needs_auth: true,
+        args: &[
+            ArgSpec::required("uid", ArgType::Int),
+            ArgSpec::optional("gid", ArgType::Int),
+            ArgSpec::required("keepNetAdmin", ArgType::Int),
+        ],
+    },
+    FunctionSpec {
+        name: "Security_getUser",
+        needs_auth: true,
+        args: &[ArgSpec::optional("user", ArgType::String)],
+    },
+    FunctionSpec {
+        name: "Security_setupComplete",
+        needs_auth: true,
+        args: &[],
     },
 ];
 
@@ -172,6 +243,8 @@ pub struct NodeAdmin<'a, 'n, P> {
     pub now: Instant,
     /// Where switch pings wait.
     pub pings: &'a mut PendingPings,
+    /// Interfaces, users and what was asked of the host process (module documentation).
+    pub host: &'a mut HostState,
 }
 
 fn error(text: &str) -> Response {
@@ -381,6 +454,12 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
     }
 
     fn begin_connection(&mut self, call: &Call<'_>) -> Response {
+        // cjdns: `(uint32_t) interfaceNumber`, default 0, and it must be a UDP interface.
+        let number = call.args.get_int("interfaceNumber").map_or(0, |n| n as u32);
+        let bound_to = match self.host.interface(number).map(|i| &i.kind) {
+            Some(InterfaceKind::Udp { bind }) => *bind,
+            _ => return error("no such interface for interfaceNumber"),
+        };
         let key = match call.args.get_str("publicKey").map(PublicKey::parse) {
             Some(Ok(k)) => k,
             _ => return error("key must be 52 characters long"),
@@ -389,6 +468,9 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
             Some(Ok(a)) => a,
             _ => return error("unable to parse ip address and port."),
         };
+        if addr.is_ipv4() != bound_to.is_ipv4() {
+            return error("different address type than this socket is bound to.");
+        }
         let password = call.args.get_bytes("password").unwrap_or_default().to_vec();
         let login = call.args.get_bytes("login").map(<[u8]>::to_vec);
         let name = call.args.get_str("peerName").map(str::to_string);
@@ -423,6 +505,97 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
             }
         }
         Response::Reply(Dict::new().with("error", Value::from("none")))
+    }
+}
+
+impl<P> NodeAdmin<'_, '_, P> {
+    /// `UDPInterface_new`: a new interface number for a socket the driver is asked to open.
+    fn udp_interface_new(&mut self, call: &Call<'_>) -> Response {
+        // cjdns: `Sockaddr_parse(bindAddress ? bindAddress : "0.0.0.0")`; no port means 0.
+        // An optional argument of another type counts as absent, as in cjdns.
+        let bind = match call.args.get_bytes("bindAddress") {
+            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
+            Some(bytes) => std::str::from_utf8(bytes).ok().and_then(|text| {
+                text.parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)))
+            }),
+        };
+        let Some(bind) = bind else {
+            return error("Failed to parse address");
+        };
+        // cjdns truncates both: `(uint8_t) dscp`, `(uint16_t) beaconPort`.
+        let dscp = call.args.get_int("dscp").map_or(0, |d| d as u8);
+        let beacon_port = call.args.get_int("beaconPort").map_or(0, |p| p as u16);
+        let Some(number) = self.host.request_udp_interface(bind, dscp, beacon_port) else {
+            return error("too many interfaces");
+        };
+        Response::Reply(
+            Dict::new()
+                .with("error", Value::from("none"))
+                .with("interfaceNumber", Value::Int(i64::from(number)))
+                .with("bindAddress", Value::from(bind.to_string())),
+        )
+    }
+
+    /// `RouteGen_addException`: recorded for the driver (pktmesh generates no routes).
+    fn add_route_exception(&mut self, call: &Call<'_>) -> Response {
+        let prefix = call
+            .args
+            .get_str("route")
+            .filter(|r| r.len() <= 63)
+            .and_then(IpPrefix::parse);
+        let Some(prefix) = prefix else {
+            return error("parse_failed");
+        };
+        self.host.add_route_exception(prefix);
+        error("none")
+    }
+
+    /// `Core_initTunnel`: recorded for the driver, which owns the TUN device.
+    fn init_tunnel(&mut self, call: &Call<'_>) -> Response {
+        let name = call
+            .args
+            .get_bytes("desiredTunName")
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+        self.host.init_tunnel(name);
+        error("none")
+    }
+
+    /// `Security_getUser`: from the user list the driver supplied.
+    fn get_user(&self, call: &Call<'_>) -> Response {
+        match self.host.user(call.args.get_bytes("user")) {
+            Some(u) => Response::Reply(
+                Dict::new()
+                    .with("error", Value::from("none"))
+                    .with("name", Value::from(u.name.as_str()))
+                    .with("uid", Value::Int(i64::from(u.uid)))
+                    .with("gid", Value::Int(i64::from(u.gid))),
+            ),
+            None => error("Could not find user [no such user]"),
+        }
+    }
+
+    /// `Security_chroot`, `Security_setUser`, `Security_noforks`, `Security_nofiles`,
+    /// `Security_setupComplete`: recorded for the driver.
+    fn security(&mut self, call: &Call<'_>) -> Response {
+        let request = match call.name {
+            "Security_chroot" => HostRequest::Chroot(
+                String::from_utf8_lossy(call.args.get_bytes("root").unwrap_or_default())
+                    .into_owned(),
+            ),
+            // cjdns passes both as C `int`s.
+            "Security_setUser" => HostRequest::SetUser(SetUser {
+                uid: call.args.get_int("uid").unwrap_or(0) as u32,
+                gid: call.args.get_int("gid").unwrap_or(0) as u32,
+                keep_net_admin: call.args.get_int("keepNetAdmin").unwrap_or(0) != 0,
+            }),
+            "Security_noforks" => HostRequest::NoForks,
+            "Security_nofiles" => HostRequest::NoFiles,
+            _ => HostRequest::SetupComplete,
+        };
+        self.host.security_request(request);
+        error("none")
     }
 }
 
@@ -463,6 +636,15 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, '_, P> {
                         .with("users", Value::List(page)),
                 )
             }
+            "UDPInterface_new" => self.udp_interface_new(call),
+            "RouteGen_addException" => self.add_route_exception(call),
+            "Core_initTunnel" => self.init_tunnel(call),
+            "Security_getUser" => self.get_user(call),
+            "Security_chroot"
+            | "Security_setUser"
+            | "Security_noforks"
+            | "Security_nofiles"
+            | "Security_setupComplete" => self.security(call),
             _ => error(crate::admin::NO_FUNCTIONS_MATCHED),
         }
     }

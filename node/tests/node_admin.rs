@@ -9,6 +9,7 @@ use common::{key, EchoPathfinder};
 use pktmesh_node::admin::{client, AdminServer, UnixMillis};
 use pktmesh_node::bencode::{Dict, Value};
 use pktmesh_node::core::Node;
+use pktmesh_node::host::{HostRequest, HostState, HostUser, InterfaceKind, SetUser};
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::peers::PeerCredentials;
 
@@ -16,6 +17,7 @@ fn ask(
     server: &mut AdminServer,
     node: &mut Node<EchoPathfinder>,
     pings: &mut PendingPings,
+    host: &mut HostState,
     now: Instant,
     function: &str,
     args: Dict,
@@ -27,6 +29,7 @@ fn ask(
         shards: &mut shards,
         now,
         pings,
+        host,
     };
     server
         .handle(UnixMillis(1_700_000_000_000), src, &req, &mut f)
@@ -59,11 +62,17 @@ fn cjdnstool_functions() {
     }
     let mut server = AdminServer::new("NONE");
     let mut pings = PendingPings::default();
+    // The driver's one UDP interface (number 0), as the daemon registers it.
+    let mut host = HostState::new();
+    host.add_open_interface(InterfaceKind::Udp {
+        bind: "10.0.0.7:1007".parse().unwrap(),
+    });
 
     let info = &ask(
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "Core_nodeInfo",
         Dict::new(),
@@ -84,6 +93,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "InterfaceController_peerStats",
         Dict::new(),
@@ -102,6 +112,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "InterfaceController_peerStats",
         Dict::new().with("page", Value::Int(1)),
@@ -113,6 +124,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "AuthorizedPasswords_list",
         Dict::new(),
@@ -134,6 +146,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "SessionManager_getHandles",
         Dict::new(),
@@ -143,6 +156,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "SessionManager_sessionStats",
         Dict::new().with("handle", Value::Int(5)),
@@ -154,6 +168,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "SwitchPinger_ping",
         Dict::new()
@@ -172,6 +187,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "SwitchPinger_ping",
         Dict::new().with("path", Value::from("nonsense")),
@@ -182,6 +198,7 @@ fn cjdnstool_functions() {
         &mut server,
         &mut node,
         &mut pings,
+        &mut host,
         now,
         "UDPInterface_beginConnection",
         Dict::new()
@@ -189,4 +206,209 @@ fn cjdnstool_functions() {
             .with("address", Value::from("10.0.0.1:1")),
     )[0];
     assert!(conn.get_str("error").is_some_and(|e| e != "none"));
+}
+
+/// The functions that configure a fresh core, beyond what the captured start-up shows: their
+/// refusals, and what they leave for the driver.
+#[test]
+fn host_functions_record_and_refuse_like_cjdns() {
+    let now = Instant::now();
+    let mut node = Node::new(key(7), EchoPathfinder::default(), [7; 32], now);
+    let mut server = AdminServer::new("NONE");
+    let mut pings = PendingPings::default();
+    let mut host = HostState::new();
+    host.set_users(
+        vec![HostUser {
+            name: "daemon".into(),
+            uid: 2,
+            gid: 3,
+        }],
+        Some(2),
+    );
+    let mut ask = |host: &mut HostState, function: &str, args: Dict| -> Dict {
+        ask(
+            &mut server,
+            &mut node,
+            &mut pings,
+            host,
+            now,
+            function,
+            args,
+        )
+        .remove(0)
+    };
+    let peer = key(100).public_key().to_string();
+    let connect = |address: &str, number: Option<i64>| {
+        let mut d = Dict::new()
+            .with("publicKey", Value::from(peer.as_str()))
+            .with("address", Value::from(address));
+        if let Some(n) = number {
+            d.insert("interfaceNumber", Value::Int(n));
+        }
+        d
+    };
+
+    // No interface yet: beginConnection has nothing to connect through.
+    let r = ask(
+        &mut host,
+        "UDPInterface_beginConnection",
+        connect("10.1.0.1:1", None),
+    );
+    assert_eq!(
+        r.get_str("error"),
+        Some("no such interface for interfaceNumber")
+    );
+
+    // UDPInterface_new without an address binds 0.0.0.0, port 0; with one, that one.
+    let r = ask(&mut host, "UDPInterface_new", Dict::new());
+    assert_eq!(r.get_int("interfaceNumber"), Some(0));
+    assert_eq!(r.get_str("bindAddress"), Some("0.0.0.0:0"));
+    let r = ask(
+        &mut host,
+        "UDPInterface_new",
+        Dict::new()
+            .with("bindAddress", Value::from("[::1]:5000"))
+            .with("dscp", Value::Int(0x2e))
+            .with("beaconPort", Value::Int(64512)),
+    );
+    assert_eq!(r.get_int("interfaceNumber"), Some(1));
+    assert_eq!(r.get_str("bindAddress"), Some("[::1]:5000"));
+    let r = ask(
+        &mut host,
+        "UDPInterface_new",
+        Dict::new().with("bindAddress", Value::from("nowhere")),
+    );
+    assert_eq!(r.get_str("error"), Some("Failed to parse address"));
+    assert_eq!(host.interfaces().len(), 2);
+    assert!(host.interfaces().iter().all(|i| !i.open));
+    assert_eq!(
+        host.poll_request(),
+        Some(HostRequest::UdpInterface {
+            number: 0,
+            bind: "0.0.0.0:0".parse().unwrap(),
+            dscp: 0,
+            beacon_port: 0,
+        })
+    );
+    assert_eq!(
+        host.poll_request(),
+        Some(HostRequest::UdpInterface {
+            number: 1,
+            bind: "[::1]:5000".parse().unwrap(),
+            dscp: 0x2e,
+            beacon_port: 64512,
+        })
+    );
+    assert_eq!(host.poll_request(), None);
+
+    // An IPv6 peer on the IPv4 interface, an unknown interface, then a good one.
+    let r = ask(
+        &mut host,
+        "UDPInterface_beginConnection",
+        connect("[fd00::1]:1", Some(0)),
+    );
+    assert_eq!(
+        r.get_str("error"),
+        Some("different address type than this socket is bound to.")
+    );
+    let r = ask(
+        &mut host,
+        "UDPInterface_beginConnection",
+        connect("10.1.0.1:1", Some(7)),
+    );
+    assert_eq!(
+        r.get_str("error"),
+        Some("no such interface for interfaceNumber")
+    );
+    let r = ask(
+        &mut host,
+        "UDPInterface_beginConnection",
+        connect("10.1.0.1:1", Some(0)),
+    );
+    assert_eq!(r.get_str("error"), Some("none"));
+
+    // Route exceptions: parsed as cjdns' Sockaddr_parse would, at most 63 characters.
+    for (route, error) in [
+        ("10.0.0.0/8", "none"),
+        ("fc00::/8", "none"),
+        ("10.0.0.0/40", "parse_failed"),
+        ("not an address", "parse_failed"),
+    ] {
+        let r = ask(
+            &mut host,
+            "RouteGen_addException",
+            Dict::new().with("route", Value::from(route)),
+        );
+        assert_eq!(r.get_str("error"), Some(error), "{route}");
+    }
+    let long = format!("10.0.0.1{}", " ".repeat(60));
+    let r = ask(
+        &mut host,
+        "RouteGen_addException",
+        Dict::new().with("route", Value::from(long.as_str())),
+    );
+    assert_eq!(r.get_str("error"), Some("parse_failed"));
+    assert_eq!(host.route_exceptions().len(), 2);
+
+    // Core_initTunnel with a name.
+    let r = ask(
+        &mut host,
+        "Core_initTunnel",
+        Dict::new().with("desiredTunName", Value::from("tun7")),
+    );
+    assert_eq!(r.get_str("error"), Some("none"));
+    assert_eq!(host.tunnel_requested(), Some(Some("tun7")));
+
+    // Security_getUser: by name, the current user without one, an unknown name.
+    let r = ask(
+        &mut host,
+        "Security_getUser",
+        Dict::new().with("user", Value::from("daemon")),
+    );
+    assert_eq!(
+        (r.get_str("name"), r.get_int("uid"), r.get_int("gid")),
+        (Some("daemon"), Some(2), Some(3))
+    );
+    let r = ask(&mut host, "Security_getUser", Dict::new());
+    assert_eq!(r.get_str("name"), Some("daemon"));
+    let r = ask(
+        &mut host,
+        "Security_getUser",
+        Dict::new().with("user", Value::from("nobody")),
+    );
+    assert!(r
+        .get_str("error")
+        .is_some_and(|e| e.starts_with("Could not find user [")));
+    assert_eq!(r.get("uid"), None);
+
+    // Security_setUser needs uid and keepNetAdmin; gid defaults to 0 (left alone).
+    let r = ask(
+        &mut host,
+        "Security_setUser",
+        Dict::new().with("uid", Value::Int(2)),
+    );
+    assert_eq!(
+        r.get_str("error"),
+        Some("Entry [keepNetAdmin] is required and must be of type [Int]")
+    );
+    let r = ask(
+        &mut host,
+        "Security_setUser",
+        Dict::new()
+            .with("uid", Value::Int(2))
+            .with("keepNetAdmin", Value::Int(0)),
+    );
+    assert_eq!(r.get_str("error"), Some("none"));
+    let r = ask(&mut host, "Security_nofiles", Dict::new());
+    assert_eq!(r.get_str("error"), Some("none"));
+    let security = host.security();
+    assert_eq!(
+        security.set_user,
+        Some(SetUser {
+            uid: 2,
+            gid: 0,
+            keep_net_admin: false
+        })
+    );
+    assert!(security.nofiles && !security.noforks && !security.setup_complete);
 }

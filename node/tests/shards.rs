@@ -244,6 +244,7 @@ fn one_shard_behaves_like_an_unsharded_node() {
 fn the_admin_api_answers_for_all_shards() {
     use pktmesh_node::admin::{client, AdminServer, UnixMillis};
     use pktmesh_node::bencode::{Dict, Value};
+    use pktmesh_node::host::{HostState, InterfaceKind};
     use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 
     let now = Instant::now();
@@ -252,6 +253,10 @@ fn the_admin_api_answers_for_all_shards() {
     let mut nodes = shards(private, router, [7; 32], 3, now);
     let mut server = AdminServer::new("NONE");
     let mut pings = PendingPings::default();
+    let mut host = HostState::new();
+    host.add_open_interface(InterfaceKind::Udp {
+        bind: "10.0.0.7:1007".parse().unwrap(),
+    });
     let src: SocketAddr = "127.0.0.1:5555".parse().unwrap();
     let mut ask = |nodes: &mut Vec<Core>, function: &str, args: Dict| -> Dict {
         let mut refs: Vec<&mut Core> = nodes.iter_mut().collect();
@@ -259,6 +264,7 @@ fn the_admin_api_answers_for_all_shards() {
             shards: &mut refs,
             now,
             pings: &mut pings,
+            host: &mut host,
         };
         let req = client::request(function, args, b"t1");
         let out = server

@@ -42,6 +42,7 @@ use pktmesh_node::beacon::BeaconError;
 use pktmesh_node::core::{Handoff, Node, NodeEvent, Output, Pathfinder, Transmit};
 use pktmesh_node::egress::PortStats;
 use pktmesh_node::eth::{display_link, EthLink};
+use pktmesh_node::host::{HostRequest, HostState, HostUser, InterfaceKind};
 use pktmesh_node::node_admin::{NodeAdmin, PendingPings};
 use pktmesh_node::offload::Coalescer;
 use pktmesh_node::packet::PacketBuf;
@@ -323,6 +324,20 @@ pub fn run<P: Pathfinder + Send>(
     }
     // Ethernet: the first worker reads every interface; the others only send on them.
     let eth = open_eth(&settings.eth, tun_name.as_deref(), &main_poll, shards)?;
+    // What the admin API knows of the host: the interfaces, numbered as cjdns numbers them
+    // (UDP, then Ethernet, in order of creation), and the user database.
+    let mut host = HostState::new();
+    for sock in &sockets[0] {
+        host.add_open_interface(InterfaceKind::Udp {
+            bind: sock.local_addr()?,
+        });
+    }
+    for e in &eth {
+        host.add_open_interface(InterfaceKind::Eth {
+            device: e.socket.device().to_string(),
+        });
+    }
+    host.set_users(host_users(), current_uid());
     let mut senders: Vec<Vec<EthInterface>> = Vec::new();
     for _ in 1..workers {
         let mut list = Vec::new();
@@ -352,6 +367,7 @@ pub fn run<P: Pathfinder + Send>(
                 socket: sock,
                 server: AdminServer::new(settings.admin_password.clone()),
                 pings: PendingPings::default(),
+                host,
             })
         }
         None => None,
@@ -839,6 +855,7 @@ impl<P: Pathfinder> MainWorker<'_, P> {
                 if admin_ready {
                     if let Some(a) = self.admin.as_mut() {
                         with_all_shards(&mut node, shards, |all| a.drain(all));
+                        a.report_host_requests(self.tun_name.as_deref());
                     }
                 }
                 for (b, ready) in self.beacons.iter().zip(beacons_ready.iter_mut()) {
@@ -1197,6 +1214,8 @@ struct Admin {
     socket: UdpSocket,
     server: AdminServer,
     pings: PendingPings,
+    /// Interfaces and users for the admin functions, and what they asked of us.
+    host: HostState,
 }
 
 impl Admin {
@@ -1220,6 +1239,7 @@ impl Admin {
                 shards: &mut *shards,
                 now: Instant::now(),
                 pings: &mut self.pings,
+                host: &mut self.host,
             };
             let handled = self.server.handle(unix, src, &request[..n], &mut functions);
             if let Some(why) = handled.ignored {
@@ -1231,11 +1251,86 @@ impl Admin {
         }
     }
 
+    /// Reports what admin calls asked of this process that the node core only recorded
+    /// (`UDPInterface_new`, `Core_initTunnel`, `Security_*`, …). pktmesh takes sockets, TUN
+    /// and privileges from cjdroute.conf at start-up, so none of them is carried out here:
+    /// each is logged, as a warning when it asked for something that did not happen.
+    fn report_host_requests(&mut self, tun: Option<&str>) {
+        let dropped = self.host.take_dropped_requests();
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "admin: host requests dropped unreported (too many queued)"
+            );
+        }
+        while let Some(request) = self.host.poll_request() {
+            match &request {
+                HostRequest::UdpInterface { bind, .. } => {
+                    let open = self.host.interfaces().iter().any(|i| {
+                        i.open && matches!(&i.kind, InterfaceKind::Udp { bind: b } if b == bind)
+                    });
+                    if open {
+                        info!(%request, "admin: that address is already open (from the config)");
+                    } else {
+                        warn!(
+                            %request,
+                            "admin: no socket opened; pktmesh binds UDP only from cjdroute.conf \
+                             at start-up"
+                        );
+                    }
+                }
+                HostRequest::InitTunnel { .. } => match tun {
+                    Some(name) => info!(%request, tun = name, "admin: the TUN device is up"),
+                    None => warn!(
+                        %request,
+                        "admin: no TUN device created; pktmesh creates it from cjdroute.conf"
+                    ),
+                },
+                HostRequest::RouteException(_) => {
+                    info!(%request, "admin: recorded; pktmesh generates no routes (no IpTunnel)");
+                }
+                HostRequest::SetupComplete => info!(%request, "admin: client setup complete"),
+                _ => warn!(
+                    %request,
+                    "admin: not done; pktmesh does not drop privileges (run it with \
+                     CAP_NET_ADMIN instead of root)"
+                ),
+            }
+        }
+    }
+
     fn complete_pings<P: Pathfinder>(&mut self, node: &mut Node<P>) {
         for (to, reply) in self.pings.poll(Instant::now(), node, &self.server) {
             let _ = self.socket.send_to(&reply, to);
         }
     }
+}
+
+/// The accounts of `/etc/passwd` (`name:password:uid:gid:…`), for `Security_getUser`; users
+/// known only to other NSS sources are not seen. Unreadable: none.
+fn host_users() -> Vec<HostUser> {
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            (!name.is_empty() && !name.starts_with('#')).then(|| HostUser {
+                name: name.to_string(),
+                uid,
+                gid,
+            })
+        })
+        .collect()
+}
+
+/// The uid this process runs as (the owner of `/proc/self`).
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// The value of a TUN read, or `None` when the device has nothing more for now (a failed read
