@@ -584,9 +584,18 @@ impl<P: Pathfinder> Node<P> {
         Ok(())
     }
 
-    /// Logins of the authorized passwords (`AuthorizedPasswords_list`).
+    /// Logins of the authorized passwords (`AuthorizedPasswords_list`): the added ones in the
+    /// order they were added, then `Local Peers` (our beacon password), which stock 22.3 lists
+    /// after them (`[default-login, Local Peers]` in the `admin-api` captures) although it
+    /// authorizes it first.
     pub fn authorized_users(&self) -> Vec<Vec<u8>> {
-        self.ca.users().iter().map(|u| u.login().to_vec()).collect()
+        let (beacon, added): (Vec<_>, Vec<_>) = self
+            .ca
+            .users()
+            .iter()
+            .map(|u| u.login().to_vec())
+            .partition(|login| login == beacon::LOCAL_PEERS_LOGIN);
+        added.into_iter().chain(beacon).collect()
     }
 
     /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and

@@ -344,7 +344,11 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                         Value::from(crate::eth::display_link(&p.link_address).as_str()),
                     )
                     .with("state", Value::from(p.state))
-                    .with("last", Value::Int(p.last_ms_ago as i64))
+                    // cjdns: the time of the last message, Unix milliseconds.
+                    .with(
+                        "last",
+                        Value::Int(call.now.0.saturating_sub(p.last_ms_ago) as i64),
+                    )
                     .with("isIncoming", Value::Int(i64::from(p.is_incoming)))
                     .with("bytesIn", Value::Int(p.bytes_in as i64))
                     .with("bytesOut", Value::Int(p.bytes_out as i64))
@@ -421,8 +425,7 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                 .with("lostPackets", Value::Int(0))
                 .with("receivedOutOfRange", Value::Int(0))
                 .with("noiseProto", Value::Int(0))
-                .with("timeOfLastUsage", Value::Int(0))
-                .with("error", Value::from("none")),
+                .with("timeOfLastUsage", Value::Int(0)),
         )
     }
 
