@@ -7,7 +7,8 @@
 //!   [`node_admin`]: the node's admin functions; [`host`]: what those functions ask of the
 //!   process hosting the node (sockets, TUN, privileges), recorded for the driver.
 //! - [`dht`]: the legacy DHT pathfinder (CJDHT messages, content type 256).
-//! - [`core`]: the node itself: switch, peers, end-to-end sessions and pathfinder wired together.
+//! - [`core`]: the node itself: the link, switch, session and upper stages wired together;
+//!   [`pathfinding`]: what it needs from a pathfinder.
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
 //!   table (SessionManager).
 //! - [`beacon`], [`eth`]: LAN beacons, and the framing and peer naming of Ethernet links.
@@ -30,6 +31,7 @@ pub mod ipv6;
 pub mod node_admin;
 pub mod offload;
 pub mod packet;
+pub mod pathfinding;
 pub mod peers;
 pub mod sessions;
 pub mod shard;

@@ -31,7 +31,7 @@ use pktmesh_crypto_auth::Address;
 use pktmesh_switch::switch_core::{SlotError, SLOT_COUNT};
 use pktmesh_switch::{Label, SwitchCore};
 
-use crate::core::{NodeRef, Pathfinder};
+use crate::pathfinding::{NodeRef, Pathfinder};
 use crate::sessions::MAX_SESSIONS;
 
 /// Most shards one node may have.
@@ -171,6 +171,91 @@ impl Directory {
         }
         table.link_owner.remove(&link);
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// One shard's copy of the [`Directory`]: the switch table its data path reads without a
+/// lock, refreshed with one atomic read when nothing changed.
+#[derive(Debug)]
+pub struct DirectoryView {
+    directory: Arc<Directory>,
+    shard: ShardSpec,
+    generation: u64,
+    table: DirectoryTable,
+}
+
+impl DirectoryView {
+    /// A view of `directory` for `shard`.
+    pub fn new(directory: Arc<Directory>, shard: ShardSpec) -> Self {
+        let (generation, table) = directory.snapshot();
+        Self {
+            directory,
+            shard,
+            generation,
+            table,
+        }
+    }
+
+    /// Brings the copy up to date; one atomic read when nothing changed.
+    pub fn sync(&mut self) {
+        if self.directory.generation() == self.generation {
+            return;
+        }
+        let (generation, table) = self.directory.snapshot();
+        self.generation = generation;
+        self.table = table;
+    }
+
+    /// The switch, with every shard's slots attached.
+    pub fn switch(&self) -> &SwitchCore {
+        &self.table.switch
+    }
+
+    /// Which shard this view belongs to.
+    pub fn shard(&self) -> ShardSpec {
+        self.shard
+    }
+
+    /// Takes a switch slot for a peer of this shard at `link`.
+    pub fn attach(&mut self, link: SocketAddr) -> Result<(u16, Label), SlotError> {
+        let attached = self.directory.attach(self.shard.index(), link)?;
+        self.sync();
+        Ok(attached)
+    }
+
+    /// Gives back the slot of the peer at `link`.
+    pub fn detach(&mut self, slot: u16, link: SocketAddr) {
+        self.directory.detach(slot, link);
+        self.sync();
+    }
+
+    /// Whether any shard has a peer at `link`.
+    pub fn has_link(&mut self, link: &SocketAddr) -> bool {
+        self.sync();
+        self.table.link_owner.contains_key(link)
+    }
+
+    /// The shard that owns the peer at `link`, if it is not this one.
+    pub fn link_owner_elsewhere(&mut self, link: &SocketAddr) -> Option<u8> {
+        if self.shard.is_single() {
+            return None;
+        }
+        self.sync();
+        self.table
+            .link_owner
+            .get(link)
+            .copied()
+            .filter(|&o| o != self.shard.index())
+    }
+
+    /// The shard that owns the peer in `slot`, if it is not this one.
+    pub fn slot_owner_elsewhere(&self, slot: u16) -> Option<u8> {
+        self.table
+            .slot_owner
+            .get(usize::from(slot))
+            .copied()
+            .flatten()
+            .filter(|&o| o != self.shard.index())
     }
 }
 

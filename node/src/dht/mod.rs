@@ -15,7 +15,7 @@
 //!   256), [`Pathfinder::poll_event`] ([`Event::PathFound`] and friends, for the session layer)
 //!   and [`Pathfinder::poll_timeout`] (when to call `handle_timeout` next).
 //!
-//! [`Pathfinder`] also implements [`crate::core::Pathfinder`], the interface the node core
+//! [`Pathfinder`] also implements [`crate::pathfinding::Pathfinder`], the interface the node core
 //! drives; that adapter drops what the core has no use for (typed errors, lost paths, failed
 //! searches).
 //!

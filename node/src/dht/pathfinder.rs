@@ -9,7 +9,7 @@ use pktmesh_switch::{EncodingScheme, Label};
 use super::message::{Body, Message, NodeEntry, Query, Reply, Target};
 use super::store::{self, NodeInfo, NodeStore, PathUpdate};
 use super::{version, DhtError};
-use crate::core::NodeRef;
+use crate::pathfinding::NodeRef;
 
 /// Nodes per `fn`/`gp` answer (`RouterModule_K`).
 const K: usize = 8;
@@ -1187,7 +1187,7 @@ fn push_candidate(stack: &mut Vec<Candidate>, c: Candidate) {
 /// The node core drives the DHT through its pathfinder trait. Failures it has no use for
 /// (malformed messages, refused lookups, [`Event::PathLost`], [`Event::SearchFailed`]) are
 /// dropped here; use the inherent API to see them.
-impl crate::core::Pathfinder for Pathfinder {
+impl crate::pathfinding::Pathfinder for Pathfinder {
     fn peer_up(&mut self, now: Instant, peer: NodeRef) {
         let _ = Pathfinder::peer_up(self, now, peer.key, peer.path, peer.version);
     }

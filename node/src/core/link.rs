@@ -1,0 +1,580 @@
+//! The link stage (cjdns' InterfaceController): direct peers and their outer CryptoAuth
+//! sessions, keepalives, beacons and link addresses.
+//!
+//! **Owns:** the peer table (by switch slot and by link address), each peer's link session,
+//! counters and keepalive state, the node's beacon password and the keepalive schedule.
+//! **Does not own:** the switch slots themselves (taken from and given back to the shard's
+//! [`DirectoryView`]), what happens to a packet after it is opened (the switch stage decides),
+//! or the pathfinder (the [`super::Node`] wiring tells it about peers this stage announces).
+//!
+//! In: a datagram from a link address ([`LinkStage::open`]). Out: the same buffer opened in
+//! place to the switch packet it carries, with the peer's slot — or sealed in place for a
+//! peer ([`LinkStage::seal`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session};
+use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
+use pktmesh_switch::control::LinkAddress;
+use pktmesh_switch::switch_core::SLOT_COUNT;
+use pktmesh_switch::Label;
+use rand_core::{CryptoRng, RngCore};
+
+use super::types::{EventLog, NodeError, NodeEvent, PeerStats};
+use super::{be32, offset_in};
+use crate::beacon::{self, Beacon};
+use crate::packet::PacketBuf;
+use crate::pathfinding::NodeRef;
+use crate::peers::{Peer, PeerCredentials, KEEPALIVE_MAGIC, PING_INTERVAL};
+use crate::shard::DirectoryView;
+
+/// What became of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkIn {
+    /// Dropped (not a peer's packet, or it did not open).
+    Drop,
+    /// Another shard owns the peer (or the HELLO's sender): hand the datagram there.
+    Elsewhere(u8),
+    /// Opened: the buffer holds the switch packet; it came from the peer in `slot`.
+    Opened {
+        /// The peer's slot.
+        slot: u16,
+        /// Keep it away from the switch: the link is not up yet and it is not for our router.
+        hold: bool,
+        /// Ping the peer (new, or its version still unknown): it reveals its version.
+        ping: bool,
+    },
+}
+
+/// What a beacon asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BeaconAction {
+    /// Nothing (our own, another shard's, or a known peer whose password was updated).
+    None,
+    /// A new peer: connect to it with these credentials.
+    Connect(PeerCredentials),
+}
+
+/// The peers of one shard.
+pub(crate) struct LinkStage {
+    /// Link sessions see the users added with [`LinkStage::add_user`].
+    ca: Arc<CryptoAuth>,
+    key: PublicKey,
+    peers: Vec<Option<Peer>>,
+    by_link: HashMap<SocketAddr, u16>,
+    beacon_password: [u8; beacon::PASSWORD_LEN],
+    next_keepalive: Instant,
+    keepalive_cursor: usize,
+    /// Peers removed while opening a datagram (a peer that came back on a new port), for the
+    /// wiring to tell the other stages ([`LinkStage::take_departed`]).
+    departed: Vec<Peer>,
+}
+
+impl LinkStage {
+    /// A stage with no peers; peers that heard our beacon log in with `beacon_password`.
+    pub(crate) fn new(
+        ca: Arc<CryptoAuth>,
+        beacon_password: [u8; beacon::PASSWORD_LEN],
+        now: Instant,
+    ) -> Self {
+        let key = *ca.public_key();
+        let mut peers = Vec::with_capacity(SLOT_COUNT);
+        peers.resize_with(SLOT_COUNT, || None);
+        let mut stage = Self {
+            ca,
+            key,
+            peers,
+            by_link: HashMap::new(),
+            beacon_password,
+            next_keepalive: now,
+            keepalive_cursor: 0,
+            departed: Vec::new(),
+        };
+        if let Err(e) = stage.add_user(&beacon_password, Some(beacon::LOCAL_PEERS_LOGIN), None) {
+            unreachable!("a fresh context accepts the beacon password: {e}");
+        }
+        stage
+    }
+
+    fn peer(&self, slot: u16) -> Option<&Peer> {
+        self.peers.get(usize::from(slot))?.as_ref()
+    }
+
+    fn peer_mut(&mut self, slot: u16) -> Option<&mut Peer> {
+        self.peers.get_mut(usize::from(slot))?.as_mut()
+    }
+
+    /// Authorizes `password` for incoming peers (sessions created from now on see it).
+    pub(crate) fn add_user(
+        &mut self,
+        password: &[u8],
+        login: Option<&[u8]>,
+        restricted_to: Option<Address>,
+    ) -> Result<(), NodeError> {
+        // Users are added before peers exist; afterwards the sessions share the context.
+        Arc::make_mut(&mut self.ca)
+            .add_user(password, login, restricted_to)
+            .map_err(|e| NodeError::Password(e.to_string()))
+    }
+
+    /// The link context (its users).
+    pub(crate) fn context(&self) -> &CryptoAuth {
+        &self.ca
+    }
+
+    // ----- peers in ------------------------------------------------------------------
+
+    /// A datagram from `from`: opened in place by the peer's link session, or by a new
+    /// incoming peer when it is a HELLO naming an authorized user.
+    pub(crate) fn open(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut PacketBuf,
+        view: &mut DirectoryView,
+        events: &mut EventLog,
+    ) -> LinkIn {
+        let (slot, new) = match self.by_link.get(&from) {
+            Some(&slot) => {
+                let Some(peer) = self.peer_mut(slot) else {
+                    return LinkIn::Drop;
+                };
+                if let Err(error) = decrypt_in_place(&mut peer.session, now, buf) {
+                    peer.bad_packets += 1;
+                    if matches!(
+                        error,
+                        DecryptError::AuthRequired
+                            | DecryptError::UnrecognizedAuth
+                            | DecryptError::HandshakeDecryptFailed
+                    ) {
+                        let key = peer.key;
+                        events.rejection(now, |_| NodeEvent::PeerAuthFailed { key, error });
+                    }
+                    return LinkIn::Drop;
+                }
+                (slot, false)
+            }
+            None => {
+                if let Some(owner) = view.link_owner_elsewhere(&from) {
+                    return LinkIn::Elsewhere(owner);
+                }
+                if let Some(owner) = hello_owner_elsewhere(view, buf.data()) {
+                    return LinkIn::Elsewhere(owner);
+                }
+                match self.accept(now, from, buf, view, events) {
+                    Some(slot) => (slot, true),
+                    None => return LinkIn::Drop,
+                }
+            }
+        };
+        let Some(peer) = self.peer_mut(slot) else {
+            return LinkIn::Drop;
+        };
+        peer.bytes_in += buf.len() as u64;
+        if peer.session.is_established() {
+            peer.last_message = now;
+            return LinkIn::Opened {
+                slot,
+                hold: false,
+                ping: false,
+            };
+        }
+        // Until the link is established only packets for our router are accepted, and the
+        // peer is pinged so that it reveals its version.
+        let hold = buf.data().get(7) != Some(&1);
+        let due = peer
+            .last_ping
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_millis(500));
+        let ping = !hold && (new || peer.version == 0) && due;
+        LinkIn::Opened { slot, hold, ping }
+    }
+
+    /// The first packet from an unknown address: only a HELLO that names an authorized user
+    /// creates a peer.
+    fn accept(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut PacketBuf,
+        view: &mut DirectoryView,
+        events: &mut EventLog,
+    ) -> Option<u16> {
+        if be32(buf.data(), 0)? > 1 {
+            return None;
+        }
+        let key = handshake_sender(buf.data())?;
+        if !key.is_valid() || key == self.key {
+            return None;
+        }
+        let mut session = Session::new(self.ca.clone(), key, true, now);
+        if let Err(error) = decrypt_in_place(&mut session, now, buf) {
+            events.rejection(now, |suppressed| NodeEvent::HandshakeRejected {
+                from,
+                error,
+                suppressed,
+            });
+            return None;
+        }
+        // A peer that restarted on a new port replaces its old incoming entry.
+        if let Some(old) = self
+            .peers
+            .iter()
+            .flatten()
+            .find(|p| p.key == key && p.is_incoming)
+            .map(|p| p.slot)
+        {
+            if let Some(peer) = self.remove(old, view) {
+                self.departed.push(peer);
+            }
+        }
+        let (slot, label) = view.attach(from).ok()?;
+        self.insert(Peer::new(
+            from, key, session, slot, label, true, None, None, now,
+        ));
+        Some(slot)
+    }
+
+    fn insert(&mut self, peer: Peer) {
+        self.by_link.insert(peer.link_address, peer.slot);
+        let slot = usize::from(peer.slot);
+        self.peers[slot] = Some(peer);
+    }
+
+    /// Starts peering with `key` at `link_address` (cjdns `beginConnection`); the caller then
+    /// sends the first keepalive, which goes out as a HELLO.
+    pub(crate) fn connect(
+        &mut self,
+        now: Instant,
+        link_address: SocketAddr,
+        key: PublicKey,
+        credentials: PeerCredentials,
+        name: Option<String>,
+        view: &mut DirectoryView,
+    ) -> Result<(u16, Label), NodeError> {
+        if !key.is_valid() || key == self.key {
+            return Err(NodeError::BadPeerKey);
+        }
+        let owner = view.shard().owner_of(&key.address());
+        if owner != view.shard().index() {
+            return Err(NodeError::OtherShard(owner));
+        }
+        if self.by_link.contains_key(&link_address) || view.has_link(&link_address) {
+            return Err(NodeError::DuplicatePeer(link_address));
+        }
+        let (slot, label) = view.attach(link_address).map_err(NodeError::from)?;
+        let mut session = Session::new(self.ca.clone(), key, false, now);
+        session.set_auth(Some(&credentials.password), credentials.login.as_deref());
+        self.insert(Peer::new(
+            link_address,
+            key,
+            session,
+            slot,
+            label,
+            false,
+            Some(credentials),
+            name,
+            now,
+        ));
+        Ok((slot, label))
+    }
+
+    /// Removes the peer in `slot` and gives its slot back; returns it.
+    pub(crate) fn remove(&mut self, slot: u16, view: &mut DirectoryView) -> Option<Peer> {
+        let peer = self.peers.get_mut(usize::from(slot))?.take()?;
+        self.by_link.remove(&peer.link_address);
+        view.detach(slot, peer.link_address);
+        Some(peer)
+    }
+
+    /// Peers removed by [`LinkStage::open`] since the last call.
+    pub(crate) fn take_departed(&mut self) -> Option<Peer> {
+        self.departed.pop()
+    }
+
+    // ----- peers out -----------------------------------------------------------------
+
+    /// Seals the buffer in place for the peer in `slot`; its link address, if the peer exists
+    /// and the session can send.
+    pub(crate) fn seal(
+        &mut self,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+        slot: u16,
+        buf: &mut PacketBuf,
+    ) -> Option<SocketAddr> {
+        let peer = self.peer_mut(slot)?;
+        let (whole, start) = buf.with_headroom();
+        let base = whole.as_ptr() as usize;
+        let sealed = peer.session.encrypt(now, rng, whole, start).ok()?;
+        let new_start = offset_in(base, sealed);
+        buf.set_start(new_start);
+        peer.bytes_out += buf.len() as u64;
+        Some(peer.link_address)
+    }
+
+    // ----- announcing and keepalives ------------------------------------------------
+
+    /// The peer in `slot` as the pathfinder should learn it, once: when its link is established
+    /// and its version known (cjdns never reports a peer of unknown version).
+    pub(crate) fn take_announcement(&mut self, slot: u16) -> Option<(NodeRef, SocketAddr)> {
+        let peer = self.peer_mut(slot)?;
+        if peer.announced || peer.version == 0 || !peer.session.is_established() {
+            return None;
+        }
+        peer.announced = true;
+        Some((
+            NodeRef {
+                key: peer.key,
+                path: peer.label,
+                version: peer.version,
+            },
+            peer.link_address,
+        ))
+    }
+
+    /// Records a keepalive ping with `cookie` to the peer in `slot`; the label to send it to
+    /// and the ping data.
+    pub(crate) fn keepalive_sent(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        cookie: u64,
+    ) -> Option<(Label, [u8; 20])> {
+        let peer = self.peer_mut(slot)?;
+        peer.last_ping = Some(now);
+        peer.ping_cookie = Some(cookie);
+        let mut data = [0u8; 20];
+        data[..8].copy_from_slice(&cookie.to_be_bytes());
+        data[8..].copy_from_slice(KEEPALIVE_MAGIC);
+        Some((peer.label, data))
+    }
+
+    /// A keepalive pong with `cookie` came back on path `back` from a peer of `version`.
+    /// Returns the peer's slot and whether to ask it for its path to us again.
+    pub(crate) fn keepalive_answered(
+        &mut self,
+        now: Instant,
+        cookie: u64,
+        back: u64,
+        version: u32,
+    ) -> Option<(u16, bool)> {
+        let peer = self
+            .peers
+            .iter_mut()
+            .flatten()
+            .find(|p| p.ping_cookie == Some(cookie))?;
+        peer.ping_cookie = None;
+        if peer.label.bits() != back
+            || version < pktmesh_switch::control::MINIMUM_COMPATIBLE_VERSION
+        {
+            peer.incompatible = true;
+            return None;
+        }
+        peer.version = version;
+        if peer.session.is_established() {
+            peer.last_message = now;
+        }
+        Some((peer.slot, peer.announced && peer.path_to_us.is_none()))
+    }
+
+    /// Whether the keepalive timer is due; it then restarts.
+    pub(crate) fn keepalive_due(&mut self, now: Instant) -> bool {
+        if now < self.next_keepalive {
+            return false;
+        }
+        self.next_keepalive = now + PING_INTERVAL;
+        true
+    }
+
+    /// When the keepalive timer runs next.
+    pub(crate) fn next_keepalive(&self) -> Instant {
+        self.next_keepalive
+    }
+
+    /// Incoming peers that went silent too long (to be removed).
+    pub(crate) fn silent(&self, now: Instant) -> Vec<(u16, PublicKey)> {
+        self.peers
+            .iter()
+            .flatten()
+            .filter(|p| {
+                p.is_incoming
+                    && now.saturating_duration_since(p.last_message) > crate::peers::FORGET_AFTER
+            })
+            .map(|p| (p.slot, p.key))
+            .collect()
+    }
+
+    /// The next lazy peer to ping, round robin (at most one per tick).
+    pub(crate) fn next_lazy(&mut self, now: Instant) -> Option<u16> {
+        let n = self.peers.len();
+        let slot = (0..n)
+            .map(|step| (self.keepalive_cursor + step) % n)
+            .find(|&slot| self.peers[slot].as_ref().is_some_and(|p| p.is_lazy(now)))?;
+        self.keepalive_cursor = slot + 1;
+        // slot < SLOT_COUNT = 257
+        Some(slot as u16)
+    }
+
+    // ----- beacons ------------------------------------------------------------------
+
+    /// Our beacon (`data_port` 0 for the body Ethernet beacons carry).
+    pub(crate) fn own_beacon(&self, data_port: u16) -> Beacon {
+        Beacon {
+            data_port,
+            version: beacon::BEACON_PROTOCOL_VERSION,
+            password: self.beacon_password,
+            key: self.key,
+        }
+    }
+
+    /// A beacon from `link`: a known peer's password is updated; a new one is to be connected.
+    pub(crate) fn beacon_from(
+        &mut self,
+        link: SocketAddr,
+        b: &Beacon,
+        view: &DirectoryView,
+    ) -> BeaconAction {
+        if b.key == self.key || !view.shard().owns(&b.key.address()) {
+            return BeaconAction::None;
+        }
+        let credentials = PeerCredentials {
+            password: b.password.to_vec(),
+            login: Some(beacon::LOCAL_PEERS_LOGIN.to_vec()),
+        };
+        if let Some(&slot) = self.by_link.get(&link) {
+            if let Some(peer) = self.peer_mut(slot) {
+                if peer.credentials.as_ref() != Some(&credentials) {
+                    peer.session
+                        .set_auth(Some(&credentials.password), credentials.login.as_deref());
+                    peer.credentials = Some(credentials);
+                }
+            }
+            return BeaconAction::None;
+        }
+        BeaconAction::Connect(credentials)
+    }
+
+    /// A peer we connected to because of its beacon counts as incoming (forgotten when silent).
+    pub(crate) fn mark_beacon_peer(&mut self, slot: u16, version: u32) {
+        if let Some(p) = self.peer_mut(slot) {
+            p.is_incoming = true;
+            p.version = version;
+        }
+    }
+
+    // ----- lookups ------------------------------------------------------------------
+
+    /// The link-layer address of the direct peer reached by `label` (for LLADDR).
+    pub(crate) fn link_address_of(&self, label: u64) -> Option<LinkAddress> {
+        let p = self.peers.iter().flatten().find(|p| p.label.bits() == label)?;
+        Some(match p.link_address {
+            SocketAddr::V4(a) => LinkAddress::Udp4 {
+                port: a.port(),
+                addr: a.ip().octets(),
+            },
+            SocketAddr::V6(a) => LinkAddress::Udp6 {
+                port: a.port(),
+                addr: a.ip().octets(),
+            },
+        })
+    }
+
+    /// An RPATH reply: the peer reached by `label` reaches us with `rpath`.
+    pub(crate) fn set_path_to_us(&mut self, label: u64, rpath: u64) {
+        if let Some(p) = self
+            .peers
+            .iter_mut()
+            .flatten()
+            .find(|p| p.label.bits() == label)
+        {
+            p.path_to_us = Some(rpath);
+        }
+    }
+
+    /// The label of the peer in `slot`.
+    pub(crate) fn label_of(&self, slot: u16) -> Option<Label> {
+        self.peer(slot).map(|p| p.label)
+    }
+
+    /// The key of the peer in `slot`.
+    pub(crate) fn key_of(&self, slot: u16) -> Option<PublicKey> {
+        self.peer(slot).map(|p| p.key)
+    }
+
+    /// The direct peer with this address, as a pathfinder would name it.
+    pub(crate) fn node_for(&self, address: &Address) -> Option<NodeRef> {
+        self.peers
+            .iter()
+            .flatten()
+            .find(|p| &p.address() == address)
+            .map(|p| NodeRef {
+                key: p.key,
+                path: p.label,
+                version: p.version,
+            })
+    }
+
+    /// Number of peers.
+    pub(crate) fn len(&self) -> usize {
+        self.by_link.len()
+    }
+
+    /// Statistics of every peer (`InterfaceController_peerStats`).
+    pub(crate) fn stats(&self, now: Instant) -> Vec<PeerStats> {
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| PeerStats {
+                key: p.key,
+                label: p.label,
+                link_address: p.link_address,
+                state: p.state(now).name(),
+                version: p.version,
+                is_incoming: p.is_incoming,
+                last_ms_ago: now.saturating_duration_since(p.last_message).as_millis() as u64,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                user: p.name.clone(),
+                path_to_us: p.path_to_us,
+                slot: p.slot,
+            })
+            .collect()
+    }
+}
+
+/// Opens the packet in `buf` in place with `session`, leaving the buffer on the payload.
+fn decrypt_in_place(
+    session: &mut Session,
+    now: Instant,
+    buf: &mut PacketBuf,
+) -> Result<(), DecryptError> {
+    let start = buf.headroom();
+    let pkt = buf.data_mut();
+    let base = pkt.as_ptr() as usize;
+    let opened = session.decrypt(now, pkt)?;
+    let (offset, len) = (offset_in(base, opened.payload), opened.payload.len());
+    buf.set_start(start + offset);
+    buf.truncate(len);
+    Ok(())
+}
+
+/// The shard that owns the sender of a link HELLO, if it is not this one.
+fn hello_owner_elsewhere(view: &DirectoryView, datagram: &[u8]) -> Option<u8> {
+    let shard = view.shard();
+    if shard.is_single() || be32(datagram, 0)? > 1 {
+        return None;
+    }
+    let owner = shard.owner_of(&handshake_sender(datagram)?.address());
+    (owner != shard.index()).then_some(owner)
+}
+
+impl std::fmt::Debug for LinkStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkStage")
+            .field("peers", &self.by_link.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,370 @@
+//! The session stage (cjdns' SessionManager): end-to-end CryptoAuth sessions with other nodes,
+//! their receive handles, and the user packets that wait while a session is set up.
+//!
+//! **Owns:** the session table ([`SessionManager`]: sessions by address and by receive handle,
+//! the waiting packets), this shard's range of receive handles. **Does not own:** paths to
+//! nodes (the pathfinder finds them, the wiring passes them in), the switch, or what the opened
+//! content is for (the upper stage dispatches it).
+//!
+//! In: a packet for our router that is not a control message, `[switch header][handle or
+//! handshake][…]` ([`SessionStage::open`]); `[DataHeader][content]` to seal for a node
+//! ([`SessionStage::seal`]). Out: the same buffer, opened to `[DataHeader][content]` or sealed
+//! to a switch packet from our router.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, State};
+use pktmesh_crypto_auth::{Address, PublicKey};
+use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
+use pktmesh_switch::Label;
+use rand_core::{CryptoRng, RngCore};
+
+use super::types::SessionStats;
+use super::{be32, offset_in};
+use crate::packet::PacketBuf;
+use crate::pathfinding::NodeRef;
+use crate::peers::PeerState;
+use crate::sessions::{Buffered, SessionManager};
+use crate::shard::ShardSpec;
+
+/// What became of a packet for our router.
+#[derive(Debug)]
+pub(crate) enum SessionIn {
+    /// Dropped.
+    Drop,
+    /// Another shard owns the session: hand the packet there.
+    Elsewhere(u8),
+    /// It did not decrypt: send this AUTHENTICATION error back (from our router).
+    AuthError {
+        /// The sender, by path.
+        back: Label,
+        /// The packet's first bytes, to quote.
+        quoted: [u8; HEADER_LEN + 16],
+        /// The decrypt error's code.
+        code: u32,
+        /// The session's state.
+        state: u32,
+    },
+    /// Opened: the buffer holds `[DataHeader][content]` from `from`.
+    Content {
+        /// The sender, with the path back to it.
+        from: NodeRef,
+        /// The sender's address.
+        source: Address,
+        /// The session has just become ready: packets waiting for `from` may go now.
+        became_ready: bool,
+    },
+}
+
+/// What to do with a packet for a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    /// Seal it in this session and send it.
+    Seal(usize),
+    /// It waits for the session; ask the pathfinder to ping `ping` (to set the session up)
+    /// or to search for a path when `ping` is `None` and `search` is set.
+    Waiting {
+        /// Search for a path to the destination.
+        search: bool,
+        /// Ping this node to finish the session's handshake.
+        ping: Option<NodeRef>,
+    },
+    /// Dropped (no session could be made).
+    Drop,
+}
+
+/// The end-to-end sessions of one shard.
+#[derive(Debug)]
+pub(crate) struct SessionStage {
+    sessions: SessionManager,
+    key: PublicKey,
+    shard: ShardSpec,
+    /// The node's first receive handle; shard `i` has the `i`-th range after it.
+    handle_base: u32,
+}
+
+impl SessionStage {
+    /// A stage whose sessions use `ca` (no passwords) and whose handles start at the shard's
+    /// range after `handle_base`.
+    pub(crate) fn new(ca: Arc<CryptoAuth>, shard: ShardSpec, handle_base: u32) -> Self {
+        let key = *ca.public_key();
+        Self {
+            sessions: SessionManager::new(ca, shard.first_handle(handle_base)),
+            key,
+            shard,
+            handle_base,
+        }
+    }
+
+    /// Opens, in place, an end-to-end packet that reached our router along `back` (the path
+    /// back to its sender).
+    pub(crate) fn open(&mut self, now: Instant, back: u64, buf: &mut PacketBuf) -> SessionIn {
+        let Ok(back_label) = Label::new(back) else {
+            return SessionIn::Drop;
+        };
+        let data = buf.data();
+        let Some(word) = be32(data, HEADER_LEN) else {
+            return SessionIn::Drop;
+        };
+        if data.len() < HEADER_LEN + 4 + 20 {
+            return SessionIn::Drop;
+        }
+        // Kept to quote in an AUTHENTICATION error if decryption fails.
+        let mut quoted = [0u8; HEADER_LEN + 16];
+        quoted.copy_from_slice(&data[..HEADER_LEN + 16]);
+        let (index, handshake) = if word > 3 {
+            let Some(index) = self.sessions.index_of_handle(word) else {
+                return match self.shard.owner_of_handle(self.handle_base, word) {
+                    Some(owner) if owner != self.shard.index() => SessionIn::Elsewhere(owner),
+                    _ => SessionIn::Drop,
+                };
+            };
+            if be32(data, HEADER_LEN + 4).is_none_or(|nonce| nonce < 4) {
+                return SessionIn::Drop;
+            }
+            buf.advance(HEADER_LEN + 4);
+            (index, false)
+        } else {
+            if data.len() < HEADER_LEN + 120 + 4 {
+                return SessionIn::Drop;
+            }
+            let Some(key) = handshake_sender(&data[HEADER_LEN..]) else {
+                return SessionIn::Drop;
+            };
+            if !key.is_valid() || key == self.key {
+                return SessionIn::Drop;
+            }
+            let owner = self.shard.owner_of(&key.address());
+            if owner != self.shard.index() {
+                return SessionIn::Elsewhere(owner);
+            }
+            let Some(index) = self.sessions.get_or_create(now, key, Some(back_label), 0) else {
+                return SessionIn::Drop;
+            };
+            buf.advance(HEADER_LEN);
+            (index, true)
+        };
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return SessionIn::Drop;
+        };
+        let was_ready = sess.ready();
+        let start = buf.headroom();
+        let pkt = buf.data_mut();
+        let base = pkt.as_ptr() as usize;
+        let (offset, len) = match sess.session.decrypt(now, pkt) {
+            Ok(o) => (offset_in(base, o.payload), o.payload.len()),
+            Err(error) => {
+                return SessionIn::AuthError {
+                    back: back_label,
+                    quoted,
+                    code: error.code(),
+                    state: sess.session.state() as u32,
+                }
+            }
+        };
+        buf.set_start(start + offset);
+        buf.truncate(len);
+        if handshake {
+            let Some(handle) = be32(buf.data(), 0) else {
+                return SessionIn::Drop;
+            };
+            sess.send_handle = Some(handle);
+            buf.advance(4);
+        }
+        sess.path = Some(back_label);
+        sess.bytes_in += buf.len() as u64;
+        SessionIn::Content {
+            source: sess.address,
+            from: NodeRef {
+                key: sess.key,
+                path: back_label,
+                version: sess.version,
+            },
+            became_ready: !was_ready && sess.ready(),
+        }
+    }
+
+    /// The session for a packet to `destination`: an existing one, or one made for the node
+    /// `known` names (a direct peer or a node the pathfinder knows; asked only when there is no
+    /// session); a packet that cannot go yet is kept (user packets wait for a ready session).
+    pub(crate) fn prepare(
+        &mut self,
+        now: Instant,
+        destination: Address,
+        known: impl FnOnce() -> Option<NodeRef>,
+        buf: &PacketBuf,
+        user: bool,
+    ) -> Prepared {
+        let index = match self.sessions.index_of(&destination) {
+            Some(i) => i,
+            None => match known() {
+                Some(node) => {
+                    match self
+                        .sessions
+                        .get_or_create(now, node.key, Some(node.path), node.version)
+                    {
+                        Some(i) => i,
+                        None => return Prepared::Drop,
+                    }
+                }
+                None => {
+                    self.sessions.buffer(now, destination, buf.data());
+                    return Prepared::Waiting {
+                        search: true,
+                        ping: None,
+                    };
+                }
+            },
+        };
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return Prepared::Drop;
+        };
+        let Some(path) = sess.path else {
+            self.sessions.buffer(now, destination, buf.data());
+            return Prepared::Waiting {
+                search: true,
+                ping: None,
+            };
+        };
+        if user {
+            sess.last_used = Some(now);
+            if !sess.ready() {
+                let setup_due = sess
+                    .last_setup
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                let node = NodeRef {
+                    key: sess.key,
+                    path,
+                    version: sess.version,
+                };
+                if setup_due {
+                    sess.last_setup = Some(now);
+                }
+                self.sessions.buffer(now, destination, buf.data());
+                return Prepared::Waiting {
+                    search: false,
+                    ping: setup_due.then_some(node),
+                };
+            }
+        }
+        Prepared::Seal(index)
+    }
+
+    /// The session with `node`, made if needed, marked as being set up now (for messages the
+    /// pathfinder sends, which set sessions up).
+    pub(crate) fn for_message(&mut self, now: Instant, node: NodeRef) -> Option<usize> {
+        let index = self
+            .sessions
+            .get_or_create(now, node.key, Some(node.path), node.version)?;
+        if let Some(s) = self.sessions.get_mut(index) {
+            s.last_setup = Some(now);
+        }
+        Some(index)
+    }
+
+    /// Seals `[DataHeader][payload]` in place in session `index` and puts the switch header
+    /// in front: the buffer then holds a switch packet from our router.
+    pub(crate) fn seal(
+        &mut self,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+        index: usize,
+        buf: &mut PacketBuf,
+    ) -> bool {
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return false;
+        };
+        let Some(path) = sess.path else {
+            return false;
+        };
+        sess.session.reset_if_timeout(now);
+        if !sess.ready() {
+            // Handshake packets carry our handle inside, so the peer can address us.
+            match buf.push_front(4) {
+                Some(h) => h.copy_from_slice(&sess.receive_handle.to_be_bytes()),
+                None => return false,
+            }
+        }
+        sess.bytes_out += buf.len() as u64;
+        let (whole, start) = buf.with_headroom();
+        let base = whole.as_ptr() as usize;
+        let new_start = match sess.session.encrypt(now, rng, whole, start) {
+            Ok(pkt) => offset_in(base, pkt),
+            Err(_) => return false,
+        };
+        buf.set_start(new_start);
+        if sess.ready() {
+            let Some(handle) = sess.send_handle else {
+                return false;
+            };
+            match buf.push_front(4) {
+                Some(h) => h.copy_from_slice(&handle.to_be_bytes()),
+                None => return false,
+            }
+        }
+        match buf.push_front(HEADER_LEN) {
+            Some(h) => {
+                h.copy_from_slice(&SwitchHeaderRepr::new(path.bits()).to_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A path to `node` was found or changed. Returns whether packets wait for it, and if so
+    /// the session to send them in (made if needed).
+    pub(crate) fn path_found(&mut self, now: Instant, node: NodeRef) -> Option<usize> {
+        let address = node.key.address();
+        if !self.sessions.is_waiting(&address) {
+            // Keep the path of an existing session current; create nothing new.
+            if self.sessions.index_of(&address).is_some() {
+                self.sessions
+                    .get_or_create(now, node.key, Some(node.path), node.version);
+            }
+            return None;
+        }
+        self.sessions
+            .get_or_create(now, node.key, Some(node.path), node.version)
+    }
+
+    /// Whether session `index` can carry user packets.
+    pub(crate) fn is_ready(&self, index: usize) -> bool {
+        self.sessions.get(index).is_some_and(|s| s.ready())
+    }
+
+    /// The packets waiting for `destination`, to send now.
+    pub(crate) fn take_waiting(&mut self, destination: &Address) -> Vec<Buffered> {
+        self.sessions.take_buffered(destination)
+    }
+
+    /// Forgets packets that waited too long and sessions that are gone.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        self.sessions.expire(now);
+    }
+
+    /// Number of user packets waiting for sessions.
+    pub(crate) fn waiting_len(&self) -> usize {
+        self.sessions.buffered_len()
+    }
+
+    /// Statistics of every session (`SessionManager_sessionStats`).
+    pub(crate) fn stats(&self) -> Vec<SessionStats> {
+        self.sessions
+            .iter()
+            .map(|s| SessionStats {
+                key: s.key,
+                address: s.address,
+                state: state_name(s.session.state()),
+                handle: s.receive_handle,
+                send_handle: s.send_handle.unwrap_or(0),
+                path: s.path.map_or(0, Label::bits),
+                version: s.version,
+            })
+            .collect()
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    PeerState::Session(s).name()
+}

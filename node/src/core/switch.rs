@@ -1,0 +1,409 @@
+//! The switch stage (cjdns' SwitchCore and ControlHandler, plus pktmesh's leases): where a
+//! packet goes, what priority and traffic class it gets, when a paced link lets it go, and the
+//! answers to switch control messages.
+//!
+//! **Owns:** the lease engine and the per-packet classification, the egress port of every paced
+//! peer link, the switch pings in flight and their results, and whether the node answers
+//! GETSNODE as a supernode face. **Does not own:** the switch table (read from the shard's
+//! [`DirectoryView`]), the peers and their sessions (the link stage seals what this stage lets
+//! go), or end-to-end sessions.
+//!
+//! In: a switch packet and the slot it arrived on ([`SwitchStage::forward`]), a packet for a
+//! peer ([`SwitchStage::egress`]), a control frame for our router ([`SwitchStage::control`]).
+//! Out: decisions; the buffer is rewritten in place (label, traffic class).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::PublicKey;
+use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::{EngineConfig, EngineError, Event, LeaseEngine, Nanos, UnixTime};
+use pktmesh_switch::control::{
+    self, respond, write_switch_error, ControlMessage, ErrorCode, LinkAddress, NoReply, Ping,
+    RPath, ResponderConfig, Snode, ERROR_PACKET_MAX, PROTOCOL_VERSION,
+};
+use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
+use pktmesh_switch::switch_core::{ROUTER_SLOT, SLOT_COUNT};
+use pktmesh_switch::{EncodingScheme, Forward, Label};
+
+use super::be32;
+use super::types::PingResult;
+use crate::egress::{EgressPort, PortStats};
+use crate::packet::PacketBuf;
+use crate::peers::KEEPALIVE_MAGIC;
+use crate::shard::{DirectoryView, ShardSpec};
+
+/// Where a switched packet goes.
+#[derive(Debug)]
+pub(crate) enum Switched {
+    /// To our router (the buffer's label now names the way back).
+    Router,
+    /// To the peer in this slot, which this shard owns.
+    Peer(u16),
+    /// To the peer in `to`, which shard `owner` owns.
+    Elsewhere {
+        /// The owning shard.
+        owner: u8,
+        /// The peer's slot.
+        to: u16,
+    },
+    /// Not forwardable: send this ERROR back out of the arrival slot.
+    Error(PacketBuf),
+    /// Dropped.
+    Drop,
+}
+
+/// What a control frame for our router calls for.
+#[derive(Debug)]
+pub(crate) enum ControlIn {
+    /// Nothing more.
+    None,
+    /// Send this reply from our router.
+    Reply(PacketBuf),
+    /// A keepalive pong: the peer that was pinged with `cookie` is alive at `version`.
+    KeepalivePong {
+        /// The ping's cookie.
+        cookie: u64,
+        /// The peer's protocol version.
+        version: u32,
+    },
+    /// An RPATH reply: the peer reached by the arrival path reaches us with this label.
+    RPath(u64),
+    /// The pong answers a ping another shard sent.
+    Elsewhere(u8),
+}
+
+/// Leases, pacing and control messages of one shard.
+pub(crate) struct SwitchStage {
+    key: PublicKey,
+    scheme: EncodingScheme,
+    leases: LeaseEngine,
+    egress: Vec<Option<EgressPort>>,
+    /// Capacity of every peer link, kbit/s (`None`: unpaced, no ports).
+    link_kbps: Option<u32>,
+    /// Where [`Nanos`] for the lease engine count from.
+    epoch: Instant,
+    /// Round-robin start for [`SwitchStage::poll_egress`].
+    egress_cursor: usize,
+    /// Whether GETSNODE is answered with this node (the cjdns face of a route server).
+    supernode_face: bool,
+    pings: HashMap<u64, (Instant, Label)>,
+    ping_results: VecDeque<PingResult>,
+}
+
+impl SwitchStage {
+    /// A stage for the node with this signing identity and key.
+    pub(crate) fn new(signer: &Signer, key: PublicKey, now: Instant) -> Self {
+        let mut leases = LeaseEngine::new(signer.public(), EngineConfig::default());
+        // Our own traffic (from the router) rides our attached out-leases and is tagged.
+        leases.set_local_interface(Some(ROUTER_SLOT));
+        let mut egress = Vec::with_capacity(SLOT_COUNT);
+        egress.resize_with(SLOT_COUNT, || None);
+        Self {
+            key,
+            scheme: EncodingScheme::v358(),
+            leases,
+            egress,
+            link_kbps: None,
+            epoch: now,
+            egress_cursor: 0,
+            supernode_face: false,
+            pings: HashMap::new(),
+            ping_results: VecDeque::new(),
+        }
+    }
+
+    /// The switch's encoding scheme.
+    pub(crate) fn scheme(&self) -> &EncodingScheme {
+        &self.scheme
+    }
+
+    /// Runs the switch on a packet that arrived on slot `from`.
+    pub(crate) fn forward(&self, view: &DirectoryView, from: u16, buf: &mut PacketBuf) -> Switched {
+        match view.switch().forward(from, buf.data_mut()) {
+            Forward::Deliver { to } if to == ROUTER_SLOT => Switched::Router,
+            Forward::Deliver { to } => match view.slot_owner_elsewhere(to) {
+                Some(owner) => Switched::Elsewhere { owner, to },
+                None => Switched::Peer(to),
+            },
+            Forward::SendError { code } => {
+                let mut err = [0u8; ERROR_PACKET_MAX];
+                match write_switch_error(buf.data(), code, &mut err) {
+                    Ok(n) => Switched::Error(PacketBuf::from_slice(&err[..n])),
+                    Err(_) => Switched::Drop,
+                }
+            }
+            Forward::Drop(_) => Switched::Drop,
+        }
+    }
+
+    fn nanos(&self, now: Instant) -> Nanos {
+        Nanos(now.saturating_duration_since(self.epoch).as_nanos() as u64)
+    }
+
+    /// Classifies a packet for the peer in `to` by its lease, writes the traffic class the
+    /// lease engine chose, and paces it: `true` to send it now, `false` when the paced link is
+    /// busy and the packet waits in the peer's egress port.
+    pub(crate) fn egress(&mut self, now: Instant, from: u16, to: u16, buf: &mut PacketBuf) -> bool {
+        let nanos = self.nanos(now);
+        let len = buf.len();
+        let data = buf.data_mut();
+        let is_control = be32(data, HEADER_LEN) == Some(0xffff_ffff) && from == ROUTER_SLOT;
+        let Some(tc_bytes) = data.get_mut(10..12) else {
+            return false;
+        };
+        let tc = u16::from_be_bytes([tc_bytes[0], tc_bytes[1]]);
+        let verdict = self.leases.classify_packet(nanos, from, to, len as u32, tc);
+        if verdict.traffic_class != tc {
+            tc_bytes.copy_from_slice(&verdict.traffic_class.to_be_bytes());
+        }
+        let Some(kbps) = self.link_kbps else {
+            return true;
+        };
+        let Some(slot) = self.egress.get_mut(usize::from(to)) else {
+            return false;
+        };
+        let port = slot.get_or_insert_with(|| EgressPort::new(kbps, now));
+        if is_control {
+            // Our own switch pings and errors keep the link alive: never queued.
+            port.charge(now, len);
+        } else if !port.admit_now(now, len) {
+            port.enqueue(now, nanos, verdict.priority, buf.data());
+            return false;
+        }
+        true
+    }
+
+    /// The next packet a paced egress port lets go, loaded into `buf`, and its peer's slot.
+    pub(crate) fn poll_egress(&mut self, now: Instant, buf: &mut PacketBuf) -> Option<u16> {
+        let n = self.egress.len();
+        let nanos = self.nanos(now);
+        for step in 0..n {
+            let slot = (self.egress_cursor + step) % n;
+            let Some(port) = self.egress[slot].as_mut() else {
+                continue;
+            };
+            if port.dequeue_into(now, nanos, buf) {
+                self.egress_cursor = slot + 1;
+                // slot < SLOT_COUNT = 257
+                return Some(slot as u16);
+            }
+        }
+        None
+    }
+
+    /// When the next paced packet may go.
+    pub(crate) fn next_egress(&self) -> Option<Instant> {
+        self.egress
+            .iter()
+            .flatten()
+            .filter_map(EgressPort::next_ready)
+            .min()
+    }
+
+    /// Sets the capacity of every peer link (kbit/s); `None` sends everything at once.
+    pub(crate) fn set_link_capacity(&mut self, kbps: Option<u32>) {
+        self.link_kbps = kbps.filter(|k| *k > 0);
+        self.egress.iter_mut().for_each(|p| *p = None);
+    }
+
+    /// The configured link capacity, kbit/s.
+    pub(crate) fn link_capacity(&self) -> Option<u32> {
+        self.link_kbps
+    }
+
+    /// Counters of the paced egress ports, by slot.
+    pub(crate) fn egress_stats(&self) -> impl Iterator<Item = (u16, PortStats)> + '_ {
+        self.egress
+            .iter()
+            .enumerate()
+            // slot < SLOT_COUNT = 257
+            .filter_map(|(slot, port)| Some((slot as u16, port.as_ref()?.stats())))
+    }
+
+    /// A peer came up in `slot`: its leases may be classified.
+    pub(crate) fn peer_up(&mut self, key: PublicKey, slot: u16) {
+        self.leases.peer_up(key, slot);
+    }
+
+    /// The peer in `slot` is gone (`announced`: it had come up).
+    pub(crate) fn peer_down(&mut self, slot: u16, key: &PublicKey, announced: bool) {
+        if let Some(p) = self.egress.get_mut(usize::from(slot)) {
+            *p = None;
+        }
+        if announced {
+            self.leases.peer_down(key);
+        }
+    }
+
+    /// Applies one signed lease message (`docs/leases.md` §3) at wall-clock time `now`.
+    pub(crate) fn handle_lease_message(
+        &mut self,
+        now: UnixTime,
+        bytes: &[u8],
+    ) -> Result<Event, EngineError> {
+        self.leases.handle_message(now, bytes)
+    }
+
+    /// Lets lease time spans start and end.
+    pub(crate) fn handle_lease_timeout(&mut self, now: UnixTime) {
+        self.leases.handle_timeout(now);
+    }
+
+    /// The lease engine.
+    pub(crate) fn leases(&self) -> &LeaseEngine {
+        &self.leases
+    }
+
+    /// Whether GETSNODE is answered with this node.
+    pub(crate) fn set_supernode_face(&mut self, enabled: bool) {
+        self.supernode_face = enabled;
+    }
+
+    // ----- control messages -----------------------------------------------------------
+
+    /// A control frame (after the `FFFFFFFF` marker) that reached our router on path `back`
+    /// (the arrival label reversed) from the direct peer at `link`, if it is one.
+    pub(crate) fn control(
+        &mut self,
+        now: Instant,
+        shard: ShardSpec,
+        back: u64,
+        frame: &[u8],
+        link: Option<LinkAddress>,
+    ) -> ControlIn {
+        let config = ResponderConfig {
+            protocol_version: PROTOCOL_VERSION,
+            public_key: *self.key.as_bytes(),
+            scheme: &self.scheme,
+            snode: self.supernode_face.then_some(Snode {
+                key: *self.key.as_bytes(),
+                path: Label::SELF,
+                version: PROTOCOL_VERSION,
+            }),
+        };
+        let mut out = [0u8; 512];
+        match respond(&config, back, frame, link, &mut out) {
+            Ok(n) => ControlIn::Reply(PacketBuf::from_slice(&out[..n])),
+            Err(NoReply::NotAQuery(_)) => match ControlMessage::parse(frame) {
+                Ok(ControlMessage::Pong(p)) => self.pong(now, shard, back, p),
+                Ok(ControlMessage::RPathReply(r)) => ControlIn::RPath(r.rpath),
+                _ => ControlIn::None,
+            },
+            Err(_) => ControlIn::None,
+        }
+    }
+
+    /// A pong for a keepalive or a switch ping; one whose cookie another shard made goes there.
+    fn pong(&mut self, now: Instant, shard: ShardSpec, back: u64, pong: Ping<'_>) -> ControlIn {
+        let Some(cookie_bytes) = pong.data.first_chunk::<8>() else {
+            return ControlIn::None;
+        };
+        let cookie = u64::from_be_bytes(*cookie_bytes);
+        let owner = shard.owner_of_cookie(cookie);
+        if owner != shard.index() {
+            return ControlIn::Elsewhere(owner);
+        }
+        if pong.data.ends_with(KEEPALIVE_MAGIC) {
+            return ControlIn::KeepalivePong {
+                cookie,
+                version: pong.version,
+            };
+        }
+        if let Some((sent, path)) = self.pings.remove(&cookie) {
+            self.ping_results.push_back(PingResult {
+                cookie,
+                rtt: now.saturating_duration_since(sent),
+                version: pong.version,
+                response_path: Label::new(back).unwrap_or(path),
+            });
+        }
+        ControlIn::None
+    }
+
+    /// Records a switch ping with `cookie` along `path` (admin `SwitchPinger_ping`) and returns
+    /// the packet to send from our router.
+    pub(crate) fn start_ping(
+        &mut self,
+        now: Instant,
+        path: Label,
+        cookie: u64,
+    ) -> Option<PacketBuf> {
+        self.pings.insert(cookie, (now, path));
+        ping_packet(path, &cookie.to_be_bytes())
+    }
+
+    /// Switch pings that never got an answer are forgotten after this long.
+    const PING_FORGET: Duration = Duration::from_secs(60);
+
+    /// Forgets switch pings older than a minute.
+    pub(crate) fn expire_pings(&mut self, now: Instant) {
+        self.pings
+            .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < Self::PING_FORGET);
+    }
+
+    /// The next completed switch ping.
+    pub(crate) fn poll_ping_result(&mut self) -> Option<PingResult> {
+        self.ping_results.pop_front()
+    }
+}
+
+/// A switch PING to `label` carrying `data`, as our router sends it.
+pub(crate) fn ping_packet(label: Label, data: &[u8]) -> Option<PacketBuf> {
+    let msg = ControlMessage::Ping(Ping {
+        version: PROTOCOL_VERSION,
+        data,
+    });
+    let mut out = [0u8; 400];
+    let n = msg
+        .emit_packet(&SwitchHeaderRepr::new(label.bits()), &mut out)
+        .ok()?;
+    Some(PacketBuf::from_slice(&out[..n]))
+}
+
+/// An RPATH query to the peer reached by `label` (its label back to us).
+pub(crate) fn rpath_query(label: Label) -> Option<PacketBuf> {
+    let msg = ControlMessage::RPathQuery(RPath {
+        version: PROTOCOL_VERSION,
+        rpath: label.bits(),
+    });
+    let mut out = [0u8; 128];
+    let n = msg
+        .emit_packet(&SwitchHeaderRepr::new(label.bits()), &mut out)
+        .ok()?;
+    Some(PacketBuf::from_slice(&out[..n]))
+}
+
+/// An AUTHENTICATION error back along `back`, quoting the start of the packet that failed and
+/// the session's error code and state (cjdns' SessionManager does the same).
+pub(crate) fn auth_error(back: Label, quoted: &[u8], code: u32, state: u32) -> Option<PacketBuf> {
+    let mut cause = [0u8; HEADER_LEN + 16 + 8];
+    let q = quoted.get(..HEADER_LEN + 16)?;
+    cause[..HEADER_LEN + 16].copy_from_slice(q);
+    cause[HEADER_LEN + 16..HEADER_LEN + 20].copy_from_slice(&code.to_be_bytes());
+    cause[HEADER_LEN + 20..].copy_from_slice(&state.to_be_bytes());
+    let header = SwitchHeaderRepr {
+        suppress_errors: true,
+        ..SwitchHeaderRepr::new(back.bits())
+    };
+    let msg = ControlMessage::Error {
+        code: ErrorCode::AUTHENTICATION,
+        cause: &cause,
+    };
+    let mut out = [0u8; 128];
+    let n = msg.emit_packet(&header, &mut out).ok()?;
+    Some(PacketBuf::from_slice(&out[..n]))
+}
+
+/// The control frame of a switch packet, if it is one.
+pub(crate) fn control_frame(packet: &[u8]) -> Option<&[u8]> {
+    control::control_frame(packet)
+}
+
+impl std::fmt::Debug for SwitchStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchStage")
+            .field("link_kbps", &self.link_kbps)
+            .finish_non_exhaustive()
+    }
+}

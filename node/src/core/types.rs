@@ -1,0 +1,252 @@
+//! The node core's public vocabulary: what a data-path call answers ([`Output`]), what waits
+//! to be sent ([`Transmit`]), what goes between shards ([`Handoff`], [`Stage`]), what the
+//! operator sees ([`NodeEvent`], [`PeerStats`], [`SessionStats`], [`PingResult`]), and the
+//! bounded event log every stage reports into ([`EventLog`]).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
+use pktmesh_switch::switch_core::SlotError;
+use pktmesh_switch::Label;
+use thiserror::Error;
+
+use crate::pathfinding::NodeRef;
+
+/// Events kept for [`super::Node::poll_event`].
+pub const MAX_EVENTS: usize = 1024;
+/// Supernode queries waiting for [`super::Node::poll_supernode_query`]; more are dropped (the asker
+/// retries, as it does after any lost message).
+pub const MAX_SUPERNODE_QUERIES: usize = 64;
+
+/// A supernode query (a CJDHT message with a top-level `sq` key) that arrived for this node
+/// while it serves as the cjdns face of a route server ([`super::Node::set_supernode_face`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupernodeQuery {
+    /// Who asked, and the path back to it; hand it to [`super::Node::answer_supernode_query`].
+    pub from: NodeRef,
+    /// The bencoded query, as it arrived.
+    pub message: Vec<u8>,
+}
+
+/// Where the packet in the buffer goes after a data-path call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Nothing to send.
+    None,
+    /// Send the buffer's packet as one UDP datagram to this address.
+    Udp(SocketAddr),
+    /// Write the buffer's packet (an IPv6 packet) to the TUN device.
+    Tun,
+    /// The packet belongs to another shard of this node: pass the buffer to that shard's
+    /// [`super::Node::handle_handoff`] (never happens with one shard).
+    Handoff(Handoff),
+}
+
+/// A packet passed between the shards of one node ([`crate::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handoff {
+    /// The shard that owns what the packet needs.
+    pub shard: u8,
+    /// Where in the owner the packet continues.
+    pub stage: Stage,
+}
+
+/// Where a handed-off packet continues, and what the buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A datagram as it arrived from this link address; the owner of the peer opens it.
+    Datagram(SocketAddr),
+    /// A switched packet (label already rewritten) that arrived on slot `from` for the peer
+    /// in slot `to`; the owner of `to` classifies, paces and seals it.
+    Forward {
+        /// Slot it came in on ([`pktmesh_switch::switch_core::ROUTER_SLOT`] for our own packets).
+        from: u16,
+        /// Slot of the peer it goes to.
+        to: u16,
+    },
+    /// A packet for our router, starting with its switch header; the owner of the end-to-end
+    /// session (or of the switch ping) handles it.
+    Router,
+    /// An IPv6 packet from the TUN device; the owner of its destination's session sends it.
+    Tun,
+}
+
+/// A queued control-plane packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A UDP datagram.
+    Udp {
+        /// Destination.
+        to: SocketAddr,
+        /// Datagram.
+        data: Vec<u8>,
+    },
+    /// An IPv6 packet for the TUN device.
+    Tun(Vec<u8>),
+    /// A packet for another shard of this node ([`Output::Handoff`]).
+    Handoff {
+        /// Which shard, and where it continues.
+        handoff: Handoff,
+        /// The packet.
+        data: Vec<u8>,
+    },
+}
+
+/// Something the operator may want to see in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A peer's link session authenticated both ways.
+    PeerEstablished {
+        /// The peer.
+        key: PublicKey,
+        /// Its link address.
+        address: SocketAddr,
+    },
+    /// A handshake from an unknown address did not authenticate. Reported at most once a
+    /// second, so a flood of forged handshakes cannot flood the log.
+    HandshakeRejected {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Why.
+        error: DecryptError,
+        /// Rejections since the previous report that were not reported.
+        suppressed: u64,
+    },
+    /// A peer we connect to rejected our credentials or we cannot open its packets.
+    PeerAuthFailed {
+        /// The peer.
+        key: PublicKey,
+        /// Why.
+        error: DecryptError,
+    },
+    /// An incoming peer was silent too long and was removed.
+    PeerForgotten {
+        /// The peer.
+        key: PublicKey,
+    },
+}
+
+/// Errors of the node's API.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The peer key is not a valid cjdns key or is our own.
+    #[error("invalid peer key: its address is not in fc00::/8 or it is our own key")]
+    BadPeerKey,
+    /// The peer is already configured at this address.
+    #[error("a peer at {0} already exists")]
+    DuplicatePeer(SocketAddr),
+    /// No switch slot is free.
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// The password cannot be used.
+    #[error("invalid password: {0}")]
+    Password(String),
+    /// The peer belongs to another shard of this node ([`crate::shard`]).
+    #[error("the peer belongs to shard {0}")]
+    OtherShard(u8),
+}
+
+/// A switch ping started through the admin API or a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingResult {
+    /// The cookie the ping carried.
+    pub cookie: u64,
+    /// Round-trip time.
+    pub rtt: Duration,
+    /// Responder's protocol version.
+    pub version: u32,
+    /// The path the pong came back on (reversed arrival label).
+    pub response_path: Label,
+}
+
+/// Statistics of one peer, as `InterfaceController_peerStats` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's key.
+    pub key: PublicKey,
+    /// Label from us to it.
+    pub label: Label,
+    /// Link address.
+    pub link_address: SocketAddr,
+    /// State name.
+    pub state: &'static str,
+    /// Protocol version (0 unknown).
+    pub version: u32,
+    /// Whether it connected to us.
+    pub is_incoming: bool,
+    /// Milliseconds since it last spoke.
+    pub last_ms_ago: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Login or configured name.
+    pub user: Option<String>,
+    /// The peer's label for us, once an RPATH query answered.
+    pub path_to_us: Option<u64>,
+    /// Its switch slot.
+    pub slot: u16,
+}
+
+/// Statistics of one end-to-end session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Remote key.
+    pub key: PublicKey,
+    /// Remote address.
+    pub address: Address,
+    /// CryptoAuth state name.
+    pub state: &'static str,
+    /// Our receive handle.
+    pub handle: u32,
+    /// Its handle (0 unknown).
+    pub send_handle: u32,
+    /// Path (0 unknown).
+    pub path: u64,
+    /// Remote version.
+    pub version: u32,
+}
+
+/// Events not yet collected, oldest dropped beyond [`MAX_EVENTS`], and the once-a-second limit
+/// on reports of refused packets.
+#[derive(Debug, Default)]
+pub(crate) struct EventLog {
+    events: VecDeque<NodeEvent>,
+    last_reject_report: Option<Instant>,
+    rejects_unreported: u64,
+}
+
+impl EventLog {
+    /// Queues an event, dropping the oldest beyond [`MAX_EVENTS`] (a driver that never polls
+    /// must not make the node grow).
+    pub(crate) fn push(&mut self, e: NodeEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// Reports a refused packet at most once a second (with the number suppressed since the
+    /// last report), so forged or spoofed packets cannot flood the log.
+    pub(crate) fn rejection(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
+        let due = self
+            .last_reject_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last_reject_report = Some(now);
+            let suppressed = std::mem::take(&mut self.rejects_unreported);
+            self.push(event(suppressed));
+        } else {
+            self.rejects_unreported += 1;
+        }
+    }
+
+    /// The oldest event.
+    pub(crate) fn pop(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+}
