@@ -469,7 +469,11 @@ impl LinkStage {
 
     /// The link-layer address of the direct peer reached by `label` (for LLADDR).
     pub(crate) fn link_address_of(&self, label: u64) -> Option<LinkAddress> {
-        let p = self.peers.iter().flatten().find(|p| p.label.bits() == label)?;
+        let p = self
+            .peers
+            .iter()
+            .flatten()
+            .find(|p| p.label.bits() == label)?;
         Some(match p.link_address {
             SocketAddr::V4(a) => LinkAddress::Udp4 {
                 port: a.port(),
@@ -576,5 +580,104 @@ impl std::fmt::Debug for LinkStage {
         f.debug_struct("LinkStage")
             .field("peers", &self.by_link.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The link stage on its own: datagrams in, switch packets out.
+    use super::*;
+    use crate::shard::{Directory, ShardSpec};
+    use pktmesh_crypto_auth::PrivateKey;
+    use pktmesh_switch::{EncodingScheme, SwitchCore};
+    use rand_core::SeedableRng;
+
+    fn view() -> DirectoryView {
+        let switch = SwitchCore::new(EncodingScheme::v358());
+        DirectoryView::new(Directory::new(switch), ShardSpec::SINGLE)
+    }
+
+    fn stage(rng: &mut rand_chacha::ChaCha20Rng, now: Instant) -> (LinkStage, PublicKey) {
+        let (private, public, _) = PrivateKey::generate(rng);
+        let ca = Arc::new(CryptoAuth::new(private));
+        (LinkStage::new(ca, [7; beacon::PASSWORD_LEN], now), public)
+    }
+
+    fn login(password: &[u8]) -> PeerCredentials {
+        PeerCredentials {
+            password: password.to_vec(),
+            login: Some(b"a".to_vec()),
+        }
+    }
+
+    /// A switch packet for the receiver's router (label 1): what a keepalive looks like.
+    const FOR_ROUTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x44, 0xff, 0xff, 1, 2, 3, 4];
+
+    #[test]
+    fn a_peers_datagram_opens_to_the_switch_packet_it_carries() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let (mut a, a_key) = stage(&mut rng, now);
+        let (mut b, b_key) = stage(&mut rng, now);
+        b.add_user(b"pw", Some(b"a"), None).unwrap();
+        let (mut va, mut vb) = (view(), view());
+        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        let (to_b, _) = a
+            .connect(now, b_addr, b_key, login(b"pw"), None, &mut va)
+            .unwrap();
+        let mut buf = PacketBuf::from_slice(&FOR_ROUTER);
+        assert_eq!(a.seal(now, &mut rng, to_b, &mut buf), Some(b_addr));
+        assert_eq!(be32(buf.data(), 0), Some(0), "the first packet is a HELLO");
+
+        let mut events = EventLog::default();
+        match b.open(now, a_addr, &mut buf, &mut vb, &mut events) {
+            LinkIn::Opened { slot, hold, ping } => {
+                assert!(!hold, "packets for the router pass before the link is up");
+                assert!(ping, "a new peer is pinged for its version");
+                assert_eq!(b.key_of(slot), Some(a_key));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(buf.data(), &FOR_ROUTER[..]);
+        assert_eq!((b.len(), b.stats(now)[0].bytes_in), (1, 16));
+        assert!(events.pop().is_none());
+    }
+
+    #[test]
+    fn strangers_and_wrong_passwords_are_dropped_and_reported_once() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let (mut b, b_key) = stage(&mut rng, now);
+        b.add_user(b"pw", Some(b"a"), None).unwrap();
+        let mut vb = view();
+        let mut events = EventLog::default();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        for i in 0..3u16 {
+            let (mut c, _) = stage(&mut rng, now);
+            let (slot, _) = c
+                .connect(now, b_addr, b_key, login(b"wrong"), None, &mut view())
+                .unwrap();
+            let mut buf = PacketBuf::from_slice(&FOR_ROUTER);
+            c.seal(now, &mut rng, slot, &mut buf).unwrap();
+            let from = SocketAddr::from(([10, 0, 0, 3], 10 + i));
+            assert_eq!(
+                b.open(now, from, &mut buf, &mut vb, &mut events),
+                LinkIn::Drop
+            );
+        }
+        assert!(matches!(
+            events.pop(),
+            Some(NodeEvent::HandshakeRejected { .. })
+        ));
+        assert!(events.pop().is_none(), "one report a second");
+        // Not a handshake, from nowhere known.
+        let mut junk = PacketBuf::from_slice(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let from = SocketAddr::from(([10, 0, 0, 4], 4));
+        assert_eq!(
+            b.open(now, from, &mut junk, &mut vb, &mut events),
+            LinkIn::Drop
+        );
+        assert_eq!(b.len(), 0);
     }
 }

@@ -439,7 +439,11 @@ impl<P: Pathfinder> Node<P> {
 
     /// A packet the switch delivered to our router.
     fn router_in(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
-        let Some(label) = buf.data().first_chunk::<8>().map(|l| u64::from_be_bytes(*l)) else {
+        let Some(label) = buf
+            .data()
+            .first_chunk::<8>()
+            .map(|l| u64::from_be_bytes(*l))
+        else {
             return Output::None;
         };
         let back = label.reverse_bits();
@@ -455,7 +459,10 @@ impl<P: Pathfinder> Node<P> {
             return Output::None;
         };
         let link = self.link.link_address_of(back);
-        match self.switch.control(now, self.view.shard(), back, frame, link) {
+        match self
+            .switch
+            .control(now, self.view.shard(), back, frame, link)
+        {
             ControlIn::None => {}
             ControlIn::Reply(mut reply) => self.send_from_router(now, &mut reply),
             ControlIn::KeepalivePong { cookie, version } => {

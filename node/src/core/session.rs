@@ -368,3 +368,94 @@ impl SessionStage {
 fn state_name(s: State) -> &'static str {
     PeerState::Session(s).name()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session stage on its own: `[DataHeader][content]` sealed by one node's stage and
+    //! opened by another's.
+    use super::*;
+    use pktmesh_crypto_auth::PrivateKey;
+    use rand_core::SeedableRng;
+
+    fn stage(rng: &mut rand_chacha::ChaCha20Rng, base: u32) -> (SessionStage, PublicKey) {
+        let (private, public, _) = PrivateKey::generate(rng);
+        let ca = Arc::new(CryptoAuth::new(private));
+        (SessionStage::new(ca, ShardSpec::SINGLE, base), public)
+    }
+
+    const CJDHT: &[u8] = b"\x10\x00\x01\x00d1:q2:pne";
+
+    #[test]
+    fn a_session_packet_opens_to_its_content_and_sets_the_session_up() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let (mut a, a_key) = stage(&mut rng, 100);
+        let (mut b, b_key) = stage(&mut rng, 5000);
+        let path = Label::new(0x13).unwrap();
+        let b_node = NodeRef {
+            key: b_key,
+            path,
+            version: 22,
+        };
+        // A user packet waits for a ready session and asks for a ping to set it up.
+        let buf = PacketBuf::from_slice(CJDHT);
+        assert_eq!(
+            a.prepare(now, b_key.address(), || Some(b_node), &buf, true),
+            Prepared::Waiting {
+                search: false,
+                ping: Some(b_node)
+            }
+        );
+        assert_eq!(a.waiting_len(), 1);
+        // A pathfinder message goes at once, in a HELLO carrying A's handle.
+        let index = a.for_message(now, b_node).unwrap();
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, index, &mut buf));
+        assert_eq!(buf.data()[..8], 0x13u64.to_be_bytes());
+        match b.open(now, 0x13, &mut buf) {
+            SessionIn::Content {
+                from,
+                source,
+                became_ready,
+            } => {
+                assert_eq!((from.key, from.path), (a_key, path));
+                assert_eq!(source, a_key.address());
+                assert!(!became_ready);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(buf.data(), CJDHT);
+        assert_eq!(b.stats()[0].send_handle, a.stats()[0].handle);
+    }
+
+    #[test]
+    fn unknown_handles_are_dropped_and_bad_handshakes_answered_with_an_error() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let (mut a, _) = stage(&mut rng, 100);
+        let (mut b, b_key) = stage(&mut rng, 5000);
+        let mut pkt = [0u8; 12 + 4 + 20];
+        pkt[..8].copy_from_slice(&0x13u64.to_be_bytes());
+        pkt[12..16].copy_from_slice(&77_777u32.to_be_bytes());
+        pkt[19] = 9;
+        let mut buf = PacketBuf::from_slice(&pkt);
+        assert!(matches!(b.open(now, 0x13, &mut buf), SessionIn::Drop));
+        // A HELLO whose box was damaged on the way.
+        let node = NodeRef {
+            key: b_key,
+            path: Label::new(0x13).unwrap(),
+            version: 22,
+        };
+        let index = a.for_message(now, node).unwrap();
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, index, &mut buf));
+        let mut damaged = buf.data().to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        let mut buf = PacketBuf::from_slice(&damaged);
+        assert!(matches!(
+            b.open(now, 0x13, &mut buf),
+            SessionIn::AuthError { back, .. } if back.bits() == 0x13
+        ));
+    }
+}

@@ -407,3 +407,154 @@ impl std::fmt::Debug for SwitchStage {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The switch stage on its own: switched packets in, decisions out.
+    use super::*;
+    use crate::shard::{Directory, ShardSpec};
+    use pktmesh_crypto_auth::PrivateKey;
+    use pktmesh_switch::SwitchCore;
+    use rand_core::SeedableRng;
+
+    fn stage(now: Instant) -> SwitchStage {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let (private, public, _) = PrivateKey::generate(&mut rng);
+        SwitchStage::new(&Signer::from_cjdns(&private), public, now)
+    }
+
+    fn packet(label: u64, body: &[u8]) -> PacketBuf {
+        let mut p = SwitchHeaderRepr::new(label).to_bytes().to_vec();
+        p.extend_from_slice(body);
+        PacketBuf::from_slice(&p)
+    }
+
+    #[test]
+    fn a_switched_packet_goes_where_its_label_says() {
+        let now = Instant::now();
+        let st = stage(now);
+        let switch = SwitchCore::new(EncodingScheme::v358());
+        let mut view = DirectoryView::new(Directory::new(switch), ShardSpec::SINGLE);
+        let (slot, label) = view.attach("10.0.0.2:2".parse().unwrap()).unwrap();
+        // From our router to the peer: its label is rewritten on the way.
+        let mut buf = packet(label.bits(), &[0, 0, 0, 9]);
+        assert!(matches!(st.forward(&view, ROUTER_SLOT, &mut buf), Switched::Peer(s) if s == slot));
+        assert_ne!(buf.data()[..8], label.bits().to_be_bytes());
+        // From the peer to our router.
+        let mut buf = packet(1, &[0, 0, 0, 9]);
+        assert!(matches!(
+            st.forward(&view, slot, &mut buf),
+            Switched::Router
+        ));
+        // To a slot with no peer: an ERROR goes back.
+        let unknown = EncodingScheme::v358().label_for_interface(5).unwrap();
+        let mut buf = packet(unknown.bits(), &[0, 0, 0, 9, 0, 0, 0, 0]);
+        match st.forward(&view, slot, &mut buf) {
+            Switched::Error(e) => {
+                let frame = control_frame(e.data()).unwrap();
+                assert!(matches!(
+                    ControlMessage::parse(frame),
+                    Ok(ControlMessage::Error { code, .. }) if code == ErrorCode::MALFORMED_ADDRESS
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ping_for_our_router_gets_a_pong_and_a_pong_ends_a_switch_ping() {
+        let now = Instant::now();
+        let mut st = stage(now);
+        let ping = ping_packet(Label::SELF, b"0123456789").unwrap();
+        match st.control(
+            now,
+            ShardSpec::SINGLE,
+            0x13,
+            control_frame(ping.data()).unwrap(),
+            None,
+        ) {
+            ControlIn::Reply(pong) => {
+                assert_eq!(pong.data()[..8], 0x13u64.to_be_bytes());
+                let frame = control_frame(pong.data()).unwrap();
+                assert!(matches!(
+                    ControlMessage::parse(frame),
+                    Ok(ControlMessage::Pong(p)) if p.data == b"0123456789"
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Our own switch ping, answered.
+        let path = Label::new(0x13).unwrap();
+        let cookie = 0x1234_5600;
+        let sent = st.start_ping(now, path, cookie).unwrap();
+        let frame = control_frame(sent.data()).unwrap();
+        let mut out = [0u8; 128];
+        let config = ResponderConfig {
+            protocol_version: 22,
+            public_key: [9; 32],
+            scheme: &EncodingScheme::v358(),
+            snode: None,
+        };
+        let n = respond(&config, 0x13, frame, None, &mut out).unwrap();
+        let later = now + Duration::from_millis(5);
+        let answer = control_frame(&out[..n]).unwrap();
+        assert!(matches!(
+            st.control(later, ShardSpec::SINGLE, 0x13, answer, None),
+            ControlIn::None
+        ));
+        let result = st.poll_ping_result().unwrap();
+        assert_eq!(
+            (result.cookie, result.rtt),
+            (cookie, Duration::from_millis(5))
+        );
+        // A keepalive pong is for the link stage.
+        let mut data = [0u8; 20];
+        data[..8].copy_from_slice(&7u64.to_be_bytes());
+        data[8..].copy_from_slice(KEEPALIVE_MAGIC);
+        let keepalive = ping_packet(Label::SELF, &data).unwrap();
+        let n = respond(
+            &config,
+            0x13,
+            control_frame(keepalive.data()).unwrap(),
+            None,
+            &mut out,
+        )
+        .unwrap();
+        assert!(matches!(
+            st.control(
+                now,
+                ShardSpec::SINGLE,
+                0x13,
+                control_frame(&out[..n]).unwrap(),
+                None
+            ),
+            ControlIn::KeepalivePong {
+                cookie: 7,
+                version: 22
+            }
+        ));
+    }
+
+    #[test]
+    fn a_paced_link_holds_what_exceeds_its_rate_and_lets_it_go_later() {
+        let now = Instant::now();
+        let mut st = stage(now);
+        st.set_link_capacity(Some(1000));
+        let mut sent = 0;
+        let mut held = 0;
+        for _ in 0..50 {
+            let mut buf = packet(0x13, &[0u8; 1000]);
+            if st.egress(now, 3, 2, &mut buf) {
+                sent += 1;
+            } else {
+                held += 1;
+            }
+        }
+        assert!(sent > 0 && held > 0, "{sent} sent, {held} held");
+        let mut buf = PacketBuf::new();
+        assert_eq!(st.poll_egress(now, &mut buf), None, "not yet");
+        let later = now + Duration::from_secs(10);
+        assert_eq!(st.poll_egress(later, &mut buf), Some(2));
+        assert_eq!(buf.len(), 1012);
+    }
+}
