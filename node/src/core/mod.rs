@@ -8,10 +8,10 @@
 //!  (peer)       seal     egress     seal
 //! ```
 //!
-//! - [`link`]: peers, their outer sessions, keepalives, beacons, link addresses;
-//! - [`switch`]: where a packet goes, leases and pacing, control messages;
-//! - [`session`]: end-to-end sessions and their handles;
-//! - [`upper`]: consumers by content type (IPv6 to TUN, CJDHT to the pathfinder).
+//! - `link`: peers, their outer sessions, keepalives, beacons, link addresses;
+//! - `switch`: where a packet goes, leases and pacing, control messages;
+//! - `session`: end-to-end sessions and their handles;
+//! - `upper`: consumers by content type (IPv6 to TUN, CJDHT to the pathfinder).
 //!
 //! Each stage owns its state and works in place on the caller's [`PacketBuf`]; [`Node`] only
 //! passes the buffer from one to the next and acts on what they answer (hand a packet to

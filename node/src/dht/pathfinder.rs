@@ -1,4 +1,10 @@
 //! The pathfinder state machine: queries in flight, searches, the janitor and the node store.
+//!
+//! One job in one file, longer than most: the four parts share the queries-in-flight table
+//! and the node store on every step (a reply both answers a query and feeds a search and the
+//! store; the janitor starts searches and pings), so splitting them would only pass the same
+//! state between files. Message formats are in [`super::message`], the store in
+//! [`super::store`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! Batched UDP I/O for the data path: `recvmmsg` with UDP GRO on the way in, a queue flushed
-//! with UDP GSO on the way out.
+//! with UDP GSO on the way out. (One job; about a third of the file is its tests.)
 //!
 //! Receiving, socket set-up and the one-datagram fallback send are `quinn-udp`'s
 //! ([`UdpSocketState`]): up to [`RX_SLOTS`] datagrams per `recvmmsg`, where each may be a GRO

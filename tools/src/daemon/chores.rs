@@ -1,0 +1,283 @@
+//! The first worker and its chores: everything besides packets that the daemon does on a
+//! schedule or on its own sockets — the admin API, beacons, the route-server agent and the
+//! supernode relay, the per-second tick (leases, link state, pings), and the log lines for the
+//! node's events.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use mio::{Events, Poll, Token};
+use pktmesh_crypto_auth::PublicKey;
+use pktmesh_lease_engine::UnixTime;
+use pktmesh_node::beacon::BeaconError;
+use pktmesh_node::core::{Node, NodeEvent, Pathfinder};
+use pktmesh_node::egress::PortStats;
+use pktmesh_node::eth::display_link;
+use pktmesh_switch::Label;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use super::admin::Admin;
+use super::interfaces::BeaconSocket;
+use super::workers::{lock, with_all_shards, ShardNode, Worker};
+use super::{agent, snode, ADMIN, BEACON_BASE, MAX_WAIT, WAKER};
+
+/// The first worker: a worker, plus the admin API, beacons, the route-server agent, the
+/// supernode relay and the once-a-second chores.
+pub(super) struct MainWorker<'a, P> {
+    pub(super) poll: Poll,
+    pub(super) worker: Worker<'a, P>,
+    pub(super) admin: Option<Admin>,
+    pub(super) beacons: Vec<BeaconSocket>,
+    pub(super) agent: Option<agent::Agent>,
+    pub(super) relay: Option<snode::SupernodeRelay>,
+    pub(super) tun_name: Option<String>,
+    pub(super) next_beacon: Instant,
+    pub(super) next_second: Instant,
+    pub(super) applied_frames: HashSet<[u8; 32]>,
+    pub(super) egress_seen: HashMap<PublicKey, PortStats>,
+}
+
+impl<P: Pathfinder> MainWorker<'_, P> {
+    pub(super) fn run(&mut self, shutdown: &AtomicBool) -> Result<()> {
+        let shards = self.worker.shards;
+        let mut events = Events::with_capacity(256);
+        {
+            let mut node = lock(&shards[0]);
+            self.worker.io.flush(&mut node);
+        }
+        let mut beacons_ready = vec![false; self.beacons.len()];
+        while !shutdown.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wait = if self.worker.busy() {
+                Duration::ZERO
+            } else {
+                let mut due = lock(&shards[0]).poll_timeout().min(self.next_beacon);
+                if let Some(d) = self.admin.as_ref().and_then(|a| a.pings.next_deadline()) {
+                    due = due.min(d);
+                }
+                due.saturating_duration_since(now).min(MAX_WAIT)
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("poll"),
+            }
+            let mut admin_ready = false;
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    ADMIN => admin_ready = true,
+                    Token(i) if i > BEACON_BASE - self.beacons.len() && i <= BEACON_BASE => {
+                        if let Some(r) = beacons_ready.get_mut(BEACON_BASE - i) {
+                            *r = true;
+                        }
+                    }
+                    token => {
+                        self.worker.note_event(token);
+                    }
+                }
+            }
+            {
+                let mut node = lock(&shards[0]);
+                if admin_ready {
+                    if let Some(a) = self.admin.as_mut() {
+                        with_all_shards(&mut node, shards, |all| a.drain(all));
+                        a.report_host_requests(self.tun_name.as_deref());
+                    }
+                }
+                for (b, ready) in self.beacons.iter().zip(beacons_ready.iter_mut()) {
+                    if std::mem::take(ready) {
+                        let heard = b.receive();
+                        with_all_shards(&mut node, shards, |all| {
+                            for (from, data) in &heard {
+                                dispatch_beacon(all, *from, |n| {
+                                    n.handle_beacon(Instant::now(), *from, data)
+                                });
+                            }
+                        });
+                    }
+                }
+                self.worker.round(&mut node);
+                let heard = std::mem::take(&mut self.worker.io.eth_beacons);
+                if !heard.is_empty() {
+                    // Shard 0 has seen them; the others may own their senders.
+                    with_all_shards(&mut node, shards, |all| {
+                        for (from, data) in &heard {
+                            dispatch_beacon(all.get_mut(1..).unwrap_or_default(), *from, |n| {
+                                n.handle_eth_beacon(Instant::now(), *from, data)
+                            });
+                        }
+                    });
+                }
+                self.chores(&mut node);
+                self.worker.io.flush(&mut node);
+                if let Some(a) = self.admin.as_mut() {
+                    a.complete_pings(&mut node);
+                }
+                log_events(&mut node);
+            }
+            self.worker.run_handoffs();
+        }
+        Ok(())
+    }
+
+    /// The once-a-second tick, beacons when due, and the supernode relay.
+    pub(super) fn chores(&mut self, node: &mut ShardNode<P>) {
+        let now = Instant::now();
+        if now >= self.next_second {
+            self.next_second = now + Duration::from_secs(1);
+            second_tick(
+                node,
+                self.agent.as_ref(),
+                &mut self.applied_frames,
+                &mut self.egress_seen,
+                now,
+            );
+        }
+        if now >= self.next_beacon {
+            self.next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
+            for b in self.beacons.iter().filter(|b| b.settings.send) {
+                b.send(node, self.tun_name.as_deref());
+            }
+            let beacon = node.eth_beacon();
+            for e in self
+                .worker
+                .io
+                .sinks
+                .links
+                .eth
+                .iter_mut()
+                .filter(|e| e.send_beacons)
+            {
+                e.socket.broadcast(&beacon);
+            }
+        }
+        if let Some(r) = self.relay.as_mut() {
+            while let Some(q) = node.poll_supernode_query() {
+                r.submit(q);
+            }
+            while let Some((to, answer)) = r.poll_answer() {
+                node.answer_supernode_query(now, to, &answer);
+            }
+        }
+    }
+}
+
+/// Offers a beacon to each shard; the one that owns its sender peers with it.
+pub(super) fn dispatch_beacon<P: Pathfinder>(
+    shards: &mut [&mut ShardNode<P>],
+    from: SocketAddr,
+    mut handle: impl FnMut(&mut ShardNode<P>) -> Result<Option<Label>, BeaconError>,
+) {
+    for node in shards.iter_mut() {
+        match handle(node) {
+            Ok(Some(label)) => info!(peer = %display_link(&from), %label, "added peer from beacon"),
+            Ok(None) => {}
+            Err(e) => {
+                debug!(peer = %display_link(&from), error = %e, "ignored beacon");
+                return;
+            }
+        }
+    }
+}
+
+pub(super) fn log_events<P: Pathfinder>(node: &mut Node<P>) {
+    while let Some(e) = node.poll_event() {
+        log_event(&e);
+    }
+}
+
+/// Once a second: lease time spans, lease frames from the route server, and a snapshot of our
+/// links for the agent.
+pub(super) fn second_tick<P: Pathfinder>(
+    node: &mut Node<P>,
+    agent: Option<&agent::Agent>,
+    applied: &mut HashSet<[u8; 32]>,
+    egress_seen: &mut HashMap<PublicKey, PortStats>,
+    now: Instant,
+) {
+    let unix = UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    node.handle_lease_timeout(unix);
+    for (key, stats) in node.egress_stats() {
+        let seen = egress_seen.entry(key).or_default();
+        if stats.dropped > seen.dropped {
+            info!(peer = %key, dropped = stats.dropped - seen.dropped,
+                free_tier = stats.dropped_free - seen.dropped_free,
+                sent = (stats.sent_direct + stats.sent_queued) - (seen.sent_direct + seen.sent_queued),
+                queued = stats.queued, "paced link busy: packets dropped in the last second");
+        }
+        *seen = stats;
+    }
+    let Some(agent) = agent else {
+        return;
+    };
+    while let Some(frame) = agent.poll_frame() {
+        let digest: [u8; 32] = Sha256::digest(&frame).into();
+        if applied.contains(&digest) {
+            continue;
+        }
+        match node.handle_lease_message(unix, &frame) {
+            Ok(event) => {
+                info!(?event, "lease message applied");
+                applied.insert(digest);
+            }
+            // Retried next round: the lease may start later or its peer come up.
+            Err(e) => debug!(error = %e, "lease message not applied"),
+        }
+    }
+    let me = node.leases().snapshot();
+    let my_key = *node.public_key();
+    let peers = node
+        .peer_stats(now)
+        .into_iter()
+        .filter(|p| p.state == "ESTABLISHED" && p.version != 0)
+        .map(|p| agent::PeerLink {
+            key: p.key,
+            label: p.label.bits(),
+            path_to_us: p.path_to_us,
+            leased_kbps: me
+                .leases
+                .values()
+                .filter(|r| {
+                    r.lease.node.cjdns_key() == Some(my_key)
+                        && r.lease.peer == *p.key.as_bytes()
+                        && r.lease.start <= unix
+                        && unix < r.lease.end
+                })
+                .map(|r| r.lease.kbps)
+                .sum(),
+        })
+        .collect();
+    agent.update(agent::LinkSnapshot {
+        peers,
+        capacity_kbps: node.link_capacity().unwrap_or(0),
+    });
+}
+
+pub(super) fn log_event(e: &NodeEvent) {
+    match e {
+        NodeEvent::PeerEstablished { key, address } => {
+            info!(peer = %display_link(address), %key, "peer established")
+        }
+        NodeEvent::HandshakeRejected {
+            from,
+            error,
+            suppressed,
+        } => {
+            warn!(peer = %from, %error, suppressed, "rejected handshake from unknown peer (wrong password or login?)")
+        }
+        NodeEvent::PeerAuthFailed { key, error } => {
+            warn!(%key, %error, "peer authentication failed (wrong password?)")
+        }
+        NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
+    }
+}
