@@ -8,6 +8,18 @@
 //! [`EgressPort::dequeue_into`] as the bucket refills. Packets are dropped only when the queue
 //! is full, lowest priority first: fail open.
 //!
+//! # Priority never reorders a flow
+//! Strict priority alone would send a lease's in-lease packets (level 48+) ahead of the same
+//! lease's demoted excess (levels 1..=47) queued before them. Those packets were sealed by the
+//! end-to-end session in order, and the receiver's replay window (about 64 nonces) drops the ones
+//! that arrive too late: a lease made its holder *slower* (docs/leases.md §6). So the port
+//! remembers, per flow, the level of the last packet it queued, and a newcomer of that flow is
+//! queued no higher than that while the flow has packets waiting. Flows still overtake each
+//! other by priority (a lease's traffic goes before free-tier traffic); a flow never overtakes
+//! itself. A flow is the switch packet's label and its next four bytes (the end-to-end
+//! receive handle, or the handshake stage), hashed into [`FLOW_BUCKETS`] buckets: two flows in
+//! one bucket only keep each other's order, which costs priority, never correctness.
+//!
 //! Links without a capacity have no port and are never queued here (the kernel's socket buffer
 //! is their queue). What lives elsewhere: classification (`pktmesh_lease_engine::LeaseEngine`),
 //! encryption and the choice of what to send (`crate::core`).
@@ -26,6 +38,24 @@ pub const SLOT_BYTES: usize = 2048;
 pub const BURST: Duration = Duration::from_millis(5);
 /// Smallest burst, bytes: two full-size packets.
 pub const MIN_BURST: f64 = 3000.0;
+/// Buckets of the per-flow order table of a port.
+pub const FLOW_BUCKETS: usize = 256;
+
+/// What the port knows of one flow bucket: packets waiting, and the level of the last one
+/// queued (no later packet of the flow is queued higher while any wait).
+#[derive(Debug, Clone, Copy, Default)]
+struct Flow {
+    queued: u16,
+    level: u8,
+}
+
+/// The flow bucket of a switch packet: FNV-1a over its label and the 4 bytes after the switch
+/// header (the end-to-end receive handle or handshake stage).
+fn flow_bucket(packet: &[u8]) -> u8 {
+    let key = packet.get(..8).into_iter().chain(packet.get(12..16)).flatten();
+    let hash = key.fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) as u8
+}
 
 /// Counters of one port.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +80,9 @@ pub struct EgressPort {
     sched: EgressScheduler<u32>,
     buffers: Vec<Box<[u8]>>,
     lens: Vec<u16>,
+    /// The flow bucket of the packet in each buffer.
+    flow_of: Vec<u8>,
+    flows: [Flow; FLOW_BUCKETS],
     free: Vec<u32>,
     bytes_per_ns: f64,
     depth: f64,
@@ -69,6 +102,8 @@ impl EgressPort {
                 .map(|_| vec![0u8; SLOT_BYTES].into_boxed_slice())
                 .collect(),
             lens: vec![0; PORT_SLOTS + 1],
+            flow_of: vec![0; PORT_SLOTS + 1],
+            flows: [Flow::default(); FLOW_BUCKETS],
             free: (0..=PORT_SLOTS as u32).rev().collect(),
             bytes_per_ns,
             depth,
@@ -106,7 +141,8 @@ impl EgressPort {
         self.tokens -= len as f64;
     }
 
-    /// Queues a copy of `packet` at `priority`. A packet too big for a slot is sent as free
+    /// Queues a copy of `packet` at `priority`, or lower if packets of its flow queued earlier
+    /// wait at a lower level (see the module docs). A packet too big for a slot is sent as free
     /// tier would be when the queue is full: dropped (it cannot be a valid switch packet).
     pub fn enqueue(&mut self, now: Instant, nanos: Nanos, priority: Priority, packet: &[u8]) {
         self.refill(now);
@@ -121,16 +157,44 @@ impl EgressPort {
             return;
         };
         self.store(slot, packet);
+        let bucket = flow_bucket(packet);
+        let flow = self.flows[usize::from(bucket)];
+        let priority = if flow.queued > 0 {
+            Priority::new(priority.level().min(flow.level)).unwrap_or(priority)
+        } else {
+            priority
+        };
+        self.flow_of[slot as usize] = bucket;
         match self
             .sched
             .enqueue(nanos, priority, packet.len() as u32, slot)
         {
-            Enqueued::Queued => {}
-            Enqueued::QueuedEvicting(d) | Enqueued::Dropped(d) => {
+            Enqueued::Queued => self.joined(bucket, priority),
+            Enqueued::QueuedEvicting(d) => {
+                self.count_drop(d.priority);
+                self.release(d.token);
+                self.joined(bucket, priority);
+            }
+            Enqueued::Dropped(d) => {
                 self.count_drop(d.priority);
                 self.free.push(d.token);
             }
         }
+    }
+
+    /// A packet of flow `bucket` was queued at `priority`.
+    fn joined(&mut self, bucket: u8, priority: Priority) {
+        let flow = &mut self.flows[usize::from(bucket)];
+        flow.queued = flow.queued.saturating_add(1);
+        flow.level = priority.level();
+    }
+
+    /// The packet in buffer `slot` left the queue (sent or evicted): its buffer is free again.
+    fn release(&mut self, slot: u32) {
+        let bucket = self.flow_of[slot as usize];
+        let flow = &mut self.flows[usize::from(bucket)];
+        flow.queued = flow.queued.saturating_sub(1);
+        self.free.push(slot);
     }
 
     fn store(&mut self, slot: u32, packet: &[u8]) {
@@ -171,7 +235,7 @@ impl EgressPort {
         let len = usize::from(self.lens[i]);
         out.read_area()[..len].copy_from_slice(&self.buffers[i][..len]);
         out.set_read_len(len);
-        self.free.push(d.token);
+        self.release(d.token);
         self.tokens -= len as f64;
         self.stats.sent_queued += 1;
         true
@@ -269,6 +333,54 @@ mod tests {
         // An oversized packet is refused, never truncated.
         port.enqueue(later, Nanos(1), Priority::MAX, &packet(9, SLOT_BYTES + 1));
         assert_eq!(port.stats().dropped, 12);
+    }
+
+    /// A switch packet of flow `flow` (label and handle) with sequence number `seq`.
+    fn flow_packet(flow: u8, seq: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 200];
+        p[7] = 0x13;
+        p[12..16].copy_from_slice(&[0, 0, 1, flow]);
+        p[20] = seq;
+        p
+    }
+
+    #[test]
+    fn priority_never_reorders_a_flow_but_flows_overtake_free_tier() {
+        let t0 = Instant::now();
+        let mut port = EgressPort::new(1_000, t0);
+        let mut out = PacketBuf::new();
+        while port.admit_now(t0, 1000) {}
+        // Free tier first, then a lease's flow whose packets alternate between in-lease and
+        // demoted excess, as the EMA rule makes them.
+        port.enqueue(t0, Nanos(0), Priority::FREE, &flow_packet(9, 0));
+        for seq in 0..20u8 {
+            let level = if seq % 3 == 0 { 20 } else { 48 };
+            let p = Priority::new(level).unwrap();
+            port.enqueue(t0, Nanos(0), p, &flow_packet(1, seq));
+        }
+        // Another lease's flow, all in-lease, queued last.
+        for seq in 0..3u8 {
+            port.enqueue(t0, Nanos(0), Priority::in_lease(0), &flow_packet(2, seq));
+        }
+        let mut later = t0;
+        let mut order = Vec::new();
+        while {
+            later += Duration::from_secs(1);
+            port.dequeue_into(later, Nanos(1), &mut out)
+        } {
+            order.push((out.data()[15], out.data()[20]));
+        }
+        assert_eq!(order.len(), 24);
+        for flow in [1, 2] {
+            let seqs: Vec<u8> = order.iter().filter(|o| o.0 == flow).map(|o| o.1).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "flow {flow}: {seqs:?}");
+        }
+        // The lease traffic still goes before the free-tier packet queued before it.
+        assert_eq!(order.last(), Some(&(9, 0)));
+        // Flow 2's first packet (in-lease, alone in its flow) overtakes flow 1's demoted tail.
+        let first_of_2 = order.iter().position(|o| o.0 == 2).unwrap();
+        let last_of_1 = order.iter().rposition(|o| o.0 == 1).unwrap();
+        assert!(first_of_2 < last_of_1, "{order:?}");
     }
 
     #[test]
