@@ -265,6 +265,8 @@ pub struct LeaseEngine {
     local: Vec<u32>,
     active: Vec<Active>,
     conflicts: usize,
+    /// Tagged packets not honoured (see [`LeaseEngine::forged_tags`]).
+    forged_tags: u64,
 }
 
 fn is_active(start: UnixTime, end: UnixTime, now: UnixTime) -> bool {
@@ -292,7 +294,14 @@ impl LeaseEngine {
             local: vec![0; n],
             active: Vec::new(),
             conflicts: 0,
+            forged_tags: 0,
         }
+    }
+
+    /// Tagged packets refused as lease traffic: their network has no lease on the next hop, or
+    /// the packet did not come in over a link that network holds into this node.
+    pub fn forged_tags(&self) -> u64 {
+        self.forged_tags
     }
 
     /// The control-plane state.
@@ -684,7 +693,9 @@ impl LeaseEngine {
     /// (`docs/leases.md` §4):
     ///
     /// - tagged by an upstream pktmesh switch: the out-lease on `next_hop` of the network with
-    ///   that tag, if there is one, else free tier; the value is forwarded unchanged;
+    ///   that tag, if there is one and the packet arrived over a link that network holds into
+    ///   this node, and the value is forwarded unchanged; otherwise free tier, and the tag is
+    ///   replaced by [`FREE_TAG`] (counted in [`LeaseEngine::forged_tags`]);
     /// - not tagged: the (arrival, next hop) pair decides; a packet found on a lease is tagged
     ///   with its network, one found on none leaving a port that carries leases is tagged
     ///   [`FREE_TAG`] so that the switches after this one do not take it for lease traffic.
@@ -713,10 +724,32 @@ impl LeaseEngine {
         let header = HeaderClass::parse(traffic_class);
         let slot = match header {
             HeaderClass::Tagged { tag: FREE_TAG, .. } => return free,
-            HeaderClass::Tagged { tag, .. } => match self.tags[b].iter().find(|(t, _)| *t == tag) {
-                Some(&(_, slot)) => slot as usize,
-                None => return free,
-            },
+            HeaderClass::Tagged { tag, class } => {
+                // Tags are small public numbers: a tag counts only for a network that leaves
+                // on `next_hop`, on a packet that came in over a link that network holds into
+                // this node (the pair table, or our own router for our own traffic). Anything
+                // else is free tier here and leaves marked free, so that no switch after this
+                // one honours it either (its in-link from us may well be that network's).
+                let slot = self.tags[b]
+                    .iter()
+                    .find(|(t, _)| *t == tag)
+                    .map(|&(_, s)| s);
+                let arrived_on_the_network = slot.is_some_and(|slot| {
+                    if Some(arrival) == self.local_interface {
+                        self.local[b] == slot
+                    } else {
+                        a < n && self.pairs[a * n + b] == slot
+                    }
+                });
+                let Some(slot) = slot.filter(|_| arrived_on_the_network) else {
+                    self.forged_tags = self.forged_tags.wrapping_add(1);
+                    return Classified {
+                        priority: Priority::FREE,
+                        traffic_class: tagged(FREE_TAG, class),
+                    };
+                };
+                slot as usize
+            }
             HeaderClass::Class(_) | HeaderClass::Unclassed => {
                 let pair = if Some(arrival) == self.local_interface {
                     self.local[b]

@@ -528,3 +528,96 @@ fn a_virtual_network_across_two_nodes() {
     ea.set_local_interface(None);
     assert_eq!(ea.classify(now, 1, 2, 100, 0), Priority::FREE);
 }
+
+/// Tags are small public numbers, so a tag counts only on a packet that arrives over a link its
+/// network holds into the node. Every way to forge one: from another interface (a peer with no
+/// lease), after the lease ended, and the tag of a network whose lease is on another link.
+#[test]
+fn forged_network_tags_are_free_tier() {
+    let (a_k, a) = signer(60);
+    let (n1_k, n1) = signer(61);
+    let (b_k, _) = signer(62);
+    let (c_k, _) = signer(63);
+    let (thief_k, _) = signer(64);
+    let (_, owner) = signer(65);
+    let span = (UnixTime(NOW.0 - 1), UnixTime(NOW.0 + 60));
+    let link = |id: u8,
+                from: &pktmesh_lease_engine::sign::Signer,
+                to: &pktmesh_crypto_auth::PrivateKey,
+                end: UnixTime| Lease {
+        id: LeaseId([id; 16]),
+        node: from.public(),
+        peer: *to.public_key().as_bytes(),
+        kbps: 5000,
+        start: span.0,
+        end,
+        owner: owner.public(),
+    };
+    // Network 9: A → N1 → B. Network 10 (same owner): only an out-lease N1 → C.
+    let (l1, l2, l3) = (
+        link(1, &a, &n1_k, span.1),
+        link(2, &n1, &b_k, span.1),
+        link(3, &n1, &c_k, UnixTime(NOW.0 + 5)),
+    );
+    let vs = VirtualSwitchLease {
+        id: LeaseId([4; 16]),
+        node: n1.public(),
+        owner: owner.public(),
+        start: span.0,
+        end: span.1,
+        ins: vec![l1.id],
+        outs: vec![l2.id],
+    };
+    let mut e = LeaseEngine::new(n1.public(), EngineConfig::default());
+    for (key, interface) in [(&a_k, 1), (&b_k, 2), (&c_k, 3), (&thief_k, 4)] {
+        e.peer_up(key.public_key(), interface);
+    }
+    e.handle_message(NOW, &Message::Lease(l1.clone()).emit_signed(&a).unwrap())
+        .unwrap();
+    for m in [
+        Message::Lease(l2.clone()),
+        Message::Lease(l3.clone()),
+        Message::VirtualSwitch(vs.clone()),
+    ] {
+        e.handle_message(NOW, &m.emit_signed(&n1).unwrap()).unwrap();
+    }
+    let attach = |seq: u64, id: LeaseId, network: u64| {
+        let c = Config {
+            target: id,
+            signer: owner.public(),
+            seq,
+            command: Command::Attach { network },
+        };
+        Message::Config(c).emit_signed(&owner).unwrap()
+    };
+    for (seq, id, net) in [(1, l1.id, 9), (2, l2.id, 9), (3, vs.id, 9), (4, l3.id, 10)] {
+        e.handle_message(NOW, &attach(seq, id, net)).unwrap();
+    }
+    let now = Nanos(1);
+    let tag9 = tagged(network_tag(9), 2);
+    // The real holder's tagged traffic, from A: in its lease, forwarded unchanged.
+    let real = e.classify_packet(now, 1, 2, 100, tag9);
+    assert!(real.priority.is_in_lease());
+    assert_eq!(real.traffic_class, tag9);
+    // 1. The same tag from a peer that holds no lease into N1: free tier, and re-marked free
+    //    so that the next switch (where N1 → B *is* the network's link) does not honour it.
+    let forged = e.classify_packet(now, 4, 2, 100, tag9);
+    assert_eq!(forged.priority, Priority::FREE);
+    assert_eq!(forged.traffic_class, tagged(FREE_TAG, 2));
+    // From B, the network's out-link: not a way in either.
+    assert_eq!(e.classify(now, 2, 2, 100, tag9), Priority::FREE);
+    // 2. The tag of network 10, whose lease leaves on interface 3, on a packet to B.
+    let tag10 = tagged(network_tag(10), 0);
+    assert_eq!(e.classify(now, 1, 2, 100, tag10), Priority::FREE);
+    // ... and to C, where network 10 has its lease but no link into N1: still free tier.
+    let to_c = e.classify_packet(now, 4, 3, 100, tag10);
+    assert_eq!(to_c.priority, Priority::FREE);
+    assert_eq!(to_c.traffic_class, tagged(FREE_TAG, 0));
+    assert_eq!(e.forged_tags(), 4);
+    // 3. After the lease ends, its tag is worth nothing on any link.
+    e.handle_timeout(UnixTime(NOW.0 + 61));
+    let late = e.classify_packet(now, 1, 2, 100, tag9);
+    assert_eq!(late.priority, Priority::FREE);
+    assert_eq!(late.traffic_class, tagged(FREE_TAG, 2));
+    assert_eq!(e.forged_tags(), 5);
+}
