@@ -572,11 +572,11 @@ fn forged_network_tags_are_free_tier() {
     for (key, interface) in [(&a_k, 1), (&b_k, 2), (&c_k, 3), (&thief_k, 4)] {
         e.peer_up(key.public_key(), interface);
     }
-    e.handle_message(NOW, &Message::Lease(l1.clone()).emit_signed(&a).unwrap())
+    e.handle_message(NOW, &Message::Lease(l1).emit_signed(&a).unwrap())
         .unwrap();
     for m in [
-        Message::Lease(l2.clone()),
-        Message::Lease(l3.clone()),
+        Message::Lease(l2),
+        Message::Lease(l3),
         Message::VirtualSwitch(vs.clone()),
     ] {
         e.handle_message(NOW, &m.emit_signed(&n1).unwrap()).unwrap();
