@@ -52,8 +52,14 @@ struct Flow {
 /// The flow bucket of a switch packet: FNV-1a over its label and the 4 bytes after the switch
 /// header (the end-to-end receive handle or handshake stage).
 fn flow_bucket(packet: &[u8]) -> u8 {
-    let key = packet.get(..8).into_iter().chain(packet.get(12..16)).flatten();
-    let hash = key.fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let key = packet
+        .get(..8)
+        .into_iter()
+        .chain(packet.get(12..16))
+        .flatten();
+    let hash = key.fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) as u8
 }
 
@@ -373,7 +379,10 @@ mod tests {
         assert_eq!(order.len(), 24);
         for flow in [1, 2] {
             let seqs: Vec<u8> = order.iter().filter(|o| o.0 == flow).map(|o| o.1).collect();
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "flow {flow}: {seqs:?}");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "flow {flow}: {seqs:?}"
+            );
         }
         // The lease traffic still goes before the free-tier packet queued before it.
         assert_eq!(order.last(), Some(&(9, 0)));

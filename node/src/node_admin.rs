@@ -32,7 +32,7 @@ use crate::admin::{
     AdminFunctions, AdminServer, ArgSpec, ArgType, Call, FunctionSpec, ReplyTo, Response,
 };
 use crate::bencode::{Dict, Value};
-use crate::core::{Node, Pathfinder, PeerStats, PingResult, SessionStats};
+use crate::core::{Node, Pathfinder, PeerStats, PingResult, ReceiveStats, SessionStats};
 use crate::host::{HostRequest, HostState, InterfaceKind, IpPrefix, SetUser};
 use crate::peers::PeerCredentials;
 
@@ -40,6 +40,8 @@ use crate::peers::PeerCredentials;
 pub const PEERS_PER_PAGE: usize = 6;
 /// Handles per `SessionManager_getHandles` page.
 pub const HANDLES_PER_PAGE: usize = 64;
+/// Entries per `Pktmesh_receiveStats` page.
+pub const RECEIVE_STATS_PER_PAGE: usize = 8;
 /// Default switch ping timeout.
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_millis(2000);
 
@@ -154,6 +156,13 @@ pub const NODE_FUNCTIONS: &[FunctionSpec] = &[
         name: "Security_setupComplete",
         needs_auth: true,
         args: &[],
+    },
+    // pktmesh's own (cjdns has no such function): what every peer link and end-to-end
+    // session refused on receipt, beyond the replay-window counts cjdns reports.
+    FunctionSpec {
+        name: "Pktmesh_receiveStats",
+        needs_auth: false,
+        args: &[ArgSpec::optional("page", ArgType::Int)],
     },
 ];
 
@@ -354,10 +363,10 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                     .with("bytesOut", Value::Int(p.bytes_out as i64))
                     .with("recvKbps", Value::Int(0))
                     .with("sendKbps", Value::Int(0))
-                    .with("duplicates", Value::Int(0))
-                    .with("lostPackets", Value::Int(0))
-                    .with("receivedOutOfRange", Value::Int(0))
-                    .with("receivedPackets", Value::Int(0))
+                    .with("duplicates", count(p.receive.duplicates))
+                    .with("lostPackets", count(p.receive.lost_packets))
+                    .with("receivedOutOfRange", count(p.receive.received_out_of_range))
+                    .with("receivedPackets", count(p.receive.received_packets))
                     .with("noiseProto", Value::Int(0))
                     .with("ifNum", Value::Int(0));
                 if let Some(u) = &p.user {
@@ -421,12 +430,51 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                     "metric",
                     Value::Int(if s.path == 0 { 0xffff_ffff } else { 0 }),
                 )
-                .with("duplicates", Value::Int(0))
-                .with("lostPackets", Value::Int(0))
-                .with("receivedOutOfRange", Value::Int(0))
+                .with("duplicates", count(s.receive.duplicates))
+                .with("lostPackets", count(s.receive.lost_packets))
+                .with("receivedOutOfRange", count(s.receive.received_out_of_range))
                 .with("noiseProto", Value::Int(0))
                 .with("timeOfLastUsage", Value::Int(0)),
         )
+    }
+
+    /// `Pktmesh_receiveStats(page)`: per peer link and per end-to-end session, what the
+    /// receiving side counted — accepted, lost, duplicate and too-late packets (the replay
+    /// window, as cjdns reports in `peerStats`/`sessionStats`) and packets that did not open at
+    /// all (`dropped`) — [`RECEIVE_STATS_PER_PAGE`] entries a page, peers first.
+    fn receive_stats(&self, call: &Call<'_>) -> Response {
+        let entry = |kind: &str, addr: String, r: &ReceiveStats| {
+            Value::Dict(
+                Dict::new()
+                    .with("kind", Value::from(kind))
+                    .with("addr", Value::from(addr.as_str()))
+                    .with("receivedPackets", count(r.received_packets))
+                    .with("lostPackets", count(r.lost_packets))
+                    .with("duplicates", count(r.duplicates))
+                    .with("receivedOutOfRange", count(r.received_out_of_range))
+                    .with("dropped", count(r.dropped)),
+            )
+        };
+        let peers = self.all_peer_stats().into_iter().map(|p| {
+            let addr = address_string(p.version, p.label, &p.key);
+            entry("peer", addr, &p.receive)
+        });
+        let sessions = self.all_session_stats().into_iter().map(|s| {
+            let label = Label::new(s.path).unwrap_or(Label::SELF);
+            entry(
+                "session",
+                address_string(s.version, label, &s.key),
+                &s.receive,
+            )
+        });
+        let start = page_of(call).saturating_mul(RECEIVE_STATS_PER_PAGE);
+        let mut all = peers.chain(sessions).skip(start);
+        let page: Vec<Value> = all.by_ref().take(RECEIVE_STATS_PER_PAGE).collect();
+        let mut d = Dict::new().with("entries", Value::List(page));
+        if all.next().is_some() {
+            d.insert("more", Value::Int(1));
+        }
+        Response::Reply(d)
     }
 
     fn switch_ping(&mut self, call: &Call<'_>) -> Response {
@@ -617,6 +665,7 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, '_, P> {
             "InterfaceController_peerStats" => self.peer_stats(call),
             "SessionManager_getHandles" => self.handles(call),
             "SessionManager_sessionStats" => self.session_stats(call),
+            "Pktmesh_receiveStats" => self.receive_stats(call),
             "SwitchPinger_ping" => self.switch_ping(call),
             "UDPInterface_beginConnection" => self.begin_connection(call),
             "AuthorizedPasswords_add" => self.add_password(call),
@@ -651,4 +700,9 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, '_, P> {
             _ => error(crate::admin::NO_FUNCTIONS_MATCHED),
         }
     }
+}
+
+/// A counter as a bencode integer (saturating: cjdns' counters are 32- and 64-bit).
+fn count(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }

@@ -50,6 +50,8 @@ pub struct InnerSession {
     pub bytes_in: u64,
     /// Payload bytes sent.
     pub bytes_out: u64,
+    /// Packets for this session that did not open (failed decryption, replayed or too old).
+    pub bad_packets: u64,
 }
 
 impl InnerSession {
@@ -162,6 +164,7 @@ impl SessionManager {
                     last_setup: None,
                     bytes_in: 0,
                     bytes_out: 0,
+                    bad_packets: 0,
                 });
                 self.by_address.insert(address, i);
                 i

@@ -412,3 +412,66 @@ fn host_functions_record_and_refuse_like_cjdns() {
     );
     assert!(security.nofiles && !security.noforks && !security.setup_complete);
 }
+
+/// `Pktmesh_receiveStats` pages every peer link and session with what its receiving side
+/// counted; a packet that does not open shows up as `dropped` for that peer.
+#[test]
+fn receive_stats_count_what_did_not_open() {
+    use pktmesh_node::packet::PacketBuf;
+    let now = Instant::now();
+    let mut node = Node::new(key(7), EchoPathfinder::default(), [7; 32], now);
+    let mut addrs = Vec::new();
+    for i in 0..9u8 {
+        let addr: SocketAddr = format!("10.1.0.{}:1000", i + 1).parse().unwrap();
+        let creds = PeerCredentials {
+            password: b"x".to_vec(),
+            login: None,
+        };
+        node.connect(now, addr, key(100 + i).public_key(), creds, None)
+            .unwrap();
+        addrs.push(addr);
+    }
+    // Two damaged packets from the third peer.
+    for _ in 0..2 {
+        let mut junk = PacketBuf::from_slice(&[
+            0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+        ]);
+        let _ = node.handle_udp(now, addrs[2], &mut junk);
+    }
+    let mut server = AdminServer::new("NONE");
+    let (mut pings, mut host) = (PendingPings::default(), HostState::new());
+    let mut page = |n: i64| {
+        let args = Dict::new().with("page", Value::Int(n));
+        ask(
+            &mut server,
+            &mut node,
+            &mut pings,
+            &mut host,
+            now,
+            "Pktmesh_receiveStats",
+            args,
+        )
+        .remove(0)
+    };
+    let p0 = page(0);
+    let entries = p0.get_list("entries").unwrap();
+    assert_eq!((entries.len(), p0.get_int("more")), (8, Some(1)));
+    let dropped: Vec<i64> = entries
+        .iter()
+        .map(|e| e.as_dict().unwrap().get_int("dropped").unwrap())
+        .collect();
+    assert_eq!(dropped, [0, 0, 2, 0, 0, 0, 0, 0]);
+    let third = entries[2].as_dict().unwrap();
+    assert_eq!(third.get_str("kind"), Some("peer"));
+    for k in [
+        "receivedPackets",
+        "lostPackets",
+        "duplicates",
+        "receivedOutOfRange",
+    ] {
+        assert_eq!(third.get_int(k), Some(0), "{k}");
+    }
+    let p1 = page(1);
+    assert_eq!(p1.get_list("entries").unwrap().len(), 1);
+    assert_eq!(p1.get_int("more"), None);
+}

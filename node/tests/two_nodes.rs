@@ -321,3 +321,82 @@ fn an_ethernet_beacon_peers_two_nodes_addressed_by_mac() {
     assert_eq!(net.tun[1].len(), 9, "A to B over the Ethernet link");
     assert_eq!(net.tun[0].len(), 9, "B to A");
 }
+
+/// The receive counters are measured, not constants: known traffic from A, then a replayed
+/// datagram, one delivered too late for the replay window and one damaged on the way, each
+/// shows up in B's counters for A, and B reports the drops at most once a second.
+#[test]
+fn receive_counters_count_known_traffic_and_drops() {
+    use pktmesh_node::core::Output;
+    let mut net = established();
+    let (a, b) = (*net.nodes[0].1.address(), *net.nodes[1].1.address());
+    let a_addr = net.nodes[0].0;
+    net.send_tun(0, &icmp_echo(&a, &b, 1));
+    net.run(1000);
+    let before = net.nodes[1].1.peer_stats(net.now)[0].receive;
+    assert_eq!((before.duplicates, before.dropped), (0, 0));
+    // 100 datagrams A → B, held back instead of delivered.
+    let now = net.now;
+    let mut held = Vec::new();
+    for seq in 2..102u16 {
+        let mut buf = PacketBuf::from_slice(&icmp_echo(&a, &b, seq));
+        match net.nodes[0].1.handle_tun(now, &mut buf) {
+            Output::Udp(to) => {
+                assert_eq!(to, net.nodes[1].0);
+                held.push(buf.data().to_vec());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let deliver = |net: &mut Net<EchoPathfinder>, data: &[u8]| {
+        let mut buf = PacketBuf::from_slice(data);
+        let now = net.now;
+        net.nodes[1].1.handle_udp(now, a_addr, &mut buf)
+    };
+    // The last 40 in order, then the last one again (a duplicate), then the first (too late:
+    // 60 nonces behind, outside the 64-wide window once the window moved), then a damaged one.
+    for d in &held[60..] {
+        assert_eq!(deliver(&mut net, d), Output::Tun);
+    }
+    assert_eq!(deliver(&mut net, &held[99]), Output::None);
+    assert_eq!(deliver(&mut net, &held[0]), Output::None);
+    let mut damaged = held[10].clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    assert_eq!(deliver(&mut net, &damaged), Output::None);
+    let after = net.nodes[1].1.peer_stats(net.now)[0].receive;
+    assert_eq!(after.duplicates - before.duplicates, 1, "{after:?}");
+    assert_eq!(
+        after.received_out_of_range - before.received_out_of_range,
+        1
+    );
+    assert_eq!(
+        after.dropped - before.dropped,
+        3,
+        "duplicate, too late and damaged"
+    );
+    assert!(after.received_packets >= before.received_packets + 40);
+    assert!(
+        after.lost_packets > before.lost_packets,
+        "skipped nonces: {after:?}"
+    );
+    // Reported once in this instant, with the rest counted as suppressed a second later.
+    let drops = |net: &mut Net<EchoPathfinder>| {
+        let mut n = Vec::new();
+        while let Some(e) = net.nodes[1].1.poll_event() {
+            if let NodeEvent::PacketsDropped {
+                end_to_end,
+                suppressed,
+                ..
+            } = e
+            {
+                n.push((end_to_end, suppressed));
+            }
+        }
+        n
+    };
+    assert_eq!(drops(&mut net), [(false, 0)]);
+    net.now += Duration::from_millis(1500);
+    assert_eq!(deliver(&mut net, &held[99]), Output::None);
+    assert_eq!(drops(&mut net), [(false, 2)]);
+}

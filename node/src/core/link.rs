@@ -23,7 +23,7 @@ use pktmesh_switch::switch_core::SLOT_COUNT;
 use pktmesh_switch::Label;
 use rand_core::{CryptoRng, RngCore};
 
-use super::types::{EventLog, NodeError, NodeEvent, PeerStats};
+use super::types::{EventLog, NodeError, NodeEvent, PeerStats, ReceiveStats};
 use super::{be32, offset_in};
 use crate::beacon::{self, Beacon};
 use crate::packet::PacketBuf;
@@ -144,14 +144,16 @@ impl LinkStage {
                 };
                 if let Err(error) = decrypt_in_place(&mut peer.session, now, buf) {
                     peer.bad_packets += 1;
+                    let key = peer.key;
                     if matches!(
                         error,
                         DecryptError::AuthRequired
                             | DecryptError::UnrecognizedAuth
                             | DecryptError::HandshakeDecryptFailed
                     ) {
-                        let key = peer.key;
                         events.rejection(now, |_| NodeEvent::PeerAuthFailed { key, error });
+                    } else if peer.session.is_established() {
+                        events.dropped(now, key, false, error);
                     }
                     return LinkIn::Drop;
                 }
@@ -544,6 +546,7 @@ impl LinkStage {
                 user: p.name.clone(),
                 path_to_us: p.path_to_us,
                 slot: p.slot,
+                receive: ReceiveStats::of(&p.session, p.bad_packets),
             })
             .collect()
     }

@@ -55,8 +55,8 @@ use session::{Prepared, SessionIn, SessionStage};
 use switch::{ControlIn, SwitchStage, Switched};
 pub(crate) use types::EventLog;
 pub use types::{
-    Handoff, NodeError, NodeEvent, Output, PeerStats, PingResult, SessionStats, Stage,
-    SupernodeQuery, Transmit, MAX_EVENTS, MAX_SUPERNODE_QUERIES,
+    Handoff, NodeError, NodeEvent, Output, PeerStats, PingResult, ReceiveStats, SessionStats,
+    Stage, SupernodeQuery, Transmit, MAX_EVENTS, MAX_SUPERNODE_QUERIES,
 };
 use upper::Upper;
 
@@ -490,11 +490,16 @@ impl<P: Pathfinder> Node<P> {
             SessionIn::AuthError {
                 back,
                 quoted,
-                code,
+                error,
+                key,
+                established,
                 state,
             } => {
-                if let Some(mut error) = switch::auth_error(back, &quoted, code, state) {
-                    self.send_from_router(now, &mut error);
+                if established {
+                    self.events.dropped(now, key, true, error);
+                }
+                if let Some(mut reply) = switch::auth_error(back, &quoted, error.code(), state) {
+                    self.send_from_router(now, &mut reply);
                 }
                 return Output::None;
             }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, State};
-use pktmesh_crypto_auth::{Address, PublicKey};
+use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
 use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
 use pktmesh_switch::Label;
 use rand_core::{CryptoRng, RngCore};
 
-use super::types::SessionStats;
+use super::types::{ReceiveStats, SessionStats};
 use super::{be32, offset_in};
 use crate::packet::PacketBuf;
 use crate::pathfinding::NodeRef;
@@ -41,8 +41,12 @@ pub(crate) enum SessionIn {
         back: Label,
         /// The packet's first bytes, to quote.
         quoted: [u8; HEADER_LEN + 16],
-        /// The decrypt error's code.
-        code: u32,
+        /// Why it did not open.
+        error: DecryptError,
+        /// The session's remote node.
+        key: PublicKey,
+        /// Whether the session was established (a drop worth reporting).
+        established: bool,
         /// The session's state.
         state: u32,
     },
@@ -155,12 +159,15 @@ impl SessionStage {
         let (offset, len) = match sess.session.decrypt(now, pkt) {
             Ok(o) => (offset_in(base, o.payload), o.payload.len()),
             Err(error) => {
+                sess.bad_packets += 1;
                 return SessionIn::AuthError {
                     back: back_label,
                     quoted,
-                    code: error.code(),
+                    error,
+                    key: sess.key,
+                    established: sess.session.is_established(),
                     state: sess.session.state() as u32,
-                }
+                };
             }
         };
         buf.set_start(start + offset);
@@ -360,6 +367,7 @@ impl SessionStage {
                 send_handle: s.send_handle.unwrap_or(0),
                 path: s.path.map_or(0, Label::bits),
                 version: s.version,
+                receive: ReceiveStats::of(&s.session, s.bad_packets),
             })
             .collect()
     }
@@ -426,6 +434,45 @@ mod tests {
         }
         assert_eq!(buf.data(), CJDHT);
         assert_eq!(b.stats()[0].send_handle, a.stats()[0].handle);
+        // B answers with its KEY; then A's data packets flow, and a replayed one is counted.
+        let a_node = NodeRef {
+            key: a_key,
+            path,
+            version: 22,
+        };
+        let back = b.for_message(now, a_node).unwrap();
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(b.seal(now, &mut rng, back, &mut buf));
+        assert!(matches!(
+            a.open(now, 0x13, &mut buf),
+            SessionIn::Content {
+                became_ready: true,
+                ..
+            }
+        ));
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, index, &mut buf));
+        let data = buf.data().to_vec();
+        assert!(matches!(
+            b.open(now, 0x13, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        let mut again = PacketBuf::from_slice(&data);
+        assert!(matches!(
+            b.open(now, 0x13, &mut again),
+            SessionIn::AuthError {
+                established: true,
+                ..
+            }
+        ));
+        // The window starts after the first data nonce, so its replay counts as too old.
+        let r = b.stats()[0].receive;
+        assert_eq!(
+            (r.duplicates + r.received_out_of_range, r.dropped),
+            (1, 1),
+            "{r:?}"
+        );
+        assert!(r.received_packets >= 1, "{r:?}");
     }
 
     #[test]

@@ -122,6 +122,19 @@ pub enum NodeEvent {
         /// Why.
         error: DecryptError,
     },
+    /// Packets from an established peer link or end-to-end session that did not open: replayed
+    /// or too old for the replay window, or failed decryption. Reported at most once a second,
+    /// with the number of such drops since the previous report.
+    PacketsDropped {
+        /// The peer (link) or the remote node (end-to-end session).
+        key: PublicKey,
+        /// Whether the end-to-end session refused them (else the link session).
+        end_to_end: bool,
+        /// Why the last one was refused.
+        error: DecryptError,
+        /// Drops since the previous report that were not reported.
+        suppressed: u64,
+    },
     /// An incoming peer was silent too long and was removed.
     PeerForgotten {
         /// The peer.
@@ -190,6 +203,40 @@ pub struct PeerStats {
     pub path_to_us: Option<u64>,
     /// Its switch slot.
     pub slot: u16,
+    /// What the link session's replay window saw, and packets that did not open.
+    pub receive: ReceiveStats,
+}
+
+/// What a session's receiving side counted (`InterfaceController_peerStats` and
+/// `SessionManager_sessionStats` report these, as cjdns does). All measured, since the last
+/// handshake for the replay-window counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveStats {
+    /// Data packets accepted.
+    pub received_packets: u64,
+    /// Nonces that left the replay window without being seen.
+    pub lost_packets: u64,
+    /// Packets refused because their nonce was already seen.
+    pub duplicates: u64,
+    /// Packets refused because their nonce was below the replay window (too late).
+    pub received_out_of_range: u64,
+    /// Packets that did not open at all (authentication or decryption failed, or refused as
+    /// above), since the session was created.
+    pub dropped: u64,
+}
+
+impl ReceiveStats {
+    /// The counters of `session`, with `dropped` packets refused so far.
+    pub fn of(session: &pktmesh_crypto_auth::legacy::Session, dropped: u64) -> Self {
+        let r = session.replay_stats();
+        Self {
+            received_packets: u64::from(r.received),
+            lost_packets: u64::from(r.lost),
+            duplicates: u64::from(r.duplicates),
+            received_out_of_range: u64::from(r.out_of_range),
+            dropped,
+        }
+    }
 }
 
 /// Statistics of one end-to-end session.
@@ -209,6 +256,8 @@ pub struct SessionStats {
     pub path: u64,
     /// Remote version.
     pub version: u32,
+    /// What the session's receiving side counted.
+    pub receive: ReceiveStats,
 }
 
 /// Events not yet collected, oldest dropped beyond [`MAX_EVENTS`], and the once-a-second limit
@@ -216,8 +265,31 @@ pub struct SessionStats {
 #[derive(Debug, Default)]
 pub(crate) struct EventLog {
     events: VecDeque<NodeEvent>,
-    last_reject_report: Option<Instant>,
-    rejects_unreported: u64,
+    rejections: RateLimit,
+    drops: RateLimit,
+}
+
+/// At most one report a second, counting what it held back.
+#[derive(Debug, Default)]
+struct RateLimit {
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+impl RateLimit {
+    /// Whether to report now; if so, how many were held back since the last report.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last_report = Some(now);
+            Some(std::mem::take(&mut self.unreported))
+        } else {
+            self.unreported += 1;
+            None
+        }
+    }
 }
 
 impl EventLog {
@@ -233,15 +305,27 @@ impl EventLog {
     /// Reports a refused packet at most once a second (with the number suppressed since the
     /// last report), so forged or spoofed packets cannot flood the log.
     pub(crate) fn rejection(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
-        let due = self
-            .last_reject_report
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-        if due {
-            self.last_reject_report = Some(now);
-            let suppressed = std::mem::take(&mut self.rejects_unreported);
+        if let Some(suppressed) = self.rejections.due(now) {
             self.push(event(suppressed));
-        } else {
-            self.rejects_unreported += 1;
+        }
+    }
+
+    /// Reports a packet an established session refused ([`NodeEvent::PacketsDropped`]), at
+    /// most once a second.
+    pub(crate) fn dropped(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+        end_to_end: bool,
+        error: DecryptError,
+    ) {
+        if let Some(suppressed) = self.drops.due(now) {
+            self.push(NodeEvent::PacketsDropped {
+                key,
+                end_to_end,
+                error,
+                suppressed,
+            });
         }
     }
 

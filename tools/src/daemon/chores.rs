@@ -279,5 +279,14 @@ pub(super) fn log_event(e: &NodeEvent) {
             warn!(%key, %error, "peer authentication failed (wrong password?)")
         }
         NodeEvent::PeerForgotten { key } => info!(%key, "forgot silent incoming peer"),
+        NodeEvent::PacketsDropped {
+            key,
+            end_to_end,
+            error,
+            suppressed,
+        } => {
+            let session = if *end_to_end { "end-to-end" } else { "link" };
+            warn!(%key, session, %error, suppressed, "received packets dropped (replayed, too late or undecryptable)")
+        }
     }
 }
