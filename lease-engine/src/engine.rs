@@ -332,6 +332,16 @@ impl LeaseEngine {
         self.rebuild();
     }
 
+    /// The peers and their interfaces, all at once (a node split over workers learns them from
+    /// its shared switch table); recomputes the tables only when something changed.
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = (PublicKey, u16)>) {
+        let peers: HashMap<PublicKey, u16> = peers.into_iter().collect();
+        if peers != self.peers {
+            self.peers = peers;
+            self.rebuild();
+        }
+    }
+
     /// The peer is gone.
     pub fn peer_down(&mut self, peer: &PublicKey) {
         self.peers.remove(peer);

@@ -24,8 +24,11 @@
 //! is their queue). What lives elsewhere: classification (`pktmesh_lease_engine::LeaseEngine`),
 //! encryption and the choice of what to send (`crate::core`).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use pktmesh_crypto_auth::PublicKey;
 use pktmesh_lease_engine::{EgressScheduler, Enqueued, Nanos, Priority};
 
 use crate::packet::PacketBuf;
@@ -61,6 +64,50 @@ fn flow_bucket(packet: &[u8]) -> u8 {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) as u8
+}
+
+/// How fast each peer link may send, kbit/s (`pktmesh.linkCapacityKbps`): one value for every
+/// link, overridden per peer by its key (incoming peers) or its link address (the keys of
+/// `connectTo`). A link with no capacity is not paced and has no port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkCapacities {
+    /// Every peer link without an entry of its own (`None`: not paced).
+    pub default: Option<u32>,
+    /// By the peer's link address.
+    pub by_link: HashMap<SocketAddr, u32>,
+    /// By the peer's key.
+    pub by_key: HashMap<PublicKey, u32>,
+}
+
+impl LinkCapacities {
+    /// The same capacity for every link (`None` or 0: none paced).
+    pub fn uniform(kbps: Option<u32>) -> Self {
+        Self {
+            default: kbps.filter(|k| *k > 0),
+            ..Self::default()
+        }
+    }
+
+    /// The capacity of the link to peer `key` at `link`: its key's entry, else its address's,
+    /// else the default; 0 means not paced.
+    pub fn of(&self, key: &PublicKey, link: &SocketAddr) -> Option<u32> {
+        self.by_key
+            .get(key)
+            .or_else(|| self.by_link.get(link))
+            .copied()
+            .or(self.default)
+            .filter(|k| *k > 0)
+    }
+
+    /// Whether any link is paced.
+    pub fn any(&self) -> bool {
+        self.default.is_some()
+            || self
+                .by_link
+                .values()
+                .chain(self.by_key.values())
+                .any(|k| *k > 0)
+    }
 }
 
 /// Counters of one port.

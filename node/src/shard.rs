@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use pktmesh_crypto_auth::Address;
+use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_switch::switch_core::{SlotError, SLOT_COUNT};
 use pktmesh_switch::{Label, SwitchCore};
 
@@ -121,6 +121,9 @@ pub struct DirectoryTable {
     pub slot_owner: Vec<Option<u8>>,
     /// Owner of each peer link address.
     pub link_owner: HashMap<SocketAddr, u8>,
+    /// The peer in each slot: its key and link address (every shard classifies packets for
+    /// leases between any two slots, and paces each link at that peer's capacity).
+    pub slot_peer: Vec<Option<(PublicKey, SocketAddr)>>,
 }
 
 impl Directory {
@@ -132,6 +135,7 @@ impl Directory {
                 switch,
                 slot_owner: vec![None; SLOT_COUNT],
                 link_owner: HashMap::new(),
+                slot_peer: vec![None; SLOT_COUNT],
             }),
         })
     }
@@ -152,11 +156,18 @@ impl Directory {
         (self.generation.load(Ordering::Acquire), table.clone())
     }
 
-    /// Attaches a peer at `link` for `shard` in the lowest free slot (as cjdns chooses).
-    pub fn attach(&self, shard: u8, link: SocketAddr) -> Result<(u16, Label), SlotError> {
+    /// Attaches the peer `key` at `link` for `shard` in the lowest free slot (as cjdns
+    /// chooses).
+    pub fn attach(
+        &self,
+        shard: u8,
+        link: SocketAddr,
+        key: PublicKey,
+    ) -> Result<(u16, Label), SlotError> {
         let mut table = self.lock();
         let (slot, label) = table.switch.add_interface()?;
         table.slot_owner[usize::from(slot)] = Some(shard);
+        table.slot_peer[usize::from(slot)] = Some((key, link));
         table.link_owner.insert(link, shard);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok((slot, label))
@@ -168,6 +179,9 @@ impl Directory {
         table.switch.remove_interface(slot);
         if let Some(o) = table.slot_owner.get_mut(usize::from(slot)) {
             *o = None;
+        }
+        if let Some(p) = table.slot_peer.get_mut(usize::from(slot)) {
+            *p = None;
         }
         table.link_owner.remove(&link);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -216,9 +230,33 @@ impl DirectoryView {
         self.shard
     }
 
-    /// Takes a switch slot for a peer of this shard at `link`.
-    pub fn attach(&mut self, link: SocketAddr) -> Result<(u16, Label), SlotError> {
-        let attached = self.directory.attach(self.shard.index(), link)?;
+    /// The generation of the copy (it moves whenever a slot is taken or given back).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The peer in `slot` (any shard's): its key and link address.
+    pub fn peer_in(&self, slot: u16) -> Option<(PublicKey, SocketAddr)> {
+        self.table
+            .slot_peer
+            .get(usize::from(slot))
+            .copied()
+            .flatten()
+    }
+
+    /// Every attached peer (any shard's) and its slot.
+    pub fn peers(&self) -> impl Iterator<Item = (u16, PublicKey)> + '_ {
+        self.table
+            .slot_peer
+            .iter()
+            .enumerate()
+            // slot < SLOT_COUNT = 257
+            .filter_map(|(slot, p)| Some((slot as u16, p.as_ref()?.0)))
+    }
+
+    /// Takes a switch slot for the peer `key` of this shard at `link`.
+    pub fn attach(&mut self, link: SocketAddr, key: PublicKey) -> Result<(u16, Label), SlotError> {
+        let attached = self.directory.attach(self.shard.index(), link, key)?;
         self.sync();
         Ok(attached)
     }
@@ -459,9 +497,13 @@ mod tests {
         let mut alone = SwitchCore::new(EncodingScheme::v358());
         let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let (ka, kb) = (
+            PublicKey::from_bytes([1; 32]),
+            PublicKey::from_bytes([2; 32]),
+        );
         let g0 = dir.generation();
-        let (s0, l0) = dir.attach(0, a).unwrap();
-        let (s1, l1) = dir.attach(1, b).unwrap();
+        let (s0, l0) = dir.attach(0, a, ka).unwrap();
+        let (s1, l1) = dir.attach(1, b, kb).unwrap();
         assert_eq!(alone.add_interface().unwrap(), (s0, l0));
         assert_eq!(alone.add_interface().unwrap(), (s1, l1));
         let (g1, table) = dir.snapshot();
@@ -469,13 +511,15 @@ mod tests {
         assert_eq!(table.slot_owner[usize::from(s0)], Some(0));
         assert_eq!(table.slot_owner[usize::from(s1)], Some(1));
         assert_eq!(table.link_owner.get(&b), Some(&1));
+        assert_eq!(table.slot_peer[usize::from(s1)], Some((kb, b)));
         dir.detach(s0, a);
         let (g2, table) = dir.snapshot();
         assert!(g2 > g1);
         assert_eq!(table.slot_owner[usize::from(s0)], None);
         assert!(!table.switch.has_interface(u32::from(s0)));
         assert!(!table.link_owner.contains_key(&a));
+        assert_eq!(table.slot_peer[usize::from(s0)], None);
         // The freed slot is the next one given out.
-        assert_eq!(dir.attach(1, a).unwrap().0, s0);
+        assert_eq!(dir.attach(1, a, ka).unwrap().0, s0);
     }
 }

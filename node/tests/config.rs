@@ -755,7 +755,7 @@ fn pktmesh_section_for_leases_and_the_route_server() {
              "leaseOffer": { "maxKbps": 8000, "maxSeconds": 3600, "priceMsat": 5 } } }"#,
     ));
     let p = &loaded.config.pktmesh;
-    assert_eq!(p.link_capacity_kbps, 20000);
+    assert_eq!(p.link_capacity_kbps.default, 20000);
     let rs = p.route_server.as_ref().expect("route server");
     assert_eq!(rs.url, "http://10.1.0.1:8470");
     assert_eq!(rs.interval_seconds, Some(2));
@@ -766,7 +766,7 @@ fn pktmesh_section_for_leases_and_the_route_server() {
     );
     // Without the section nothing changes (a stock cjdns config).
     let plain = load(&base);
-    assert_eq!(plain.config.pktmesh.link_capacity_kbps, 0);
+    assert_eq!(plain.config.pktmesh.link_capacity_kbps.default, 0);
     assert!(plain.config.pktmesh.route_server.is_none());
     // Bad values name the key.
     let err = load_err(&with(r#"{ "linkCapacityKbps": "fast" }"#)).to_string();

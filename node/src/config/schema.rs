@@ -57,10 +57,11 @@ pub struct Config {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct PktmeshConf {
-    /// `linkCapacityKbps`: egress capacity of every peer link, kbit/s. Forwarded traffic is
-    /// paced at it and queued by lease priority; absent or 0 sends at once.
+    /// `linkCapacityKbps`: egress capacity of the peer links, kbit/s, one for all or per peer
+    /// ([`LinkCapacityConf`]). Forwarded traffic is paced at it and queued by lease priority;
+    /// absent or 0 sends at once.
     #[serde(default)]
-    pub link_capacity_kbps: u32,
+    pub link_capacity_kbps: LinkCapacityConf,
     /// `routeServer`: where the node announces its links and fetches lease configuration.
     pub route_server: Option<RouteServerConf>,
     /// `supernode`: this node is the cjdns face of a route server (stock cjdns nodes that list

@@ -250,3 +250,61 @@ impl<'de> Deserialize<'de> for StrOrInt {
         d.deserialize_any(V)
     }
 }
+
+/// `pktmesh.linkCapacityKbps`: one capacity for every peer link (a number, as before), or an
+/// object with a `"default"` and entries per peer, keyed like `connectTo` (`"ip:port"`) or,
+/// for peers that connect to us, by public key (`"….k"`). 0 means not paced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkCapacityConf {
+    /// Every link without an entry of its own.
+    pub default: u32,
+    /// By the peer's link address.
+    pub by_link: Vec<(SocketAddr, u32)>,
+    /// By the peer's key.
+    pub by_key: Vec<(PublicKey, u32)>,
+}
+
+impl<'de> Deserialize<'de> for LinkCapacityConf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LinkCapacityConf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "kbit/s as a number, or an object of \"default\", \"ip:port\" or \"….k\" keys to kbit/s",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, i: i64) -> Result<LinkCapacityConf, E> {
+                let kbps = u32::try_from(i).map_err(|_| E::custom(format!("{i} kbit/s")))?;
+                Ok(LinkCapacityConf {
+                    default: kbps,
+                    ..LinkCapacityConf::default()
+                })
+            }
+            fn visit_u64<E: de::Error>(self, i: u64) -> Result<LinkCapacityConf, E> {
+                self.visit_i64(i64::try_from(i).unwrap_or(-1))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LinkCapacityConf, A::Error> {
+                let mut out = LinkCapacityConf::default();
+                while let Some((key, kbps)) = map.next_entry::<String, u32>()? {
+                    if key == "default" {
+                        out.default = kbps;
+                    } else if let Ok(addr) = key.parse::<SocketAddr>() {
+                        out.by_link.push((addr, kbps));
+                    } else if let Ok(peer) = PublicKey::parse(&key) {
+                        out.by_key.push((peer, kbps));
+                    } else {
+                        return Err(de::Error::custom(format!(
+                            "{key:?} is not \"default\", an ip:port (a connectTo key) or a public key (….k)"
+                        )));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -232,7 +232,7 @@ impl LinkStage {
                 self.departed.push(peer);
             }
         }
-        let (slot, label) = view.attach(from).ok()?;
+        let (slot, label) = view.attach(from, key).ok()?;
         self.insert(Peer::new(
             from, key, session, slot, label, true, None, None, now,
         ));
@@ -266,7 +266,7 @@ impl LinkStage {
         if self.by_link.contains_key(&link_address) || view.has_link(&link_address) {
             return Err(NodeError::DuplicatePeer(link_address));
         }
-        let (slot, label) = view.attach(link_address).map_err(NodeError::from)?;
+        let (slot, label) = view.attach(link_address, key).map_err(NodeError::from)?;
         let mut session = Session::new(self.ca.clone(), key, false, now);
         session.set_auth(Some(&credentials.password), credentials.login.as_deref());
         self.insert(Peer::new(
@@ -506,6 +506,7 @@ impl LinkStage {
     }
 
     /// The key of the peer in `slot`.
+    #[cfg(test)]
     pub(crate) fn key_of(&self, slot: u16) -> Option<PublicKey> {
         self.peer(slot).map(|p| p.key)
     }
@@ -547,6 +548,7 @@ impl LinkStage {
                 path_to_us: p.path_to_us,
                 slot: p.slot,
                 receive: ReceiveStats::of(&p.session, p.bad_packets),
+                capacity_kbps: None,
             })
             .collect()
     }

@@ -44,7 +44,7 @@ use pktmesh_switch::{EncodingScheme, Label, SwitchCore};
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 
 use crate::beacon::{self, Beacon, BeaconError};
-use crate::egress::PortStats;
+use crate::egress::{LinkCapacities, PortStats};
 use crate::ipv6::{self, write_data_header, CONTENT_TYPE_CJDHT};
 use crate::packet::PacketBuf;
 use crate::peers::PeerCredentials;
@@ -348,7 +348,7 @@ impl<P: Pathfinder> Node<P> {
         match stage {
             Stage::Datagram(from) => self.handle_udp(now, from, buf),
             Stage::Forward { from, to } => {
-                self.view.sync();
+                self.sync_view();
                 self.send_to_peer(now, from, to, buf)
             }
             Stage::Router => {
@@ -394,14 +394,20 @@ impl<P: Pathfinder> Node<P> {
             key: node.key,
             address,
         });
-        self.switch.peer_up(node.key, slot);
         self.pathfinder.peer_up(now, node);
         self.send_rpath_query(now, slot);
     }
 
+    /// Brings this shard's copy of the switch table up to date, and the switch stage's view of
+    /// the peers in it (one atomic read when nothing changed).
+    fn sync_view(&mut self) {
+        self.view.sync();
+        self.switch.sync(&self.view);
+    }
+
     /// Runs the switch on a packet that arrived on `from`.
     fn switch_in(&mut self, now: Instant, from: u16, buf: &mut PacketBuf) -> Output {
-        self.view.sync();
+        self.sync_view();
         match self.switch.forward(&self.view, from, buf) {
             Switched::Router => self.router_in(now, buf),
             Switched::Peer(to) => self.send_to_peer(now, from, to, buf),
@@ -422,7 +428,7 @@ impl<P: Pathfinder> Node<P> {
     /// Classifies and paces a switched packet for the peer in `to`, and seals it for the link
     /// unless the paced link keeps it for later.
     fn send_to_peer(&mut self, now: Instant, from: u16, to: u16, buf: &mut PacketBuf) -> Output {
-        if self.switch.egress(now, from, to, buf) {
+        if self.switch.egress(now, &self.view, from, to, buf) {
             self.seal_for_link(now, to, buf)
         } else {
             Output::None
@@ -651,20 +657,28 @@ impl<P: Pathfinder> Node<P> {
     /// Sets the capacity of every peer link (kbit/s); forwarded traffic is then paced at it and
     /// queued by lease priority when the link is busy. `None` sends everything at once.
     pub fn set_link_capacity(&mut self, kbps: Option<u32>) {
-        self.switch.set_link_capacity(kbps);
+        self.set_link_capacities(LinkCapacities::uniform(kbps));
     }
 
-    /// The configured link capacity, kbit/s.
-    pub fn link_capacity(&self) -> Option<u32> {
-        self.switch.link_capacity()
+    /// Sets the capacity of each peer link: a default and entries by peer key or link address
+    /// (`pktmesh.linkCapacityKbps`).
+    pub fn set_link_capacities(&mut self, capacities: LinkCapacities) {
+        self.switch.set_link_capacities(capacities);
     }
 
-    /// Counters of the paced egress ports, by peer key.
+    /// The capacities of the peer links.
+    pub fn link_capacities(&self) -> &LinkCapacities {
+        self.switch.link_capacities()
+    }
+
+    /// The capacity of the link to `key` at `link`, kbit/s (`None`: not paced).
+    pub fn link_capacity_of(&self, key: &PublicKey, link: &SocketAddr) -> Option<u32> {
+        self.switch.link_capacities().of(key, link)
+    }
+
+    /// Counters of the paced egress ports of this shard, by peer key.
     pub fn egress_stats(&self) -> Vec<(PublicKey, PortStats)> {
-        self.switch
-            .egress_stats()
-            .filter_map(|(slot, stats)| Some((self.link.key_of(slot)?, stats)))
-            .collect()
+        self.switch.egress_stats().collect()
     }
 
     /// Applies one signed lease message (`docs/leases.md` §3) at wall-clock time `now`.
@@ -673,11 +687,13 @@ impl<P: Pathfinder> Node<P> {
         now: UnixTime,
         bytes: &[u8],
     ) -> Result<Event, EngineError> {
+        self.sync_view();
         self.switch.handle_lease_message(now, bytes)
     }
 
     /// Lets lease time spans start and end (call about once a second with the wall clock).
     pub fn handle_lease_timeout(&mut self, now: UnixTime) {
+        self.sync_view();
         self.switch.handle_lease_timeout(now);
     }
 
@@ -739,9 +755,10 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
-    /// A peer left the link stage: the switch stage and the pathfinder forget it too.
+    /// A peer left the link stage (its slot is free again): the switch stage and the
+    /// pathfinder forget it too.
     fn peer_gone(&mut self, now: Instant, peer: crate::peers::Peer) {
-        self.switch.peer_down(peer.slot, &peer.key, peer.announced);
+        self.sync_view();
         if peer.announced {
             let node = NodeRef {
                 key: peer.key,
@@ -786,7 +803,11 @@ impl<P: Pathfinder> Node<P> {
 
     /// Peer statistics (`InterfaceController_peerStats`).
     pub fn peer_stats(&self, now: Instant) -> Vec<PeerStats> {
-        self.link.stats(now)
+        let mut stats = self.link.stats(now);
+        for p in &mut stats {
+            p.capacity_kbps = self.link_capacity_of(&p.key, &p.link_address);
+        }
+        stats
     }
 
     /// End-to-end session statistics (`SessionManager_sessionStats`).

@@ -28,7 +28,7 @@ use pktmesh_switch::{EncodingScheme, Forward, Label};
 
 use super::be32;
 use super::types::PingResult;
-use crate::egress::{EgressPort, PortStats};
+use crate::egress::{EgressPort, LinkCapacities, PortStats};
 use crate::packet::PacketBuf;
 use crate::peers::KEEPALIVE_MAGIC;
 use crate::shard::{DirectoryView, ShardSpec};
@@ -78,9 +78,12 @@ pub(crate) struct SwitchStage {
     key: PublicKey,
     scheme: EncodingScheme,
     leases: LeaseEngine,
-    egress: Vec<Option<EgressPort>>,
-    /// Capacity of every peer link, kbit/s (`None`: unpaced, no ports).
-    link_kbps: Option<u32>,
+    /// The egress port of each paced peer link this shard sends on, and whose it is.
+    egress: Vec<Option<(PublicKey, EgressPort)>>,
+    /// Capacity of each peer link.
+    capacities: LinkCapacities,
+    /// The directory generation the lease engine's peers were taken from.
+    peers_seen: Option<u64>,
     /// Where [`Nanos`] for the lease engine count from.
     epoch: Instant,
     /// Round-robin start for [`SwitchStage::poll_egress`].
@@ -104,7 +107,8 @@ impl SwitchStage {
             scheme: EncodingScheme::v358(),
             leases,
             egress,
-            link_kbps: None,
+            capacities: LinkCapacities::default(),
+            peers_seen: None,
             epoch: now,
             egress_cursor: 0,
             supernode_face: false,
@@ -116,6 +120,25 @@ impl SwitchStage {
     /// The switch's encoding scheme.
     pub(crate) fn scheme(&self) -> &EncodingScheme {
         &self.scheme
+    }
+
+    /// Takes the peers of every slot from the shared switch table when it changed: the lease
+    /// engine classifies packets between any two slots (whichever shard owns them), and a port
+    /// whose slot changed hands is dropped.
+    pub(crate) fn sync(&mut self, view: &DirectoryView) {
+        if self.peers_seen == Some(view.generation()) {
+            return;
+        }
+        self.peers_seen = Some(view.generation());
+        self.leases
+            .set_peers(view.peers().map(|(slot, key)| (key, slot)));
+        for (slot, port) in self.egress.iter_mut().enumerate() {
+            // slot < SLOT_COUNT = 257
+            let now_there = view.peer_in(slot as u16).map(|(k, _)| k);
+            if port.as_ref().is_some_and(|(k, _)| Some(*k) != now_there) {
+                *port = None;
+            }
+        }
     }
 
     /// Runs the switch on a packet that arrived on slot `from`.
@@ -142,9 +165,16 @@ impl SwitchStage {
     }
 
     /// Classifies a packet for the peer in `to` by its lease, writes the traffic class the
-    /// lease engine chose, and paces it: `true` to send it now, `false` when the paced link is
-    /// busy and the packet waits in the peer's egress port.
-    pub(crate) fn egress(&mut self, now: Instant, from: u16, to: u16, buf: &mut PacketBuf) -> bool {
+    /// lease engine chose, and paces it at that peer's link capacity: `true` to send it now,
+    /// `false` when the paced link is busy and the packet waits in the peer's egress port.
+    pub(crate) fn egress(
+        &mut self,
+        now: Instant,
+        view: &DirectoryView,
+        from: u16,
+        to: u16,
+        buf: &mut PacketBuf,
+    ) -> bool {
         let nanos = self.nanos(now);
         let len = buf.len();
         let data = buf.data_mut();
@@ -157,13 +187,21 @@ impl SwitchStage {
         if verdict.traffic_class != tc {
             tc_bytes.copy_from_slice(&verdict.traffic_class.to_be_bytes());
         }
-        let Some(kbps) = self.link_kbps else {
-            return true;
-        };
         let Some(slot) = self.egress.get_mut(usize::from(to)) else {
             return false;
         };
-        let port = slot.get_or_insert_with(|| EgressPort::new(kbps, now));
+        let port = match slot {
+            Some((_, port)) => port,
+            None => {
+                let Some((key, link)) = view.peer_in(to) else {
+                    return true;
+                };
+                let Some(kbps) = self.capacities.of(&key, &link) else {
+                    return true;
+                };
+                &mut slot.insert((key, EgressPort::new(kbps, now))).1
+            }
+        };
         if is_control {
             // Our own switch pings and errors keep the link alive: never queued.
             port.charge(now, len);
@@ -180,7 +218,7 @@ impl SwitchStage {
         let nanos = self.nanos(now);
         for step in 0..n {
             let slot = (self.egress_cursor + step) % n;
-            let Some(port) = self.egress[slot].as_mut() else {
+            let Some((_, port)) = self.egress[slot].as_mut() else {
                 continue;
             };
             if port.dequeue_into(now, nanos, buf) {
@@ -197,43 +235,27 @@ impl SwitchStage {
         self.egress
             .iter()
             .flatten()
-            .filter_map(EgressPort::next_ready)
+            .filter_map(|(_, port)| port.next_ready())
             .min()
     }
 
-    /// Sets the capacity of every peer link (kbit/s); `None` sends everything at once.
-    pub(crate) fn set_link_capacity(&mut self, kbps: Option<u32>) {
-        self.link_kbps = kbps.filter(|k| *k > 0);
+    /// Sets the capacity of each peer link; ports are made again at the new rates.
+    pub(crate) fn set_link_capacities(&mut self, capacities: LinkCapacities) {
+        self.capacities = capacities;
         self.egress.iter_mut().for_each(|p| *p = None);
     }
 
-    /// The configured link capacity, kbit/s.
-    pub(crate) fn link_capacity(&self) -> Option<u32> {
-        self.link_kbps
+    /// The capacities of the peer links.
+    pub(crate) fn link_capacities(&self) -> &LinkCapacities {
+        &self.capacities
     }
 
-    /// Counters of the paced egress ports, by slot.
-    pub(crate) fn egress_stats(&self) -> impl Iterator<Item = (u16, PortStats)> + '_ {
+    /// Counters of the paced egress ports, by peer key.
+    pub(crate) fn egress_stats(&self) -> impl Iterator<Item = (PublicKey, PortStats)> + '_ {
         self.egress
             .iter()
-            .enumerate()
-            // slot < SLOT_COUNT = 257
-            .filter_map(|(slot, port)| Some((slot as u16, port.as_ref()?.stats())))
-    }
-
-    /// A peer came up in `slot`: its leases may be classified.
-    pub(crate) fn peer_up(&mut self, key: PublicKey, slot: u16) {
-        self.leases.peer_up(key, slot);
-    }
-
-    /// The peer in `slot` is gone (`announced`: it had come up).
-    pub(crate) fn peer_down(&mut self, slot: u16, key: &PublicKey, announced: bool) {
-        if let Some(p) = self.egress.get_mut(usize::from(slot)) {
-            *p = None;
-        }
-        if announced {
-            self.leases.peer_down(key);
-        }
+            .flatten()
+            .map(|(key, port)| (*key, port.stats()))
     }
 
     /// Applies one signed lease message (`docs/leases.md` §3) at wall-clock time `now`.
@@ -403,7 +425,7 @@ pub(crate) fn control_frame(packet: &[u8]) -> Option<&[u8]> {
 impl std::fmt::Debug for SwitchStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SwitchStage")
-            .field("link_kbps", &self.link_kbps)
+            .field("capacities", &self.capacities)
             .finish_non_exhaustive()
     }
 }
@@ -435,7 +457,7 @@ mod tests {
         let st = stage(now);
         let switch = SwitchCore::new(EncodingScheme::v358());
         let mut view = DirectoryView::new(Directory::new(switch), ShardSpec::SINGLE);
-        let (slot, label) = view.attach("10.0.0.2:2".parse().unwrap()).unwrap();
+        let (slot, label) = view.attach("10.0.0.2:2".parse().unwrap(), st.key).unwrap();
         // From our router to the peer: its label is rewritten on the way.
         let mut buf = packet(label.bits(), &[0, 0, 0, 9]);
         assert!(matches!(st.forward(&view, ROUTER_SLOT, &mut buf), Switched::Peer(s) if s == slot));
@@ -539,12 +561,31 @@ mod tests {
     fn a_paced_link_holds_what_exceeds_its_rate_and_lets_it_go_later() {
         let now = Instant::now();
         let mut st = stage(now);
-        st.set_link_capacity(Some(1000));
+        let switch = SwitchCore::new(EncodingScheme::v358());
+        let mut view = DirectoryView::new(Directory::new(switch), ShardSpec::SINGLE);
+        let (fast, slow) = (
+            PublicKey::from_bytes([1; 32]),
+            PublicKey::from_bytes([2; 32]),
+        );
+        let (to_fast, _) = view.attach("10.0.0.1:1".parse().unwrap(), fast).unwrap();
+        let (to_slow, _) = view.attach("10.0.0.2:2".parse().unwrap(), slow).unwrap();
+        // Unpaced by default; the slow peer's link, named by its key, at 1 Mbit/s.
+        let mut caps = LinkCapacities::default();
+        caps.by_key.insert(slow, 1000);
+        st.set_link_capacities(caps);
+        st.sync(&view);
+        for _ in 0..50 {
+            let mut buf = packet(0x13, &[0u8; 1000]);
+            assert!(
+                st.egress(now, &view, 3, to_fast, &mut buf),
+                "an unpaced link"
+            );
+        }
         let mut sent = 0;
         let mut held = 0;
         for _ in 0..50 {
             let mut buf = packet(0x13, &[0u8; 1000]);
-            if st.egress(now, 3, 2, &mut buf) {
+            if st.egress(now, &view, 3, to_slow, &mut buf) {
                 sent += 1;
             } else {
                 held += 1;
@@ -554,7 +595,15 @@ mod tests {
         let mut buf = PacketBuf::new();
         assert_eq!(st.poll_egress(now, &mut buf), None, "not yet");
         let later = now + Duration::from_secs(10);
-        assert_eq!(st.poll_egress(later, &mut buf), Some(2));
+        assert_eq!(st.poll_egress(later, &mut buf), Some(to_slow));
         assert_eq!(buf.len(), 1012);
+        assert_eq!(
+            st.egress_stats().map(|(k, _)| k).collect::<Vec<_>>(),
+            [slow]
+        );
+        // The slot given to another peer loses its port.
+        view.detach(to_slow, "10.0.0.2:2".parse().unwrap());
+        st.sync(&view);
+        assert_eq!(st.egress_stats().count(), 0);
     }
 }

@@ -205,6 +205,8 @@ pub struct PeerStats {
     pub slot: u16,
     /// What the link session's replay window saw, and packets that did not open.
     pub receive: ReceiveStats,
+    /// The link's capacity, kbit/s, if it is paced (`pktmesh.linkCapacityKbps`).
+    pub capacity_kbps: Option<u32>,
 }
 
 /// What a session's receiving side counted (`InterfaceController_peerStats` and

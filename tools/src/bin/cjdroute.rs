@@ -14,8 +14,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{
-    genconf_with, Beacon, Config, GenconfOptions, PeerCredentials, PktmeshConf,
+    genconf_with, Beacon, Config, GenconfOptions, LinkCapacityConf, PeerCredentials, PktmeshConf,
 };
+use pktmesh_node::egress::LinkCapacities;
 use pktmesh_node::shard::MAX_SHARDS;
 use pktmesh_tools::daemon::{
     self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, EthSettings, PeerSpec,
@@ -185,7 +186,7 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
         admin_bind: Some(config.admin_bind()),
         admin_password,
         beacons,
-        link_kbps: Some(config.pktmesh.link_capacity_kbps).filter(|k| *k > 0),
+        link_capacities: link_capacities(&config.pktmesh.link_capacity_kbps),
         route_server: config
             .pktmesh
             .route_server
@@ -207,22 +208,24 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
     })
 }
 
+/// `pktmesh.linkCapacityKbps` as the node takes it.
+fn link_capacities(conf: &LinkCapacityConf) -> LinkCapacities {
+    LinkCapacities {
+        default: Some(conf.default).filter(|k| *k > 0),
+        by_link: conf.by_link.iter().copied().collect(),
+        by_key: conf.by_key.iter().copied().collect(),
+    }
+}
+
 /// `pktmesh.workers`: as configured, or one per core the process may use (its CPU affinity, so
-/// `taskset -c 0 cjdroute` runs one). Leases, paced links and the supernode face need the
-/// node in one piece, so with them the default is one worker and more is an error.
+/// `taskset -c 0 cjdroute` runs one). Leases, paced links and the supernode face work on any
+/// number of workers.
 fn workers(conf: &PktmeshConf) -> Result<usize> {
-    let single_only =
-        conf.link_capacity_kbps > 0 || conf.route_server.is_some() || conf.supernode.is_some();
     match conf.workers {
         Some(n) if usize::from(n) > usize::from(MAX_SHARDS) => {
             bail!("pktmesh.workers: expected 0 (one per core) to {MAX_SHARDS}, got {n}")
         }
-        Some(n) if n > 1 && single_only => bail!(
-            "pktmesh.workers: expected 0 or 1 with linkCapacityKbps, routeServer or supernode \
-             set (they need the node in one worker), got {n}"
-        ),
         Some(n) if n > 0 => Ok(usize::from(n)),
-        _ if single_only => Ok(1),
         _ => Ok(std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(usize::from(MAX_SHARDS))),
@@ -273,14 +276,44 @@ mod tests {
             err.contains("pktmesh.workers") && err.contains("64"),
             "{err}"
         );
-        // Leases and pacing keep the node in one piece.
-        let paced = r#"{ "linkCapacityKbps": 1000 }"#;
-        assert_eq!(workers(&pktmesh(paced)).unwrap(), 1);
-        let err = workers(&pktmesh(r#"{ "linkCapacityKbps": 1000, "workers": 2 }"#))
+        // Leases and pacing no longer keep the node on one worker.
+        let paced = r#"{ "linkCapacityKbps": 1000, "workers": 2 }"#;
+        assert_eq!(workers(&pktmesh(paced)).unwrap(), 2);
+        assert_eq!(
+            workers(&pktmesh(r#"{ "linkCapacityKbps": 1000 }"#)).unwrap(),
+            cores.min(64)
+        );
+    }
+
+    #[test]
+    fn link_capacity_is_one_number_or_per_peer() {
+        let one = link_capacities(&pktmesh(r#"{ "linkCapacityKbps": 10000 }"#).link_capacity_kbps);
+        assert_eq!(one, LinkCapacities::uniform(Some(10_000)));
+        let key = pktmesh_crypto_auth::PrivateKey::generate(&mut rand_core::OsRng).1;
+        let per_peer = pktmesh(&format!(
+            r#"{{ "linkCapacityKbps": {{ "default": 10000, "10.0.0.2:11002": 5000, "{key}": 2000 }} }}"#
+        ));
+        let caps = link_capacities(&per_peer.link_capacity_kbps);
+        let other = pktmesh_crypto_auth::PublicKey::from_bytes([7; 32]);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.2:11002".parse().unwrap(),
+            "10.0.0.3:1".parse().unwrap(),
+        );
+        assert_eq!(caps.of(&other, &a), Some(5000), "connectTo key");
+        assert_eq!(caps.of(&key, &b), Some(2000), "incoming peer by key");
+        assert_eq!(caps.of(&other, &b), Some(10_000), "default");
+        assert_eq!(LinkCapacities::uniform(Some(0)).of(&other, &b), None);
+        // A key that is neither is an error that names the key.
+        let text = genconf_with(&mut rand_core::OsRng, GenconfOptions::default()).replacen(
+            '{',
+            r#"{ "pktmesh": { "linkCapacityKbps": { "nonsense": 5 } },"#,
+            1,
+        );
+        let err = Config::load(text.as_bytes(), "test.conf")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("pktmesh.workers") && err.contains("linkCapacityKbps"),
+            err.contains("nonsense") && err.contains("linkCapacityKbps"),
             "{err}"
         );
     }

@@ -126,18 +126,21 @@ impl<P: Pathfinder> MainWorker<'_, P> {
         Ok(())
     }
 
-    /// The once-a-second tick, beacons when due, and the supernode relay.
+    /// The once-a-second tick, beacons when due, and the supernode relay. `node` is the first
+    /// shard (held); the others are locked for the tick and the relay.
     pub(super) fn chores(&mut self, node: &mut ShardNode<P>) {
         let now = Instant::now();
+        let shards = self.worker.shards;
         if now >= self.next_second {
             self.next_second = now + Duration::from_secs(1);
-            second_tick(
-                node,
+            let (agent, applied, seen) = (
                 self.agent.as_ref(),
                 &mut self.applied_frames,
                 &mut self.egress_seen,
-                now,
             );
+            with_all_shards(node, shards, |all| {
+                second_tick(all, agent, applied, seen, now);
+            });
         }
         if now >= self.next_beacon {
             self.next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
@@ -158,12 +161,23 @@ impl<P: Pathfinder> MainWorker<'_, P> {
             }
         }
         if let Some(r) = self.relay.as_mut() {
-            while let Some(q) = node.poll_supernode_query() {
-                r.submit(q);
-            }
-            while let Some((to, answer)) = r.poll_answer() {
-                node.answer_supernode_query(now, to, &answer);
-            }
+            // Queries arrive in the shard that owns the asker's session; the answer goes back
+            // through that shard.
+            with_all_shards(node, shards, |all| {
+                for shard in all.iter_mut() {
+                    while let Some(q) = shard.poll_supernode_query() {
+                        r.submit(q);
+                    }
+                }
+                while let Some((to, answer)) = r.poll_answer() {
+                    let owner = all
+                        .first()
+                        .map_or(0, |n| usize::from(n.shard().owner_of(&to.key.address())));
+                    if let Some(shard) = all.get_mut(owner) {
+                        shard.answer_supernode_query(now, to, &answer);
+                    }
+                }
+            });
         }
     }
 }
@@ -192,10 +206,11 @@ pub(super) fn log_events<P: Pathfinder>(node: &mut Node<P>) {
     }
 }
 
-/// Once a second: lease time spans, lease frames from the route server, and a snapshot of our
-/// links for the agent.
+/// Once a second, over every shard: lease time spans, lease frames from the route server (each
+/// shard keeps the whole lease state: it classifies packets for the links it owns), what the
+/// paced links dropped, and a snapshot of our links for the agent.
 pub(super) fn second_tick<P: Pathfinder>(
-    node: &mut Node<P>,
+    shards: &mut [&mut ShardNode<P>],
     agent: Option<&agent::Agent>,
     applied: &mut HashSet<[u8; 32]>,
     egress_seen: &mut HashMap<PublicKey, PortStats>,
@@ -206,16 +221,20 @@ pub(super) fn second_tick<P: Pathfinder>(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     );
-    node.handle_lease_timeout(unix);
-    for (key, stats) in node.egress_stats() {
-        let seen = egress_seen.entry(key).or_default();
-        if stats.dropped > seen.dropped {
-            info!(peer = %key, dropped = stats.dropped - seen.dropped,
-                free_tier = stats.dropped_free - seen.dropped_free,
-                sent = (stats.sent_direct + stats.sent_queued) - (seen.sent_direct + seen.sent_queued),
-                queued = stats.queued, "paced link busy: packets dropped in the last second");
+    for node in shards.iter_mut() {
+        node.handle_lease_timeout(unix);
+    }
+    for node in shards.iter() {
+        for (key, stats) in node.egress_stats() {
+            let seen = egress_seen.entry(key).or_default();
+            if stats.dropped > seen.dropped {
+                info!(peer = %key, dropped = stats.dropped - seen.dropped,
+                    free_tier = stats.dropped_free - seen.dropped_free,
+                    sent = (stats.sent_direct + stats.sent_queued) - (seen.sent_direct + seen.sent_queued),
+                    queued = stats.queued, "paced link busy: packets dropped in the last second");
+            }
+            *seen = stats;
         }
-        *seen = stats;
     }
     let Some(agent) = agent else {
         return;
@@ -225,20 +244,28 @@ pub(super) fn second_tick<P: Pathfinder>(
         if applied.contains(&digest) {
             continue;
         }
-        match node.handle_lease_message(unix, &frame) {
-            Ok(event) => {
+        let mut result = None;
+        for node in shards.iter_mut() {
+            result = Some(node.handle_lease_message(unix, &frame));
+        }
+        match result {
+            Some(Ok(event)) => {
                 info!(?event, "lease message applied");
                 applied.insert(digest);
             }
             // Retried next round: the lease may start later or its peer come up.
-            Err(e) => debug!(error = %e, "lease message not applied"),
+            Some(Err(e)) => debug!(error = %e, "lease message not applied"),
+            None => {}
         }
     }
-    let me = node.leases().snapshot();
-    let my_key = *node.public_key();
-    let peers = node
-        .peer_stats(now)
-        .into_iter()
+    let Some(first) = shards.first() else {
+        return;
+    };
+    let me = first.leases().snapshot();
+    let my_key = *first.public_key();
+    let peers = shards
+        .iter()
+        .flat_map(|node| node.peer_stats(now))
         .filter(|p| p.state == "ESTABLISHED" && p.version != 0)
         .map(|p| agent::PeerLink {
             key: p.key,
@@ -259,7 +286,7 @@ pub(super) fn second_tick<P: Pathfinder>(
         .collect();
     agent.update(agent::LinkSnapshot {
         peers,
-        capacity_kbps: node.link_capacity().unwrap_or(0),
+        capacity_kbps: first.link_capacities().default.unwrap_or(0),
     });
 }
 

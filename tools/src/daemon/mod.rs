@@ -42,6 +42,7 @@ use mio::{Interest, Poll, Token, Waker};
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, Pathfinder};
+use pktmesh_node::egress::LinkCapacities;
 use pktmesh_node::host::{HostState, InterfaceKind};
 use pktmesh_node::node_admin::PendingPings;
 use pktmesh_node::shard::{Directory, ShardSpec, SharedPathfinder, Wake, MAX_SHARDS};
@@ -100,8 +101,8 @@ pub struct DaemonSettings {
     pub admin_password: Vec<u8>,
     /// LAN beaconing, per UDP interface that has it on.
     pub beacons: Vec<BeaconSettings>,
-    /// Egress capacity of every peer link, kbit/s (`pktmesh.linkCapacityKbps`).
-    pub link_kbps: Option<u32>,
+    /// Egress capacity of the peer links (`pktmesh.linkCapacityKbps`).
+    pub link_capacities: LinkCapacities,
     /// The route server to announce to and take lease configuration from.
     pub route_server: Option<agent::RouteServerSettings>,
     /// HTTP API of the route server this node is the cjdns face of (`pktmesh.supernode.url`).
@@ -169,15 +170,6 @@ pub fn run<P: Pathfinder + Send>(
 ) -> Result<()> {
     let workers = settings.workers.clamp(1, usize::from(MAX_SHARDS));
     let count = u8::try_from(workers).context("worker count")?;
-    if workers > 1
-        && (settings.link_kbps.is_some()
-            || settings.route_server.is_some()
-            || settings.supernode_url.is_some())
-    {
-        anyhow::bail!(
-            "leases, paced links and the supernode face run on one worker only (workers = {workers})"
-        );
-    }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let now = Instant::now();
@@ -214,7 +206,7 @@ pub fn run<P: Pathfinder + Send>(
             spec,
             directory.clone(),
         );
-        node.set_link_capacity(settings.link_kbps);
+        node.set_link_capacities(settings.link_capacities.clone());
         for a in &settings.authorized {
             node.add_authorized_password(
                 a.password.as_bytes(),
@@ -235,9 +227,11 @@ pub fn run<P: Pathfinder + Send>(
         (*first.address(), *first.public_key())
     };
     info!(%address, %key, workers, "node identity");
-    if let Some(kbps) = settings.link_kbps {
+    if settings.link_capacities.any() {
+        let caps = &settings.link_capacities;
         info!(
-            kbps,
+            default_kbps = caps.default,
+            per_peer = caps.by_link.len() + caps.by_key.len(),
             "peer links paced at their capacity, queued by lease priority"
         );
     }
@@ -384,7 +378,9 @@ pub fn run<P: Pathfinder + Send>(
     };
     let relay = match &settings.supernode_url {
         Some(url) => {
-            lock(&shards[0]).set_supernode_face(true);
+            for shard in shards {
+                lock(shard).set_supernode_face(true);
+            }
             info!(%url, "supernode face on: supernode queries go to this route server");
             Some(
                 snode::SupernodeRelay::start(url, wakers[0].clone())
