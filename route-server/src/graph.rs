@@ -24,7 +24,7 @@
 //!
 //! A link counts only when both ends announce each other ([`Graph::links`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use pktmesh_crypto_auth::{Address, PublicKey};
@@ -38,6 +38,12 @@ use crate::announce::{
 
 /// Length of a link-state time slot.
 pub const SLOT_MS: u64 = 10_000;
+/// Largest announcement accepted by default: cjdns keeps an announcement within one CJDHT
+/// message (about 1 KiB); 8 KiB leaves room for a node with many peers and the pktmesh entities
+/// while a 64 KiB padded one is refused.
+pub const MAX_ANNOUNCEMENT_LEN: usize = 8 * 1024;
+/// Most ids of pruned announcements remembered (so gossip does not fetch them again).
+pub const MAX_FORGOTTEN: usize = 65_536;
 
 /// Route-server limits and identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,10 @@ pub struct Config {
     pub max_nodes: usize,
     /// Most announcements kept per node.
     pub max_announcements_per_node: usize,
+    /// Largest announcement accepted, bytes.
+    pub max_announcement_len: usize,
+    /// Most peers one node may announce.
+    pub max_peers_per_node: usize,
 }
 
 impl Default for Config {
@@ -60,8 +70,10 @@ impl Default for Config {
             self_address: None,
             max_clock_skew_ms: 10_000,
             agreed_timeout_ms: 20 * 60 * 1000,
-            max_nodes: 1 << 20,
-            max_announcements_per_node: 256,
+            max_nodes: 100_000,
+            max_announcements_per_node: 32,
+            max_announcement_len: MAX_ANNOUNCEMENT_LEN,
+            max_peers_per_node: 256,
         }
     }
 }
@@ -107,6 +119,12 @@ pub enum IngestError {
     /// [`Config::max_nodes`] reached.
     #[error("node table full")]
     TableFull,
+    /// Longer than [`Config::max_announcement_len`].
+    #[error("announcement of {0} bytes is above the limit")]
+    TooLong(usize),
+    /// The node would have more than [`Config::max_peers_per_node`] peers.
+    #[error("too many peers announced")]
+    TooManyPeers,
 }
 
 impl IngestError {
@@ -121,6 +139,8 @@ impl IngestError {
             Self::NoEncodingScheme => "no_encodingScheme",
             Self::NoVersion => "no_version",
             Self::TableFull => "table_full",
+            Self::TooLong(_) => "too_long",
+            Self::TooManyPeers => "too_many_peers",
         }
     }
 }
@@ -439,6 +459,18 @@ pub struct Graph {
     config: Config,
     nodes: HashMap<Address, NodeState>,
     generation: u64,
+    /// Every held announcement by id (first 32 bytes of its hash), for gossip.
+    ann_ids: BTreeMap<[u8; 32], (Address, u64, [u8; 64])>,
+    forgotten_ids: HashSet<[u8; 32]>,
+    forgotten_order: VecDeque<[u8; 32]>,
+    buckets: Vec<Option<[u8; 16]>>,
+}
+
+/// The gossip id of an announcement hash.
+pub fn ann_id(hash: &[u8; 64]) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&hash[..32]);
+    id
 }
 
 impl Graph {
@@ -448,6 +480,10 @@ impl Graph {
             config,
             nodes: HashMap::new(),
             generation: 0,
+            ann_ids: BTreeMap::new(),
+            forgotten_ids: HashSet::new(),
+            forgotten_order: VecDeque::new(),
+            buckets: vec![None; 256],
         }
     }
 
@@ -497,7 +533,17 @@ impl Graph {
         bytes: &[u8],
         origin: Origin,
     ) -> Result<Ingested, IngestError> {
+        if bytes.len() > self.config.max_announcement_len {
+            return Err(IngestError::TooLong(bytes.len()));
+        }
         let ann = Announcement::new_checked(bytes)?;
+        let peers_named = ann
+            .entities()
+            .filter(|e| matches!(e, Entity::Peer(_)))
+            .count();
+        if peers_named > self.config.max_peers_per_node {
+            return Err(IngestError::TooManyPeers);
+        }
         let key = ann.verify()?;
         let address = key.address();
         let ts = ann.timestamp_ms();
@@ -577,16 +623,34 @@ impl Graph {
             .nodes
             .entry(address)
             .or_insert_with(|| NodeState::new(key, ann.signing_key()));
+        let before = node.clone();
         node.anns.insert(k, Arc::from(bytes));
         node.prune(&config);
         node.derive();
+        if node.peers.len() > config.max_peers_per_node {
+            *node = before;
+            if node.anns.is_empty() {
+                self.nodes.remove(&address);
+            }
+            return Err(IngestError::TooManyPeers);
+        }
+        let (kept, state_hash) = (node.anns.contains_key(&k), node.state_hash);
+        let after: Vec<(u64, [u8; 64])> = node.anns.keys().copied().collect();
+        let gone: Vec<(u64, [u8; 64])> = before
+            .anns
+            .keys()
+            .chain(std::iter::once(&k))
+            .filter(|x| !after.contains(x))
+            .copied()
+            .collect();
+        self.reindex(address, &after, &gone);
         self.generation += 1;
         Ok(Ingested {
             node: address,
             hash,
             new: true,
-            kept: node.anns.contains_key(&k),
-            state_hash: node.state_hash,
+            kept,
+            state_hash,
         })
     }
 
@@ -594,18 +658,95 @@ impl Graph {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let limit = now_ms.saturating_sub(self.config.agreed_timeout_ms);
         let mut changed = false;
-        self.nodes.retain(|_, n| {
+        let mut gone: Vec<(Address, (u64, [u8; 64]))> = Vec::new();
+        self.nodes.retain(|a, n| {
             let before = n.anns.len();
-            n.anns.retain(|k, _| k.0 >= limit);
+            n.anns.retain(|k, _| {
+                let keep = k.0 >= limit;
+                if !keep {
+                    gone.push((*a, *k));
+                }
+                keep
+            });
             if n.anns.len() != before {
                 changed = true;
                 n.derive();
             }
             !n.anns.is_empty()
         });
+        for (a, k) in gone {
+            self.reindex(a, &[], &[k]);
+        }
         if changed {
             self.generation += 1;
         }
+    }
+
+    /// Updates the gossip index: `kept` announcements of `node` are held, `gone` ones not.
+    fn reindex(&mut self, node: Address, kept: &[(u64, [u8; 64])], gone: &[(u64, [u8; 64])]) {
+        for (ts, h) in kept {
+            let id = ann_id(h);
+            if self.ann_ids.insert(id, (node, *ts, *h)).is_none() {
+                self.buckets[usize::from(id[0])] = None;
+            }
+        }
+        for (_, h) in gone {
+            let id = ann_id(h);
+            if self.ann_ids.remove(&id).is_some() {
+                self.buckets[usize::from(id[0])] = None;
+            }
+            if self.forgotten_ids.insert(id) {
+                self.forgotten_order.push_back(id);
+            }
+            while self.forgotten_order.len() > MAX_FORGOTTEN {
+                if let Some(old) = self.forgotten_order.pop_front() {
+                    self.forgotten_ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The ids of the held announcements whose first byte is `bucket`.
+    pub fn bucket_ids(&self, bucket: u8) -> impl Iterator<Item = &[u8; 32]> {
+        let mut lo = [0u8; 32];
+        lo[0] = bucket;
+        let mut hi = [0xffu8; 32];
+        hi[0] = bucket;
+        self.ann_ids.range(lo..=hi).map(|(id, _)| id)
+    }
+
+    /// A 16-byte digest of the announcement ids in `bucket` (cached until it changes).
+    pub fn bucket_digest(&mut self, bucket: u8) -> [u8; 16] {
+        if self.buckets.len() != 256 {
+            self.buckets = vec![None; 256];
+        }
+        if let Some(d) = self.buckets[usize::from(bucket)] {
+            return d;
+        }
+        let mut h = Sha512::new();
+        for id in self.bucket_ids(bucket) {
+            h.update(id);
+        }
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&h.finalize()[..16]);
+        self.buckets[usize::from(bucket)] = Some(d);
+        d
+    }
+
+    /// The bytes of the held announcement with this gossip id.
+    pub fn announcement_by_id(&self, id: &[u8; 32]) -> Option<&Arc<[u8]>> {
+        let (node, ts, h) = self.ann_ids.get(id)?;
+        self.nodes.get(node)?.anns.get(&(*ts, *h))
+    }
+
+    /// Whether the announcement is held or was pruned lately (gossip need not fetch it).
+    pub fn knows_id(&self, id: &[u8; 32]) -> bool {
+        self.ann_ids.contains_key(id) || self.forgotten_ids.contains(id)
+    }
+
+    /// Number of announcements held.
+    pub fn announcement_count(&self) -> usize {
+        self.ann_ids.len()
     }
 
     /// When [`Graph::handle_timeout`] next has something to do.
@@ -645,5 +786,25 @@ impl Graph {
             h.update(self.nodes[&a].state_hash);
         }
         h.finalize().into()
+    }
+}
+
+impl crate::leases::Links for Graph {
+    fn link(&self, from: &Address, to: &Address) -> Option<crate::leases::LinkInfo> {
+        let f = self.nodes.get(from)?;
+        let t = self.nodes.get(to)?;
+        let (num, _) = f.peer_by_ip(to)?;
+        t.peer_by_ip(from)?;
+        Some(crate::leases::LinkInfo {
+            capacity_kbps: f.capacity.get(&num).map(|c| c.capacity_kbps),
+            offer: f.offers.get(&num).map(|o| crate::leases::OfferRef {
+                kbps: o.kbps,
+                max_seconds: o.max_seconds,
+            }),
+        })
+    }
+
+    fn knows_node(&self, node: &Address) -> bool {
+        self.nodes.contains_key(node)
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::http::{get, post_frame, start, temp_db};
+use common::http::{announce_all, get, post_frame, start, temp_db};
 use common::Net;
 use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{
@@ -69,7 +69,11 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
     let db = temp_db("frames");
     let rs = start(&db).await;
     // A line 0 → 1 → 2 → 3; we look at node 1.
-    let net = Net::new(4);
+    let mut net = Net::new(4);
+    for i in 0..3 {
+        net.link(i, i + 1);
+    }
+    announce_all(rs, &net, 100_000, 50_000).await;
     let owner = Signer::from_cjdns(&common::key(800));
     let heir = Signer::from_cjdns(&common::key(801));
     let now = now_ms() / 1000;
@@ -203,7 +207,10 @@ async fn a_virtual_switch_attached_through_the_book_is_enforced_by_its_node() {
     let db = temp_db("vswitch");
     let rs = start(&db).await;
     // A line 0 → 1 → 2: leases 1 (0 → 1) and 2 (1 → 2), a virtual switch 3 at node 1.
-    let net = Net::new(3);
+    let mut net = Net::new(3);
+    net.link(0, 1);
+    net.link(1, 2);
+    announce_all(rs, &net, 100_000, 50_000).await;
     let owner = Signer::from_cjdns(&common::key(810));
     let stranger = Signer::from_cjdns(&common::key(811));
     let now = now_ms() / 1000;

@@ -7,13 +7,14 @@ mod common;
 use common::Net;
 use pktmesh_crypto_auth::Address;
 use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::sign::SigningKey;
 use pktmesh_lease_engine::wire::{
     Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
 };
 use pktmesh_lease_engine::{LeaseId, UnixTime};
 use pktmesh_route_server::gossip::{self, GossipMessage};
 use pktmesh_route_server::graph::{Config, Graph, Origin};
-use pktmesh_route_server::leases::LeaseBook;
+use pktmesh_route_server::leases::{Accepted, BookError, LeaseBook};
 use pktmesh_route_server::path::{CostModel, PathFinder, Topology};
 
 const T0: u64 = 1_700_000_000_000;
@@ -41,14 +42,17 @@ impl Server {
 /// One exchange initiated by `a` with `b`; bounded to the five steps of the protocol (plus
 /// slack) so a bug cannot loop forever.
 fn exchange(now: u64, servers: &mut [Server], a: usize, b: usize) {
-    let mut msg: GossipMessage = gossip::summary(&servers[a].graph, &servers[a].book);
+    let mut msg: GossipMessage = {
+        let s = &mut servers[a];
+        gossip::summary(&mut s.graph, &mut s.book)
+    };
     // Through JSON, as the HTTP driver sends it.
     let mut to = b;
     for _ in 0..8 {
         let wire = serde_json::to_vec(&msg).unwrap();
         let got: GossipMessage = serde_json::from_slice(&wire).unwrap();
         let s = &mut servers[to];
-        match gossip::handle(now, &mut s.graph, &mut s.book, &got) {
+        match gossip::handle(now, &mut s.graph, &mut s.book, &got).0 {
             Some(reply) => msg = reply,
             None => return,
         }
@@ -99,6 +103,18 @@ fn vswitch(net: &Net, at: usize, owner: &Signer, id: u8, ins: u8, outs: u8) -> V
     .unwrap()
 }
 
+/// The key (issuer, id) of node `at`'s lease `id`.
+fn key(net: &Net, at: usize, id: u8) -> (SigningKey, LeaseId) {
+    (
+        Signer::from_cjdns(&net.nodes[at].key).public(),
+        LeaseId([id; 16]),
+    )
+}
+
+fn insert(s: &mut Server, t: UnixTime, f: &[u8]) -> Result<Accepted, BookError> {
+    s.book.insert(t, f, &s.graph)
+}
+
 fn attach(owner: &Signer, id: u8, seq: u64, network: u64) -> Vec<u8> {
     Message::Config(LeaseConfig {
         target: LeaseId([id; 16]),
@@ -121,7 +137,8 @@ fn partitioned_servers_converge_after_healing() {
     // Nodes 0,1 announce to server 0; 2,3 to server 1; 4,5 to server 2.
     let mut now = T0;
     for i in 0..6 {
-        let ann = net.announcement(i, snode, now, true, Some(50));
+        let extra = net.capacity_entities(i, 100_000, 50_000);
+        let ann = net.announcement_with(i, snode, now, true, Some(50), extra);
         servers[i / 2]
             .graph
             .ingest(now, &ann, Origin::Node)
@@ -144,45 +161,27 @@ fn partitioned_servers_converge_after_healing() {
         servers[0].graph.ingest(now, &ann, Origin::Node).unwrap();
     }
     let t = UnixTime(now / 1000);
-    servers[0]
-        .book
-        .insert(t, &lease(&net, 0, 1, &owner_a, 1, 20_000), |_, _| None)
-        .unwrap();
-    servers[0]
-        .book
-        .insert(t, &attach(&owner_a, 1, 1, 7), |_, _| None)
-        .unwrap();
+    insert(&mut servers[0], t, &lease(&net, 0, 1, &owner_a, 1, 20_000)).unwrap();
+    insert(&mut servers[0], t, &attach(&owner_a, 1, 1, 7)).unwrap();
     // Minority side: nodes 4 and 5 report a lossy link; a lease on 4→5, attached, then
     // re-attached elsewhere.
     for i in [4, 5] {
         let ann = net.announcement(i, snode, now, false, Some(900));
         servers[2].graph.ingest(now, &ann, Origin::Node).unwrap();
     }
-    servers[2]
-        .book
-        .insert(t, &lease(&net, 4, 5, &owner_b, 2, 30_000), |_, _| None)
-        .unwrap();
-    servers[2]
-        .book
-        .insert(t, &attach(&owner_b, 2, 1, 9), |_, _| None)
-        .unwrap();
-    servers[2]
-        .book
-        .insert(t, &attach(&owner_b, 2, 2, 10), |_, _| None)
-        .unwrap();
+    insert(&mut servers[2], t, &lease(&net, 4, 5, &owner_b, 2, 30_000)).unwrap();
+    insert(&mut servers[2], t, &attach(&owner_b, 2, 1, 9)).unwrap();
+    insert(&mut servers[2], t, &attach(&owner_b, 2, 2, 10)).unwrap();
     // And a virtual switch at node 4 (lease 2 out of it), attached to network 10.
     for f in [
         vswitch(&net, 4, &owner_b, 5, 6, 2),
         attach(&owner_b, 5, 1, 10),
     ] {
-        servers[2].book.insert(t, &f, |_, _| None).unwrap();
+        insert(&mut servers[2], t, &f).unwrap();
     }
     // A forged attachment (signed by the wrong owner) is refused and changes nothing.
     let before = servers[2].state();
-    assert!(servers[2]
-        .book
-        .insert(t, &attach(&owner_a, 2, 3, 11), |_, _| None)
-        .is_err());
+    assert!(insert(&mut servers[2], t, &attach(&owner_a, 2, 3, 11)).is_err());
     assert_eq!(servers[2].state(), before);
 
     for _ in 0..3 {
@@ -195,7 +194,7 @@ fn partitioned_servers_converge_after_healing() {
         servers[2].state(),
         "partitioned server differs"
     );
-    assert!(servers[2].book.lease(&LeaseId([1; 16])).is_none());
+    assert!(servers[2].book.lease(&key(&net, 0, 1)).is_none());
 
     // Heal: one round must be enough (bounded time: ROUND_MS).
     now += ROUND_MS;
@@ -206,9 +205,9 @@ fn partitioned_servers_converge_after_healing() {
     }
     // The converged state has everything from both sides.
     for s in &servers {
-        assert_eq!(s.book.lease(&LeaseId([1; 16])).unwrap().network, 7);
-        assert_eq!(s.book.lease(&LeaseId([2; 16])).unwrap().network, 10);
-        assert_eq!(s.book.vswitch(&LeaseId([5; 16])).unwrap().network, 10);
+        assert_eq!(s.book.lease(&key(&net, 0, 1)).unwrap().network, 7);
+        assert_eq!(s.book.lease(&key(&net, 4, 2)).unwrap().network, 10);
+        assert_eq!(s.book.vswitch(&key(&net, 4, 5)).unwrap().network, 10);
         let n4 = s.graph.node(&net.nodes[4].address).unwrap();
         assert_eq!(n4.announcements().count(), 2);
     }
@@ -231,6 +230,13 @@ fn order_of_arrival_does_not_matter() {
     // Configurations that arrive before their lease, or out of sequence, end in the same book.
     let mut net = Net::new(2);
     net.link(0, 1);
+    let mut graph = Graph::new(Config::default());
+    for i in 0..2 {
+        let extra = net.capacity_entities(i, 100_000, 50_000);
+        let ann = net.announcement_with(i, Address::from_bytes([0xfc; 16]), T0, true, None, extra);
+        graph.ingest(T0, &ann, Origin::Node).unwrap();
+    }
+    let t = UnixTime(T0 / 1000);
     let owner = Signer::from_cjdns(&common::key(7));
     let frames = [
         lease(&net, 0, 1, &owner, 3, 1000),
@@ -243,20 +249,22 @@ fn order_of_arrival_does_not_matter() {
     ];
     let mut forward = LeaseBook::new();
     for f in &frames {
-        forward.insert_gossip(f).unwrap();
+        forward.insert_gossip(t, f, &graph).unwrap();
     }
     let mut backward = LeaseBook::new();
     for _ in 0..2 {
         for f in frames.iter().rev() {
-            let _ = backward.insert_gossip(f);
+            let _ = backward.insert_gossip(t, f, &graph);
         }
     }
     assert_eq!(forward.digest(), backward.digest());
-    assert_eq!(backward.lease(&LeaseId([3; 16])).unwrap().network, 5);
-    assert_eq!(backward.vswitch(&LeaseId([4; 16])).unwrap().network, 6);
-    assert_eq!(forward.vswitch(&LeaseId([4; 16])).unwrap().network, 6);
+    assert_eq!(backward.lease(&key(&net, 0, 3)).unwrap().network, 5);
+    assert_eq!(backward.vswitch(&key(&net, 1, 4)).unwrap().network, 6);
+    assert_eq!(forward.vswitch(&key(&net, 1, 4)).unwrap().network, 6);
     // A replayed sequence number with different content is refused.
-    assert!(forward.insert_gossip(&attach(&owner, 3, 5, 6)).is_err());
+    assert!(forward
+        .insert_gossip(t, &attach(&owner, 3, 5, 6), &graph)
+        .is_err());
 }
 
 fn node_history(net: &Net) -> Vec<Vec<u8>> {

@@ -5,10 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::http::{get, post_frame, start, temp_db};
+use common::http::{announce_all, app, get, post_frame, start, temp_db};
 use common::Net;
 use pktmesh_crypto_auth::Address;
 use pktmesh_lease_engine::sign::Signer;
@@ -17,21 +17,24 @@ use pktmesh_lease_engine::wire::{
 };
 use pktmesh_lease_engine::{LeaseId, UnixTime};
 use pktmesh_route_server::announce::{EntityRepr, LeaseOffer, LinkCapacity};
-use pktmesh_route_server::http::{http_request, now_ms, router, App, MAX_BODY};
+use pktmesh_route_server::http::{
+    gossip_with, http_request, now_ms, serve_http, GossipSettings, HttpLimits, Peer, Shared,
+    MAX_BODY,
+};
 use pktmesh_route_server::leases::{Order, VirtualNetwork};
-use pktmesh_route_server::{Config, CostModel, RouteServer};
 use pktmesh_switch::Label;
 use serde_json::Value;
 
-fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, now_s: u64) -> Vec<u8> {
+/// A lease on `from → to` for `owner` during `[start, start + 3600)`, 10 Mbit/s.
+fn lease(net: &Net, from: usize, to: usize, owner: &Signer, id: u8, start: u64) -> Vec<u8> {
     let node = Signer::from_cjdns(&net.nodes[from].key);
     Message::Lease(Lease {
         id: LeaseId([id; 16]),
         node: node.public(),
         peer: *net.nodes[to].key.public_key().as_bytes(),
         kbps: 10_000,
-        start: UnixTime(now_s - 10),
-        end: UnixTime(now_s + 3600),
+        start: UnixTime(start),
+        end: UnixTime(start + 3600),
         owner: owner.public(),
     })
     .emit_signed(&node)
@@ -261,8 +264,9 @@ async fn leases_survive_kill_9() {
     let owner = Signer::from_cjdns(&common::key(600));
     let now_s = now_ms() / 1000;
     let (mut child, rs) = spawn_binary(&db);
-    let (status, _) = post_frame(rs, "/leases", &lease(&net, 0, 1, &owner, 7, now_s)).await;
-    assert_eq!(status, 201);
+    announce_all(rs, &net, 100_000, 50_000).await;
+    let (status, body) = post_frame(rs, "/leases", &lease(&net, 0, 1, &owner, 7, now_s)).await;
+    assert_eq!(status, 201, "{body}");
     // SIGKILL right after the 201: the commit happened before the answer.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -282,18 +286,38 @@ async fn leases_survive_kill_9() {
     assert!(found, "the lease survived kill -9");
 }
 
+/// Two servers that trust each other's keys.
+fn gossiping_pair(
+    a_db: &std::path::Path,
+    b_db: &std::path::Path,
+    b_addr: SocketAddr,
+    a_addr: SocketAddr,
+) -> (Shared, Shared) {
+    let (ka, kb) = (common::key(710), common::key(711));
+    let (sa, sb) = (Signer::from_cjdns(&ka), Signer::from_cjdns(&kb));
+    let pa = Peer {
+        key: sa.public(),
+        addr: a_addr,
+    };
+    let pb = Peer {
+        key: sb.public(),
+        addr: b_addr,
+    };
+    let a = app(a_db, GossipSettings::new(Some(sa), vec![pb]));
+    let b = app(b_db, GossipSettings::new(Some(sb), vec![pa]));
+    (a, b)
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn gossip_over_http() {
     let (db_a, db_b) = (temp_db("ga"), temp_db("gb"));
-    let mk = |db: &std::path::Path| {
-        let server = RouteServer::new(Config::default(), CostModel::default());
-        Arc::new(Mutex::new(App::open(server, db).unwrap()))
-    };
-    let (a, b) = (mk(&db_a), mk(&db_b));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let b_addr = listener.local_addr().unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let (a, b) = gossiping_pair(&db_a, &db_b, b_addr, a_addr);
     let b_state = Arc::clone(&b);
-    tokio::spawn(async move { axum::serve(listener, router(b_state)).await });
+    tokio::spawn(async move { serve_http(b_state, lb, HttpLimits::default()).await });
+    drop(la);
 
     let mut net = Net::new(2);
     net.link(0, 1);
@@ -301,26 +325,27 @@ async fn gossip_over_http() {
     let snode = Address::from_bytes([0xfc; 16]);
     let owner = Signer::from_cjdns(&common::key(700));
     {
-        let mut app = a.lock().unwrap();
+        let mut rs = a.graph_mut();
         for i in 0..2 {
-            let ann = net.announcement(i, snode, now, true, Some(30));
-            app.server
-                .ingest(now, &ann, pktmesh_route_server::Origin::Node)
+            let extra = net.capacity_entities(i, 100_000, 50_000);
+            let ann = net.announcement_with(i, snode, now, true, Some(30), extra);
+            rs.ingest(now, &ann, pktmesh_route_server::Origin::Node)
                 .unwrap();
         }
         let frame = lease(&net, 0, 1, &owner, 4, now / 1000);
-        app.book
-            .insert(UnixTime(now / 1000), &frame, |_, _| None)
+        let mut book = a.book_mut();
+        book.insert(UnixTime(now / 1000), &frame, rs.graph())
             .unwrap();
+        drop(a.persist(&mut book));
     }
-    pktmesh_route_server::http::gossip_with(&a, b_addr)
-        .await
-        .unwrap();
-    let (ga, gb) = (
-        a.lock().unwrap().server.graph().digest(),
-        b.lock().unwrap().server.graph().digest(),
-    );
+    let peer_b = Peer {
+        key: b.gossip_key().unwrap(),
+        addr: b_addr,
+    };
+    gossip_with(&a, &peer_b).await.unwrap();
+    let (ga, gb) = (a.graph().graph().digest(), b.graph().graph().digest());
     assert_eq!(ga, gb);
+    assert_eq!(a.book().digest(), b.book().digest());
     let (_, leases) = get(b_addr, "/leases").await;
     assert_eq!(leases["leases"].as_array().unwrap().len(), 1);
     let (_, links) = get(b_addr, "/links").await;

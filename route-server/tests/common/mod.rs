@@ -7,8 +7,8 @@ pub mod http;
 
 use pktmesh_crypto_auth::{Address, PrivateKey};
 use pktmesh_route_server::announce::{
-    AnnounceSigner, AnnouncementRepr, EntityRepr, LinkSample, LinkStateRepr, PeerRepr,
-    CURRENT_VERSION,
+    AnnounceSigner, AnnouncementRepr, EntityRepr, LeaseOffer, LinkCapacity, LinkSample,
+    LinkStateRepr, PeerRepr, CURRENT_VERSION,
 };
 use pktmesh_switch::{EncodingScheme, Label, SwitchCore};
 
@@ -76,6 +76,28 @@ impl Net {
         EncodingScheme::v358()
             .label_for_interface(u32::from(*slot))
             .unwrap()
+    }
+
+    /// The pktmesh entities of node `i`: on each of its links, `capacity` kbit/s and an offer
+    /// of up to `offer` kbit/s per lease for a day.
+    pub fn capacity_entities(&self, i: usize, capacity: u32, offer: u32) -> Vec<EntityRepr> {
+        let mut out = Vec::new();
+        for &(_, peer, _) in &self.nodes[i].ports {
+            let num = (self.hop_label(i, peer).bits() & 0xffff) as u16;
+            out.push(EntityRepr::LinkCapacity(LinkCapacity {
+                peer_num: num,
+                flags: 0,
+                capacity_kbps: capacity,
+                leased_kbps: 0,
+            }));
+            out.push(EntityRepr::LeaseOffer(LeaseOffer {
+                peer_num: num,
+                kbps: offer,
+                max_seconds: 86_400,
+                price_msat_per_mbit_hour: 5,
+            }));
+        }
+        out
     }
 
     /// Node `i`'s announcement listing all its peers (with optional link state).

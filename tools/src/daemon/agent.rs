@@ -329,7 +329,8 @@ fn run(
         client.note("announce", announced);
 
         if let Some(offer) = settings.offer {
-            let pending = client.get::<OrdersReply>(&format!("/orders/pending?node={me}"));
+            let pending =
+                client.get::<OrdersReply>(&format!("/orders/pending?node={me}&limit=1000"));
             let result = pending.map(|reply| {
                 for order in reply.orders {
                     if fulfilled.contains(&order.id) {

@@ -296,6 +296,35 @@ impl Api {
         self.answer(&format!("GET {path}"), r)
     }
 
+    /// Every page of a paged list (`?limit=&after=`, `next` cursor): the arrays named by
+    /// `lists` concatenated, in one object like a single page.
+    fn get_all(&self, path: &str, lists: &[&str]) -> Result<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut all = json!({});
+        for l in lists {
+            all[*l] = json!([]);
+        }
+        let mut after: Option<String> = None;
+        // Bounded: a million entries at the largest page size.
+        for _ in 0..1000 {
+            let page_path = match &after {
+                None => format!("{path}{sep}limit=1000"),
+                Some(a) => format!("{path}{sep}limit=1000&after={a}"),
+            };
+            let page = self.get(&page_path)?;
+            for l in lists {
+                if let (Some(to), Some(from)) = (all[*l].as_array_mut(), page[*l].as_array()) {
+                    to.extend(from.iter().cloned());
+                }
+            }
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return Ok(all),
+            }
+        }
+        bail!("GET {path}: more pages than expected")
+    }
+
     /// Posts a signed frame; returns the server's id of it.
     fn post_frame(&self, path: &str, frame: &[u8]) -> Result<String> {
         let r = self
@@ -492,10 +521,12 @@ pub fn run(args: &LeaseArgs) -> Result<Output> {
                 json: v,
             })
         }
-        LeaseCommand::Leases => Ok(leases_output(api.get("/leases")?)),
+        LeaseCommand::Leases => Ok(leases_output(
+            api.get_all("/leases", &["leases", "virtual_switches"])?,
+        )),
         LeaseCommand::Pending { node } => {
             let node = parse_address(node, "--node")?;
-            let v = api.get(&format!("/orders/pending?node={node}"))?;
+            let v = api.get_all(&format!("/orders/pending?node={node}"), &["orders"])?;
             let rows = rows(
                 &v["orders"],
                 &["id", "node", "peer", "kbps", "start", "end", "buyer"],
@@ -537,8 +568,11 @@ pub fn run(args: &LeaseArgs) -> Result<Output> {
             let me = key.public_key().address();
             let peer_key = PublicKey::parse(peer_key.trim())
                 .map_err(|e| anyhow!("--peer-key {peer_key:?}: {e}"))?;
-            let orders = api.get("/orders")?;
             let wanted = order.trim().to_ascii_lowercase();
+            if wanted.len() != 64 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("order {wanted:?} is not 64 hex digits");
+            }
+            let orders = api.get(&format!("/orders?id={wanted}"))?;
             let o = orders["orders"]
                 .as_array()
                 .and_then(|a| a.iter().find(|o| o["id"].as_str() == Some(&wanted)))

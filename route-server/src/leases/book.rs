@@ -1,0 +1,1081 @@
+//! [`LeaseBook`]: the held frames, the state they add up to and the indexes that keep every
+//! arrival O(log n) (see the module docs of [`crate::leases`]). The rules that decide whether a
+//! frame takes effect (capacity, order pairing, configuration replay, network checks) are in
+//! `rules.rs`; this file stores, indexes, prunes and answers queries.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use pktmesh_crypto_auth::{Address, PublicKey};
+use pktmesh_lease_engine::sign::SigningKey;
+use pktmesh_lease_engine::wire::{Command, Config, Lease, VirtualSwitchLease};
+use pktmesh_lease_engine::{LeaseId, UnixTime};
+use sha2::{Digest, Sha512};
+
+use super::frames::{address_of, parse, Parsed};
+use super::{
+    Accepted, BookError, BookStats, ItemId, LeaseKey, LeaseState, Links, NoLinks, OrderState,
+    VirtualNetwork, VirtualSwitchState, MAX_CONFIGS_PER_LEASE, MAX_FRAMES_PER_SIGNER,
+    MAX_LEASES_PER_LINK, MAX_NETWORKS_PER_OWNER, MAX_ORDERS_PER_LINK, MAX_PENDING_ORDERS_PER_BUYER,
+    MAX_TOMBSTONES, PRUNE_GRACE_SECS,
+};
+
+const MIN_ADDR: Address = Address::from_bytes([0; 16]);
+const MAX_ADDR: Address = Address::from_bytes([0xff; 16]);
+const MIN_KEY: SigningKey = SigningKey([0; 32]);
+const MAX_KEY: SigningKey = SigningKey([0xff; 32]);
+const MIN_ID: LeaseId = LeaseId([0; 16]);
+const MAX_ID: LeaseId = LeaseId([0xff; 16]);
+
+/// How a frame arrived: decides the checks and how ties are broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The public API: every arrival check; a newcomer that would displace a held frame is
+    /// refused (first come, first served).
+    Api,
+    /// Another route server: every arrival check; a newcomer that wins a tie-break evicts.
+    Gossip,
+    /// The database at start-up: the frames passed their checks when they arrived; only
+    /// structure is checked (the graph is empty then).
+    Load,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HeldKind {
+    Order,
+    Lease(LeaseKey),
+    VSwitch(LeaseKey),
+    Config(LeaseId, u64),
+    Network(SigningKey, u64),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    pub(super) bytes: Arc<[u8]>,
+    pub(super) signer: SigningKey,
+    pub(super) kind: HeldKind,
+}
+
+/// The current version of an owner's network and the leases and virtual switches it uses.
+#[derive(Debug, Clone)]
+pub(super) struct NetEntry {
+    pub(super) frame: ItemId,
+    pub(super) net: VirtualNetwork,
+    pub(super) uses: Vec<LeaseKey>,
+}
+
+/// A change to the set of held frames (what the driver persists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A frame was added.
+    Added(ItemId, Arc<[u8]>),
+    /// A frame was removed (pruned, superseded or evicted).
+    Removed(ItemId),
+}
+
+/// A frame whose signature has been checked ([`verify`]), ready for
+/// [`LeaseBook::insert_verified`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    id: ItemId,
+    bytes: Vec<u8>,
+    parsed: Parsed,
+}
+
+impl Verified {
+    /// The frame's id.
+    pub fn id(&self) -> ItemId {
+        self.id
+    }
+}
+
+/// Parses any frame the book holds and checks its signature (the costly part of an arrival,
+/// which needs no lock).
+pub fn verify(bytes: &[u8]) -> Result<Verified, BookError> {
+    Ok(Verified {
+        id: super::item_id(bytes),
+        parsed: parse(bytes)?,
+        bytes: bytes.to_vec(),
+    })
+}
+
+/// The set of signed frames, the state derived from it, and its indexes.
+#[derive(Debug, Clone)]
+pub struct LeaseBook {
+    pub(super) frames: BTreeMap<ItemId, Held>,
+    pub(super) leases: BTreeMap<LeaseKey, LeaseState>,
+    pub(super) vswitches: BTreeMap<LeaseKey, VirtualSwitchState>,
+    /// Leases and virtual switches by id, then issuer.
+    pub(super) ids: BTreeSet<(LeaseId, SigningKey)>,
+    /// Bandwidth leases by link.
+    pub(super) by_link: BTreeSet<(Address, Address, LeaseKey)>,
+    /// Leases by both ends, virtual switches by their node.
+    pub(super) by_node: BTreeSet<(Address, LeaseKey)>,
+    /// Leases and virtual switches by current owner.
+    pub(super) by_owner: BTreeSet<(SigningKey, LeaseKey)>,
+    pub(super) configs: BTreeMap<(LeaseId, u64, ItemId), Config>,
+    pub(super) orders: BTreeMap<ItemId, OrderState>,
+    pub(super) orders_by_link: BTreeSet<(Address, Address, ItemId)>,
+    pub(super) pending_by_buyer: HashMap<SigningKey, usize>,
+    pub(super) pending_by_link: HashMap<(Address, Address), usize>,
+    pub(super) networks: BTreeMap<(SigningKey, u64), NetEntry>,
+    pub(super) in_networks: BTreeSet<(LeaseKey, SigningKey, u64)>,
+    pub(super) expiry: BTreeSet<(UnixTime, ItemId)>,
+    pub(super) per_signer: HashMap<SigningKey, usize>,
+    tombstones: HashSet<ItemId>,
+    tomb_order: VecDeque<ItemId>,
+    buckets: Vec<Option<[u8; 16]>>,
+    changes: Vec<Change>,
+    pub(super) stats: BookStats,
+}
+
+impl Default for LeaseBook {
+    fn default() -> Self {
+        Self {
+            frames: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            vswitches: BTreeMap::new(),
+            ids: BTreeSet::new(),
+            by_link: BTreeSet::new(),
+            by_node: BTreeSet::new(),
+            by_owner: BTreeSet::new(),
+            configs: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            orders_by_link: BTreeSet::new(),
+            pending_by_buyer: HashMap::new(),
+            pending_by_link: HashMap::new(),
+            networks: BTreeMap::new(),
+            in_networks: BTreeSet::new(),
+            expiry: BTreeSet::new(),
+            per_signer: HashMap::new(),
+            tombstones: HashSet::new(),
+            tomb_order: VecDeque::new(),
+            buckets: vec![None; 256],
+            changes: Vec::new(),
+            stats: BookStats::default(),
+        }
+    }
+}
+
+fn rank(p: &Parsed) -> (u8, u64) {
+    match p {
+        Parsed::Order(_) => (0, 0),
+        Parsed::Lease(_) => (1, 0),
+        Parsed::VSwitch(_) => (2, 0),
+        Parsed::Config(c) => (3, c.seq),
+        Parsed::Network(n) => (4, n.seq),
+    }
+}
+
+impl LeaseBook {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A book holding `frames` (as loaded from the database) at `now`, without the arrival
+    /// checks that need the graph (they were made when the frames arrived); frames that do not
+    /// take effect are dropped, expired ones pruned.
+    pub fn from_frames(frames: impl IntoIterator<Item = Vec<u8>>, now: UnixTime) -> Self {
+        let mut parsed: Vec<(Parsed, Vec<u8>)> = frames
+            .into_iter()
+            .filter_map(|b| parse(&b).ok().map(|p| (p, b)))
+            .collect();
+        parsed.sort_by_key(|(p, _)| rank(p));
+        let mut book = Self::new();
+        for (p, b) in parsed {
+            let v = Verified {
+                id: super::item_id(&b),
+                bytes: b,
+                parsed: p,
+            };
+            let _ = book.admit(Mode::Load, now, v, &NoLinks);
+        }
+        book.handle_timeout(now);
+        book.changes.clear();
+        book
+    }
+
+    /// Verifies and adds one frame from the public API at `now`; `links` is the graph. Refused
+    /// frames change nothing.
+    pub fn insert(
+        &mut self,
+        now: UnixTime,
+        bytes: &[u8],
+        links: &impl Links,
+    ) -> Result<Accepted, BookError> {
+        let v = verify(bytes).inspect_err(|_| self.stats.refused += 1)?;
+        self.admit(Mode::Api, now, v, links)
+    }
+
+    /// [`LeaseBook::insert`] of a frame verified beforehand (outside any lock).
+    pub fn insert_verified(
+        &mut self,
+        now: UnixTime,
+        frame: Verified,
+        links: &impl Links,
+    ) -> Result<Accepted, BookError> {
+        self.admit(Mode::Api, now, frame, links)
+    }
+
+    /// Adds a frame another route server passed on: the same arrival checks; a tie-break
+    /// (two configurations or network versions of one owner with one sequence number) keeps the
+    /// lowest frame id everywhere and evicts the other, so servers that saw both agree.
+    pub fn insert_gossip(
+        &mut self,
+        now: UnixTime,
+        bytes: &[u8],
+        links: &impl Links,
+    ) -> Result<Accepted, BookError> {
+        let v = verify(bytes).inspect_err(|_| self.stats.refused += 1)?;
+        self.admit(Mode::Gossip, now, v, links)
+    }
+
+    fn admit(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        frame: Verified,
+        links: &dyn Links,
+    ) -> Result<Accepted, BookError> {
+        let id = frame.id;
+        if self.frames.contains_key(&id) {
+            return Ok(Accepted { id, new: false });
+        }
+        let result = self.admit_new(mode, now, id, &frame.bytes, frame.parsed, links);
+        match &result {
+            Ok(_) => self.stats.accepted += 1,
+            Err(BookError::OverCapacity { .. }) => self.stats.over_capacity += 1,
+            Err(BookError::Limit { .. }) => self.stats.limited += 1,
+            Err(_) => self.stats.refused += 1,
+        }
+        result
+    }
+
+    fn admit_new(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        bytes: &[u8],
+        parsed: Parsed,
+        links: &dyn Links,
+    ) -> Result<Accepted, BookError> {
+        let signer = parsed.signer();
+        if self.per_signer.get(&signer).copied().unwrap_or(0) >= MAX_FRAMES_PER_SIGNER {
+            return Err(BookError::Limit {
+                what: "frames per signer",
+                max: MAX_FRAMES_PER_SIGNER,
+            });
+        }
+        let kind = match parsed {
+            Parsed::Order(o) => self.admit_order(mode, now, id, o, links)?,
+            Parsed::Lease(l) => match self.admit_lease(mode, now, id, l, links)? {
+                Some(kind) => kind,
+                None => return Ok(Accepted { id, new: false }),
+            },
+            Parsed::VSwitch(v) => self.admit_vswitch(mode, now, id, v, links)?,
+            Parsed::Config(c) => self.admit_config(mode, now, id, c)?,
+            Parsed::Network(n) => self.admit_network(mode, now, id, n)?,
+        };
+        self.hold(id, bytes, signer, kind);
+        Ok(Accepted { id, new: true })
+    }
+
+    fn hold(&mut self, id: ItemId, bytes: &[u8], signer: SigningKey, kind: HeldKind) {
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        self.frames.insert(
+            id,
+            Held {
+                bytes: Arc::clone(&bytes),
+                signer,
+                kind,
+            },
+        );
+        *self.per_signer.entry(signer).or_default() += 1;
+        self.buckets[usize::from(id[0])] = None;
+        self.changes.push(Change::Added(id, bytes));
+    }
+
+    fn admit_order(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        o: super::Order,
+        links: &dyn Links,
+    ) -> Result<HeldKind, BookError> {
+        let link = (o.node, o.peer);
+        let mut capacity = None;
+        if mode != Mode::Load {
+            if o.end <= now {
+                return Err(BookError::NoOffer("the order's span is over"));
+            }
+            let info = links.link(&o.node, &o.peer);
+            let off = info
+                .and_then(|i| i.offer)
+                .ok_or(BookError::NoOffer("link not offered"))?;
+            if o.kbps > off.kbps {
+                return Err(BookError::NoOffer("more kbit/s than offered"));
+            }
+            if o.end.0 - o.start.0 > u64::from(off.max_seconds) {
+                return Err(BookError::NoOffer("longer than offered"));
+            }
+            capacity = info.and_then(|i| i.leasable_kbps());
+        }
+        if self.pending_by_buyer.get(&o.buyer).copied().unwrap_or(0) >= MAX_PENDING_ORDERS_PER_BUYER
+        {
+            return Err(BookError::Limit {
+                what: "pending orders per buyer",
+                max: MAX_PENDING_ORDERS_PER_BUYER,
+            });
+        }
+        if self.pending_by_link.get(&link).copied().unwrap_or(0) >= MAX_ORDERS_PER_LINK {
+            return Err(BookError::Limit {
+                what: "pending orders per link",
+                max: MAX_ORDERS_PER_LINK,
+            });
+        }
+        let pairing = self.pair_group(&link, &o.buyer, o.start, o.end, Some((id, o.kbps)), None);
+        let matched = pairing
+            .iter()
+            .any(|(l, oid)| *oid == Some(id) && l.is_some());
+        if let (false, Some(cap)) = (matched, capacity) {
+            self.check_capacity(&link, now, o.start, o.end, o.kbps, cap, &[])?;
+        }
+        self.orders.insert(
+            id,
+            OrderState {
+                order: o,
+                matched: None,
+            },
+        );
+        self.orders_by_link.insert((o.node, o.peer, id));
+        self.set_pending(&id, true);
+        self.expiry.insert((o.end, id));
+        self.apply_pairing(&pairing);
+        Ok(HeldKind::Order)
+    }
+
+    /// Returns `None` when the same lease is held already under another frame.
+    fn admit_lease(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        l: Lease,
+        links: &dyn Links,
+    ) -> Result<Option<HeldKind>, BookError> {
+        let from = address_of(&l.node)?;
+        let to = PublicKey::from_bytes(l.peer).address();
+        let key = (l.node, l.id);
+        if mode != Mode::Load && l.end <= now {
+            return Err(BookError::Expired(l.id));
+        }
+        if let Some(old) = self.leases.get(&key) {
+            if old.lease == l {
+                return Ok(None);
+            }
+            return Err(BookError::IdConflict(l.id));
+        }
+        if self.vswitches.contains_key(&key) {
+            return Err(BookError::IdConflict(l.id));
+        }
+        let link = (from, to);
+        let info = match mode {
+            Mode::Load => None,
+            _ => Some(
+                links
+                    .link(&from, &to)
+                    .ok_or(BookError::NoLink { from, to })?,
+            ),
+        };
+        let held_on_link = self
+            .by_link
+            .range((from, to, (MIN_KEY, MIN_ID))..=(from, to, (MAX_KEY, MAX_ID)))
+            .count();
+        if held_on_link >= MAX_LEASES_PER_LINK {
+            return Err(BookError::Limit {
+                what: "leases per link",
+                max: MAX_LEASES_PER_LINK,
+            });
+        }
+        let pairing = self.pair_group(&link, &l.owner, l.start, l.end, None, Some((key, l.kbps)));
+        if let Some(info) = info {
+            let cap = info.leasable_kbps().ok_or(BookError::NoCapacity)?;
+            // Orders the lease takes over no longer hold capacity of their own.
+            let freed: Vec<ItemId> = pairing
+                .iter()
+                .filter_map(|(_, o)| *o)
+                .filter(|o| self.orders.get(o).is_some_and(|s| s.matched.is_none()))
+                .collect();
+            self.check_capacity(&link, now, l.start, l.end, l.kbps, cap, &freed)?;
+        }
+        self.leases.insert(
+            key,
+            LeaseState {
+                lease: l,
+                from,
+                to,
+                owner: l.owner,
+                network: 0,
+                classes: (0, 15),
+                released: false,
+                seq: 0,
+                order: None,
+                frame: id,
+                configs: Vec::new(),
+            },
+        );
+        self.ids.insert((l.id, l.node));
+        self.by_link.insert((from, to, key));
+        self.by_node.insert((from, key));
+        self.by_node.insert((to, key));
+        self.by_owner.insert((l.owner, key));
+        self.expiry
+            .insert((UnixTime(l.end.0.saturating_add(PRUNE_GRACE_SECS)), id));
+        self.apply_pairing(&pairing);
+        self.settle_configs(l.id);
+        Ok(Some(HeldKind::Lease(key)))
+    }
+
+    fn admit_vswitch(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        v: VirtualSwitchLease,
+        links: &dyn Links,
+    ) -> Result<HeldKind, BookError> {
+        let node = address_of(&v.node)?;
+        let key = (v.node, v.id);
+        if mode != Mode::Load && v.end <= now {
+            return Err(BookError::Expired(v.id));
+        }
+        // One (issuer, id), one lease: configuration names its target by id.
+        if self.leases.contains_key(&key) || self.vswitches.contains_key(&key) {
+            return Err(BookError::IdConflict(v.id));
+        }
+        if mode != Mode::Load && !links.knows_node(&node) {
+            return Err(BookError::UnknownNode(node));
+        }
+        self.ids.insert((v.id, v.node));
+        self.by_node.insert((node, key));
+        self.by_owner.insert((v.owner, key));
+        self.expiry
+            .insert((UnixTime(v.end.0.saturating_add(PRUNE_GRACE_SECS)), id));
+        self.vswitches.insert(
+            key,
+            VirtualSwitchState {
+                node,
+                owner: v.owner,
+                lease: v,
+                network: 0,
+                released: false,
+                seq: 0,
+                frame: id,
+                configs: Vec::new(),
+            },
+        );
+        self.settle_configs(key.1);
+        Ok(HeldKind::VSwitch(key))
+    }
+
+    fn admit_config(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        c: Config,
+    ) -> Result<HeldKind, BookError> {
+        let keys = self.keys_with_id(&c.target);
+        if keys.is_empty() {
+            return Err(BookError::UnknownLease(c.target));
+        }
+        if mode != Mode::Load && keys.iter().all(|k| self.end_of(k).is_none_or(|e| e <= now)) {
+            return Err(BookError::Expired(c.target));
+        }
+        if self.config_range(&c.target).count() >= MAX_CONFIGS_PER_LEASE {
+            return Err(BookError::Limit {
+                what: "configuration frames per lease",
+                max: MAX_CONFIGS_PER_LEASE,
+            });
+        }
+        self.configs.insert((c.target, c.seq, id), c);
+        let outcome = self.replay_id(&c.target);
+        if !outcome.effective.contains(&id) {
+            self.configs.remove(&(c.target, c.seq, id));
+            return Err(outcome
+                .errors
+                .get(&id)
+                .cloned()
+                .unwrap_or(BookError::WrongOwner(c.target)));
+        }
+        let displaced: Vec<(u64, ItemId)> = self
+            .config_range(&c.target)
+            .filter(|(_, _, fid)| *fid != id && !outcome.effective.contains(fid))
+            .map(|(_, seq, fid)| (seq, fid))
+            .collect();
+        let broken = self.networks_broken_by(&outcome);
+        if mode == Mode::Api {
+            if let Some((_, fid)) = displaced.first() {
+                let e = outcome.errors.get(fid).cloned();
+                self.configs.remove(&(c.target, c.seq, id));
+                return Err(e.unwrap_or(BookError::Replayed));
+            }
+            if !broken.is_empty() {
+                self.configs.remove(&(c.target, c.seq, id));
+                return Err(BookError::InNetwork(c.target));
+            }
+        }
+        for (_, fid) in displaced {
+            self.remove_frame(&fid, false);
+            self.stats.evicted += 1;
+        }
+        for net in broken {
+            if let Some(frame) = self.networks.get(&net).map(|n| n.frame) {
+                self.remove_frame(&frame, false);
+                self.stats.evicted += 1;
+            }
+        }
+        self.apply_replay(outcome);
+        Ok(HeldKind::Config(c.target, c.seq))
+    }
+
+    fn admit_network(
+        &mut self,
+        mode: Mode,
+        now: UnixTime,
+        id: ItemId,
+        n: VirtualNetwork,
+    ) -> Result<HeldKind, BookError> {
+        let key = (n.owner, n.id);
+        let current = self
+            .networks
+            .get(&key)
+            .map(|c| (c.net.seq, c.frame, c.net.leases.is_empty()));
+        if let Some((seq, frame, _)) = current {
+            let wins_tie = mode != Mode::Api && n.seq == seq && id < frame;
+            if n.seq < seq || (n.seq == seq && !wins_tie) {
+                return Err(BookError::Replayed);
+            }
+        }
+        if current.is_none() {
+            let held = self
+                .networks
+                .range((n.owner, 0)..=(n.owner, u64::MAX))
+                .count();
+            if held >= MAX_NETWORKS_PER_OWNER {
+                return Err(BookError::Limit {
+                    what: "networks per owner",
+                    max: MAX_NETWORKS_PER_OWNER,
+                });
+            }
+        }
+        let uses = if n.leases.is_empty() {
+            // Deleting what the API never saw is refused; gossip and the database may carry a
+            // deletion of a version this server missed (it is pruned after the grace period).
+            if mode == Mode::Api && current.is_none_or(|(_, _, deleted)| deleted) {
+                return Err(BookError::NothingToDelete);
+            }
+            Vec::new()
+        } else {
+            let live = (mode != Mode::Load).then_some(now);
+            self.check_network(live, &n)?
+        };
+        if let Some((_, frame, _)) = current {
+            self.remove_frame(&frame, false);
+        }
+        for u in &uses {
+            self.in_networks.insert((*u, n.owner, n.id));
+        }
+        if uses.is_empty() {
+            self.expiry
+                .insert((UnixTime(now.0.saturating_add(PRUNE_GRACE_SECS)), id));
+        }
+        self.networks.insert(
+            key,
+            NetEntry {
+                frame: id,
+                net: n,
+                uses,
+            },
+        );
+        Ok(HeldKind::Network(key.0, key.1))
+    }
+
+    /// Removes a held frame and what depends on it: a lease's or virtual switch's matched
+    /// order (when `prune`), its configuration (when no other lease has its id) and the
+    /// networks that use it.
+    pub(super) fn remove_frame(&mut self, id: &ItemId, prune: bool) {
+        let Some(held) = self.frames.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.per_signer.get_mut(&held.signer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_signer.remove(&held.signer);
+            }
+        }
+        self.buckets[usize::from(id[0])] = None;
+        self.changes.push(Change::Removed(*id));
+        self.remember(*id);
+        match held.kind {
+            HeldKind::Order => {
+                if let Some(o) = self.orders.get(id).copied() {
+                    self.set_pending(id, false);
+                    self.orders.remove(id);
+                    self.orders_by_link
+                        .remove(&(o.order.node, o.order.peer, *id));
+                    if let Some(lk) = o.matched {
+                        if let Some(l) = self.leases.get_mut(&lk) {
+                            l.order = None;
+                        }
+                    }
+                }
+            }
+            HeldKind::Lease(key) => {
+                let Some(l) = self.leases.remove(&key) else {
+                    return;
+                };
+                self.ids.remove(&(key.1, key.0));
+                self.by_link.remove(&(l.from, l.to, key));
+                self.by_node.remove(&(l.from, key));
+                self.by_node.remove(&(l.to, key));
+                self.by_owner.remove(&(l.owner, key));
+                if let Some(oid) = l.order {
+                    if prune {
+                        self.remove_frame(&oid, true);
+                    } else if let Some(o) = self.orders.get_mut(&oid) {
+                        o.matched = None;
+                        let end = o.order.end;
+                        self.set_pending(&oid, true);
+                        self.expiry.insert((end, oid));
+                    }
+                }
+                self.after_lease_removed(key);
+            }
+            HeldKind::VSwitch(key) => {
+                let Some(v) = self.vswitches.remove(&key) else {
+                    return;
+                };
+                self.ids.remove(&(key.1, key.0));
+                self.by_node.remove(&(v.node, key));
+                self.by_owner.remove(&(v.owner, key));
+                self.after_lease_removed(key);
+            }
+            HeldKind::Config(target, seq) => {
+                self.configs.remove(&(target, seq, *id));
+            }
+            HeldKind::Network(owner, nid) => {
+                if self
+                    .networks
+                    .get(&(owner, nid))
+                    .is_some_and(|n| n.frame == *id)
+                {
+                    if let Some(n) = self.networks.remove(&(owner, nid)) {
+                        for u in n.uses {
+                            self.in_networks.remove(&(u, owner, nid));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn after_lease_removed(&mut self, key: LeaseKey) {
+        let nets: Vec<(SigningKey, u64)> = self
+            .in_networks
+            .range((key, MIN_KEY, 0)..=(key, MAX_KEY, u64::MAX))
+            .map(|(_, o, n)| (*o, *n))
+            .collect();
+        for net in nets {
+            if let Some(frame) = self.networks.get(&net).map(|n| n.frame) {
+                self.remove_frame(&frame, false);
+            }
+        }
+        if self.keys_with_id(&key.1).is_empty() {
+            let gone: Vec<ItemId> = self.config_range(&key.1).map(|(_, _, f)| f).collect();
+            for f in gone {
+                self.remove_frame(&f, false);
+            }
+        } else {
+            self.settle_configs(key.1);
+        }
+    }
+
+    pub(super) fn set_pending(&mut self, order: &ItemId, pending: bool) {
+        let Some(o) = self.orders.get(order) else {
+            return;
+        };
+        let (buyer, link) = (o.order.buyer, (o.order.node, o.order.peer));
+        let was = o.matched.is_none();
+        // Called with the order's current state: adds when it becomes pending, removes when it
+        // stops being pending (matched or removed).
+        let delta: isize = match (pending, was) {
+            (true, true) => 1,
+            (false, true) => -1,
+            _ => 0,
+        };
+        for counter in [
+            self.pending_by_buyer.entry(buyer).or_default(),
+            self.pending_by_link.entry(link).or_default(),
+        ] {
+            *counter = counter.saturating_add_signed(delta);
+        }
+        if self.pending_by_buyer.get(&buyer) == Some(&0) {
+            self.pending_by_buyer.remove(&buyer);
+        }
+        if self.pending_by_link.get(&link) == Some(&0) {
+            self.pending_by_link.remove(&link);
+        }
+    }
+
+    fn remember(&mut self, id: ItemId) {
+        if self.tombstones.insert(id) {
+            self.tomb_order.push_back(id);
+        }
+        while self.tomb_order.len() > MAX_TOMBSTONES {
+            if let Some(old) = self.tomb_order.pop_front() {
+                self.tombstones.remove(&old);
+            }
+        }
+    }
+
+    /// Prunes what expired by `now` (see the module docs). Returns how many frames went.
+    pub fn handle_timeout(&mut self, now: UnixTime) -> usize {
+        let before = self.frames.len();
+        while let Some(&(t, id)) = self.expiry.first() {
+            if t > now {
+                break;
+            }
+            self.expiry.pop_first();
+            let Some(kind) = self.frames.get(&id).map(|h| h.kind) else {
+                continue;
+            };
+            match kind {
+                // A matched order goes with its lease.
+                HeldKind::Order if self.orders.get(&id).is_some_and(|o| o.matched.is_some()) => {}
+                HeldKind::Config(..) => {}
+                _ => self.remove_frame(&id, true),
+            }
+        }
+        let gone = before.saturating_sub(self.frames.len());
+        self.stats.pruned += gone as u64;
+        gone
+    }
+
+    /// When [`LeaseBook::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// The changes to the set of frames since the last call (what to persist).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BookStats {
+        self.stats
+    }
+
+    // ---- queries ------------------------------------------------------------------------
+
+    /// Number of frames held.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the book holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Every frame held, by id.
+    pub fn frames(&self) -> impl Iterator<Item = (&ItemId, &Arc<[u8]>)> {
+        self.frames.iter().map(|(id, h)| (id, &h.bytes))
+    }
+
+    /// One frame.
+    pub fn frame(&self, id: &ItemId) -> Option<&Arc<[u8]>> {
+        self.frames.get(id).map(|h| &h.bytes)
+    }
+
+    /// Whether the frame with this id is held.
+    pub fn contains(&self, id: &ItemId) -> bool {
+        self.frames.contains_key(id)
+    }
+
+    /// Whether the frame is held or was held and pruned or evicted lately (gossip need not
+    /// fetch it).
+    pub fn knows(&self, id: &ItemId) -> bool {
+        self.frames.contains_key(id) || self.tombstones.contains(id)
+    }
+
+    /// The ids held whose first byte is `bucket`, in order.
+    pub fn bucket_ids(&self, bucket: u8) -> impl Iterator<Item = &ItemId> {
+        let lo = {
+            let mut a = [0u8; 32];
+            a[0] = bucket;
+            a
+        };
+        let hi = {
+            let mut a = [0xffu8; 32];
+            a[0] = bucket;
+            a
+        };
+        self.frames.range(lo..=hi).map(|(id, _)| id)
+    }
+
+    /// A 16-byte digest of the ids in `bucket` (cached until the bucket changes).
+    pub fn bucket_digest(&mut self, bucket: u8) -> [u8; 16] {
+        if let Some(d) = self.buckets[usize::from(bucket)] {
+            return d;
+        }
+        let mut h = Sha512::new();
+        for id in self.bucket_ids(bucket) {
+            h.update(id);
+        }
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&h.finalize()[..16]);
+        self.buckets[usize::from(bucket)] = Some(d);
+        d
+    }
+
+    /// A digest of the set of frames (equal digests: equal books). O(n).
+    pub fn digest(&self) -> [u8; 64] {
+        let mut h = Sha512::new();
+        for id in self.frames.keys() {
+            h.update(id);
+        }
+        h.finalize().into()
+    }
+
+    /// Bandwidth leases, by (issuer, id).
+    pub fn leases(&self) -> impl Iterator<Item = &LeaseState> {
+        self.leases.values()
+    }
+
+    /// One lease.
+    pub fn lease(&self, key: &LeaseKey) -> Option<&LeaseState> {
+        self.leases.get(key)
+    }
+
+    /// The bandwidth leases with this id (one per issuer).
+    pub fn leases_with_id(&self, id: &LeaseId) -> impl Iterator<Item = &LeaseState> {
+        self.ids
+            .range((*id, MIN_KEY)..=(*id, MAX_KEY))
+            .filter_map(|(i, k)| self.leases.get(&(*k, *i)))
+    }
+
+    /// Virtual-switch leases, by (issuer, id).
+    pub fn vswitches(&self) -> impl Iterator<Item = &VirtualSwitchState> {
+        self.vswitches.values()
+    }
+
+    /// One virtual-switch lease.
+    pub fn vswitch(&self, key: &LeaseKey) -> Option<&VirtualSwitchState> {
+        self.vswitches.get(key)
+    }
+
+    /// Up to `limit` leases and virtual switches after `after`, by key.
+    pub fn leases_page(
+        &self,
+        after: Option<LeaseKey>,
+        limit: usize,
+    ) -> (Vec<&LeaseState>, Vec<&VirtualSwitchState>, Option<LeaseKey>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lo = after.map_or(Unbounded, Excluded);
+        let mut l = self.leases.range((lo, Unbounded)).peekable();
+        let mut v = self.vswitches.range((lo, Unbounded)).peekable();
+        let (mut ls, mut vs, mut last) = (Vec::new(), Vec::new(), None);
+        for _ in 0..limit {
+            let take_lease = match (l.peek(), v.peek()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return (ls, vs, None),
+            };
+            if take_lease {
+                if let Some((k, s)) = l.next() {
+                    ls.push(s);
+                    last = Some(*k);
+                }
+            } else if let Some((k, s)) = v.next() {
+                vs.push(s);
+                last = Some(*k);
+            }
+        }
+        let more = l.peek().is_some() || v.peek().is_some();
+        (ls, vs, last.filter(|_| more))
+    }
+
+    /// Orders, by frame id.
+    pub fn orders(&self) -> impl Iterator<Item = (&ItemId, &OrderState)> {
+        self.orders.iter()
+    }
+
+    /// One order.
+    pub fn order(&self, id: &ItemId) -> Option<&OrderState> {
+        self.orders.get(id)
+    }
+
+    /// Up to `limit` orders after `after`, by id; and the cursor of the next page.
+    pub fn orders_page(
+        &self,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> (Vec<(&ItemId, &OrderState)>, Option<ItemId>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lo = after.map_or(Unbounded, Excluded);
+        let mut it = self.orders.range((lo, Unbounded));
+        let page: Vec<_> = it.by_ref().take(limit).collect();
+        let next = page
+            .last()
+            .map(|(id, _)| **id)
+            .filter(|_| it.next().is_some());
+        (page, next)
+    }
+
+    /// Orders for links of `node` that no lease fulfils and that are not over at `now`,
+    /// after `after`, at most `limit`.
+    pub fn pending_orders(
+        &self,
+        node: &Address,
+        now: UnixTime,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> Vec<(ItemId, super::Order)> {
+        self.orders_by_link
+            .range((*node, MIN_ADDR, [0; 32])..=(*node, MAX_ADDR, [0xff; 32]))
+            .filter(|(_, _, id)| after.is_none_or(|a| *id > a))
+            .filter_map(|(_, _, id)| {
+                let o = self.orders.get(id)?;
+                (o.matched.is_none() && now < o.order.end).then_some((*id, o.order))
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// Current virtual networks (deletions left out).
+    pub fn networks(&self) -> impl Iterator<Item = &VirtualNetwork> {
+        self.networks
+            .values()
+            .map(|n| &n.net)
+            .filter(|n| !n.leases.is_empty())
+    }
+
+    /// The links `owner` holds an active, unreleased lease on at `now` (for path costs).
+    pub fn leased_links(&self, owner: &SigningKey, now: UnixTime) -> Vec<(Address, Address)> {
+        self.by_owner
+            .range((*owner, (MIN_KEY, MIN_ID))..=(*owner, (MAX_KEY, MAX_ID)))
+            .filter_map(|(_, k)| self.leases.get(k))
+            .filter(|l| !l.released && l.lease.start <= now && now < l.lease.end)
+            .map(|l| (l.from, l.to))
+            .collect()
+    }
+
+    /// The lease-engine frames that concern `node`, in an order its `LeaseEngine` can apply
+    /// them in: bandwidth leases on links from or to the node, then virtual-switch leases it
+    /// issued (each by lease id), then their configuration by (target, sequence number).
+    ///
+    /// Left out, because the engine would refuse them: leases that are over at `now`,
+    /// configuration of leases that have not started (returned once they have) and
+    /// configuration after a release (the node forgets a released lease).
+    pub fn frames_for(&self, node: &Address, now: UnixTime) -> Vec<Arc<[u8]>> {
+        let mut leases = Vec::new();
+        let mut vswitches = Vec::new();
+        for (_, key) in self
+            .by_node
+            .range((*node, (MIN_KEY, MIN_ID))..=(*node, (MAX_KEY, MAX_ID)))
+        {
+            if let Some(l) = self.leases.get(key) {
+                if now < l.lease.end {
+                    leases.push((l.lease.id, l.lease.start, l.frame, &l.configs));
+                }
+            } else if let Some(v) = self.vswitches.get(key) {
+                if now < v.lease.end {
+                    vswitches.push((v.lease.id, v.lease.start, v.frame, &v.configs));
+                }
+            }
+        }
+        leases.sort_by_key(|(id, ..)| *id);
+        vswitches.sort_by_key(|(id, ..)| *id);
+        let mut out: Vec<Arc<[u8]>> = Vec::new();
+        let mut configs: Vec<(LeaseId, u64, ItemId, Command)> = Vec::new();
+        for (id, start, frame, cfgs) in leases.iter().chain(&vswitches) {
+            if let Some(b) = self.frame(frame) {
+                out.push(Arc::clone(b));
+            }
+            if *start > now {
+                continue;
+            }
+            for f in cfgs.iter() {
+                if let Some(HeldKind::Config(_, seq)) = self.frames.get(f).map(|h| h.kind) {
+                    if let Some(c) = self.configs.get(&(*id, seq, *f)) {
+                        configs.push((*id, seq, *f, c.command));
+                    }
+                }
+            }
+        }
+        configs.sort_by_key(|(id, seq, ..)| (*id, *seq));
+        configs.dedup_by_key(|(_, _, f, _)| *f);
+        let mut released: Option<LeaseId> = None;
+        for (target, _, f, command) in configs {
+            if released == Some(target) {
+                continue;
+            }
+            if command == Command::Release {
+                released = Some(target);
+            }
+            if let Some(b) = self.frame(&f) {
+                out.push(Arc::clone(b));
+            }
+        }
+        out
+    }
+
+    // ---- helpers shared with rules.rs -----------------------------------------------------
+
+    pub(super) fn keys_with_id(&self, id: &LeaseId) -> Vec<LeaseKey> {
+        self.ids
+            .range((*id, MIN_KEY)..=(*id, MAX_KEY))
+            .map(|(i, k)| (*k, *i))
+            .collect()
+    }
+
+    pub(super) fn end_of(&self, key: &LeaseKey) -> Option<UnixTime> {
+        self.leases
+            .get(key)
+            .map(|l| l.lease.end)
+            .or_else(|| self.vswitches.get(key).map(|v| v.lease.end))
+    }
+
+    pub(super) fn config_range(
+        &self,
+        target: &LeaseId,
+    ) -> impl Iterator<Item = (LeaseId, u64, ItemId)> + '_ {
+        self.configs
+            .range((*target, 0, [0; 32])..=(*target, u64::MAX, [0xff; 32]))
+            .map(|(k, _)| *k)
+    }
+
+    pub(super) fn leases_on_link(
+        &self,
+        link: &(Address, Address),
+    ) -> impl Iterator<Item = &LeaseState> {
+        self.by_link
+            .range((link.0, link.1, (MIN_KEY, MIN_ID))..=(link.0, link.1, (MAX_KEY, MAX_ID)))
+            .filter_map(|(_, _, k)| self.leases.get(k))
+    }
+
+    pub(super) fn orders_on_link(
+        &self,
+        link: &(Address, Address),
+    ) -> impl Iterator<Item = (&ItemId, &OrderState)> {
+        self.orders_by_link
+            .range((link.0, link.1, [0; 32])..=(link.0, link.1, [0xff; 32]))
+            .filter_map(|(_, _, id)| self.orders.get_key_value(id))
+    }
+}
