@@ -611,3 +611,89 @@ fn leases_need_their_link_in_the_graph_and_its_source_as_issuer() {
     assert_eq!(book.leases().count(), 1);
     assert_eq!(book.stats().refused, 2);
 }
+
+#[test]
+fn empty_networks_are_bounded_through_the_api_and_gossip() {
+    let owner = signer(96);
+    let empty = |id: u64| {
+        VirtualNetwork {
+            id,
+            owner: owner.public(),
+            seq: 1,
+            leases: vec![],
+            vswitches: vec![],
+        }
+        .emit_signed(&owner)
+    };
+    let mut api = LeaseBook::new();
+    let mut gossip = LeaseBook::new();
+    let (mut api_ok, mut gossip_ok) = (0, 0);
+    for id in 0..10_000 {
+        let f = empty(id);
+        api_ok += usize::from(api.insert(NOW, &f, &BIG).is_ok());
+        gossip_ok += usize::from(gossip.insert_gossip(NOW, &f, &BIG).is_ok());
+    }
+    assert_eq!(api_ok, 0, "nothing to delete");
+    assert_eq!(api.len(), 0);
+    assert_eq!(gossip_ok, MAX_NETWORKS_PER_OWNER);
+    assert_eq!(gossip.len(), MAX_NETWORKS_PER_OWNER);
+    assert_eq!(
+        gossip.stats().limited,
+        (10_000 - MAX_NETWORKS_PER_OWNER) as u64
+    );
+    // Deletions are pruned after the grace period.
+    gossip.handle_timeout(UnixTime(NOW.0 + PRUNE_GRACE_SECS));
+    assert_eq!(gossip.len(), 0);
+}
+
+#[test]
+fn expired_leases_and_orders_are_pruned_and_never_pending_again() {
+    let links = link_1_2(10_000);
+    let buyer = signer(97);
+    let mut book = LeaseBook::new();
+    let t = NOW.0;
+    let (_, unmatched) = order_on_1_2(&buyer, 100, t, t + 60, 1);
+    let (_, matched) = order_on_1_2(&buyer, 100, t, t + 120, 2);
+    book.insert(NOW, &unmatched, &links).unwrap();
+    book.insert(NOW, &matched, &links).unwrap();
+    book.insert(NOW, &span_lease(&buyer, 1, 100, t, t + 120), &links)
+        .unwrap();
+    book.insert(
+        NOW,
+        &config(&buyer, 1, 1, Command::Attach { network: 3 }),
+        &links,
+    )
+    .unwrap();
+    assert_eq!(book.len(), 4);
+    assert_eq!(book.pending_orders(&addr(1), NOW, None, 10).len(), 1);
+    // Once it ends the unmatched order is not pending, and is pruned.
+    let after = UnixTime(t + 60);
+    assert!(book.pending_orders(&addr(1), after, None, 10).is_empty());
+    book.handle_timeout(after);
+    assert_eq!(book.len(), 3);
+    assert!(book.pending_orders(&addr(1), after, None, 10).is_empty());
+    // The lease stays for the grace period after its end, then goes with its order and
+    // configuration; the ids are remembered so gossip does not fetch them again.
+    book.handle_timeout(UnixTime(t + 120 + PRUNE_GRACE_SECS - 1));
+    assert_eq!(book.len(), 3);
+    assert_eq!(
+        book.poll_timeout(),
+        Some(UnixTime(t + 120 + PRUNE_GRACE_SECS))
+    );
+    book.handle_timeout(UnixTime(t + 120 + PRUNE_GRACE_SECS));
+    assert_eq!(book.len(), 0);
+    assert_eq!(book.stats().pruned, 4);
+    assert!(book.knows(&item_id(&matched)) && book.knows(&item_id(&unmatched)));
+    // A pruned order offered again (by a lagging peer) is refused: it is over.
+    assert!(book
+        .insert_gossip(UnixTime(t + 120 + PRUNE_GRACE_SECS), &unmatched, &links)
+        .is_err());
+    let changes = book.take_changes();
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::Removed(_)))
+            .count(),
+        4
+    );
+}
