@@ -9,6 +9,12 @@
 //! F → D at 50 Mbit/s over the same two paced links; before the leases the same flood took most
 //! of it. With the route server stopped, forwarding and enforcement go on (fail open).
 //!
+//! Also (issues 14 and 23): the flooder stamps the customer's network tag on its packets all
+//! along (lease theft) and must stay free tier; on the idle links, the customer sending above
+//! its lease (UDP at 9 Mbit/s, and TCP) gets at least 95 % of what it got without the lease;
+//! no node logs dropped received packets; and the scenario runs with every node on one, two
+//! and four workers.
+//!
 //! Needs root, iproute2 and iperf3 (CI installs them).
 
 mod netns;
@@ -21,6 +27,7 @@ use netns::{
     identity, link, route_server_bin, tempdir, wait_ping6, wait_until, write, Background, Daemon,
     Identity, Netns,
 };
+use pktmesh_lease_engine::priority::{network_tag, tagged};
 use serde_json::Value;
 
 const CAPACITY_KBPS: u32 = 10_000;
@@ -39,6 +46,7 @@ fn config(
     connect: &[(String, &Identity)],
     route_server: &str,
     capacity_kbps: u32,
+    workers: u8,
 ) -> String {
     let peers: Vec<String> = connect
         .iter()
@@ -57,6 +65,7 @@ fn config(
     "interfaces": {{ "UDPInterface": [ {{ "bind": "0.0.0.0:13000", "connectTo": {{ {peers} }} }} ] }},
     "router": {{ "interface": {{ "type": "TUNInterface" }} }},
     "pktmesh": {{
+        "workers": {workers},
         "linkCapacityKbps": {capacity_kbps},
         "routeServer": {{ "url": "{route_server}", "intervalSeconds": 1,
             "leaseOffer": {{ "maxKbps": 8000, "maxSeconds": 3600, "priceMsat": 1000 }} }}
@@ -114,6 +123,17 @@ fn iperf_server(ns: &Netns, bind: &str, port: u16) -> Background {
 /// count. The customer starts first so that its iperf3 control connection is up before the
 /// flood; the receiving side's per-second counts come back with `--get-server-output`.
 fn measure(c: &Netns, f: &Netns, d_ip: &str, flood_log: Option<&Path>) -> Result<Measured, String> {
+    measure_at(c, f, d_ip, flood_log, CUSTOMER_BPS)
+}
+
+/// [`measure`] with the customer sending at `rate` (iperf3's `-b`).
+fn measure_at(
+    c: &Netns,
+    f: &Netns,
+    d_ip: &str,
+    flood_log: Option<&Path>,
+    rate: &str,
+) -> Result<Measured, String> {
     let customer = c
         .cmd("iperf3")
         .args([
@@ -123,7 +143,7 @@ fn measure(c: &Netns, f: &Netns, d_ip: &str, flood_log: Option<&Path>) -> Result
             "-p",
             "5201",
             "-b",
-            CUSTOMER_BPS,
+            rate,
             "-l",
             "1200",
             "-t",
@@ -191,15 +211,56 @@ fn measure(c: &Netns, f: &Netns, d_ip: &str, flood_log: Option<&Path>) -> Result
     })
 }
 
+/// TCP C → D for 6 s (no flood): Mbit/s received.
+fn measure_tcp(c: &Netns, d_ip: &str) -> Result<f64, String> {
+    let out = c
+        .cmd("iperf3")
+        .args(["-c", d_ip, "-p", "5201", "-t", "6", "-O", "1", "-J"])
+        .output()
+        .expect("run iperf3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("iperf3 JSON ({e}): {text}"))?;
+    if let Some(error) = v["error"].as_str() {
+        return Err(format!("iperf3 failed: {error}"));
+    }
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e6)
+        .ok_or_else(|| format!("no received rate in {text}"))
+}
+
+/// The customer's rate above its lease (6 Mbit/s) on the idle 10 Mbit/s links: the excess is
+/// demoted, and on an idle link it must still all arrive, in order.
+const ABOVE_LEASE_BPS: &str = "9M";
+
 #[test]
 fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
+    scenario(1);
+}
+
+/// Issue 14: the same scenario with every node on two workers (peers and sessions sharded,
+/// packets handed between shards) enforces leases exactly as one worker does.
+#[test]
+fn leases_hold_on_two_workers() {
+    scenario(2);
+}
+
+/// ... and on four.
+#[test]
+fn leases_hold_on_four_workers() {
+    scenario(4);
+}
+
+/// The whole scenario (module docs) with every node running `workers` workers. F, the
+/// flooder, also forges the customer's network tag on everything it sends (lease theft).
+fn scenario(workers: u8) {
     if !netns::available() {
         return;
     }
     if Command::new("iperf3").arg("-v").output().is_err() {
         panic!("iperf3 is needed (apt-get install iperf3; .ci/run does it)");
     }
-    let tag = netns::tag();
+    let tag = format!("{}w{workers}", netns::tag());
     let dir = tempdir("pktmesh-leases", &tag);
     let names = ["C", "F", "R1", "R2", "D"];
     let ns: Vec<Netns> = names
@@ -241,31 +302,55 @@ fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
 
     let at = |i: usize| format!("http://10.216.{i}.1:8470");
     let confs = [
-        config(id_c, &[("10.215.1.2:13000".into(), id_r1)], &at(0), 0),
-        config(id_f, &[("10.215.2.2:13000".into(), id_r1)], &at(1), 0),
+        config(
+            id_c,
+            &[("10.215.1.2:13000".into(), id_r1)],
+            &at(0),
+            0,
+            workers,
+        ),
+        config(
+            id_f,
+            &[("10.215.2.2:13000".into(), id_r1)],
+            &at(1),
+            0,
+            workers,
+        ),
         config(
             id_r1,
             &[("10.215.3.2:13000".into(), id_r2)],
             &at(2),
             CAPACITY_KBPS,
+            workers,
         ),
         config(
             id_r2,
             &[("10.215.4.2:13000".into(), id_d)],
             &at(3),
             CAPACITY_KBPS,
+            workers,
         ),
-        config(id_d, &[], &at(4), 0),
+        config(id_d, &[], &at(4), 0, workers),
     ];
     let conf_paths: Vec<PathBuf> = names
         .iter()
         .zip(&confs)
         .map(|(n, text)| write(&dir, &format!("{n}.conf"), text))
         .collect();
+    // F stamps the customer's network tag on everything it sends: a peer with no lease trying
+    // to ride the customer's. The switches after it must treat its traffic as free tier.
+    let stolen = format!("{:#06x}", tagged(network_tag(NETWORK.parse().unwrap()), 0));
     let daemons: Vec<Daemon> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| Daemon::start(&ns[i], &conf_paths[i], &dir, n))
+        .map(|(i, n)| {
+            let env: &[(&str, &str)] = if *n == "F" {
+                &[("PKTMESH_FORGE_TRAFFIC_CLASS", stolen.as_str())]
+            } else {
+                &[]
+            };
+            Daemon::start_with_env(&ns[i], &conf_paths[i], &dir, n, env)
+        })
         .collect();
     let logs = || {
         daemons
@@ -309,24 +394,34 @@ fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
         logs()
     );
 
-    // Before any lease: the flood takes most of the paced links from the customer.
-    // The customer's own iperf3 control connection may not get through at all: that counts
-    // as losing everything.
+    // Above what it will lease, alone on the paced links: the reference for "a lease never
+    // makes its holder slower".
+    let heavy = measure_at(c, f, &id_d.ipv6, None, ABOVE_LEASE_BPS)
+        .unwrap_or_else(|e| panic!("quiet run at {ABOVE_LEASE_BPS}: {e}"));
+    let tcp = measure_tcp(c, &id_d.ipv6).unwrap_or_else(|e| panic!("quiet TCP run: {e}"));
+    eprintln!(
+        "no lease, idle: UDP at {ABOVE_LEASE_BPS}: {:.2} Mbit/s, loss {:.1}%; TCP {tcp:.2} Mbit/s",
+        heavy.customer_mbps, heavy.customer_loss
+    );
+
+    // Before any lease: the flood takes most of the paced links from the customer. A
+    // measurement that fails is a failure of the test, not a result.
     let before =
         measure(c, f, &id_d.ipv6, Some(&dir.join("flood-before.txt"))).unwrap_or_else(|e| {
-            eprintln!("no lease: the customer's measurement failed under the flood: {e}");
-            Measured {
-                customer_mbps: 0.0,
-                customer_loss: 100.0,
-            }
+            panic!(
+                "no lease: the customer's measurement under the flood failed: {e}\n{}",
+                logs()
+            )
         });
     eprintln!(
         "no lease: customer {:.2} Mbit/s, loss {:.1}%",
         before.customer_mbps, before.customer_loss
     );
+    // How much the flood takes varies from run to run (15–85 % seen on two cores); that it
+    // takes a clear share is what shows the links are contended.
     assert!(
-        before.customer_loss > 30.0,
-        "without a lease the customer should lose much of its flow under the flood, lost {:.1}%\nflood: {}\n{}",
+        before.customer_loss > 10.0,
+        "without a lease the customer should lose a clear share of its flow under the flood, lost {:.1}%\nflood: {}\n{}",
         before.customer_loss,
         std::fs::read_to_string(dir.join("flood-before.txt")).unwrap_or_default(),
         logs()
@@ -442,15 +537,42 @@ fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
         );
     }
 
+    // From here on D must drop none of the customer's packets (checked at the end).
+    let d_log_from = daemons[4].log_text().len();
+    // On the idle links the lease must not make its holder slower (its excess is demoted,
+    // never reordered behind its in-lease packets), over UDP and TCP.
+    let heavy_leased = measure_at(c, f, &id_d.ipv6, None, ABOVE_LEASE_BPS)
+        .unwrap_or_else(|e| panic!("leased quiet run at {ABOVE_LEASE_BPS}: {e}\n{}", logs()));
+    let tcp_leased =
+        measure_tcp(c, &id_d.ipv6).unwrap_or_else(|e| panic!("leased TCP run: {e}\n{}", logs()));
+    eprintln!(
+        "leased, idle: UDP at {ABOVE_LEASE_BPS}: {:.2} Mbit/s, loss {:.1}%; TCP {tcp_leased:.2} Mbit/s",
+        heavy_leased.customer_mbps, heavy_leased.customer_loss
+    );
+    assert!(
+        heavy_leased.customer_mbps >= 0.95 * heavy.customer_mbps,
+        "with its lease the customer's UDP got {:.2} Mbit/s, without {:.2}\n{}",
+        heavy_leased.customer_mbps,
+        heavy.customer_mbps,
+        logs()
+    );
+    assert!(
+        tcp_leased >= 0.95 * tcp,
+        "with its lease the customer's TCP got {tcp_leased:.2} Mbit/s, without {tcp:.2}\n{}",
+        logs()
+    );
+
     let leased = measure(c, f, &id_d.ipv6, Some(&dir.join("flood-leased.txt")))
         .unwrap_or_else(|e| panic!("leased measurement: {e}\n{}", logs()));
     eprintln!(
         "leased: customer {:.2} Mbit/s, loss {:.1}%",
         leased.customer_mbps, leased.customer_loss
     );
+    // The flooder's forged tag did not get it onto the lease: the customer keeps its rate
+    // within 5 % of the 4 Mbit/s it sends.
     assert!(
-        leased.customer_loss < 5.0 && leased.customer_mbps > 3.6,
-        "the leased flow must keep its rate under the flood: {:.2} Mbit/s, loss {:.1}%\n{}",
+        leased.customer_loss < 5.0 && leased.customer_mbps >= 3.8,
+        "the leased flow must keep its rate under the flood (and the flooder's forged tag): {:.2} Mbit/s, loss {:.1}%\n{}",
         leased.customer_mbps,
         leased.customer_loss,
         logs()
@@ -486,6 +608,21 @@ fn leased_flow_keeps_its_rate_under_a_flood_and_without_the_route_server() {
             d.log_text()
         );
     }
+    // Once the leases were in place, the customer's packets were never thrown away by the
+    // receiver (its replay window, failed decryption): D logs every such drop, with the
+    // sender's key, at most once a second.
+    let d_log = daemons[4].log_text();
+    let customer_drops: Vec<&str> = d_log
+        .get(d_log_from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("received packets dropped") && l.contains(&id_c.public))
+        .collect();
+    assert!(
+        customer_drops.is_empty(),
+        "D dropped the customer's packets:\n{}",
+        customer_drops.join("\n")
+    );
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -666,6 +666,13 @@ impl<P: Pathfinder> Node<P> {
         self.switch.set_link_capacities(capacities);
     }
 
+    /// For tests of lease theft only: every packet this node originates leaves with traffic
+    /// class `class` (a forged network tag), as a peer that wants to ride another network's
+    /// lease would send it. `None` (the default) classifies honestly.
+    pub fn forge_traffic_class(&mut self, class: Option<u16>) {
+        self.switch.forge_traffic_class(class);
+    }
+
     /// The capacities of the peer links.
     pub fn link_capacities(&self) -> &LinkCapacities {
         self.switch.link_capacities()

@@ -84,6 +84,9 @@ pub(crate) struct SwitchStage {
     capacities: LinkCapacities,
     /// The directory generation the lease engine's peers were taken from.
     peers_seen: Option<u64>,
+    /// Test switch: the traffic class written on everything our router sends
+    /// ([`SwitchStage::forge_traffic_class`]).
+    forged_class: Option<u16>,
     /// Where [`Nanos`] for the lease engine count from.
     epoch: Instant,
     /// Round-robin start for [`SwitchStage::poll_egress`].
@@ -109,6 +112,7 @@ impl SwitchStage {
             egress,
             capacities: LinkCapacities::default(),
             peers_seen: None,
+            forged_class: None,
             epoch: now,
             egress_cursor: 0,
             supernode_face: false,
@@ -184,8 +188,12 @@ impl SwitchStage {
         };
         let tc = u16::from_be_bytes([tc_bytes[0], tc_bytes[1]]);
         let verdict = self.leases.classify_packet(nanos, from, to, len as u32, tc);
-        if verdict.traffic_class != tc {
-            tc_bytes.copy_from_slice(&verdict.traffic_class.to_be_bytes());
+        let written = match self.forged_class {
+            Some(forged) if from == ROUTER_SLOT => forged,
+            _ => verdict.traffic_class,
+        };
+        if written != tc {
+            tc_bytes.copy_from_slice(&written.to_be_bytes());
         }
         let Some(slot) = self.egress.get_mut(usize::from(to)) else {
             return false;
@@ -275,6 +283,13 @@ impl SwitchStage {
     /// The lease engine.
     pub(crate) fn leases(&self) -> &LeaseEngine {
         &self.leases
+    }
+
+    /// For tests of lease theft only: write `class` as the traffic class of every packet our
+    /// router sends, after classification, as a node that wants to ride another network's
+    /// lease would (`docs/leases.md` §4: the switches after it must not honour it).
+    pub(crate) fn forge_traffic_class(&mut self, class: Option<u16>) {
+        self.forged_class = class;
     }
 
     /// Whether GETSNODE is answered with this node.

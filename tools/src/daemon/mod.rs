@@ -162,6 +162,14 @@ const ETH_ROUND: usize = 8 * MAX_BATCH;
 const MAX_WAIT: Duration = Duration::from_millis(50);
 const SOCKET_BUFFER: usize = 4 << 20;
 
+/// Test switch for the lease-theft namespace test: `PKTMESH_FORGE_TRAFFIC_CLASS=0x84e0` makes
+/// this node stamp that traffic class (a network tag it holds no lease for) on everything it
+/// sends, so that the test can show the switches after it refuse the stolen tag.
+fn forged_traffic_class() -> Option<u16> {
+    let text = std::env::var("PKTMESH_FORGE_TRAFFIC_CLASS").ok()?;
+    u16::from_str_radix(text.trim_start_matches("0x"), 16).ok()
+}
+
 /// Runs the node until `shutdown` is set, on [`DaemonSettings::workers`] threads.
 pub fn run<P: Pathfinder + Send>(
     settings: DaemonSettings,
@@ -207,6 +215,13 @@ pub fn run<P: Pathfinder + Send>(
             directory.clone(),
         );
         node.set_link_capacities(settings.link_capacities.clone());
+        if let Some(class) = forged_traffic_class() {
+            warn!(
+                class,
+                "PKTMESH_FORGE_TRAFFIC_CLASS: this node forges the traffic class (lease theft test)"
+            );
+            node.forge_traffic_class(Some(class));
+        }
         for a in &settings.authorized {
             node.add_authorized_password(
                 a.password.as_bytes(),

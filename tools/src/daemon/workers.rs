@@ -315,6 +315,20 @@ impl<'a, P: Pathfinder> Worker<'a, P> {
                         continue;
                     }
                 };
+                // What waits in the shard's inbox was handed over before this batch: it goes
+                // first, or a session's packets would leave (and arrive) out of order and the
+                // receiver's replay window would drop them.
+                {
+                    let mut inbox = Handoffs::lock(&shard.inbox);
+                    if !inbox.is_empty() {
+                        std::mem::swap(&mut *inbox, &mut self.inbox);
+                    }
+                }
+                if !self.inbox.is_empty() {
+                    let waiting = self.inbox.for_shard(s);
+                    run_handed(&mut node, waiting, &mut self.buf, &mut self.io.sinks);
+                    self.inbox.clear();
+                }
                 let packets = self.batch.for_shard(s);
                 run_handed(&mut node, packets, &mut self.buf, &mut self.io.sinks);
                 self.io.flush(&mut node);
