@@ -23,6 +23,7 @@
 //! collected with [`Node::poll_transmit`]; noteworthy happenings with [`Node::poll_event`].
 //! `docs/node.md` follows one packet through the stages.
 
+mod api;
 mod link;
 mod session;
 mod switch;
@@ -37,20 +38,17 @@ use std::time::Instant;
 use pktmesh_crypto_auth::legacy::CryptoAuth;
 use pktmesh_crypto_auth::{Address, PrivateKey, PublicKey};
 use pktmesh_lease_engine::sign::Signer;
-use pktmesh_lease_engine::{EngineError, Event, LeaseEngine, UnixTime};
 use pktmesh_switch::header::HEADER_LEN;
 use pktmesh_switch::switch_core::{TrafficClassPolicy, ROUTER_SLOT};
 use pktmesh_switch::{EncodingScheme, Label, SwitchCore};
-use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_core::{RngCore, SeedableRng};
 
-use crate::beacon::{self, Beacon, BeaconError};
-use crate::egress::{LinkCapacities, PortStats};
+use crate::beacon::{self};
 use crate::ipv6::{self, write_data_header, CONTENT_TYPE_CJDHT};
 use crate::packet::PacketBuf;
-use crate::peers::PeerCredentials;
 use crate::shard::{Directory, DirectoryView, ShardSpec};
 
-use link::{BeaconAction, LinkIn, LinkStage};
+use link::{LinkIn, LinkStage};
 use session::{Prepared, SessionIn, SessionStage};
 use switch::{ControlIn, SwitchStage, Switched};
 pub(crate) use types::EventLog;
@@ -165,140 +163,6 @@ impl<P: Pathfinder> Node<P> {
             transmits: VecDeque::new(),
             events: EventLog::default(),
         }
-    }
-
-    // ----- identity and configuration ---------------------------------------------------
-
-    /// This node's public key.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.key
-    }
-
-    /// This node's address.
-    pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// The encoding scheme of this node's switch.
-    pub fn scheme(&self) -> &EncodingScheme {
-        self.switch.scheme()
-    }
-
-    /// The pathfinder.
-    pub fn pathfinder(&self) -> &P {
-        &self.pathfinder
-    }
-
-    /// The pathfinder, mutably.
-    pub fn pathfinder_mut(&mut self) -> &mut P {
-        &mut self.pathfinder
-    }
-
-    /// Which shard of the node this core is.
-    pub fn shard(&self) -> ShardSpec {
-        self.view.shard()
-    }
-
-    /// Authorizes `password` for incoming peers, optionally under `login` and restricted to
-    /// one peer address.
-    pub fn add_authorized_password(
-        &mut self,
-        password: &[u8],
-        login: Option<&[u8]>,
-        restricted_to: Option<Address>,
-    ) -> Result<(), NodeError> {
-        // Existing sessions keep the context they were created with; new ones see the user.
-        self.link.add_user(password, login, restricted_to)
-    }
-
-    /// Logins of the authorized passwords (`AuthorizedPasswords_list`): the added ones in the
-    /// order they were added, then `Local Peers` (our beacon password), which stock 22.3 lists
-    /// after them (`[default-login, Local Peers]` in the `admin-api` captures) although it
-    /// authorizes it first.
-    pub fn authorized_users(&self) -> Vec<Vec<u8>> {
-        let (beacon, added): (Vec<_>, Vec<_>) = self
-            .link
-            .context()
-            .users()
-            .iter()
-            .map(|u| u.login().to_vec())
-            .partition(|login| login == beacon::LOCAL_PEERS_LOGIN);
-        added.into_iter().chain(beacon).collect()
-    }
-
-    /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and
-    /// sends the first packet, a switch ping, which goes out as a HELLO.
-    pub fn connect(
-        &mut self,
-        now: Instant,
-        link_address: SocketAddr,
-        key: PublicKey,
-        credentials: PeerCredentials,
-        name: Option<String>,
-    ) -> Result<Label, NodeError> {
-        let (slot, label) =
-            self.link
-                .connect(now, link_address, key, credentials, name, &mut self.view)?;
-        self.send_keepalive(now, slot);
-        Ok(label)
-    }
-
-    // ----- beacons ----------------------------------------------------------------------
-
-    /// Our beacon for a UDP interface whose data socket uses `data_port`.
-    pub fn beacon(&self, data_port: u16) -> [u8; beacon::BEACON_LEN] {
-        self.link.own_beacon(data_port).to_bytes()
-    }
-
-    /// Our beacon body for Ethernet interfaces (no UDP header: peers are MACs there).
-    pub fn eth_beacon(&self) -> [u8; beacon::BODY_LEN] {
-        self.link.own_beacon(0).body_bytes()
-    }
-
-    /// A datagram arrived on a beacon port from `from`. A beacon from a new address makes a
-    /// peer (we initiate, logging in as `Local Peers` with its password) and returns its label;
-    /// from a known address it only updates the password.
-    pub fn handle_beacon(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<Option<Label>, BeaconError> {
-        let b = Beacon::parse(data)?;
-        Ok(self.peer_from_beacon(now, SocketAddr::new(from.ip(), b.data_port), &b))
-    }
-
-    /// An Ethernet beacon body arrived from the peer whose link address is `link`
-    /// ([`crate::eth::EthLink::link_address`]); as [`Node::handle_beacon`] otherwise.
-    pub fn handle_eth_beacon(
-        &mut self,
-        now: Instant,
-        link: SocketAddr,
-        body: &[u8],
-    ) -> Result<Option<Label>, BeaconError> {
-        let b = Beacon::parse_body(body)?;
-        Ok(self.peer_from_beacon(now, link, &b))
-    }
-
-    fn peer_from_beacon(&mut self, now: Instant, link: SocketAddr, b: &Beacon) -> Option<Label> {
-        let BeaconAction::Connect(credentials) = self.link.beacon_from(link, b, &self.view) else {
-            return None;
-        };
-        let (slot, label) = self
-            .link
-            .connect(
-                now,
-                link,
-                b.key,
-                credentials,
-                Some("beacon_peer".into()),
-                &mut self.view,
-            )
-            .ok()?;
-        // Replying to a beacon counts as incoming: forgotten when silent.
-        self.link.mark_beacon_peer(slot, b.version);
-        self.send_keepalive(now, slot);
-        Some(label)
     }
 
     // ----- output queues ----------------------------------------------------------------
@@ -642,99 +506,6 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
-    // ----- paced links, leases, supernode face ------------------------------------------
-
-    /// Sends the next packet a paced egress port lets go, if any: the buffer then holds the
-    /// link-encrypted packet and the answer says where. Call after every batch of input and
-    /// when [`Node::poll_timeout`] passes, until it answers [`Output::None`].
-    pub fn poll_egress(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
-        match self.switch.poll_egress(now, buf) {
-            Some(slot) => self.seal_for_link(now, slot, buf),
-            None => Output::None,
-        }
-    }
-
-    /// Sets the capacity of every peer link (kbit/s); forwarded traffic is then paced at it and
-    /// queued by lease priority when the link is busy. `None` sends everything at once.
-    pub fn set_link_capacity(&mut self, kbps: Option<u32>) {
-        self.set_link_capacities(LinkCapacities::uniform(kbps));
-    }
-
-    /// Sets the capacity of each peer link: a default and entries by peer key or link address
-    /// (`pktmesh.linkCapacityKbps`).
-    pub fn set_link_capacities(&mut self, capacities: LinkCapacities) {
-        self.switch.set_link_capacities(capacities);
-    }
-
-    /// For tests of lease theft only: every packet this node originates leaves with traffic
-    /// class `class` (a forged network tag), as a peer that wants to ride another network's
-    /// lease would send it. `None` (the default) classifies honestly.
-    pub fn forge_traffic_class(&mut self, class: Option<u16>) {
-        self.switch.forge_traffic_class(class);
-    }
-
-    /// The capacities of the peer links.
-    pub fn link_capacities(&self) -> &LinkCapacities {
-        self.switch.link_capacities()
-    }
-
-    /// The capacity of the link to `key` at `link`, kbit/s (`None`: not paced).
-    pub fn link_capacity_of(&self, key: &PublicKey, link: &SocketAddr) -> Option<u32> {
-        self.switch.link_capacities().of(key, link)
-    }
-
-    /// Counters of the paced egress ports of this shard, by peer key.
-    pub fn egress_stats(&self) -> Vec<(PublicKey, PortStats)> {
-        self.switch.egress_stats().collect()
-    }
-
-    /// Applies one signed lease message (`docs/leases.md` §3) at wall-clock time `now`.
-    pub fn handle_lease_message(
-        &mut self,
-        now: UnixTime,
-        bytes: &[u8],
-    ) -> Result<Event, EngineError> {
-        self.sync_view();
-        self.switch.handle_lease_message(now, bytes)
-    }
-
-    /// Lets lease time spans start and end (call about once a second with the wall clock).
-    pub fn handle_lease_timeout(&mut self, now: UnixTime) {
-        self.sync_view();
-        self.switch.handle_lease_timeout(now);
-    }
-
-    /// The lease engine (leases known, meters).
-    pub fn leases(&self) -> &LeaseEngine {
-        self.switch.leases()
-    }
-
-    /// Makes this node the cjdns face of a route server, or stops it being one.
-    ///
-    /// A stock cjdns node finds its supernode by asking its peers (switch GETSNODE); this node
-    /// then names itself. The supernode queries (`sq`: `pn`, `ann`, `gr`) that arrive for it in
-    /// end-to-end sessions are queued for [`Node::poll_supernode_query`] instead of going to the
-    /// pathfinder; the driver has the route server answer them and sends the answer back with
-    /// [`Node::answer_supernode_query`].
-    pub fn set_supernode_face(&mut self, enabled: bool) {
-        self.switch.set_supernode_face(enabled);
-        self.upper.dht.supernode_face = enabled;
-        if !enabled {
-            self.upper.dht.supernode_queries.clear();
-        }
-    }
-
-    /// The next supernode query for the route server, oldest first.
-    pub fn poll_supernode_query(&mut self) -> Option<SupernodeQuery> {
-        self.upper.dht.supernode_queries.pop_front()
-    }
-
-    /// Sends the route server's answer to a supernode query back to the node that asked
-    /// (content type 256 in the end-to-end session with `to`).
-    pub fn answer_supernode_query(&mut self, now: Instant, to: NodeRef, answer: &[u8]) {
-        self.send_cjdht(now, to, answer);
-    }
-
     // ----- timers -----------------------------------------------------------------------
 
     /// Runs keepalives, expiry and the pathfinder's timers.
@@ -804,31 +575,5 @@ impl<P: Pathfinder> Node<P> {
             self.send_from_router(now, &mut ping);
         }
         cookie
-    }
-
-    // ----- introspection ----------------------------------------------------------------
-
-    /// Peer statistics (`InterfaceController_peerStats`).
-    pub fn peer_stats(&self, now: Instant) -> Vec<PeerStats> {
-        let mut stats = self.link.stats(now);
-        for p in &mut stats {
-            p.capacity_kbps = self.link_capacity_of(&p.key, &p.link_address);
-        }
-        stats
-    }
-
-    /// End-to-end session statistics (`SessionManager_sessionStats`).
-    pub fn session_stats(&self) -> Vec<SessionStats> {
-        self.sessions.stats()
-    }
-
-    /// Number of user packets waiting for sessions.
-    pub fn buffered_packets(&self) -> usize {
-        self.sessions.waiting_len()
-    }
-
-    /// Random bytes from the node's generator (for callers that need nonces, e.g. admin cookies).
-    pub fn rng(&mut self) -> &mut (impl RngCore + CryptoRng) {
-        &mut self.rng
     }
 }
