@@ -53,6 +53,8 @@ pub const VERSION_LEN: usize = 4;
 pub const PKT_LINK_CAPACITY_LEN: usize = 14;
 /// Length of a pktmesh lease-offer entity.
 pub const PKT_LEASE_OFFER_LEN: usize = 22;
+/// Length of the pktmesh link-egress entity.
+pub const PKT_LINK_EGRESS_LEN: usize = 14;
 
 /// Entity type codes.
 pub mod entity_type {
@@ -68,6 +70,8 @@ pub mod entity_type {
     pub const PKT_LINK_CAPACITY: u8 = 0x50;
     /// pktmesh: an offer to lease bandwidth on the link to one peer.
     pub const PKT_LEASE_OFFER: u8 = 0x51;
+    /// pktmesh: what the sender's egress port toward one peer sent and dropped.
+    pub const PKT_LINK_EGRESS: u8 = 0x52;
 }
 
 /// Why bytes are not a well-formed (or not a validly signed) announcement.
@@ -302,6 +306,8 @@ pub enum Entity<'a> {
     LinkCapacity(LinkCapacity),
     /// pktmesh: a lease offer.
     LeaseOffer(LeaseOffer),
+    /// pktmesh: egress measurements of a link.
+    LinkEgress(LinkEgress),
     /// A type this crate does not know; skipped by length.
     Unknown {
         /// The type byte.
@@ -362,6 +368,17 @@ impl<'a> Entity<'a> {
                     kbps: be32(bytes, 6),
                     max_seconds: be32(bytes, 10),
                     price_msat_per_mbit_hour: u64::from_be_bytes(arr(bytes, 14)),
+                })
+            }
+            entity_type::PKT_LINK_EGRESS => {
+                if bytes.len() != PKT_LINK_EGRESS_LEN {
+                    return Err(bad_len);
+                }
+                Entity::LinkEgress(LinkEgress {
+                    peer_num: be16(bytes, 2),
+                    queued: be16(bytes, 4),
+                    sent_kbps: be32(bytes, 6),
+                    drops: be32(bytes, 10),
                 })
             }
             _ => Entity::Unknown { ty, body },
@@ -592,6 +609,24 @@ pub struct LeaseOffer {
     pub price_msat_per_mbit_hour: u64,
 }
 
+/// pktmesh extension (type 0x52, 14 bytes): what the sender's egress port toward one peer did
+/// in the last 10-second slot before the announcement. Drops at a paced egress queue happen
+/// before link encryption, so the receiving end's LINK_STATE (nonce gaps) cannot see them; this
+/// entity reports them for the link `sender → peer`. Ephemeral, like LINK_STATE.
+///
+/// `[14][0x52][peer_num u16][queued u16][sent_kbps u32][drops u32]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct LinkEgress {
+    /// The peer, as in the PEER entity's `peer_num`.
+    pub peer_num: u16,
+    /// Packets waiting in the port's queue when sampled.
+    pub queued: u16,
+    /// Mean rate sent toward the peer over the slot, kbit/s.
+    pub sent_kbps: u32,
+    /// Packets the port dropped in the slot.
+    pub drops: u32,
+}
+
 /// A PEER entity as a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerRepr {
@@ -652,6 +687,8 @@ pub enum EntityRepr {
     LinkCapacity(LinkCapacity),
     /// pktmesh lease offer.
     LeaseOffer(LeaseOffer),
+    /// pktmesh link egress.
+    LinkEgress(LinkEgress),
     /// Anything else (type must not be one of the known ones, body at most 253 bytes).
     Unknown {
         /// Type byte.
@@ -674,6 +711,7 @@ impl From<Entity<'_>> for EntityRepr {
             }),
             Entity::LinkCapacity(c) => Self::LinkCapacity(c),
             Entity::LeaseOffer(o) => Self::LeaseOffer(o),
+            Entity::LinkEgress(e) => Self::LinkEgress(e),
             Entity::Unknown { ty, body } => Self::Unknown {
                 ty,
                 body: body.to_vec(),
@@ -733,6 +771,13 @@ impl EntityRepr {
                 out.extend_from_slice(&o.kbps.to_be_bytes());
                 out.extend_from_slice(&o.max_seconds.to_be_bytes());
                 out.extend_from_slice(&o.price_msat_per_mbit_hour.to_be_bytes());
+            }
+            Self::LinkEgress(e) => {
+                out.extend_from_slice(&[PKT_LINK_EGRESS_LEN as u8, entity_type::PKT_LINK_EGRESS]);
+                out.extend_from_slice(&e.peer_num.to_be_bytes());
+                out.extend_from_slice(&e.queued.to_be_bytes());
+                out.extend_from_slice(&e.sent_kbps.to_be_bytes());
+                out.extend_from_slice(&e.drops.to_be_bytes());
             }
             Self::Unknown { ty, body } => {
                 out.extend_from_slice(&[(body.len() + 2).min(255) as u8, *ty]);
@@ -825,6 +870,7 @@ impl AnnouncementRepr {
                             | entity_type::LINK_STATE
                             | entity_type::PKT_LINK_CAPACITY
                             | entity_type::PKT_LEASE_OFFER
+                            | entity_type::PKT_LINK_EGRESS
                     ) =>
                 {
                     return Err(EmitError::ReservedType(index));

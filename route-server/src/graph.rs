@@ -33,15 +33,16 @@ use sha2::{Digest, Sha512};
 use thiserror::Error;
 
 use crate::announce::{
-    AnnounceError, Announcement, Entity, LeaseOffer, LinkCapacity, LinkSample, LINK_STATE_SLOTS,
+    AnnounceError, Announcement, Entity, LeaseOffer, LinkCapacity, LinkEgress, LinkSample,
+    LINK_STATE_SLOTS,
 };
 
 /// Length of a link-state time slot.
 pub const SLOT_MS: u64 = 10_000;
 /// Largest announcement accepted by default: cjdns keeps an announcement within one CJDHT
-/// message (about 1 KiB); 8 KiB leaves room for a node with many peers and the pktmesh entities
+/// message (about 1 KiB); 16 KiB leaves room for a node with many peers and the pktmesh entities
 /// while a 64 KiB padded one is refused.
-pub const MAX_ANNOUNCEMENT_LEN: usize = 8 * 1024;
+pub const MAX_ANNOUNCEMENT_LEN: usize = 16 * 1024;
 /// Most ids of pruned announcements remembered (so gossip does not fetch them again).
 pub const MAX_FORGOTTEN: usize = 65_536;
 
@@ -246,6 +247,8 @@ pub struct NodeState {
     pub capacity: BTreeMap<u16, LinkCapacity>,
     /// Lease offers by peer number.
     pub offers: BTreeMap<u16, LeaseOffer>,
+    /// Egress reports by peer number, with the 10-second slot of their announcement.
+    pub egress: BTreeMap<u16, (u64, LinkEgress)>,
     state_hash: [u8; 64],
 }
 
@@ -287,6 +290,7 @@ impl NodeState {
             peers: BTreeMap::new(),
             capacity: BTreeMap::new(),
             offers: BTreeMap::new(),
+            egress: BTreeMap::new(),
             state_hash: [0; 64],
         }
     }
@@ -323,7 +327,7 @@ impl NodeState {
                     Entity::Peer(p) => Some((1, p.peer_num())),
                     Entity::LinkCapacity(c) => Some((0x50, c.peer_num)),
                     Entity::LeaseOffer(o) => Some((0x51, o.peer_num)),
-                    Entity::LinkState(_) => {
+                    Entity::LinkState(_) | Entity::LinkEgress(_) => {
                         useful = true;
                         None
                     }
@@ -366,6 +370,7 @@ impl NodeState {
         self.peers.clear();
         self.capacity.clear();
         self.offers.clear();
+        self.egress.clear();
         let mut carry = [0u8; 64];
         for b in self.anns.values() {
             carry = Sha512::new()
@@ -406,6 +411,9 @@ impl NodeState {
                     }
                     Entity::LinkCapacity(c) => {
                         self.capacity.insert(c.peer_num, c);
+                    }
+                    Entity::LinkEgress(e) => {
+                        self.egress.insert(e.peer_num, (ts_slot, e));
                     }
                     Entity::LeaseOffer(o) => {
                         if o.kbps == 0 {
@@ -764,11 +772,21 @@ impl Graph {
             to.peers.values().filter_map(move |p| {
                 let from = self.nodes.get(&p.ip)?;
                 let (num, _) = from.peer_by_ip(&to.address)?;
+                let mut metrics = p.metrics();
+                // The sender's own egress report, if recent (within 3 slots of its newest
+                // announcement): drops at its queue are invisible to the receiver.
+                let newest = from.newest_ms().unwrap_or(0) / SLOT_MS;
+                if let Some((slot, e)) = from.egress.get(&num) {
+                    if newest.saturating_sub(*slot) < 3 {
+                        metrics.drops_per_slot = metrics.drops_per_slot.max(e.drops as f32);
+                        metrics.load_kbps = metrics.load_kbps.max(e.sent_kbps as f32);
+                    }
+                }
                 Some(Link {
                     from: from.address,
                     to: to.address,
                     label: p.label,
-                    metrics: p.metrics(),
+                    metrics,
                     capacity: from.capacity.get(&num).copied(),
                     offer: from.offers.get(&num).copied(),
                 })

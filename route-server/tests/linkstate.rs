@@ -7,7 +7,7 @@ mod common;
 use common::http::{get, start, temp_db};
 use common::Net;
 use pktmesh_crypto_auth::Address;
-use pktmesh_route_server::announce::{EntityRepr, LinkSample, LinkStateRepr};
+use pktmesh_route_server::announce::{EntityRepr, LinkEgress, LinkSample, LinkStateRepr};
 use pktmesh_route_server::http::{http_request, now_ms};
 use serde_json::Value;
 
@@ -118,6 +118,32 @@ async fn reported_load_and_drops_show_on_links_and_paths_avoid_congestion() {
         route["hops"][1],
         net.nodes[1].address.to_string(),
         "{route}"
+    );
+
+    // Drops at a paced egress queue happen before link encryption, so the receiver cannot see
+    // them: the sender reports them (pktmesh LINK_EGRESS) and they count for its link.
+    let (_, links) = get(rs, "/links").await;
+    assert_eq!(find(&links, &net, 0, 1)["drops_per_slot"], 0.0);
+    let mut extra = net.capacity_entities(0, 10_000, 5_000);
+    extra.push(EntityRepr::LinkEgress(LinkEgress {
+        peer_num: (net.hop_label(0, 1).bits() & 0xffff) as u16,
+        queued: 120,
+        sent_kbps: 9_700,
+        drops: 350,
+    }));
+    let ann = net.announcement_with(0, snode, later + 1000, true, None, extra);
+    let (status, _) = http_request(rs, "POST", "/announce", "application/octet-stream", &ann)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (_, links) = get(rs, "/links").await;
+    let paced = find(&links, &net, 0, 1);
+    assert_eq!(paced["drops_per_slot"], 350.0, "{paced}");
+    assert_eq!(paced["load_kbps"], 9700.0, "{paced}");
+    assert_eq!(
+        find(&links, &net, 1, 0)["drops_per_slot"],
+        0.0,
+        "only that direction"
     );
     let _ = std::fs::remove_file(db);
 }

@@ -7,8 +7,14 @@
 //! node: a slow or absent route server delays configuration, never forwarding (fail open).
 //! What goes on the wire is built by the pure functions [`announcement`] and
 //! [`lease_for_order`]; this module's thread only moves it over HTTP.
+//!
+//! Link state: the main loop may also hand the agent the cumulative counters of each peer link
+//! about once a second ([`Agent::update_counters`]). A [`LinkMeter`] turns them into 10-second
+//! slots, and each announcement then carries, per announced peer, cjdns LINK_STATE for what we
+//! received from it (kB and packets lost, the last three slots) and the pktmesh LINK_EGRESS
+//! entity for what our egress port toward it sent, dropped and holds (`docs/route-server.md`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +24,8 @@ use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{Lease, Message};
 use pktmesh_lease_engine::{LeaseId, UnixTime};
 use pktmesh_route_server::announce::{
-    EntityRepr, LeaseOffer, LinkCapacity, PeerRepr, CURRENT_VERSION,
+    EntityRepr, LeaseOffer, LinkCapacity, LinkEgress, LinkSample, LinkStateRepr, PeerRepr,
+    CURRENT_VERSION,
 };
 use pktmesh_route_server::{AnnounceSigner, AnnouncementRepr};
 use pktmesh_switch::control::PROTOCOL_VERSION;
@@ -81,6 +88,18 @@ pub fn announcement(
     links: &LinkSnapshot,
     offer: Option<OfferSettings>,
 ) -> Result<Vec<u8>, pktmesh_route_server::announce::EmitError> {
+    announcement_with(signer, snode, now_ms, links, offer, Vec::new())
+}
+
+/// [`announcement`] with `extra` entities at the end (link state from a [`LinkMeter`]).
+pub fn announcement_with(
+    signer: &AnnounceSigner,
+    snode: Address,
+    now_ms: u64,
+    links: &LinkSnapshot,
+    offer: Option<OfferSettings>,
+    extra: Vec<EntityRepr>,
+) -> Result<Vec<u8>, pktmesh_route_server::announce::EmitError> {
     let scheme = EncodingScheme::v358();
     let mut entities = vec![
         EntityRepr::EncodingScheme(scheme),
@@ -119,6 +138,7 @@ pub fn announcement(
             }));
         }
     }
+    entities.extend(extra);
     AnnouncementRepr {
         snode_ip: snode,
         timestamp_ms: now_ms,
@@ -127,6 +147,140 @@ pub fn announcement(
         entities,
     }
     .emit_signed(signer)
+}
+
+/// Cumulative counters of one peer link (what `Node::peer_stats` and `Node::egress_stats`
+/// report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// The peer.
+    pub peer: PublicKey,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Packets from it that never arrived (nonces that left the replay window unseen).
+    pub lost_in: u64,
+    /// Bytes sent to it.
+    pub bytes_out: u64,
+    /// Packets our egress port toward it dropped (0 without a paced port).
+    pub egress_dropped: u64,
+    /// Packets waiting in that port now.
+    pub egress_queued: usize,
+}
+
+/// Length of a link-state slot (cjdns: 10 s).
+const SLOT_MS: u64 = 10_000;
+/// Slots of LINK_STATE each announcement carries.
+const SLOTS_SENT: usize = 3;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    bytes_in: u64,
+    lost_in: u64,
+    bytes_out: u64,
+    dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct PeerMeter {
+    last: Option<LinkCounters>,
+    slots: VecDeque<(u64, Slot)>,
+    queued: usize,
+}
+
+/// Turns counter samples into per-slot link state (pure: time is an argument).
+#[derive(Debug, Default)]
+pub struct LinkMeter {
+    peers: HashMap<PublicKey, PeerMeter>,
+}
+
+impl LinkMeter {
+    /// Adds the counters sampled at `now_ms`: what grew since the last sample goes to the
+    /// current 10-second slot (a counter that went back, after a reconnect, starts afresh).
+    pub fn sample(&mut self, now_ms: u64, counters: &[LinkCounters]) {
+        let slot = now_ms / SLOT_MS;
+        for c in counters {
+            let m = self.peers.entry(c.peer).or_default();
+            let grow = |new: u64, old: u64| new.saturating_sub(old);
+            if let Some(last) = m.last {
+                if m.slots.back().is_none_or(|(s, _)| *s != slot) {
+                    m.slots.push_back((slot, Slot::default()));
+                }
+                if let Some((_, cur)) = m.slots.back_mut() {
+                    cur.bytes_in += grow(c.bytes_in, last.bytes_in);
+                    cur.lost_in += grow(c.lost_in, last.lost_in);
+                    cur.bytes_out += grow(c.bytes_out, last.bytes_out);
+                    cur.dropped += grow(c.egress_dropped, last.egress_dropped);
+                }
+            }
+            while m.slots.len() > SLOTS_SENT + 1 {
+                m.slots.pop_front();
+            }
+            m.last = Some(*c);
+            m.queued = c.egress_queued;
+        }
+        let live: HashSet<PublicKey> = counters.iter().map(|c| c.peer).collect();
+        self.peers.retain(|k, _| live.contains(k));
+    }
+
+    /// LINK_STATE and LINK_EGRESS entities for the peers `peer_num` numbers, at `now_ms`: the
+    /// last [`SLOTS_SENT`] slots up to the current one (empty slots as zero), and the egress of
+    /// the last complete slot (or the current one at start).
+    pub fn entities(
+        &self,
+        now_ms: u64,
+        peer_num: impl Fn(&PublicKey) -> Option<u16>,
+    ) -> Vec<EntityRepr> {
+        let now_slot = now_ms / SLOT_MS;
+        let mut out = Vec::new();
+        let mut peers: Vec<_> = self.peers.iter().collect();
+        peers.sort_by_key(|(k, _)| *k.as_bytes());
+        for (key, m) in peers {
+            let Some(num) = peer_num(key) else { continue };
+            if m.slots.is_empty() {
+                continue;
+            }
+            let at = |slot: u64| {
+                m.slots
+                    .iter()
+                    .find(|(s, _)| *s == slot)
+                    .map(|(_, v)| *v)
+                    .unwrap_or_default()
+            };
+            let first = now_slot.saturating_sub(SLOTS_SENT as u64 - 1);
+            let samples = (first..=now_slot)
+                .map(|s| {
+                    let v = at(s);
+                    LinkSample {
+                        lag: 0,
+                        drops: v.lost_in.min(u64::from(u16::MAX)) as u16,
+                        kb_recv: (v.bytes_in / 1000).min(u64::from(u32::MAX)) as u32,
+                    }
+                })
+                .collect();
+            out.push(EntityRepr::LinkState(LinkStateRepr {
+                node_id: num,
+                start_slot: 0,
+                samples,
+            }));
+            let (slot, egress) = if m.slots.iter().any(|(s, _)| *s + 1 == now_slot) {
+                (now_slot - 1, at(now_slot - 1))
+            } else {
+                (now_slot, at(now_slot))
+            };
+            let seconds = if slot == now_slot {
+                ((now_ms % SLOT_MS) / 1000).max(1)
+            } else {
+                SLOT_MS / 1000
+            };
+            out.push(EntityRepr::LinkEgress(LinkEgress {
+                peer_num: num,
+                queued: m.queued.min(usize::from(u16::MAX)) as u16,
+                sent_kbps: (egress.bytes_out * 8 / 1000 / seconds).min(u64::from(u32::MAX)) as u32,
+                drops: egress.dropped.min(u64::from(u32::MAX)) as u32,
+            }));
+        }
+        out
+    }
 }
 
 /// A buy order as `GET /orders/pending` lists it.
@@ -183,10 +337,17 @@ pub fn lease_for_order(
     })
 }
 
+/// What the main loop hands the agent.
+#[derive(Debug)]
+enum Input {
+    Links(LinkSnapshot),
+    Counters(u64, Vec<LinkCounters>),
+}
+
 /// The agent thread's handle: feed it snapshots, collect lease frames.
 #[derive(Debug)]
 pub struct Agent {
-    snapshots: Sender<LinkSnapshot>,
+    snapshots: Sender<Input>,
     frames: Receiver<Vec<u8>>,
     _thread: JoinHandle<()>,
 }
@@ -208,7 +369,13 @@ impl Agent {
 
     /// Hands the agent the node's current links.
     pub fn update(&self, links: LinkSnapshot) {
-        let _ = self.snapshots.send(links);
+        let _ = self.snapshots.send(Input::Links(links));
+    }
+
+    /// Hands the agent the peer links' cumulative counters (about once a second), for the
+    /// link state it announces.
+    pub fn update_counters(&self, counters: Vec<LinkCounters>) {
+        let _ = self.snapshots.send(Input::Counters(unix_ms(), counters));
     }
 
     /// The next lease frame fetched from the route server, if any.
@@ -290,7 +457,7 @@ impl Client {
 fn run(
     key: &PrivateKey,
     settings: &RouteServerSettings,
-    snapshots: &Receiver<LinkSnapshot>,
+    snapshots: &Receiver<Input>,
     frames: &Sender<Vec<u8>>,
 ) {
     let announce_signer = AnnounceSigner::from_cjdns(key);
@@ -308,12 +475,16 @@ fn run(
         failing: false,
     };
     let mut links = LinkSnapshot::default();
+    let mut meter = LinkMeter::default();
     let mut fulfilled: HashSet<String> = HashSet::new();
     let mut next_round = Instant::now();
     loop {
         match snapshots.recv_timeout(next_round.saturating_duration_since(Instant::now())) {
-            Ok(s) => {
-                links = s;
+            Ok(input) => {
+                match input {
+                    Input::Links(s) => links = s,
+                    Input::Counters(at, c) => meter.sample(at, &c),
+                }
                 if Instant::now() < next_round {
                     continue;
                 }
@@ -323,9 +494,18 @@ fn run(
         }
         next_round = Instant::now() + settings.interval;
 
-        let announced = announcement(&announce_signer, snode, unix_ms(), &links, settings.offer)
-            .map_err(|e| e.to_string())
-            .and_then(|ann| client.post_bytes("/announce", &ann));
+        let now = unix_ms();
+        let state = meter.entities(now, |k| {
+            links
+                .peers
+                .iter()
+                .find(|p| p.key == *k && p.path_to_us.is_some())
+                .map(|p| (p.label & 0xffff) as u16)
+        });
+        let announced =
+            announcement_with(&announce_signer, snode, now, &links, settings.offer, state)
+                .map_err(|e| e.to_string())
+                .and_then(|ann| client.post_bytes("/announce", &ann));
         client.note("announce", announced);
 
         if let Some(offer) = settings.offer {
@@ -495,5 +675,58 @@ mod tests {
         let mut not_ours = order(peer.address(), 100, 60);
         not_ours.node = stranger.to_string();
         assert!(lease_for_order(&me, &my_address, &not_ours, &links(), offer, [5; 16]).is_none());
+    }
+
+    #[test]
+    fn counters_become_link_state_and_egress_entities() {
+        let peer = key(7).public_key();
+        let counters = |bytes_in, lost_in, bytes_out, egress_dropped| LinkCounters {
+            peer,
+            bytes_in,
+            lost_in,
+            bytes_out,
+            egress_dropped,
+            egress_queued: 42,
+        };
+        let t0 = 1_700_000_000_000u64; // a slot boundary
+        let mut meter = LinkMeter::default();
+        // Ten seconds at 1.25 MB/s in, 1 MB/s out, 30 packets dropped at our port, 5 lost
+        // on the way in; then the next slot starts.
+        for s in 0..=10u64 {
+            meter.sample(
+                t0 + s * 1000,
+                &[counters(s * 1_250_000, s / 2, s * 1_000_000, s * 3)],
+            );
+        }
+        let num = |k: &PublicKey| (*k == peer).then_some(0x15);
+        let entities = meter.entities(t0 + 10_500, num);
+        let (ls, eg) = match &entities[..] {
+            [EntityRepr::LinkState(ls), EntityRepr::LinkEgress(eg)] => (ls, eg),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ls.node_id, 0x15);
+        assert_eq!(ls.samples.len(), 3);
+        // The full slot: 9 s of deltas (the first sample only sets the base) = 11,250 kB, 4 lost.
+        assert_eq!(ls.samples[1].kb_recv, 11_250);
+        assert_eq!(ls.samples[1].drops, 4);
+        assert_eq!((eg.peer_num, eg.queued, eg.drops), (0x15, 42, 27));
+        assert_eq!(eg.sent_kbps, 9_000_000 * 8 / 1000 / 10);
+        // Peers without a number are left out; they go once they stop being reported.
+        assert!(meter.entities(t0 + 10_500, |_| None).is_empty());
+        meter.sample(t0 + 11_000, &[]);
+        assert!(meter.entities(t0 + 11_000, num).is_empty());
+        // They fit an announcement that parses back.
+        let me = key(3);
+        let bytes = announcement_with(
+            &AnnounceSigner::from_cjdns(&me),
+            key(9).public_key().address(),
+            t0 + 10_500,
+            &links(),
+            None,
+            entities.clone(),
+        )
+        .expect("emits");
+        let repr = AnnouncementRepr::parse(&Announcement::new_checked(&bytes).expect("parses"));
+        assert!(entities.iter().all(|e| repr.entities.contains(e)));
     }
 }
