@@ -43,6 +43,7 @@
 
 mod book;
 mod frames;
+mod queries;
 mod rules;
 #[cfg(test)]
 mod tests;
