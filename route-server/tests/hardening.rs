@@ -353,3 +353,34 @@ async fn a_silent_peer_stalls_neither_other_peers_nor_expiry() {
     assert!(s["gossip"]["exchanges"].as_u64().unwrap() >= 1, "{s}");
     let _ = std::fs::remove_file(b_db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_peer_is_an_error_not_a_silent_end() {
+    // A peer that answers every request 413, as an over-full body would get.
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = refusing.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = refusing.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let me = Signer::from_cjdns(&common::key(740));
+    let peer = Peer {
+        key: Signer::from_cjdns(&common::key(741)).public(),
+        addr,
+    };
+    let a = app(
+        &temp_db("refusing"),
+        GossipSettings::new(Some(me), vec![peer]),
+    );
+    match gossip_with(&a, &peer).await {
+        Err(GossipError::Status { status: 413, .. }) => {}
+        other => panic!("expected a 413 error, got {other:?}"),
+    }
+}
