@@ -231,6 +231,26 @@ async fn orders_and_leases_match_by_full_identity_and_pages_cover_everything() {
         }
     }
     assert_eq!(seen.len(), 3);
+    let (_, mine) = get(
+        rs,
+        &format!("/orders?buyer={}&limit=2", hex::encode(buyer.public().0)),
+    )
+    .await;
+    assert_eq!(mine["orders"].as_array().unwrap().len(), 2);
+    let next = mine["next"].as_str().unwrap();
+    let (_, rest) = get(
+        rs,
+        &format!(
+            "/orders?buyer={}&after={next}",
+            hex::encode(buyer.public().0)
+        ),
+    )
+    .await;
+    assert_eq!(rest["orders"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next"].is_null());
+    let stranger = hex::encode(Signer::from_cjdns(&common::key(999)).public().0);
+    let (_, none) = get(rs, &format!("/orders?buyer={stranger}")).await;
+    assert!(none["orders"].as_array().unwrap().is_empty());
     let (_, page) = get(rs, "/orders?limit=1").await;
     assert_eq!(page["orders"].as_array().unwrap().len(), 1);
     assert!(page["next"].is_string());

@@ -327,6 +327,8 @@ struct Page {
     id: Option<String>,
     /// `/orders/pending?node=`.
     node: Option<String>,
+    /// `/orders?buyer=`: one buyer's orders.
+    buyer: Option<String>,
 }
 
 impl Page {
@@ -415,7 +417,11 @@ async fn orders(State(s): State<Shared>, Query(q): Query<Page>) -> Response {
         Some(Some(a)) => Some(a),
         Some(None) => return error(StatusCode::BAD_REQUEST, "after must be 64 hex digits"),
     };
-    let (page, next) = book.orders_page(after, q.limit());
+    let (page, next) = match q.buyer.as_deref().map(parse_key) {
+        None => book.orders_page(after, q.limit()),
+        Some(Some(buyer)) => book.orders_of(&buyer, after, q.limit()),
+        Some(None) => return error(StatusCode::BAD_REQUEST, "buyer must be 64 hex digits"),
+    };
     let orders: Vec<Value> = page.iter().map(|(id, o)| order_json(id, o)).collect();
     Json(json!({ "orders": orders, "next": next.map(hex::encode) })).into_response()
 }

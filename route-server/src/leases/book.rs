@@ -115,6 +115,7 @@ pub struct LeaseBook {
     pub(super) configs: BTreeMap<(LeaseId, u64, ItemId), Config>,
     pub(super) orders: BTreeMap<ItemId, OrderState>,
     pub(super) orders_by_link: BTreeSet<(Address, Address, ItemId)>,
+    pub(super) orders_by_buyer: BTreeSet<(SigningKey, ItemId)>,
     pub(super) pending_by_buyer: HashMap<SigningKey, usize>,
     pub(super) pending_by_link: HashMap<(Address, Address), usize>,
     pub(super) networks: BTreeMap<(SigningKey, u64), NetEntry>,
@@ -141,6 +142,7 @@ impl Default for LeaseBook {
             configs: BTreeMap::new(),
             orders: BTreeMap::new(),
             orders_by_link: BTreeSet::new(),
+            orders_by_buyer: BTreeSet::new(),
             pending_by_buyer: HashMap::new(),
             pending_by_link: HashMap::new(),
             networks: BTreeMap::new(),
@@ -350,6 +352,7 @@ impl LeaseBook {
             },
         );
         self.orders_by_link.insert((o.node, o.peer, id));
+        self.orders_by_buyer.insert((o.buyer, id));
         self.set_pending(&id, true);
         self.expiry.insert((o.end, id));
         self.apply_pairing(&pairing);
@@ -626,6 +629,7 @@ impl LeaseBook {
                     self.orders.remove(id);
                     self.orders_by_link
                         .remove(&(o.order.node, o.order.peer, *id));
+                    self.orders_by_buyer.remove(&(o.order.buyer, *id));
                     if let Some(lk) = o.matched {
                         if let Some(l) = self.leases.get_mut(&lk) {
                             l.order = None;

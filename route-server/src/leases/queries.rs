@@ -170,6 +170,27 @@ impl LeaseBook {
         (page, next)
     }
 
+    /// `buyer`'s orders after `after`, by id, at most `limit`; and the cursor of the next page.
+    pub fn orders_of(
+        &self,
+        buyer: &SigningKey,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> (Vec<(&ItemId, &OrderState)>, Option<ItemId>) {
+        let lo = after.unwrap_or([0; 32]);
+        let mut it = self
+            .orders_by_buyer
+            .range((*buyer, lo)..=(*buyer, [0xff; 32]))
+            .filter(|(_, id)| after.is_none_or(|a| *id > a))
+            .filter_map(|(_, id)| self.orders.get_key_value(id));
+        let page: Vec<_> = it.by_ref().take(limit).collect();
+        let next = page
+            .last()
+            .map(|(id, _)| **id)
+            .filter(|_| it.next().is_some());
+        (page, next)
+    }
+
     /// Orders for links of `node` that no lease fulfils and that are not over at `now`,
     /// after `after`, at most `limit`.
     pub fn pending_orders(
