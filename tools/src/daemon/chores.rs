@@ -263,10 +263,33 @@ pub(super) fn second_tick<P: Pathfinder>(
     };
     let me = first.leases().snapshot();
     let my_key = *first.public_key();
-    let peers = shards
+    let stats: Vec<_> = shards
         .iter()
         .flat_map(|node| node.peer_stats(now))
-        .filter(|p| p.state == "ESTABLISHED" && p.version != 0)
+        .filter(|p| p.state == "ESTABLISHED")
+        .collect();
+    // What the links carried and lost, for the link state the agent announces.
+    agent.update_counters(
+        stats
+            .iter()
+            .map(|p| {
+                let (dropped, queued) = egress_seen
+                    .get(&p.key)
+                    .map_or((0, 0), |s| (s.dropped, s.queued));
+                agent::LinkCounters {
+                    peer: p.key,
+                    bytes_in: p.bytes_in,
+                    lost_in: p.receive.lost_packets,
+                    bytes_out: p.bytes_out,
+                    egress_dropped: dropped,
+                    egress_queued: queued,
+                }
+            })
+            .collect(),
+    );
+    let peers = stats
+        .iter()
+        .filter(|p| p.version != 0)
         .map(|p| agent::PeerLink {
             key: p.key,
             label: p.label.bits(),
