@@ -731,12 +731,7 @@ impl Graph {
         if let Some(d) = self.buckets[usize::from(bucket)] {
             return d;
         }
-        let mut h = Sha512::new();
-        for id in self.bucket_ids(bucket) {
-            h.update(id);
-        }
-        let mut d = [0u8; 16];
-        d.copy_from_slice(&h.finalize()[..16]);
+        let d = crate::gossip::digest_ids(self.bucket_ids(bucket));
         self.buckets[usize::from(bucket)] = Some(d);
         d
     }

@@ -199,6 +199,19 @@ fn digests(graph: &mut Graph, book: &mut LeaseBook) -> Digests {
     }
 }
 
+/// The 16-byte digest of one bucket's ids, as both the graph and the lease book gossip it:
+/// the first 16 bytes of SHA-512 over the ids in order.
+pub(crate) fn digest_ids<'a>(ids: impl Iterator<Item = &'a [u8; 32]>) -> [u8; 16] {
+    use sha2::Digest;
+    let mut h = sha2::Sha512::new();
+    for id in ids {
+        h.update(id);
+    }
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&h.finalize()[..16]);
+    d
+}
+
 /// The first message of an exchange: the bucket digests of both sets.
 pub fn summary(graph: &mut Graph, book: &mut LeaseBook) -> GossipMessage {
     GossipMessage {

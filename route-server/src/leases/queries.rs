@@ -65,12 +65,7 @@ impl LeaseBook {
         if let Some(d) = self.buckets[usize::from(bucket)] {
             return d;
         }
-        let mut h = Sha512::new();
-        for id in self.bucket_ids(bucket) {
-            h.update(id);
-        }
-        let mut d = [0u8; 16];
-        d.copy_from_slice(&h.finalize()[..16]);
+        let d = crate::gossip::digest_ids(self.bucket_ids(bucket));
         self.buckets[usize::from(bucket)] = Some(d);
         d
     }
@@ -161,13 +156,7 @@ impl LeaseBook {
     ) -> (Vec<(&ItemId, &OrderState)>, Option<ItemId>) {
         use std::ops::Bound::{Excluded, Unbounded};
         let lo = after.map_or(Unbounded, Excluded);
-        let mut it = self.orders.range((lo, Unbounded));
-        let page: Vec<_> = it.by_ref().take(limit).collect();
-        let next = page
-            .last()
-            .map(|(id, _)| **id)
-            .filter(|_| it.next().is_some());
-        (page, next)
+        page(self.orders.range((lo, Unbounded)), limit)
     }
 
     /// `buyer`'s orders after `after`, by id, at most `limit`; and the cursor of the next page.
@@ -178,17 +167,12 @@ impl LeaseBook {
         limit: usize,
     ) -> (Vec<(&ItemId, &OrderState)>, Option<ItemId>) {
         let lo = after.unwrap_or([0; 32]);
-        let mut it = self
+        let it = self
             .orders_by_buyer
             .range((*buyer, lo)..=(*buyer, [0xff; 32]))
             .filter(|(_, id)| after.is_none_or(|a| *id > a))
             .filter_map(|(_, id)| self.orders.get_key_value(id));
-        let page: Vec<_> = it.by_ref().take(limit).collect();
-        let next = page
-            .last()
-            .map(|(id, _)| **id)
-            .filter(|_| it.next().is_some());
-        (page, next)
+        page(it, limit)
     }
 
     /// Orders for links of `node` that no lease fulfils and that are not over at `now`,
@@ -331,4 +315,18 @@ impl LeaseBook {
             .range((link.0, link.1, [0; 32])..=(link.0, link.1, [0xff; 32]))
             .filter_map(|(_, _, id)| self.orders.get_key_value(id))
     }
+}
+
+/// The first `limit` entries of `it`, and the cursor of the next page (the last id taken) when
+/// more follow.
+fn page<'a, T>(
+    mut it: impl Iterator<Item = (&'a ItemId, &'a T)>,
+    limit: usize,
+) -> (Vec<(&'a ItemId, &'a T)>, Option<ItemId>) {
+    let page: Vec<_> = it.by_ref().take(limit).collect();
+    let next = page
+        .last()
+        .map(|(id, _)| **id)
+        .filter(|_| it.next().is_some());
+    (page, next)
 }
