@@ -10,7 +10,7 @@
 //! - [`core`]: the node itself: the link, switch, session and upper stages wired together;
 //!   [`pathfinding`]: what it needs from a pathfinder.
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
-//!   table (SessionManager).
+//!   table (SessionManager); [`routes`]: the route server's paths for leased traffic.
 //! - [`beacon`], [`eth`]: LAN beacons, and the framing and peer naming of Ethernet links.
 //! - [`shard`]: one node split over several workers (who owns which peer and session).
 //! - [`ipv6`]: IPv6 packets to and from cjdns content types; [`packet`]: the reusable buffer.
@@ -33,5 +33,6 @@ pub mod offload;
 pub mod packet;
 pub mod pathfinding;
 pub mod peers;
+pub mod routes;
 pub mod sessions;
 pub mod shard;

@@ -10,6 +10,7 @@ use common::{icmp_echo, key, EchoPathfinder, Net};
 use pktmesh_node::core::{Node, NodeEvent};
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
+use pktmesh_switch::Label;
 
 fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
     let now = Instant::now();
@@ -399,4 +400,47 @@ fn receive_counters_count_known_traffic_and_drops() {
     net.now += Duration::from_millis(1500);
     assert_eq!(deliver(&mut net, &held[99]), Output::None);
     assert_eq!(drops(&mut net), [(false, 2)]);
+}
+
+#[test]
+fn a_leased_route_overrides_the_pathfinders_path_until_withdrawn() {
+    let mut net = established();
+    let a = *net.nodes[0].1.address();
+    let b = *net.nodes[1].1.address();
+    net.send_tun(0, &icmp_echo(&a, &b, 1));
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 1, "the session is up");
+    // Our traffic rides a lease: the node lists B as a destination to ask the route server
+    // about, once.
+    net.nodes[0].1.leased_routes().set_enabled(true);
+    net.send_tun(0, &icmp_echo(&a, &b, 2));
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 2);
+    let now = net.now;
+    assert_eq!(net.nodes[0].1.leased_routes().wanted(now), vec![b]);
+    assert!(net.nodes[0].1.leased_routes().wanted(now).is_empty());
+    // The route server's label goes elsewhere (an interface A does not have): B's packets take
+    // it, so B hears nothing.
+    let peer_label = net.nodes[0].1.peer_stats(now)[0].label;
+    let elsewhere = Label::new(0x1c).unwrap();
+    assert_ne!(elsewhere, peer_label);
+    assert!(net.nodes[0].1.leased_routes().set(now, b, elsewhere));
+    for seq in 3..6 {
+        net.send_tun(0, &icmp_echo(&a, &b, seq));
+    }
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 2, "sent on the route server's label");
+    assert_eq!(net.nodes[0].1.leased_routes().packets_routed(), 3);
+    // The route server's own label for the direct link works like the pathfinder's.
+    net.nodes[0].1.leased_routes().set(now, b, peer_label);
+    net.send_tun(0, &icmp_echo(&a, &b, 6));
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 3);
+    // No path any more: the pathfinder's path again.
+    net.nodes[0].1.leased_routes().set(now, b, elsewhere);
+    net.nodes[0].1.leased_routes().unroutable(&b);
+    net.send_tun(0, &icmp_echo(&a, &b, 7));
+    net.run(1000);
+    assert_eq!(net.tun[1].len(), 4);
+    assert_eq!(net.nodes[0].1.leased_routes().packets_routed(), 4);
 }

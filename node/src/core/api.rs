@@ -19,6 +19,7 @@ use crate::beacon::{self, Beacon, BeaconError};
 use crate::egress::{LinkCapacities, PortStats};
 use crate::packet::PacketBuf;
 use crate::peers::PeerCredentials;
+use crate::routes::LeasedRoutes;
 use crate::shard::ShardSpec;
 
 impl<P: Pathfinder> Node<P> {
@@ -221,6 +222,13 @@ impl<P: Pathfinder> Node<P> {
     /// The lease engine (leases known, meters).
     pub fn leases(&self) -> &LeaseEngine {
         self.switch.leases()
+    }
+
+    /// The route server's paths for our leased traffic ([`crate::routes`]): the driver turns
+    /// the policy on while our own traffic rides a lease, asks the route server for
+    /// [`LeasedRoutes::wanted`] and hands the answers to [`LeasedRoutes::set`].
+    pub fn leased_routes(&mut self) -> &mut LeasedRoutes {
+        &mut self.routes
     }
 
     /// Makes this node the cjdns face of a route server, or stops it being one.

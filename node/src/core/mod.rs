@@ -46,6 +46,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::beacon::{self};
 use crate::ipv6::{self, write_data_header, CONTENT_TYPE_CJDHT};
 use crate::packet::PacketBuf;
+use crate::routes::LeasedRoutes;
 use crate::shard::{Directory, DirectoryView, ShardSpec};
 
 use link::{LinkIn, LinkStage};
@@ -71,6 +72,8 @@ pub struct Node<P> {
     sessions: SessionStage,
     upper: Upper,
     pathfinder: P,
+    /// The route server's paths for our leased traffic (override the pathfinder's).
+    routes: LeasedRoutes,
     rng: rand_chacha::ChaCha20Rng,
     transmits: VecDeque<Transmit>,
     events: EventLog,
@@ -159,6 +162,7 @@ impl<P: Pathfinder> Node<P> {
             sessions,
             upper: Upper::default(),
             pathfinder,
+            routes: LeasedRoutes::default(),
             rng,
             transmits: VecDeque::new(),
             events: EventLog::default(),
@@ -427,8 +431,11 @@ impl<P: Pathfinder> Node<P> {
             link.node_for(&destination)
                 .or_else(|| pathfinder.node_for(&destination))
         };
+        if user {
+            self.routes.note_use(now, destination);
+        }
         match self.sessions.prepare(now, destination, known, buf, user) {
-            Prepared::Seal(index) => self.seal_and_send(now, index, buf),
+            Prepared::Seal(index) => self.seal_and_send(now, index, destination, buf),
             Prepared::Waiting { search, ping } => {
                 if let Some(node) = ping {
                     self.pathfinder.ping(now, node);
@@ -441,10 +448,23 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
-    /// Seals `[DataHeader][payload]` in session `index` and hands it to the switch.
-    fn seal_and_send(&mut self, now: Instant, index: usize, buf: &mut PacketBuf) -> Output {
+    /// Seals `[DataHeader][payload]` in session `index` (with `destination`) and hands it to
+    /// the switch, on the route server's label when our leased traffic has one for it.
+    fn seal_and_send(
+        &mut self,
+        now: Instant,
+        index: usize,
+        destination: Address,
+        buf: &mut PacketBuf,
+    ) -> Output {
         if !self.sessions.seal(now, &mut self.rng, index, buf) {
             return Output::None;
+        }
+        if let Some(label) = self.routes.label_for(now, &destination) {
+            // The switch header is in front and starts with the label.
+            if let Some(l) = buf.data_mut().get_mut(..8) {
+                l.copy_from_slice(&label.bits().to_be_bytes());
+            }
         }
         self.switch_in(now, ROUTER_SLOT, buf)
     }
@@ -478,7 +498,7 @@ impl<P: Pathfinder> Node<P> {
             area[4..4 + n].copy_from_slice(&message[..n]);
         }
         pb.set_read_len(4 + n);
-        let out = self.seal_and_send(now, index, &mut pb);
+        let out = self.seal_and_send(now, index, node.key.address(), &mut pb);
         self.queue(out, &pb);
     }
 
@@ -515,6 +535,7 @@ impl<P: Pathfinder> Node<P> {
             self.switch.expire_pings(now);
         }
         self.sessions.expire(now);
+        self.routes.expire(now);
         self.pathfinder.handle_timeout(now);
         self.drain_pathfinder(now);
     }
