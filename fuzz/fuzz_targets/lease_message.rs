@@ -2,6 +2,9 @@
 //! engine never panics, rejects with no state change, and — because the target re-signs what
 //! parses with the keys the engine expects — the semantic checks (time spans, owners, sequence
 //! numbers, pair conflicts, transfers, releases) are fuzzed too, followed by a few packets.
+//! Leases are re-signed by the node, by either of its two peers (which may reuse each other's
+//! ids: ambiguous targets) or by a stranger (never a peer: refused), and no peer may hold more
+//! than its share of the table.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -12,11 +15,16 @@ use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
 use pktmesh_lease_engine::{EngineConfig, LeaseEngine, LeaseId, Nanos, UnixTime};
 
+/// Most leases one peer may hold in the fixture's engine.
+const PER_ISSUER: usize = 4;
+
 const NOW: u64 = 1_800_000_000;
 
 struct Fixture {
     node: Signer,
     up: Signer,
+    down: Signer,
+    stranger: Signer,
     owner: Signer,
     engine: LeaseEngine,
 }
@@ -37,6 +45,7 @@ fn fixture() -> &'static Fixture {
         let config = EngineConfig {
             max_interfaces: 8,
             max_leases: 16,
+            max_leases_per_issuer: PER_ISSUER,
         };
         let mut engine = LeaseEngine::new(node.public(), config);
         engine.peer_up(up_k.public_key(), 1);
@@ -95,6 +104,8 @@ fn fixture() -> &'static Fixture {
         Fixture {
             node,
             up,
+            down: Signer::from_cjdns(&q_k),
+            stranger: Signer::from_cjdns(&key(5)),
             owner,
             engine,
         }
@@ -122,7 +133,12 @@ fuzz_target!(|data: &[u8]| {
         let flip = data.get(1).copied().unwrap_or(0) & 1 == 1;
         let signed = match msg {
             Message::Lease(mut l) => {
-                let s = if flip { &f.up } else { &f.node };
+                let s = match data.get(1).copied().unwrap_or(0) % 4 {
+                    0 => &f.node,
+                    1 => &f.up,
+                    2 => &f.down,
+                    _ => &f.stranger,
+                };
                 l.node = s.public();
                 Message::Lease(l).emit_signed(s)
             }
@@ -142,6 +158,17 @@ fuzz_target!(|data: &[u8]| {
         if engine.handle_message(now, &signed).is_err() {
             assert_eq!(engine.snapshot(), &before);
         }
+        let issued_by = |s: &Signer| {
+            let issuer = s.public();
+            let snap = engine.snapshot();
+            snap.leases.keys().filter(|k| k.issuer == issuer).count()
+        };
+        assert_eq!(
+            issued_by(&f.stranger),
+            0,
+            "a lease from a non-peer was kept"
+        );
+        assert!(issued_by(&f.up) <= PER_ISSUER && issued_by(&f.down) <= PER_ISSUER);
     }
     for (i, w) in data.windows(3).take(16).enumerate() {
         let p = engine.classify(

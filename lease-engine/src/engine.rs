@@ -6,9 +6,15 @@
 //! applies it completely and returns an [`Event`], or returns an [`EngineError`] and changes
 //! nothing. Checks, in order: the frame parses; the signature verifies for the key that must have
 //! signed (the issuing node for leases, the claimed signer for configuration); the message
-//! concerns this node; the time span covers `now`; the signer owns the target; the sequence
-//! number is fresh; the result is consistent (no two virtual networks on the same pair of
-//! interfaces).
+//! concerns this node; the time span covers `now`; a lease into this node comes from a current
+//! peer that has room left; the signer owns the target, and exactly one lease of that id; the
+//! sequence number is fresh; the result is consistent (no two virtual networks on the same pair
+//! of interfaces). The rules for applying messages are in the `control` submodule.
+//!
+//! Leases and virtual switches are kept by [`LeaseKey`], (issuer, id): ids are the issuer's to
+//! choose, so a lease another node signs with the same id is a different lease and cannot
+//! displace or block the first. Configuration names only an id; it applies to the one lease of
+//! that id its signer owns (`docs/leases.md` §3).
 //!
 //! Time: [`LeaseEngine::poll_timeout`] gives the next instant a lease starts or ends;
 //! the driver calls [`LeaseEngine::handle_timeout`] then.
@@ -23,6 +29,10 @@
 //! (O(1), no hashing), runs the out-lease's [`LeaseMeter`], and maps the result to a priority.
 //! Everything else is free tier: fail open.
 
+mod control;
+
+use core::fmt;
+use core::ops::RangeInclusive;
 use std::collections::{BTreeMap, HashMap};
 
 use pktmesh_crypto_auth::PublicKey;
@@ -31,7 +41,7 @@ use thiserror::Error;
 use crate::meter::{LeaseMeter, MeterStats, Verdict};
 use crate::priority::{network_tag, tagged, HeaderClass, Priority, FREE_TAG};
 use crate::sign::SigningKey;
-use crate::wire::{Command, Config, Frame, Lease, MessageView, VirtualSwitchLease, WireError};
+use crate::wire::{Frame, Lease, MessageView, VirtualSwitchLease, WireError};
 use crate::{LeaseId, Nanos, UnixTime};
 
 /// Most interfaces the pair table covers (1024: a 4 MiB table).
@@ -46,6 +56,10 @@ pub struct EngineConfig {
     pub max_interfaces: u16,
     /// Most leases of both kinds the node keeps. Default 4096.
     pub max_leases: usize,
+    /// Most bandwidth leases into this node that one issuer (a peer) may have here, so that one
+    /// peer cannot fill the table for the others. Leases this node issued do not count. Default
+    /// 512 (a peer then fills at most an eighth of the default table).
+    pub max_leases_per_issuer: usize,
 }
 
 impl Default for EngineConfig {
@@ -53,7 +67,36 @@ impl Default for EngineConfig {
         Self {
             max_interfaces: 256,
             max_leases: 4096,
+            max_leases_per_issuer: 512,
         }
+    }
+}
+
+/// A lease's identity at a node: the key that issued (signed) it and the id the issuer chose.
+/// The same id from two issuers names two different leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey {
+    /// The issuing node's signing key (the message's `node`).
+    pub issuer: SigningKey,
+    /// The id the issuer gave the lease.
+    pub id: LeaseId,
+}
+
+impl LeaseKey {
+    /// The lease `id` issued by `issuer`.
+    pub const fn new(issuer: SigningKey, id: LeaseId) -> Self {
+        Self { issuer, id }
+    }
+
+    /// Every key of `issuer`, as a range of the engine's maps (they sort by issuer first).
+    fn of_issuer(issuer: SigningKey) -> RangeInclusive<Self> {
+        Self::new(issuer, LeaseId([0; 16]))..=Self::new(issuer, LeaseId([0xff; 16]))
+    }
+}
+
+impl fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} issued by {:?}", self.id, self.issuer)
     }
 }
 
@@ -96,12 +139,12 @@ pub enum EngineError {
     /// Configuration of a lease this node does not know.
     #[error("unknown lease {0}")]
     UnknownLease(LeaseId),
-    /// A validly signed command from someone other than the lease's owner.
+    /// A validly signed command from someone who owns no lease with the target id.
     #[error("lease {lease} is owned by {owner:?}, not {signer:?}")]
     WrongOwner {
         /// The lease.
         lease: LeaseId,
-        /// Its owner.
+        /// Its owner (of one of them, if several issuers use the id).
         owner: SigningKey,
         /// Who signed.
         signer: SigningKey,
@@ -116,12 +159,39 @@ pub enum EngineError {
         /// Last one accepted.
         last: u64,
     },
-    /// A different lease with the same id is known.
-    #[error("a different lease with id {0} is already known")]
+    /// A different lease with the same issuer and id is known.
+    #[error("a different lease with id {0} from the same issuer is already known")]
     IdConflict(LeaseId),
+    /// A lease into this node from a node that is not currently its peer.
+    #[error("lease {lease} is issued by {issuer:?}, which is not a peer of this node")]
+    NotAPeer {
+        /// The lease.
+        lease: LeaseId,
+        /// Its issuer.
+        issuer: SigningKey,
+    },
+    /// The issuer has [`EngineConfig::max_leases_per_issuer`] leases into this node already.
+    #[error("{issuer:?} has {max} leases into this node already")]
+    IssuerFull {
+        /// The issuer.
+        issuer: SigningKey,
+        /// The limit.
+        max: usize,
+    },
     /// The node keeps [`EngineConfig::max_leases`] leases already.
     #[error("lease table full")]
     TableFull,
+    /// Configuration whose target id names several leases its signer owns (issued by different
+    /// nodes): the engine does not guess which one is meant.
+    #[error("{count} leases with id {lease} are owned by {signer:?}: ambiguous target")]
+    Ambiguous {
+        /// The target id.
+        lease: LeaseId,
+        /// Who signed.
+        signer: SigningKey,
+        /// How many leases it names.
+        count: usize,
+    },
     /// The command does not apply to this kind of lease.
     #[error("command not applicable to lease {0}")]
     NotApplicable(LeaseId),
@@ -131,30 +201,30 @@ pub enum EngineError {
     PairInUse(LeaseId),
 }
 
-/// What an accepted message did.
+/// What an accepted message did, to the lease it names by (issuer, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A new bandwidth lease is known.
-    LeaseAdded(LeaseId),
+    LeaseAdded(LeaseKey),
     /// A new virtual-switch lease is known.
-    VirtualSwitchAdded(LeaseId),
+    VirtualSwitchAdded(LeaseKey),
     /// The same lease was known already; nothing changed.
-    AlreadyKnown(LeaseId),
+    AlreadyKnown(LeaseKey),
     /// The lease now belongs to `network` (0: none).
     Attached {
         /// The lease.
-        lease: LeaseId,
+        lease: LeaseKey,
         /// The network.
         network: u64,
     },
     /// The lease's class mapping changed.
-    ClassesSet(LeaseId),
+    ClassesSet(LeaseKey),
     /// The lease was released and forgotten.
-    Released(LeaseId),
+    Released(LeaseKey),
     /// The lease changed hands.
     Transferred {
         /// The lease.
-        lease: LeaseId,
+        lease: LeaseKey,
         /// Its new owner.
         new_owner: SigningKey,
     },
@@ -189,15 +259,22 @@ pub struct VirtualSwitchRecord {
 /// Everything the control plane holds, for comparisons ("nothing changed") and inspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Bandwidth leases by id.
-    pub leases: BTreeMap<LeaseId, LeaseRecord>,
-    /// Virtual-switch leases by id.
-    pub vswitches: BTreeMap<LeaseId, VirtualSwitchRecord>,
+    /// Bandwidth leases by (issuer, id).
+    pub leases: BTreeMap<LeaseKey, LeaseRecord>,
+    /// Virtual-switch leases by (issuer, id); their issuer is always this node.
+    pub vswitches: BTreeMap<LeaseKey, VirtualSwitchRecord>,
+}
+
+impl Snapshot {
+    /// The bandwidth leases with id `id`, whoever issued them (usually one).
+    pub fn leases_with_id(&self, id: LeaseId) -> impl Iterator<Item = (&LeaseKey, &LeaseRecord)> {
+        self.leases.iter().filter(move |(k, _)| k.id == id)
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Active {
-    id: LeaseId,
+    key: LeaseKey,
     meter: LeaseMeter,
     default_class: u8,
     max_class: u8,
@@ -205,20 +282,20 @@ struct Active {
     tag: u16,
 }
 
-/// The slot (1-based index into `active`) of the lease in `record`, made now: the meter of the
-/// previous rebuild is kept (`old`), the classes and `tag` are the record's current ones.
+/// The slot (1-based index into `active`) of the lease `key`, `record`, made now: the meter of
+/// the previous rebuild is kept (`old`), the classes and `tag` are the record's current ones.
 fn activate(
     active: &mut Vec<Active>,
-    old: &mut HashMap<LeaseId, Active>,
+    old: &mut HashMap<LeaseKey, Active>,
+    key: LeaseKey,
     record: &LeaseRecord,
     tag: u16,
 ) -> u32 {
-    let id = record.lease.id;
     let meter = old
-        .remove(&id)
+        .remove(&key)
         .map_or_else(|| LeaseMeter::new(record.lease.kbps), |a| a.meter);
     active.push(Active {
-        id,
+        key,
         meter,
         default_class: record.default_class,
         max_class: record.max_class,
@@ -310,10 +387,10 @@ impl LeaseEngine {
     }
 
     /// Meter counters of an out-lease currently enforced here.
-    pub fn meter_stats(&self, lease: LeaseId) -> Option<MeterStats> {
+    pub fn meter_stats(&self, lease: LeaseKey) -> Option<MeterStats> {
         self.active
             .iter()
-            .find(|a| a.id == lease)
+            .find(|a| a.key == lease)
             .map(|a| a.meter.stats())
     }
 
@@ -326,7 +403,8 @@ impl LeaseEngine {
         self.rebuild();
     }
 
-    /// The peer with cjdns key `peer` is reachable through interface `interface`.
+    /// The peer with cjdns key `peer` is reachable through interface `interface`. Leases into
+    /// this node are accepted only from current peers.
     pub fn peer_up(&mut self, peer: PublicKey, interface: u16) {
         self.peers.insert(peer, interface);
         self.rebuild();
@@ -342,7 +420,8 @@ impl LeaseEngine {
         }
     }
 
-    /// The peer is gone.
+    /// The peer is gone. The leases it issued into this node stay known (and take effect again
+    /// when it comes back), but no new ones are accepted from it meanwhile.
     pub fn peer_down(&mut self, peer: &PublicKey) {
         self.peers.remove(peer);
         self.rebuild();
@@ -385,177 +464,6 @@ impl LeaseEngine {
         result
     }
 
-    fn check_room(&self) -> Result<(), EngineError> {
-        if self.state.leases.len() + self.state.vswitches.len() >= self.config.max_leases {
-            return Err(EngineError::TableFull);
-        }
-        Ok(())
-    }
-
-    fn add_lease(&mut self, now: UnixTime, lease: Lease) -> Result<Event, EngineError> {
-        let ours = lease.node == self.me;
-        let into_us = Some(PublicKey::from_bytes(lease.peer)) == self.me_cjdns;
-        if !ours && !into_us {
-            return Err(EngineError::NotForThisNode(lease.id));
-        }
-        if now >= lease.end {
-            return Err(EngineError::Expired {
-                lease: lease.id,
-                end: lease.end.0,
-                now: now.0,
-            });
-        }
-        if let Some(known) = self.state.leases.get(&lease.id) {
-            // The same lease, possibly re-sent after a transfer: keep what we have.
-            let same = Lease {
-                owner: known.lease.owner,
-                ..lease
-            };
-            return if same == known.lease {
-                Ok(Event::AlreadyKnown(lease.id))
-            } else {
-                Err(EngineError::IdConflict(lease.id))
-            };
-        }
-        if self.state.vswitches.contains_key(&lease.id) {
-            return Err(EngineError::IdConflict(lease.id));
-        }
-        self.check_room()?;
-        self.state.leases.insert(
-            lease.id,
-            LeaseRecord {
-                lease,
-                network: 0,
-                default_class: 0,
-                max_class: 15,
-                last_seq: None,
-            },
-        );
-        Ok(Event::LeaseAdded(lease.id))
-    }
-
-    fn add_vswitch(&mut self, now: UnixTime, vs: VirtualSwitchLease) -> Result<Event, EngineError> {
-        if vs.node != self.me {
-            return Err(EngineError::NotForThisNode(vs.id));
-        }
-        if now >= vs.end {
-            return Err(EngineError::Expired {
-                lease: vs.id,
-                end: vs.end.0,
-                now: now.0,
-            });
-        }
-        if let Some(known) = self.state.vswitches.get(&vs.id) {
-            let same = VirtualSwitchLease {
-                owner: known.lease.owner,
-                ..vs.clone()
-            };
-            return if same == known.lease {
-                Ok(Event::AlreadyKnown(vs.id))
-            } else {
-                Err(EngineError::IdConflict(vs.id))
-            };
-        }
-        if self.state.leases.contains_key(&vs.id) {
-            return Err(EngineError::IdConflict(vs.id));
-        }
-        self.check_room()?;
-        let id = vs.id;
-        self.state.vswitches.insert(
-            id,
-            VirtualSwitchRecord {
-                lease: vs,
-                network: 0,
-                last_seq: None,
-            },
-        );
-        Ok(Event::VirtualSwitchAdded(id))
-    }
-
-    fn configure(&mut self, now: UnixTime, c: Config) -> Result<Event, EngineError> {
-        let id = c.target;
-        let (owner, start, end, last_seq) = if let Some(r) = self.state.leases.get(&id) {
-            (r.lease.owner, r.lease.start, r.lease.end, r.last_seq)
-        } else if let Some(r) = self.state.vswitches.get(&id) {
-            (r.lease.owner, r.lease.start, r.lease.end, r.last_seq)
-        } else {
-            return Err(EngineError::UnknownLease(id));
-        };
-        if c.signer != owner {
-            return Err(EngineError::WrongOwner {
-                lease: id,
-                owner,
-                signer: c.signer,
-            });
-        }
-        if now >= end {
-            return Err(EngineError::Expired {
-                lease: id,
-                end: end.0,
-                now: now.0,
-            });
-        }
-        if now < start {
-            return Err(EngineError::NotStarted {
-                lease: id,
-                start: start.0,
-                now: now.0,
-            });
-        }
-        if let Some(last) = last_seq {
-            if c.seq <= last {
-                return Err(EngineError::Replayed {
-                    lease: id,
-                    seq: c.seq,
-                    last,
-                });
-            }
-        }
-        let event = match c.command {
-            Command::Attach { network } => {
-                if let Some(r) = self.state.leases.get_mut(&id) {
-                    r.network = network;
-                } else if let Some(r) = self.state.vswitches.get_mut(&id) {
-                    r.network = network;
-                }
-                Event::Attached { lease: id, network }
-            }
-            Command::SetClasses {
-                default_class,
-                max_class,
-            } => {
-                let Some(r) = self.state.leases.get_mut(&id) else {
-                    return Err(EngineError::NotApplicable(id));
-                };
-                r.default_class = default_class;
-                r.max_class = max_class;
-                Event::ClassesSet(id)
-            }
-            Command::Release => {
-                self.state.leases.remove(&id);
-                self.state.vswitches.remove(&id);
-                return Ok(Event::Released(id));
-            }
-            Command::Transfer { new_owner } => {
-                if let Some(r) = self.state.leases.get_mut(&id) {
-                    r.lease.owner = new_owner;
-                } else if let Some(r) = self.state.vswitches.get_mut(&id) {
-                    r.lease.owner = new_owner;
-                }
-                Event::Transferred {
-                    lease: id,
-                    new_owner,
-                }
-            }
-        };
-        if let Some(r) = self.state.leases.get_mut(&id) {
-            r.last_seq = Some(c.seq);
-        } else if let Some(r) = self.state.vswitches.get_mut(&id) {
-            r.last_seq = Some(c.seq);
-        }
-        Ok(event)
-    }
-
     /// Drops leases whose span is over.
     fn expire(&mut self) {
         let now = self.clock;
@@ -594,49 +502,74 @@ impl LeaseEngine {
 
     /// Recomputes the pair table and the set of enforced out-leases from the control state,
     /// keeping the meters of leases that stay enforced.
+    ///
+    /// A virtual switch names its leases by id alone. Its out-leases are this node's, so an id
+    /// names one of them. Its in-leases are other nodes': an id names the leases into this node
+    /// of that id owned by the switch's owner, and an id that names more than one of them names
+    /// none, whether or not the others are attached or running (another issuer reusing the id
+    /// can deny the owner that link, not take its place: a copy it made the owner's and
+    /// attached itself would otherwise be the only usable one). The one it names must be
+    /// attached to the switch's network and running now.
     fn rebuild(&mut self) {
         let n = usize::from(self.config.max_interfaces);
         let now = self.clock;
-        let mut old: HashMap<LeaseId, Active> = self.active.drain(..).map(|a| (a.id, a)).collect();
+        let mut old: HashMap<LeaseKey, Active> =
+            self.active.drain(..).map(|a| (a.key, a)).collect();
         self.pairs.iter_mut().for_each(|p| *p = 0);
         self.tags.iter_mut().for_each(Vec::clear);
         self.conflicts = 0;
-        let mut index: HashMap<LeaseId, u32> = HashMap::new();
+        let mut index: HashMap<LeaseKey, u32> = HashMap::new();
+        // Leases into this node, by id (any issuer).
+        let mut into_us: HashMap<LeaseId, Vec<&LeaseRecord>> = HashMap::new();
+        for (key, r) in &self.state.leases {
+            if Some(PublicKey::from_bytes(r.lease.peer)) == self.me_cjdns {
+                into_us.entry(key.id).or_default().push(r);
+            }
+        }
         for vs in self.state.vswitches.values() {
             let v = &vs.lease;
             if vs.network == 0 || !is_active(v.start, v.end, now) {
                 continue;
             }
-            let usable = |id: &LeaseId| {
-                self.state.leases.get(id).filter(|r| {
-                    r.network == vs.network
-                        && r.lease.owner == v.owner
-                        && is_active(r.lease.start, r.lease.end, now)
-                })
+            let usable = |r: &LeaseRecord| {
+                r.network == vs.network
+                    && r.lease.owner == v.owner
+                    && is_active(r.lease.start, r.lease.end, now)
             };
-            for out in v.outs.iter().filter_map(usable) {
-                if out.lease.node != self.me {
+            // The arrival interface of each in-lease the id names unambiguously.
+            let arrivals: Vec<usize> = v
+                .ins
+                .iter()
+                .filter_map(|id| {
+                    let mut named = into_us.get(id)?.iter().filter(|r| r.lease.owner == v.owner);
+                    let (Some(inl), None) = (named.next(), named.next()) else {
+                        return None;
+                    };
+                    if !usable(inl) {
+                        return None;
+                    }
+                    let peer = inl.lease.node.cjdns_key()?;
+                    let &i = self.peers.get(&peer)?;
+                    Some(usize::from(i)).filter(|&i| i < n)
+                })
+                .collect();
+            for id in &v.outs {
+                let key = LeaseKey::new(self.me, *id);
+                let Some(out) = self.state.leases.get(&key).filter(|r| usable(r)) else {
                     continue;
-                }
+                };
                 let Some(&j) = self.peers.get(&PublicKey::from_bytes(out.lease.peer)) else {
                     continue;
                 };
-                for inl in v.ins.iter().filter_map(usable) {
-                    if Some(PublicKey::from_bytes(inl.lease.peer)) != self.me_cjdns {
-                        continue;
-                    }
-                    let Some(&i) = inl.lease.node.cjdns_key().and_then(|k| self.peers.get(&k))
-                    else {
-                        continue;
-                    };
-                    let (i, j) = (usize::from(i), usize::from(j));
-                    if i >= n || j >= n {
-                        continue;
-                    }
+                let j = usize::from(j);
+                if j >= n {
+                    continue;
+                }
+                for &i in &arrivals {
                     let tag = network_tag(vs.network);
                     let slot = *index
-                        .entry(out.lease.id)
-                        .or_insert_with(|| activate(&mut self.active, &mut old, out, tag));
+                        .entry(key)
+                        .or_insert_with(|| activate(&mut self.active, &mut old, key, out, tag));
                     add_tag(&mut self.tags[j], tag, slot, &mut self.conflicts);
                     let cell = &mut self.pairs[i * n + j];
                     if *cell != 0 && *cell != slot {
@@ -650,10 +583,10 @@ impl LeaseEngine {
         // Traffic this node originates: the attached out-lease of each port, if unambiguous.
         self.local.iter_mut().for_each(|l| *l = 0);
         if self.local_interface.is_some() {
-            let mut per_port: HashMap<usize, Vec<(LeaseId, u64)>> = HashMap::new();
-            for r in self.state.leases.values() {
+            let mut per_port: HashMap<usize, Vec<(LeaseKey, u64)>> = HashMap::new();
+            for (key, r) in self.state.leases.range(LeaseKey::of_issuer(self.me)) {
                 let l = &r.lease;
-                if l.node != self.me || r.network == 0 || !is_active(l.start, l.end, now) {
+                if r.network == 0 || !is_active(l.start, l.end, now) {
                     continue;
                 }
                 if let Some(&j) = self.peers.get(&PublicKey::from_bytes(l.peer)) {
@@ -661,21 +594,21 @@ impl LeaseEngine {
                         per_port
                             .entry(usize::from(j))
                             .or_default()
-                            .push((l.id, r.network));
+                            .push((*key, r.network));
                     }
                 }
             }
             for (j, leases) in per_port {
-                let [(id, network)] = leases[..] else {
+                let [(key, network)] = leases[..] else {
                     continue; // several networks on one port: local traffic stays free tier
                 };
-                let Some(r) = self.state.leases.get(&id) else {
+                let Some(r) = self.state.leases.get(&key) else {
                     continue;
                 };
                 let tag = network_tag(network);
                 let slot = *index
-                    .entry(id)
-                    .or_insert_with(|| activate(&mut self.active, &mut old, r, tag));
+                    .entry(key)
+                    .or_insert_with(|| activate(&mut self.active, &mut old, key, r, tag));
                 self.local[j] = slot;
                 add_tag(&mut self.tags[j], tag, slot, &mut self.conflicts);
             }

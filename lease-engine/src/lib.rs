@@ -42,7 +42,7 @@ pub mod sched;
 pub mod sign;
 pub mod wire;
 
-pub use engine::{Classified, EngineConfig, EngineError, Event, LeaseEngine};
+pub use engine::{Classified, EngineConfig, EngineError, Event, LeaseEngine, LeaseKey};
 pub use meter::{LeaseMeter, MeterStats, Verdict};
 pub use priority::Priority;
 pub use sched::{Dequeued, Dropped, EgressScheduler, Enqueued};

@@ -8,7 +8,8 @@ use common::{in_if, signer, World, NOW, OUT_IF};
 use pktmesh_lease_engine::priority::{network_tag, tagged, FREE_TAG, UNCLASSED};
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
 use pktmesh_lease_engine::{
-    EngineConfig, EngineError, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime, WireError,
+    EngineConfig, EngineError, Event, LeaseEngine, LeaseId, LeaseKey, Nanos, Priority, UnixTime,
+    WireError,
 };
 
 fn lease_for(w: &World, id: u8, start: u64, end: u64) -> Lease {
@@ -54,7 +55,7 @@ fn forged_lease_is_rejected() {
     }
     assert_eq!(
         w.engine.handle_message(NOW, &good),
-        Ok(Event::LeaseAdded(LeaseId([0x77; 16])))
+        Ok(Event::LeaseAdded(LeaseKey::new(node, LeaseId([0x77; 16]))))
     );
 }
 
@@ -144,7 +145,7 @@ fn configuration_needs_the_owner_the_time_span_and_a_fresh_sequence() {
     );
     assert_eq!(
         w.engine.handle_message(NOW, &m),
-        Ok(Event::ClassesSet(target))
+        Ok(Event::ClassesSet(w.out_key(0)))
     );
     let seq = w.seq;
     rejected(
@@ -179,7 +180,8 @@ fn configuration_needs_the_owner_the_time_span_and_a_fresh_sequence() {
         w.engine.handle_message(UnixTime(NOW.0 + 100), &m),
         Err(EngineError::UnknownLease(future.id))
     );
-    assert!(!w.engine.snapshot().leases.contains_key(&future.id));
+    let future_key = LeaseKey::new(w.node.public(), future.id);
+    assert!(!w.engine.snapshot().leases.contains_key(&future_key));
     assert_ne!(w.engine.snapshot(), &before); // (time passing removed it, not the message)
 }
 
@@ -227,17 +229,17 @@ fn classes_map_header_classes_into_the_lease_band() {
 #[test]
 fn transfer_hands_over_control_and_release_ends_enforcement() {
     let mut w = World::new(&[1000, 1000]);
-    let out = w.out_ids[0];
+    let (out, out_key) = (w.out_ids[0], w.out_key(0));
     let new_owner = w.owners[1].public();
     let m = w.config(0, out, Command::Transfer { new_owner });
     assert_eq!(
         w.engine.handle_message(NOW, &m),
         Ok(Event::Transferred {
-            lease: out,
+            lease: out_key,
             new_owner
         })
     );
-    assert_eq!(w.engine.snapshot().leases[&out].lease.owner, new_owner);
+    assert_eq!(w.engine.snapshot().leases[&out_key].lease.owner, new_owner);
     // The old owner no longer controls it; the new owner does.
     let m = w.config(0, out, Command::Release);
     assert!(matches!(
@@ -250,14 +252,14 @@ fn transfer_hands_over_control_and_release_ends_enforcement() {
         Priority::FREE
     );
     // Re-sending the original lease message does not undo the transfer.
-    let mut original = w.engine.snapshot().leases[&out].lease;
+    let mut original = w.engine.snapshot().leases[&out_key].lease;
     original.owner = w.owners[0].public();
     let m = Message::Lease(original).emit_signed(&w.node).unwrap();
     assert_eq!(
         w.engine.handle_message(NOW, &m),
-        Ok(Event::AlreadyKnown(out))
+        Ok(Event::AlreadyKnown(out_key))
     );
-    assert_eq!(w.engine.snapshot().leases[&out].lease.owner, new_owner);
+    assert_eq!(w.engine.snapshot().leases[&out_key].lease.owner, new_owner);
     // Owner 1 releases its own lease: enforcement of it stops.
     assert!(w
         .engine
@@ -266,7 +268,7 @@ fn transfer_hands_over_control_and_release_ends_enforcement() {
     let m = w.config(1, w.out_ids[1], Command::Release);
     assert_eq!(
         w.engine.handle_message(NOW, &m),
-        Ok(Event::Released(w.out_ids[1]))
+        Ok(Event::Released(w.out_key(1)))
     );
     assert_eq!(
         w.engine.classify(Nanos(2), in_if(1), OUT_IF, 100, 0),
@@ -351,6 +353,7 @@ fn memory_is_bounded() {
     let config = EngineConfig {
         max_interfaces: u16::MAX,
         max_leases: 1,
+        ..EngineConfig::default()
     };
     let mut e = LeaseEngine::new(node.public(), config);
     assert_eq!(e.classify(Nanos(1), 2000, 3, 100, 0), Priority::FREE);

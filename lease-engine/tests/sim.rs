@@ -90,7 +90,7 @@ fn simulate(world: &mut World, flows: &[Flow], secs: f64) -> Outcome {
         let bin = (t / 1e9 / BIN_S) as usize;
         while last_bin < bin {
             // Sample the overuser's meter at each bin boundary.
-            if let Some(s) = world.engine.meter_stats(world.out_ids[0]) {
+            if let Some(s) = world.engine.meter_stats(world.out_key(0)) {
                 out.overuser_rate[last_bin] = s.rate_bps / 1e6;
                 let n = s.excess_packets - last_stats_excess;
                 if n > 0 {
@@ -200,7 +200,7 @@ fn b_an_overuser_is_demoted_and_the_others_keep_their_lease() {
     // The overuser keeps at least its lease; its excess beats only the free tier.
     assert!(over >= 20.0 * 0.95, "overuser got {over}");
     // The EMA rule: Â ≈ 60 Mbit/s, so the excess rides p* = 20 / (60 − 20) = 0.5.
-    let s = w.engine.meter_stats(w.out_ids[0]).unwrap();
+    let s = w.engine.meter_stats(w.out_key(0)).unwrap();
     let rate = s.rate_bps / 1e6;
     let p_late: Vec<f64> = out.overuser_p[30..99].to_vec();
     let p_mean = p_late.iter().sum::<f64>() / p_late.len() as f64;
@@ -238,7 +238,7 @@ fn c_without_contention_nothing_is_dropped() {
     assert!(within(out.mbps(3, 1.0, 8.0), 5.0, 0.03));
     assert!(within(out.mbps(2, 1.0, 8.0), 48.0, 0.03));
     assert!(
-        w.engine.meter_stats(w.out_ids[2]).unwrap().excess_bytes > 0,
+        w.engine.meter_stats(w.out_key(2)).unwrap().excess_bytes > 0,
         "no demotion seen"
     );
 }

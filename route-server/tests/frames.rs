@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 
 use common::http::{announce_all, get, post_frame, start, temp_db};
 use common::Net;
-use pktmesh_lease_engine::sign::Signer;
+use pktmesh_lease_engine::sign::{Signer, SigningKey};
 use pktmesh_lease_engine::wire::{
     Command, Config as LeaseConfig, Lease, Message, VirtualSwitchLease,
 };
-use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, Nanos, Priority, UnixTime};
+use pktmesh_lease_engine::{
+    EngineConfig, Event, LeaseEngine, LeaseId, LeaseKey, Nanos, Priority, UnixTime,
+};
 use pktmesh_route_server::http::now_ms;
 use pktmesh_route_server::leases::VirtualNetwork;
 use serde_json::json;
@@ -128,6 +130,9 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
     }
     let me = Signer::from_cjdns(&net.nodes[1].key).public();
     let mut engine = LeaseEngine::new(me, EngineConfig::default());
+    // Leases into node 1 are taken from its peers only.
+    engine.peer_up(net.nodes[0].key.public_key(), 1);
+    engine.peer_up(net.nodes[2].key.public_key(), 2);
     let mut events = Vec::new();
     for f in &frames {
         let event = engine.handle_message(UnixTime(now), f);
@@ -140,18 +145,28 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
     // Five leases, one virtual switch, seven configuration commands (lease 6's withheld).
     assert_eq!(frames.len(), 13, "{events:?}");
     let snap = engine.snapshot();
-    let ids = |ids: &[u8]| ids.iter().map(|&i| LeaseId([i; 16])).collect::<Vec<_>>();
+    // The engine keys by (issuer, id): lease 1 is node 0's, the rest node 1's.
+    let n0 = Signer::from_cjdns(&net.nodes[0].key).public();
+    let keys = |ids: &[(SigningKey, u8)]| {
+        let mut keys: Vec<_> = ids
+            .iter()
+            .map(|&(issuer, i)| LeaseKey::new(issuer, LeaseId([i; 16])))
+            .collect();
+        keys.sort();
+        keys
+    };
     assert_eq!(
         snap.leases.keys().copied().collect::<Vec<_>>(),
-        ids(&[1, 2, 4, 6])
+        keys(&[(n0, 1), (me, 2), (me, 4), (me, 6)])
     );
     assert_eq!(
         snap.vswitches.keys().copied().collect::<Vec<_>>(),
-        ids(&[3])
+        keys(&[(me, 3)])
     );
-    assert_eq!(snap.leases[&LeaseId([1; 16])].network, 7);
-    assert_eq!(snap.leases[&LeaseId([2; 16])].network, 7);
-    let four = &snap.leases[&LeaseId([4; 16])];
+    assert_eq!(snap.leases[&LeaseKey::new(n0, LeaseId([1; 16]))].network, 7);
+    let mine = |id: u8| &snap.leases[&LeaseKey::new(me, LeaseId([id; 16]))];
+    assert_eq!(mine(2).network, 7);
+    let four = mine(4);
     assert_eq!(
         (
             four.lease.owner,
@@ -161,7 +176,7 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
         ),
         (heir.public(), 9, 2, 9)
     );
-    assert_eq!(snap.leases[&LeaseId([6; 16])].network, 0);
+    assert_eq!(mine(6).network, 0);
 
     // Node 3 gets only its in-lease and that lease's configuration.
     let a3 = net.nodes[3].address.to_string();
@@ -260,7 +275,11 @@ async fn a_virtual_switch_attached_through_the_book_is_enforced_by_its_node() {
     // The node's frames now make (in-lease, out-lease) = (interface 1, interface 2) leased.
     let mut engine = engine_of(rs, &net, 1, &[0, 2]).await;
     let snap = engine.snapshot();
-    assert_eq!(snap.vswitches[&LeaseId([3; 16])].network, 7);
+    let at_1 = Signer::from_cjdns(&net.nodes[1].key).public();
+    assert_eq!(
+        snap.vswitches[&LeaseKey::new(at_1, LeaseId([3; 16]))].network,
+        7
+    );
     assert!(engine.classify(Nanos(1), from, to, 100, 0).is_in_lease());
     // The other direction is not leased.
     assert_eq!(engine.classify(Nanos(1), to, from, 100, 0), Priority::FREE);

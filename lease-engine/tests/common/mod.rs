@@ -6,7 +6,7 @@ pub mod png;
 use pktmesh_crypto_auth::PrivateKey;
 use pktmesh_lease_engine::sign::Signer;
 use pktmesh_lease_engine::wire::{Command, Config, Lease, Message, VirtualSwitchLease};
-use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, UnixTime};
+use pktmesh_lease_engine::{EngineConfig, Event, LeaseEngine, LeaseId, LeaseKey, UnixTime};
 
 /// Wall-clock time of the fixtures.
 pub const NOW: UnixTime = UnixTime(1_800_000_000);
@@ -96,17 +96,20 @@ impl World {
             let m = Message::Lease(in_lease).emit_signed(&up).unwrap();
             assert_eq!(
                 w.engine.handle_message(NOW, &m),
-                Ok(Event::LeaseAdded(in_id))
+                Ok(Event::LeaseAdded(LeaseKey::new(up.public(), in_id)))
             );
             let m = Message::Lease(out_lease).emit_signed(&w.node).unwrap();
             assert_eq!(
                 w.engine.handle_message(NOW, &m),
-                Ok(Event::LeaseAdded(out_id))
+                Ok(Event::LeaseAdded(LeaseKey::new(w.node.public(), out_id)))
             );
             let m = Message::VirtualSwitch(vs).emit_signed(&w.node).unwrap();
             assert_eq!(
                 w.engine.handle_message(NOW, &m),
-                Ok(Event::VirtualSwitchAdded(vs_id))
+                Ok(Event::VirtualSwitchAdded(LeaseKey::new(
+                    w.node.public(),
+                    vs_id
+                )))
             );
             w.owners.push(owner);
             w.ups.push(up);
@@ -128,6 +131,21 @@ impl World {
             }
         }
         w
+    }
+
+    /// Holder `i`'s in-lease (issued by its upstream node).
+    pub fn in_key(&self, i: usize) -> LeaseKey {
+        LeaseKey::new(self.ups[i].public(), self.in_ids[i])
+    }
+
+    /// Holder `i`'s out-lease (issued by N).
+    pub fn out_key(&self, i: usize) -> LeaseKey {
+        LeaseKey::new(self.node.public(), self.out_ids[i])
+    }
+
+    /// Holder `i`'s virtual switch (issued by N).
+    pub fn vs_key(&self, i: usize) -> LeaseKey {
+        LeaseKey::new(self.node.public(), self.vs_ids[i])
     }
 
     /// A configuration message from owner `i`, with the next sequence number.
