@@ -11,11 +11,12 @@
 //! defines it (`sender_idx` = the responder's index, `receiver_idx` = ours), and the handshake
 //! rate limiter is a per-second budget that refills, not a lifetime counter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
 
 use super::additional::{Additional, Credentials, MAX_ADDITIONAL};
 use super::crypto::{dh, hash, kdf1, kdf2, kdf3, mac, open_to, public_of, seal_to, xopen, xseal};
@@ -43,6 +44,21 @@ pub const MAX_INITIATION_LEN: usize = INITIATION_BASE_LEN + MAX_ADDITIONAL + 16;
 pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
 /// The cjdns protocol version announced in CjdnsVer.
 pub const PROTOCOL_VERSION: u32 = 22;
+/// Most static keys whose last initiation timestamp a [`Responder`] remembers (for the replay
+/// check); past that, the key heard from longest ago that has no session is forgotten.
+pub const MAX_REMEMBERED_KEYS: usize = 16_384;
+/// A key with no session, not heard from for this long, is forgotten: longer than a session
+/// lives without a handshake ([`super::link::DROP_ALL_AFTER`]), so a replayed initiation of a
+/// forgotten key can only start a handshake nobody can finish, never replace a live session.
+pub const TIMESTAMP_MEMORY: Duration = Duration::from_secs(600);
+/// How often a [`Responder`] looks for keys to forget.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether the 16-byte MAC `computed` equals `received`, in time that does not depend on where
+/// they differ.
+fn mac_matches(computed: &[u8; 16], received: &[u8]) -> bool {
+    bool::from(computed[..].ct_eq(received))
+}
 
 fn initial_chain(responder_static: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
     let ck = hash(&[CONSTRUCTION]);
@@ -222,7 +238,7 @@ impl InitiationSent {
             return Err(NoiseError::WrongIndex);
         }
         let mac1 = mac(&hash(&[LABEL_MAC1, ca.public_key().as_bytes()]), &msg[..60]);
-        if mac1[..] != msg[60..76] {
+        if !mac_matches(&mac1, &msg[60..76]) {
             return Err(NoiseError::BadMac);
         }
         let e_r = key32(msg, 12)?;
@@ -507,7 +523,9 @@ pub struct Responder {
     limit_per_second: u32,
     window_start: Option<Instant>,
     in_window: u32,
-    timestamps: HashMap<[u8; 32], [u8; 12]>,
+    /// The last initiation timestamp of each static key, and when it was accepted.
+    timestamps: HashMap<[u8; 32], ([u8; 12], Instant)>,
+    last_prune: Option<Instant>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -533,6 +551,7 @@ impl Responder {
             window_start: None,
             in_window: 0,
             timestamps: HashMap::new(),
+            last_prune: None,
         }
     }
 
@@ -560,6 +579,47 @@ impl Responder {
         }
         self.in_window = self.in_window.saturating_add(1);
         self.in_window > self.limit_per_second
+    }
+
+    /// Records `ts` as the last timestamp of `key`. Keys with no session in `sessions` are
+    /// forgotten after [`TIMESTAMP_MEMORY`] (looked for every [`PRUNE_EVERY`]), and at most
+    /// [`MAX_REMEMBERED_KEYS`] are kept: a full map forgets the key heard from longest ago,
+    /// one without a session if there is one.
+    fn remember(
+        &mut self,
+        now: Instant,
+        key: [u8; 32],
+        ts: [u8; 12],
+        sessions: &[KnownSession<'_>],
+    ) {
+        let live: HashSet<[u8; 32]> = sessions.iter().map(|s| *s.peer.as_bytes()).collect();
+        if self
+            .last_prune
+            .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
+        {
+            self.timestamps.retain(|k, (_, seen)| {
+                live.contains(k) || now.saturating_duration_since(*seen) < TIMESTAMP_MEMORY
+            });
+            self.last_prune = Some(now);
+        }
+        if !self.timestamps.contains_key(&key) && self.timestamps.len() >= MAX_REMEMBERED_KEYS {
+            let oldest = |with_session: bool| {
+                self.timestamps
+                    .iter()
+                    .filter(|(k, _)| with_session || !live.contains(*k))
+                    .min_by_key(|(_, (_, seen))| *seen)
+                    .map(|(k, _)| *k)
+            };
+            if let Some(victim) = oldest(false).or_else(|| oldest(true)) {
+                self.timestamps.remove(&victim);
+            }
+        }
+        self.timestamps.insert(key, (ts, now));
+    }
+
+    /// How many static keys the replay check remembers.
+    pub fn remembered_keys(&self) -> usize {
+        self.timestamps.len()
     }
 
     /// Handle an initiation (`FF FF FF FF 01 …`) from link address `src` (any stable byte
@@ -611,12 +671,12 @@ impl Responder {
         }
         let m = msg.len();
         // The cheap gate first: mac1, then (under load) mac2 / cookie, before any X25519.
-        if mac(&self.mac1_key, &msg[..m - 32])[..] != msg[m - 32..m - 16] {
+        if !mac_matches(&mac(&self.mac1_key, &msg[..m - 32]), &msg[m - 32..m - 16]) {
             return Err(NoiseError::BadMac);
         }
         if self.under_load(now) {
             let cookie = self.cookie_for(now, rng, src);
-            if mac(&cookie, &msg[..m - 16])[..] != msg[m - 16..] {
+            if !mac_matches(&mac(&cookie, &msg[..m - 16]), &msg[m - 16..]) {
                 let mut reply = [0u8; COOKIE_REPLY_LEN];
                 reply[..4].copy_from_slice(&CONTROL_MARKER);
                 reply[4] = 3;
@@ -663,7 +723,11 @@ impl Responder {
         let psk = user.map_or([0; 32], |u| *u.noise().psk());
         let login = user.map(|u| u.login().to_vec());
         // Replayed initiations carry an old timestamp.
-        if self.timestamps.get(&s_i).is_some_and(|last| ts <= *last) {
+        if self
+            .timestamps
+            .get(&s_i)
+            .is_some_and(|(last, _)| ts <= *last)
+        {
             return Err(NoiseError::Replay);
         }
         let local_index = local_index(attach);
@@ -691,7 +755,7 @@ impl Responder {
         let mac1 = mac(&hash(&[LABEL_MAC1, &s_i]), &out[..60]);
         out[60..76].copy_from_slice(&mac1);
         let (recv, send) = kdf2(&ck, &[]);
-        self.timestamps.insert(s_i, ts);
+        self.remember(now, s_i, ts, sessions);
         let transport = Transport::from_handshake(
             HandshakeVerified(()),
             local_index,
@@ -709,5 +773,93 @@ impl Responder {
             attach,
             response,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PrivateKey;
+
+    fn responder() -> Responder {
+        let ca = CryptoAuth::new(PrivateKey::from_bytes([7; 32]));
+        Responder::new(Arc::new(ca), 10)
+    }
+
+    fn key(i: usize) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        k
+    }
+
+    #[test]
+    fn keys_without_a_session_are_forgotten_after_the_memory() {
+        let mut r = responder();
+        let t0 = Instant::now();
+        let with_session = key(1);
+        let link = b"10.0.0.1:1".as_slice();
+        let sessions = [KnownSession {
+            session_index: 1,
+            link,
+            peer: PublicKey::from_bytes(with_session),
+        }];
+        r.remember(t0, with_session, [1; 12], &sessions);
+        r.remember(t0, key(2), [1; 12], &sessions);
+        assert_eq!(r.remembered_keys(), 2);
+        // Within the memory nothing is forgotten; past it, the key without a session is.
+        let later = t0 + TIMESTAMP_MEMORY - Duration::from_secs(1);
+        r.remember(later, key(3), [1; 12], &sessions);
+        assert_eq!(r.remembered_keys(), 3);
+        let much_later = t0 + TIMESTAMP_MEMORY + PRUNE_EVERY;
+        r.remember(much_later, key(4), [1; 12], &sessions);
+        assert!(
+            r.timestamps.contains_key(&with_session),
+            "a live session's key stays"
+        );
+        assert!(!r.timestamps.contains_key(&key(2)), "forgotten");
+        assert!(r.timestamps.contains_key(&key(3)) && r.timestamps.contains_key(&key(4)));
+    }
+
+    #[test]
+    fn a_full_map_forgets_the_oldest_key_without_a_session() {
+        let mut r = responder();
+        let t0 = Instant::now();
+        let link = b"10.0.0.1:1".as_slice();
+        let sessions = [KnownSession {
+            session_index: 1,
+            link,
+            peer: PublicKey::from_bytes(key(0)),
+        }];
+        for i in 0..MAX_REMEMBERED_KEYS {
+            r.remember(
+                t0 + Duration::from_millis(i as u64),
+                key(i),
+                [0; 12],
+                &sessions,
+            );
+        }
+        assert_eq!(r.remembered_keys(), MAX_REMEMBERED_KEYS);
+        let t = t0 + Duration::from_secs(30);
+        r.remember(t, key(MAX_REMEMBERED_KEYS), [0; 12], &sessions);
+        assert_eq!(r.remembered_keys(), MAX_REMEMBERED_KEYS, "capped");
+        assert!(r.timestamps.contains_key(&key(0)), "key 0 has a session");
+        assert!(
+            !r.timestamps.contains_key(&key(1)),
+            "oldest without a session"
+        );
+        // A key already known is updated in place, evicting nothing.
+        r.remember(t, key(5), [9; 12], &sessions);
+        assert_eq!(r.remembered_keys(), MAX_REMEMBERED_KEYS);
+        assert_eq!(r.timestamps[&key(5)].0, [9; 12]);
+    }
+
+    #[test]
+    fn mac_comparison_is_exact() {
+        let m = [5u8; 16];
+        assert!(mac_matches(&m, &[5; 16]));
+        let mut other = [5u8; 16];
+        other[15] = 4;
+        assert!(!mac_matches(&m, &other));
+        assert!(!mac_matches(&m, &[5; 15]), "a short slice never matches");
     }
 }
