@@ -35,6 +35,10 @@ pub const PASSWORD_LEN: usize = 20;
 pub const BEACON_INTERVAL: Duration = Duration::from_millis(32768);
 /// The login beacon peers authenticate with.
 pub const LOCAL_PEERS_LOGIN: &[u8] = b"Local Peers";
+/// Most peers a node makes from beacons at once (a beacon peer is forgotten after
+/// [`crate::peers::FORGET_AFTER`] of silence). Beacons can be forged by any host on the link,
+/// so without a cap they could take every peer slot.
+pub const MAX_BEACON_PEERS: usize = 32;
 /// The protocol version stock 22.3 puts in beacons (Noise is compiled out there); pktmesh
 /// peers over legacy CryptoAuth on beacon links too, so it says the same.
 pub const BEACON_PROTOCOL_VERSION: u32 = 21;
@@ -65,6 +69,9 @@ pub enum BeaconError {
     /// The sender's protocol version is known to be incompatible (1..=19).
     #[error("beacon from incompatible protocol version {0}")]
     IncompatibleVersion(u32),
+    /// A beacon from a new peer while the node has as many peers from beacons as it takes.
+    #[error("already {0} peers from beacons; no more until one is forgotten")]
+    TooManyBeaconPeers(usize),
 }
 
 /// A parsed beacon.

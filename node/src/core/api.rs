@@ -113,7 +113,10 @@ impl<P: Pathfinder> Node<P> {
 
     /// A datagram arrived on a beacon port from `from`. A beacon from a new address makes a
     /// peer (we initiate, logging in as `Local Peers` with its password) and returns its label;
-    /// from a known address it only updates the password.
+    /// from a known address it only updates the password. The driver hands over only beacons
+    /// broadcast on a beacon device. A node makes at most [`beacon::MAX_BEACON_PEERS`] peers
+    /// from beacons (each of `n` shards at most ⌈max/n⌉); past that a beacon from a new
+    /// address is refused ([`BeaconError::TooManyBeaconPeers`]) until one of them is forgotten.
     pub fn handle_beacon(
         &mut self,
         now: Instant,
@@ -121,7 +124,7 @@ impl<P: Pathfinder> Node<P> {
         data: &[u8],
     ) -> Result<Option<Label>, BeaconError> {
         let b = Beacon::parse(data)?;
-        Ok(self.peer_from_beacon(now, SocketAddr::new(from.ip(), b.data_port), &b))
+        self.peer_from_beacon(now, SocketAddr::new(from.ip(), b.data_port), &b)
     }
 
     /// An Ethernet beacon body arrived from the peer whose link address is `link`
@@ -133,28 +136,42 @@ impl<P: Pathfinder> Node<P> {
         body: &[u8],
     ) -> Result<Option<Label>, BeaconError> {
         let b = Beacon::parse_body(body)?;
-        Ok(self.peer_from_beacon(now, link, &b))
+        self.peer_from_beacon(now, link, &b)
     }
 
-    fn peer_from_beacon(&mut self, now: Instant, link: SocketAddr, b: &Beacon) -> Option<Label> {
+    fn peer_from_beacon(
+        &mut self,
+        now: Instant,
+        link: SocketAddr,
+        b: &Beacon,
+    ) -> Result<Option<Label>, BeaconError> {
         let BeaconAction::Connect(credentials) = self.link.beacon_from(link, b, &self.view) else {
-            return None;
+            return Ok(None);
         };
-        let (slot, label) = self
-            .link
-            .connect(
-                now,
-                link,
-                b.key,
-                credentials,
-                Some("beacon_peer".into()),
-                &mut self.view,
-            )
-            .ok()?;
+        // Peers made from beacons are capped: forged beacons cannot take every peer slot.
+        let cap = beacon::MAX_BEACON_PEERS.div_ceil(usize::from(self.view.shard().count()));
+        let link_stage = &self.link;
+        if !self
+            .beacon_peers
+            .has_room(cap, |key| link_stage.node_for(&key.address()).is_some())
+        {
+            return Err(BeaconError::TooManyBeaconPeers(beacon::MAX_BEACON_PEERS));
+        }
+        let Ok((slot, label)) = self.link.connect(
+            now,
+            link,
+            b.key,
+            credentials,
+            Some("beacon_peer".into()),
+            &mut self.view,
+        ) else {
+            return Ok(None);
+        };
+        self.beacon_peers.add(b.key);
         // Replying to a beacon counts as incoming: forgotten when silent.
         self.link.mark_beacon_peer(slot, b.version);
         self.send_keepalive(now, slot);
-        Some(label)
+        Ok(Some(label))
     }
 
     // ----- paced links, leases, supernode face ------------------------------------------
@@ -281,5 +298,28 @@ impl<P: Pathfinder> Node<P> {
     /// Random bytes from the node's generator (for callers that need nonces, e.g. admin cookies).
     pub fn rng(&mut self) -> &mut (impl RngCore + CryptoRng) {
         &mut self.rng
+    }
+}
+
+/// The keys of the peers a shard made from beacons, for the cap on them.
+#[derive(Debug, Default)]
+pub(super) struct BeaconPeers {
+    keys: Vec<PublicKey>,
+}
+
+impl BeaconPeers {
+    /// Whether another beacon peer fits under `cap`. When the list is full, the peers that
+    /// are gone (`present` says no: forgotten when silent, or removed) are dropped from it
+    /// first.
+    fn has_room(&mut self, cap: usize, present: impl Fn(&PublicKey) -> bool) -> bool {
+        if self.keys.len() >= cap {
+            self.keys.retain(|k| present(k));
+        }
+        self.keys.len() < cap
+    }
+
+    /// Counts a peer just made from a beacon.
+    fn add(&mut self, key: PublicKey) {
+        self.keys.push(key);
     }
 }

@@ -77,6 +77,8 @@ pub struct Node<P> {
     rng: rand_chacha::ChaCha20Rng,
     transmits: VecDeque<Transmit>,
     events: EventLog,
+    /// The peers this shard made from beacons (capped).
+    beacon_peers: api::BeaconPeers,
 }
 
 impl<P> std::fmt::Debug for Node<P> {
@@ -166,6 +168,7 @@ impl<P: Pathfinder> Node<P> {
             rng,
             transmits: VecDeque::new(),
             events: EventLog::default(),
+            beacon_peers: api::BeaconPeers::default(),
         }
     }
 
