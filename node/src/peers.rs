@@ -51,13 +51,22 @@ impl PeerState {
     }
 }
 
-/// How to authenticate to a peer we connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to authenticate to a peer we connect to (the password is left out of `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerCredentials {
     /// The password the peer authorized.
     pub password: Vec<u8>,
     /// Our login at the peer, if it uses one.
     pub login: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PeerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCredentials")
+            .field("password", &"<redacted>")
+            .field("login", &self.login.as_deref().map(String::from_utf8_lossy))
+            .finish()
+    }
 }
 
 /// One direct peer.

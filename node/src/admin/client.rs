@@ -114,7 +114,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<AdminResponse, ClientError> {
 ///
 /// The cookie request uses the call's txid followed by `/cookie`, so responses can be
 /// told apart; responses with other txids are reported as [`Step::Ignored`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Exchange {
     function: String,
     args: Dict,
@@ -122,6 +122,18 @@ pub struct Exchange {
     txid: Vec<u8>,
     cookie_txid: Vec<u8>,
     awaiting_cookie: bool,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("function", &self.function)
+            .field("args", &self.args)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("txid", &String::from_utf8_lossy(&self.txid))
+            .field("awaiting_cookie", &self.awaiting_cookie)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to do after a response datagram.

@@ -318,12 +318,22 @@ pub struct Handled {
 }
 
 /// The admin API server state: the password and the clients eligible for async messages.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminServer {
     password: Vec<u8>,
     /// Client address → time of its last request.
     clients: HashMap<SocketAddr, UnixMillis>,
     async_enabled: bool,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("password", &"<redacted>")
+            .field("clients", &self.clients.len())
+            .field("async_enabled", &self.async_enabled)
+            .finish()
+    }
 }
 
 impl AdminServer {
