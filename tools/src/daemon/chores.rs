@@ -3,7 +3,7 @@
 //! supernode relay, the per-second tick (leases, link state, pings), and the log lines for the
 //! node's events.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +18,11 @@ use pktmesh_node::core::{Node, NodeEvent, Pathfinder};
 use pktmesh_node::egress::PortStats;
 use pktmesh_node::eth::display_link;
 use pktmesh_switch::Label;
-use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::admin::Admin;
 use super::interfaces::BeaconSocket;
+use super::lease_frames::{apply_frames, FrameLedger};
 use super::workers::{lock, with_all_shards, ShardNode, Worker};
 use super::{agent, snode, ADMIN, BEACON_BASE, MAX_WAIT, WAKER};
 
@@ -38,7 +38,7 @@ pub(super) struct MainWorker<'a, P> {
     pub(super) tun_name: Option<String>,
     pub(super) next_beacon: Instant,
     pub(super) next_second: Instant,
-    pub(super) applied_frames: HashSet<[u8; 32]>,
+    pub(super) lease_frames: FrameLedger,
     pub(super) egress_seen: HashMap<PublicKey, PortStats>,
 }
 
@@ -133,13 +133,13 @@ impl<P: Pathfinder> MainWorker<'_, P> {
         let shards = self.worker.shards;
         if now >= self.next_second {
             self.next_second = now + Duration::from_secs(1);
-            let (agent, applied, seen) = (
+            let (agent, frames, seen) = (
                 self.agent.as_ref(),
-                &mut self.applied_frames,
+                &mut self.lease_frames,
                 &mut self.egress_seen,
             );
             with_all_shards(node, shards, |all| {
-                second_tick(all, agent, applied, seen, now);
+                second_tick(all, agent, frames, seen, now);
             });
         }
         if now >= self.next_beacon {
@@ -207,12 +207,13 @@ pub(super) fn log_events<P: Pathfinder>(node: &mut Node<P>) {
 }
 
 /// Once a second, over every shard: lease time spans, lease frames from the route server (each
-/// shard keeps the whole lease state: it classifies packets for the links it owns), what the
-/// paced links dropped, and a snapshot of our links for the agent.
+/// shard keeps the whole lease state: it classifies packets for the links it owns; a frame is
+/// applied once, and one refused is not retried for a while: `lease_frames`), what the paced
+/// links dropped, and a snapshot of our links for the agent.
 pub(super) fn second_tick<P: Pathfinder>(
     shards: &mut [&mut ShardNode<P>],
     agent: Option<&agent::Agent>,
-    applied: &mut HashSet<[u8; 32]>,
+    frames: &mut FrameLedger,
     egress_seen: &mut HashMap<PublicKey, PortStats>,
     now: Instant,
 ) {
@@ -239,25 +240,7 @@ pub(super) fn second_tick<P: Pathfinder>(
     let Some(agent) = agent else {
         return;
     };
-    while let Some(frame) = agent.poll_frame() {
-        let digest: [u8; 32] = Sha256::digest(&frame).into();
-        if applied.contains(&digest) {
-            continue;
-        }
-        let mut result = None;
-        for node in shards.iter_mut() {
-            result = Some(node.handle_lease_message(unix, &frame));
-        }
-        match result {
-            Some(Ok(event)) => {
-                info!(?event, "lease message applied");
-                applied.insert(digest);
-            }
-            // Retried next round: the lease may start later or its peer come up.
-            Some(Err(e)) => debug!(error = %e, "lease message not applied"),
-            None => {}
-        }
-    }
+    apply_frames(shards, agent, frames, unix, now);
     let Some(first) = shards.first() else {
         return;
     };

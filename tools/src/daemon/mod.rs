@@ -22,13 +22,14 @@ pub mod agent;
 mod chores;
 pub mod eth;
 mod interfaces;
+mod lease_frames;
 mod sinks;
 pub mod snode;
 pub mod tun;
 pub mod udp;
 mod workers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -438,7 +439,7 @@ pub fn run<P: Pathfinder + Send>(
         tun_name,
         next_beacon: Instant::now(),
         next_second: Instant::now(),
-        applied_frames: HashSet::new(),
+        lease_frames: lease_frames::FrameLedger::default(),
         egress_seen: HashMap::new(),
     };
     std::thread::scope(|scope| -> Result<()> {
