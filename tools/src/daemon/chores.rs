@@ -24,7 +24,7 @@ use super::admin::Admin;
 use super::interfaces::BeaconSocket;
 use super::lease_frames::{apply_frames, FrameLedger};
 use super::workers::{lock, with_all_shards, ShardNode, Worker};
-use super::{agent, snode, ADMIN, BEACON_BASE, MAX_WAIT, WAKER};
+use super::{agent, leased_routes, snode, ADMIN, BEACON_BASE, MAX_WAIT, WAKER};
 
 /// The first worker: a worker, plus the admin API, beacons, the route-server agent, the
 /// supernode relay and the once-a-second chores.
@@ -34,6 +34,7 @@ pub(super) struct MainWorker<'a, P> {
     pub(super) admin: Option<Admin>,
     pub(super) beacons: Vec<BeaconSocket>,
     pub(super) agent: Option<agent::Agent>,
+    pub(super) leased_routes: Option<leased_routes::LeasedRouteClient>,
     pub(super) relay: Option<snode::SupernodeRelay>,
     pub(super) tun_name: Option<String>,
     pub(super) next_beacon: Instant,
@@ -141,6 +142,9 @@ impl<P: Pathfinder> MainWorker<'_, P> {
             with_all_shards(node, shards, |all| {
                 second_tick(all, agent, frames, seen, now);
             });
+            if let Some(client) = self.leased_routes.as_ref() {
+                with_all_shards(node, shards, |all| leased_routes_tick(all, client, now));
+            }
         }
         if now >= self.next_beacon {
             self.next_beacon = now + pktmesh_node::beacon::BEACON_INTERVAL;
@@ -294,6 +298,85 @@ pub(super) fn second_tick<P: Pathfinder>(
         peers,
         capacity_kbps: first.link_capacities().default.unwrap_or(0),
     });
+}
+
+/// Once a second: whether our own traffic rides a lease (one owner's attached out-leases on
+/// our ports) and so should follow the route server's paths; the destinations to ask it about;
+/// the answers it gave since the last tick (`docs/leases.md`, "The leased path").
+pub(super) fn leased_routes_tick<P: Pathfinder>(
+    shards: &mut [&mut ShardNode<P>],
+    client: &leased_routes::LeasedRouteClient,
+    now: Instant,
+) {
+    let Some(first) = shards.first() else {
+        return;
+    };
+    let unix = UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let my_key = *first.public_key();
+    let from = *first.address();
+    let owners: HashSet<[u8; 32]> = first
+        .leases()
+        .snapshot()
+        .leases
+        .values()
+        .filter(|r| {
+            r.lease.node.cjdns_key() == Some(my_key)
+                && r.network != 0
+                && r.lease.start <= unix
+                && unix < r.lease.end
+        })
+        .map(|r| r.lease.owner.0)
+        .collect();
+    // Several owners: whose network our traffic belongs to is not ours to guess (the lease
+    // engine leaves such traffic untagged too), so the DHT decides.
+    let owner = match owners.len() {
+        1 => owners.into_iter().next(),
+        _ => None,
+    };
+    let mut destinations = Vec::new();
+    let mut switched = false;
+    for node in shards.iter_mut() {
+        let routes = node.leased_routes();
+        if routes.enabled() != owner.is_some() {
+            routes.set_enabled(owner.is_some());
+            switched = true;
+        }
+        destinations.extend(routes.wanted(now));
+    }
+    match (switched, owner.is_some()) {
+        (true, true) => info!("our traffic rides a lease: asking the route server for its paths"),
+        (true, false) => info!("no lease for our own traffic: paths from the DHT"),
+        _ => {}
+    }
+    if let (Some(owner), false) = (owner, destinations.is_empty()) {
+        client.submit(leased_routes::Request {
+            from,
+            owner: hex::encode(owner),
+            destinations,
+        });
+    }
+    while let Some(answer) = client.poll_answer() {
+        // Every shard gets it: the one that owns the destination's session uses it.
+        let mut changed = false;
+        for node in shards.iter_mut() {
+            let routes = node.leased_routes();
+            match answer.label {
+                Some(label) => changed |= routes.set(now, answer.destination, label),
+                None => routes.unroutable(&answer.destination),
+            }
+        }
+        match answer.label {
+            Some(label) if changed => {
+                info!(destination = %answer.destination, %label, "leased traffic follows the route server's path")
+            }
+            Some(_) => {}
+            None => debug!(destination = %answer.destination, "no leased path: the DHT's path"),
+        }
+    }
 }
 
 pub(super) fn log_event(e: &NodeEvent) {

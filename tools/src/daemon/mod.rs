@@ -23,6 +23,7 @@ mod chores;
 pub mod eth;
 mod interfaces;
 mod lease_frames;
+pub mod leased_routes;
 mod sinks;
 pub mod snode;
 pub mod tun;
@@ -392,6 +393,23 @@ pub fn run<P: Pathfinder + Send>(
         }
         None => None,
     };
+    // Our own leased traffic follows the route server's paths (docs/leases.md). A route is
+    // asked for again every two rounds and held for three times that, so a route server that
+    // goes away leaves the DHT in charge within six rounds.
+    let leased_routes = match &settings.route_server {
+        Some(rs) => {
+            let refresh = (rs.interval * 2).max(Duration::from_secs(2));
+            for shard in shards {
+                *lock(shard).leased_routes() =
+                    pktmesh_node::routes::LeasedRoutes::new(refresh, refresh * 3);
+            }
+            Some(
+                leased_routes::LeasedRouteClient::start(&rs.url)
+                    .context("starting the leased-route client")?,
+            )
+        }
+        None => None,
+    };
     let relay = match &settings.supernode_url {
         Some(url) => {
             for shard in shards {
@@ -434,6 +452,7 @@ pub fn run<P: Pathfinder + Send>(
         worker: first,
         admin,
         beacons,
+        leased_routes,
         agent,
         relay,
         tun_name,
