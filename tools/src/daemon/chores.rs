@@ -3,7 +3,7 @@
 //! supernode relay, the per-second tick (leases, link state, pings), and the log lines for the
 //! node's events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
