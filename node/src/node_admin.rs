@@ -32,7 +32,10 @@ use crate::admin::{
     AdminFunctions, AdminServer, ArgSpec, ArgType, Call, FunctionSpec, ReplyTo, Response,
 };
 use crate::bencode::{Dict, Value};
-use crate::core::{Node, Pathfinder, PeerStats, PingResult, ReceiveStats, SessionStats};
+use crate::core::{
+    BudgetStats, HandshakeStats, Node, Pathfinder, PeerStats, PingResult, ReceiveStats,
+    SessionStats,
+};
 use crate::host::{HostRequest, HostState, InterfaceKind, IpPrefix, SetUser};
 use crate::peers::PeerCredentials;
 
@@ -163,6 +166,13 @@ pub const NODE_FUNCTIONS: &[FunctionSpec] = &[
         name: "Pktmesh_receiveStats",
         needs_auth: false,
         args: &[ArgSpec::optional("page", ArgType::Int)],
+    },
+    // pktmesh's own: what the handshake budgets shed and what the session table holds and has
+    // let go, summed over the node's shards (docs/node.md, "Handshake budget").
+    FunctionSpec {
+        name: "Pktmesh_handshakeStats",
+        needs_auth: false,
+        args: &[],
     },
 ];
 
@@ -477,6 +487,45 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
         Response::Reply(d)
     }
 
+    /// `Pktmesh_handshakeStats`: for the link and the session stage, handshakes allowed to
+    /// cost an X25519 and shed (by cause), and the sources tracked; for the session table,
+    /// sessions, those not set up, and how many ended by timeout or gave their place.
+    fn handshake_stats(&self) -> Response {
+        let all = self
+            .shards
+            .iter()
+            .map(|n| n.handshake_stats())
+            .fold(HandshakeStats::default(), HandshakeStats::plus);
+        let budget = |b: &BudgetStats| {
+            Value::Dict(
+                Dict::new()
+                    .with("allowed", count(b.allowed))
+                    .with("shed", count(b.shed()))
+                    .with("shedSource", count(b.shed_source))
+                    .with("shedTotal", count(b.shed_total))
+                    .with("shedTableFull", count(b.shed_table_full))
+                    .with("sources", count(b.sources as u64)),
+            )
+        };
+        let t = &all.sessions;
+        Response::Reply(
+            Dict::new()
+                .with("link", budget(&all.link))
+                .with("endToEnd", budget(&all.end_to_end))
+                .with(
+                    "sessions",
+                    Value::Dict(
+                        Dict::new()
+                            .with("count", count(t.sessions as u64))
+                            .with("pending", count(t.pending as u64))
+                            .with("expired", count(t.expired))
+                            .with("evictedPending", count(t.evicted_pending))
+                            .with("evictedReady", count(t.evicted_ready)),
+                    ),
+                ),
+        )
+    }
+
     fn switch_ping(&mut self, call: &Call<'_>) -> Response {
         let Some(path_text) = call.args.get_str("path") else {
             return error("path was not parsable.");
@@ -666,6 +715,7 @@ impl<P: Pathfinder> AdminFunctions for NodeAdmin<'_, '_, P> {
             "SessionManager_getHandles" => self.handles(call),
             "SessionManager_sessionStats" => self.session_stats(call),
             "Pktmesh_receiveStats" => self.receive_stats(call),
+            "Pktmesh_handshakeStats" => self.handshake_stats(),
             "SwitchPinger_ping" => self.switch_ping(call),
             "UDPInterface_beginConnection" => self.begin_connection(call),
             "AuthorizedPasswords_add" => self.add_password(call),

@@ -13,7 +13,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::link::BeaconAction;
 use super::{
-    Node, NodeError, NodeRef, Output, Pathfinder, PeerStats, SessionStats, SupernodeQuery,
+    HandshakeStats, Node, NodeError, NodeRef, Output, Pathfinder, PeerStats, SessionStats,
+    SupernodeQuery,
 };
 use crate::beacon::{self, Beacon, BeaconError};
 use crate::egress::{LinkCapacities, PortStats};
@@ -288,6 +289,16 @@ impl<P: Pathfinder> Node<P> {
     /// End-to-end session statistics (`SessionManager_sessionStats`).
     pub fn session_stats(&self) -> Vec<SessionStats> {
         self.sessions.stats()
+    }
+
+    /// What the handshake budgets let through and shed, and what the session table holds and
+    /// has let go (`Pktmesh_handshakeStats`).
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        HandshakeStats {
+            link: self.link.budget_stats(),
+            end_to_end: self.sessions.budget_stats(),
+            sessions: self.sessions.table_stats(),
+        }
     }
 
     /// Number of user packets waiting for sessions.

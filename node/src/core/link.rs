@@ -10,9 +10,13 @@
 //! In: a datagram from a link address ([`LinkStage::open`]). Out: the same buffer opened in
 //! place to the switch packet it carries, with the peer's slot — or sealed in place for a
 //! peer ([`LinkStage::seal`]).
+//!
+//! A datagram that would cost an X25519 (a HELLO naming an authorized user from an unknown
+//! address, a handshake on a peer's link) first asks the stage's [`Budget`], keyed by the
+//! source IP; what it refuses is dropped unopened and counted.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,7 @@ use pktmesh_switch::switch_core::SLOT_COUNT;
 use pktmesh_switch::Label;
 use rand_core::{CryptoRng, RngCore};
 
+use super::budget::{self, Budget, BudgetStats, LINK_BUDGET};
 use super::types::{EventLog, NodeError, NodeEvent, PeerStats, ReceiveStats};
 use super::{be32, offset_in};
 use crate::beacon::{self, Beacon};
@@ -71,6 +76,8 @@ pub(crate) struct LinkStage {
     /// Peers removed while opening a datagram (a peer that came back on a new port), for the
     /// wiring to tell the other stages ([`LinkStage::take_departed`]).
     departed: Vec<Peer>,
+    /// What may cost an X25519, by source IP.
+    budget: Budget<IpAddr>,
 }
 
 impl LinkStage {
@@ -92,6 +99,7 @@ impl LinkStage {
             next_keepalive: now,
             keepalive_cursor: 0,
             departed: Vec::new(),
+            budget: Budget::new(LINK_BUDGET, now),
         };
         if let Err(e) = stage.add_user(&beacon_password, Some(beacon::LOCAL_PEERS_LOGIN), None) {
             unreachable!("a fresh context accepts the beacon password: {e}");
@@ -128,7 +136,8 @@ impl LinkStage {
     // ----- peers in ------------------------------------------------------------------
 
     /// A datagram from `from`: opened in place by the peer's link session, or by a new
-    /// incoming peer when it is a HELLO naming an authorized user.
+    /// incoming peer when it is a HELLO naming an authorized user. `charged`: another shard
+    /// already had a HELLO from an unknown address pass the budget before handing it here.
     pub(crate) fn open(
         &mut self,
         now: Instant,
@@ -136,12 +145,23 @@ impl LinkStage {
         buf: &mut PacketBuf,
         view: &mut DirectoryView,
         events: &mut EventLog,
+        charged: bool,
     ) -> LinkIn {
         let (slot, new) = match self.by_link.get(&from) {
             Some(&slot) => {
-                let Some(peer) = self.peer_mut(slot) else {
+                let Some(peer) = self
+                    .peers
+                    .get_mut(usize::from(slot))
+                    .and_then(Option::as_mut)
+                else {
                     return LinkIn::Drop;
                 };
+                if budget::session_costs_x25519(&peer.session, buf.data())
+                    && self.budget.allow(now, from.ip()).is_err()
+                {
+                    events.shed(now, false);
+                    return LinkIn::Drop;
+                }
                 if let Err(error) = decrypt_in_place(&mut peer.session, now, buf) {
                     peer.bad_packets += 1;
                     let key = peer.key;
@@ -162,6 +182,18 @@ impl LinkStage {
             None => {
                 if let Some(owner) = view.link_owner_elsewhere(&from) {
                     return LinkIn::Elsewhere(owner);
+                }
+                // Only a HELLO can make a peer, and only one naming an authorized user costs
+                // an X25519: that one asks the budget before anything else is done with it.
+                if be32(buf.data(), 0).is_none_or(|stage| stage > 1) {
+                    return LinkIn::Drop;
+                }
+                if !charged
+                    && budget::hello_costs_x25519(&self.ca, buf.data(), true)
+                    && self.budget.allow(now, from.ip()).is_err()
+                {
+                    events.shed(now, false);
+                    return LinkIn::Drop;
                 }
                 if let Some(owner) = hello_owner_elsewhere(view, buf.data()) {
                     return LinkIn::Elsewhere(owner);
@@ -382,6 +414,16 @@ impl LinkStage {
         Some((peer.slot, peer.announced && peer.path_to_us.is_none()))
     }
 
+    /// Forgets budget sources that went quiet (about once a second).
+    pub(crate) fn expire(&mut self, now: Instant) {
+        self.budget.sweep_if_due(now);
+    }
+
+    /// What the handshake budget let through and shed.
+    pub(crate) fn budget_stats(&self) -> BudgetStats {
+        self.budget.stats()
+    }
+
     /// Whether the keepalive timer is due; it then restarts.
     pub(crate) fn keepalive_due(&mut self, now: Instant) -> bool {
         if now < self.next_keepalive {
@@ -555,7 +597,7 @@ impl LinkStage {
 }
 
 /// Opens the packet in `buf` in place with `session`, leaving the buffer on the payload.
-fn decrypt_in_place(
+pub(super) fn decrypt_in_place(
     session: &mut Session,
     now: Instant,
     buf: &mut PacketBuf,
@@ -596,6 +638,7 @@ mod tests {
     use pktmesh_crypto_auth::PrivateKey;
     use pktmesh_switch::{EncodingScheme, SwitchCore};
     use rand_core::SeedableRng;
+    use std::time::Duration;
 
     fn view() -> DirectoryView {
         let switch = SwitchCore::new(EncodingScheme::v358());
@@ -636,7 +679,7 @@ mod tests {
         assert_eq!(be32(buf.data(), 0), Some(0), "the first packet is a HELLO");
 
         let mut events = EventLog::default();
-        match b.open(now, a_addr, &mut buf, &mut vb, &mut events) {
+        match b.open(now, a_addr, &mut buf, &mut vb, &mut events, false) {
             LinkIn::Opened { slot, hold, ping } => {
                 assert!(!hold, "packets for the router pass before the link is up");
                 assert!(ping, "a new peer is pinged for its version");
@@ -667,7 +710,7 @@ mod tests {
             c.seal(now, &mut rng, slot, &mut buf).unwrap();
             let from = SocketAddr::from(([10, 0, 0, 3], 10 + i));
             assert_eq!(
-                b.open(now, from, &mut buf, &mut vb, &mut events),
+                b.open(now, from, &mut buf, &mut vb, &mut events, false),
                 LinkIn::Drop
             );
         }
@@ -680,9 +723,113 @@ mod tests {
         let mut junk = PacketBuf::from_slice(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]);
         let from = SocketAddr::from(([10, 0, 0, 4], 4));
         assert_eq!(
-            b.open(now, from, &mut junk, &mut vb, &mut events),
+            b.open(now, from, &mut junk, &mut vb, &mut events, false),
             LinkIn::Drop
         );
         assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn a_hello_flood_naming_a_login_is_shed_per_source_and_peers_keep_working() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let (mut b, b_key) = stage(&mut rng, now);
+        b.add_user(b"pw", Some(b"a"), None).unwrap();
+        let mut vb = view();
+        let mut events = EventLog::default();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        // An established peer at 10.0.0.1.
+        let (mut a, _) = stage(&mut rng, now);
+        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let (to_b, _) = a
+            .connect(now, b_addr, b_key, login(b"pw"), None, &mut view())
+            .unwrap();
+        let mut buf = PacketBuf::from_slice(&FOR_ROUTER);
+        a.seal(now, &mut rng, to_b, &mut buf).unwrap();
+        let LinkIn::Opened { slot: a_slot, .. } =
+            b.open(now, a_addr, &mut buf, &mut vb, &mut events, false)
+        else {
+            panic!("A's HELLO did not open");
+        };
+        let mut key = PacketBuf::from_slice(&FOR_ROUTER);
+        let a_back = b.seal(now, &mut rng, a_slot, &mut key).unwrap();
+        assert_eq!(a_back, a_addr);
+        let mut a_view = view();
+        let _ = a.open(now, b_addr, &mut key, &mut a_view, &mut events, false);
+        // The flooder at 10.0.0.66 knows the login ("a", it travels in clear), not the
+        // password: each HELLO would cost B an X25519 before failing.
+        let (mut f, _) = stage(&mut rng, now);
+        let (f_slot, _) = f
+            .connect(now, b_addr, b_key, login(b"guess"), None, &mut view())
+            .unwrap();
+        let mut hello = PacketBuf::from_slice(&FOR_ROUTER);
+        f.seal(now, &mut rng, f_slot, &mut hello).unwrap();
+        let hello = hello.data().to_vec();
+        let per_source = u64::from(LINK_BUDGET.per_source.burst);
+        for port in 0..5000u16 {
+            // Every port of the flooder's address counts as one source.
+            let from = SocketAddr::from(([10, 0, 0, 66], 1000 + port));
+            let mut buf = PacketBuf::from_slice(&hello);
+            assert_eq!(
+                b.open(now, from, &mut buf, &mut vb, &mut events, false),
+                LinkIn::Drop
+            );
+            // A's traffic keeps opening throughout.
+            if port % 500 == 0 {
+                let mut data = PacketBuf::from_slice(&FOR_ROUTER);
+                a.seal(now, &mut rng, to_b, &mut data).unwrap();
+                assert!(matches!(
+                    b.open(now, a_addr, &mut data, &mut vb, &mut events, false),
+                    LinkIn::Opened { slot, hold: false, .. } if slot == a_slot
+                ));
+            }
+        }
+        // Allowed: the flooder's burst, and from A its HELLO and its first data packet (which
+        // derives the data key); nothing A sent once established asked.
+        let st = b.budget_stats();
+        assert_eq!(
+            (st.allowed, st.shed_source, st.sources),
+            (per_source + 2, 5000 - per_source, 2)
+        );
+        // One report of the rejections and one of what was shed, in this instant.
+        let mut reports = Vec::new();
+        while let Some(e) = events.pop() {
+            reports.push(e);
+        }
+        assert!(
+            matches!(
+                reports.as_slice(),
+                [
+                    NodeEvent::HandshakeRejected { .. },
+                    NodeEvent::HandshakesShed {
+                        link: 1,
+                        end_to_end: 0
+                    }
+                ]
+            ),
+            "{reports:?}"
+        );
+        // The timer reports the rest a second later.
+        events.report_shed(now + Duration::from_secs(1));
+        assert_eq!(
+            events.pop(),
+            Some(NodeEvent::HandshakesShed {
+                link: 5000 - per_source - 1,
+                end_to_end: 0
+            })
+        );
+        // A new peer from another address still gets in.
+        let (mut c, _) = stage(&mut rng, now);
+        let (c_slot, _) = c
+            .connect(now, b_addr, b_key, login(b"pw"), None, &mut view())
+            .unwrap();
+        let mut buf = PacketBuf::from_slice(&FOR_ROUTER);
+        c.seal(now, &mut rng, c_slot, &mut buf).unwrap();
+        let from = SocketAddr::from(([10, 0, 0, 3], 3));
+        assert!(matches!(
+            b.open(now, from, &mut buf, &mut vb, &mut events, false),
+            LinkIn::Opened { .. }
+        ));
+        assert_eq!(b.len(), 2);
     }
 }

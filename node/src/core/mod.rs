@@ -24,6 +24,7 @@
 //! `docs/node.md` follows one packet through the stages.
 
 mod api;
+mod budget;
 mod link;
 mod session;
 mod switch;
@@ -49,13 +50,14 @@ use crate::packet::PacketBuf;
 use crate::routes::LeasedRoutes;
 use crate::shard::{Directory, DirectoryView, ShardSpec};
 
+pub use budget::{BudgetSpec, BudgetStats, Rate, LINK_BUDGET, SESSION_BUDGET};
 use link::{LinkIn, LinkStage};
 use session::{Prepared, SessionIn, SessionStage};
 use switch::{ControlIn, SwitchStage, Switched};
 pub(crate) use types::EventLog;
 pub use types::{
-    Handoff, NodeError, NodeEvent, Output, PeerStats, PingResult, ReceiveStats, SessionStats,
-    Stage, SupernodeQuery, Transmit, MAX_EVENTS, MAX_SUPERNODE_QUERIES,
+    Handoff, HandshakeStats, NodeError, NodeEvent, Output, PeerStats, PingResult, ReceiveStats,
+    SessionStats, Stage, SupernodeQuery, Transmit, MAX_EVENTS, MAX_SUPERNODE_QUERIES,
 };
 use upper::Upper;
 
@@ -147,7 +149,7 @@ impl<P: Pathfinder> Node<P> {
         let ca = Arc::new(CryptoAuth::new(private_key));
         let key = *ca.public_key();
         let handle_base = crate::sessions::random_first_handle(&mut rng);
-        let sessions = SessionStage::new(ca.clone(), shard, handle_base);
+        let sessions = SessionStage::new(ca.clone(), shard, handle_base, now);
         let beacon_password = beacon::new_password(&mut rng);
         if !shard.is_single() {
             // Shards share the seed for what they must agree on; from here on each draws
@@ -217,7 +219,8 @@ impl<P: Pathfinder> Node<P> {
     /// what the [`Stage`] says. Answers like the call the packet would have reached here.
     pub fn handle_handoff(&mut self, now: Instant, stage: Stage, buf: &mut PacketBuf) -> Output {
         match stage {
-            Stage::Datagram(from) => self.handle_udp(now, from, buf),
+            // A HELLO from an unknown address was charged to the budget where it arrived.
+            Stage::Datagram(from) => self.datagram_in(now, from, buf, true),
             Stage::Forward { from, to } => {
                 self.sync_view();
                 self.send_to_peer(now, from, to, buf)
@@ -233,9 +236,21 @@ impl<P: Pathfinder> Node<P> {
 
     /// A datagram arrived from `from`. On return the buffer holds what [`Output`] says to send.
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, buf: &mut PacketBuf) -> Output {
+        self.datagram_in(now, from, buf, false)
+    }
+
+    /// [`Node::handle_udp`]; `charged`: the handshake budget already counted it (in the shard
+    /// that handed it over).
+    fn datagram_in(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut PacketBuf,
+        charged: bool,
+    ) -> Output {
         let opened = self
             .link
-            .open(now, from, buf, &mut self.view, &mut self.events);
+            .open(now, from, buf, &mut self.view, &mut self.events, charged);
         while let Some(peer) = self.link.take_departed() {
             self.peer_gone(now, peer);
         }
@@ -361,8 +376,18 @@ impl<P: Pathfinder> Node<P> {
     /// An end-to-end packet for our router, opened by the session stage and handed to the
     /// consumer of its content type.
     fn session_in(&mut self, now: Instant, back: u64, buf: &mut PacketBuf) -> Output {
-        let (from, source, became_ready) = match self.sessions.open(now, back, buf) {
+        // The peer it came through: the first director of the path back.
+        let via = self
+            .switch
+            .scheme()
+            .parse_director(back)
+            .map_or(u32::MAX, |(iface, _)| iface);
+        let (from, source, became_ready) = match self.sessions.open(now, back, via, buf) {
             SessionIn::Drop => return Output::None,
+            SessionIn::Shed => {
+                self.events.shed(now, true);
+                return Output::None;
+            }
             SessionIn::Elsewhere(owner) => return handoff(owner, Stage::Router),
             SessionIn::AuthError {
                 back,
@@ -538,6 +563,8 @@ impl<P: Pathfinder> Node<P> {
             self.switch.expire_pings(now);
         }
         self.sessions.expire(now);
+        self.link.expire(now);
+        self.events.report_shed(now);
         self.routes.expire(now);
         self.pathfinder.handle_timeout(now);
         self.drain_pathfinder(now);

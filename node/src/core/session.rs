@@ -6,6 +6,11 @@
 //! nodes (the pathfinder finds them, the wiring passes them in), the switch, or what the opened
 //! content is for (the upper stage dispatches it).
 //!
+//! A handshake from a node with no session here is opened in a session of its own and put in
+//! the table only once it has opened ([`SessionManager::admit`]); whatever would cost an
+//! X25519 (handshakes, and data packets that derive the data key) first asks the stage's
+//! [`Budget`], keyed by the peer the packet came through.
+//!
 //! In: a packet for our router that is not a control message, `[switch header][handle or
 //! handshake][…]` ([`SessionStage::open`]); `[DataHeader][content]` to seal for a node
 //! ([`SessionStage::seal`]). Out: the same buffer, opened to `[DataHeader][content]` or sealed
@@ -14,18 +19,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, State};
+use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session, State};
 use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
 use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
 use pktmesh_switch::Label;
 use rand_core::{CryptoRng, RngCore};
 
+use super::budget::{self, Budget, BudgetStats, SESSION_BUDGET};
+use super::link::decrypt_in_place;
 use super::types::{ReceiveStats, SessionStats};
 use super::{be32, offset_in};
 use crate::packet::PacketBuf;
 use crate::pathfinding::NodeRef;
 use crate::peers::PeerState;
-use crate::sessions::{Buffered, SessionManager};
+use crate::sessions::{Buffered, SessionManager, TableStats};
 use crate::shard::ShardSpec;
 
 /// What became of a packet for our router.
@@ -33,6 +40,8 @@ use crate::shard::ShardSpec;
 pub(crate) enum SessionIn {
     /// Dropped.
     Drop,
+    /// Dropped unopened: it would have cost an X25519 and the handshake budget refused it.
+    Shed,
     /// Another shard owns the session: hand the packet there.
     Elsewhere(u8),
     /// It did not decrypt: send this AUTHENTICATION error back (from our router).
@@ -86,24 +95,39 @@ pub(crate) struct SessionStage {
     shard: ShardSpec,
     /// The node's first receive handle; shard `i` has the `i`-th range after it.
     handle_base: u32,
+    /// What may cost an X25519, by the switch interface (peer) a packet came in on.
+    budget: Budget<u32>,
 }
 
 impl SessionStage {
     /// A stage whose sessions use `ca` (no passwords) and whose handles start at the shard's
     /// range after `handle_base`.
-    pub(crate) fn new(ca: Arc<CryptoAuth>, shard: ShardSpec, handle_base: u32) -> Self {
+    pub(crate) fn new(
+        ca: Arc<CryptoAuth>,
+        shard: ShardSpec,
+        handle_base: u32,
+        now: Instant,
+    ) -> Self {
         let key = *ca.public_key();
         Self {
             sessions: SessionManager::new(ca, shard.first_handle(handle_base)),
             key,
             shard,
             handle_base,
+            budget: Budget::new(SESSION_BUDGET, now),
         }
     }
 
     /// Opens, in place, an end-to-end packet that reached our router along `back` (the path
-    /// back to its sender).
-    pub(crate) fn open(&mut self, now: Instant, back: u64, buf: &mut PacketBuf) -> SessionIn {
+    /// back to its sender) through the switch interface `via` (the peer it came from, what the
+    /// handshake budget counts by).
+    pub(crate) fn open(
+        &mut self,
+        now: Instant,
+        back: u64,
+        via: u32,
+        buf: &mut PacketBuf,
+    ) -> SessionIn {
         let Ok(back_label) = Label::new(back) else {
             return SessionIn::Drop;
         };
@@ -117,7 +141,10 @@ impl SessionStage {
         // Kept to quote in an AUTHENTICATION error if decryption fails.
         let mut quoted = [0u8; HEADER_LEN + 16];
         quoted.copy_from_slice(&data[..HEADER_LEN + 16]);
-        let (index, handshake) = if word > 3 {
+        let handshake = word <= 3;
+        let opened = if handshake {
+            self.open_handshake(now, back_label, via, &quoted, buf)
+        } else {
             let Some(index) = self.sessions.index_of_handle(word) else {
                 return match self.shard.owner_of_handle(self.handle_base, word) {
                     Some(owner) if owner != self.shard.index() => SessionIn::Elsewhere(owner),
@@ -127,51 +154,15 @@ impl SessionStage {
             if be32(data, HEADER_LEN + 4).is_none_or(|nonce| nonce < 4) {
                 return SessionIn::Drop;
             }
-            buf.advance(HEADER_LEN + 4);
-            (index, false)
-        } else {
-            if data.len() < HEADER_LEN + 120 + 4 {
-                return SessionIn::Drop;
-            }
-            let Some(key) = handshake_sender(&data[HEADER_LEN..]) else {
-                return SessionIn::Drop;
-            };
-            if !key.is_valid() || key == self.key {
-                return SessionIn::Drop;
-            }
-            let owner = self.shard.owner_of(&key.address());
-            if owner != self.shard.index() {
-                return SessionIn::Elsewhere(owner);
-            }
-            let Some(index) = self.sessions.get_or_create(now, key, Some(back_label), 0) else {
-                return SessionIn::Drop;
-            };
-            buf.advance(HEADER_LEN);
-            (index, true)
+            self.open_in(now, index, HEADER_LEN + 4, back_label, via, &quoted, buf)
+        };
+        let (index, was_ready) = match opened {
+            Ok(o) => o,
+            Err(out) => return out,
         };
         let Some(sess) = self.sessions.get_mut(index) else {
             return SessionIn::Drop;
         };
-        let was_ready = sess.ready();
-        let start = buf.headroom();
-        let pkt = buf.data_mut();
-        let base = pkt.as_ptr() as usize;
-        let (offset, len) = match sess.session.decrypt(now, pkt) {
-            Ok(o) => (offset_in(base, o.payload), o.payload.len()),
-            Err(error) => {
-                sess.bad_packets += 1;
-                return SessionIn::AuthError {
-                    back: back_label,
-                    quoted,
-                    error,
-                    key: sess.key,
-                    established: sess.session.is_established(),
-                    state: sess.session.state() as u32,
-                };
-            }
-        };
-        buf.set_start(start + offset);
-        buf.truncate(len);
         if handshake {
             let Some(handle) = be32(buf.data(), 0) else {
                 return SessionIn::Drop;
@@ -181,6 +172,7 @@ impl SessionStage {
         }
         sess.path = Some(back_label);
         sess.bytes_in += buf.len() as u64;
+        sess.last_validated = now;
         SessionIn::Content {
             source: sess.address,
             from: NodeRef {
@@ -190,6 +182,106 @@ impl SessionStage {
             },
             became_ready: !was_ready && sess.ready(),
         }
+    }
+
+    /// Opens a handshake packet (`[switch header][CryptoAuth handshake]`) in the sender's
+    /// session, or in a new one admitted to the table once it has opened. The session's index
+    /// and whether it was ready before.
+    fn open_handshake(
+        &mut self,
+        now: Instant,
+        back: Label,
+        via: u32,
+        quoted: &[u8; HEADER_LEN + 16],
+        buf: &mut PacketBuf,
+    ) -> Result<(usize, bool), SessionIn> {
+        let data = buf.data();
+        if data.len() < HEADER_LEN + 120 + 4 {
+            return Err(SessionIn::Drop);
+        }
+        let key = data
+            .get(HEADER_LEN..)
+            .and_then(handshake_sender)
+            .ok_or(SessionIn::Drop)?;
+        if !key.is_valid() || key == self.key {
+            return Err(SessionIn::Drop);
+        }
+        let owner = self.shard.owner_of(&key.address());
+        if owner != self.shard.index() {
+            return Err(SessionIn::Elsewhere(owner));
+        }
+        if let Some(index) = self.sessions.index_of(&key.address()) {
+            return self.open_in(now, index, HEADER_LEN, back, via, quoted, buf);
+        }
+        // A node with no session here: nothing is kept unless its handshake opens.
+        let ca_packet = data.get(HEADER_LEN..).unwrap_or_default();
+        let ca = self.sessions.context();
+        // One that cannot open (it names a user end-to-end sessions do not have) fails before
+        // any X25519, and is answered with an error as before.
+        if budget::hello_costs_x25519(ca, ca_packet, false) {
+            if self.budget.allow(now, via).is_err() {
+                return Err(SessionIn::Shed);
+            }
+            if !self.sessions.has_room_for_stranger() {
+                return Err(SessionIn::Drop);
+            }
+        }
+        let mut session = Session::new(ca.clone(), key, false, now);
+        buf.advance(HEADER_LEN);
+        if let Err(error) = decrypt_in_place(&mut session, now, buf) {
+            return Err(SessionIn::AuthError {
+                back,
+                quoted: *quoted,
+                error,
+                key,
+                established: false,
+                state: session.state() as u32,
+            });
+        }
+        let index = self
+            .sessions
+            .admit(now, session, back)
+            .ok_or(SessionIn::Drop)?;
+        Ok((index, false))
+    }
+
+    /// Opens the CryptoAuth packet that starts `skip` bytes into the buffer in session
+    /// `index`, if the budget lets it cost an X25519 where it would. The index and whether the
+    /// session was ready before.
+    #[allow(clippy::too_many_arguments)]
+    fn open_in(
+        &mut self,
+        now: Instant,
+        index: usize,
+        skip: usize,
+        back: Label,
+        via: u32,
+        quoted: &[u8; HEADER_LEN + 16],
+        buf: &mut PacketBuf,
+    ) -> Result<(usize, bool), SessionIn> {
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return Err(SessionIn::Drop);
+        };
+        let ca_packet = buf.data().get(skip..).unwrap_or_default();
+        if budget::session_costs_x25519(&sess.session, ca_packet)
+            && self.budget.allow(now, via).is_err()
+        {
+            return Err(SessionIn::Shed);
+        }
+        let was_ready = sess.ready();
+        buf.advance(skip);
+        if let Err(error) = decrypt_in_place(&mut sess.session, now, buf) {
+            sess.bad_packets += 1;
+            return Err(SessionIn::AuthError {
+                back,
+                quoted: *quoted,
+                error,
+                key: sess.key,
+                established: sess.session.is_established(),
+                state: sess.session.state() as u32,
+            });
+        }
+        Ok((index, was_ready))
     }
 
     /// The session for a packet to `destination`: an existing one, or one made for the node
@@ -324,15 +416,20 @@ impl SessionStage {
     pub(crate) fn path_found(&mut self, now: Instant, node: NodeRef) -> Option<usize> {
         let address = node.key.address();
         if !self.sessions.is_waiting(&address) {
-            // Keep the path of an existing session current; create nothing new.
-            if self.sessions.index_of(&address).is_some() {
+            // Keep the path of an existing session current (a reported path keeps it alive, as
+            // in cjdns); create nothing new.
+            if let Some(index) = self.sessions.index_of(&address) {
                 self.sessions
                     .get_or_create(now, node.key, Some(node.path), node.version);
+                self.sessions.validated(index, now);
             }
             return None;
         }
-        self.sessions
-            .get_or_create(now, node.key, Some(node.path), node.version)
+        let index = self
+            .sessions
+            .get_or_create(now, node.key, Some(node.path), node.version)?;
+        self.sessions.validated(index, now);
+        Some(index)
     }
 
     /// Whether session `index` can carry user packets.
@@ -345,9 +442,21 @@ impl SessionStage {
         self.sessions.take_buffered(destination)
     }
 
-    /// Forgets packets that waited too long and sessions that are gone.
+    /// Forgets packets that waited too long, sessions that timed out, and budget sources that
+    /// went quiet.
     pub(crate) fn expire(&mut self, now: Instant) {
         self.sessions.expire(now);
+        self.budget.sweep_if_due(now);
+    }
+
+    /// What the handshake budget let through and shed.
+    pub(crate) fn budget_stats(&self) -> BudgetStats {
+        self.budget.stats()
+    }
+
+    /// What the session table holds and has let go.
+    pub(crate) fn table_stats(&self) -> TableStats {
+        self.sessions.stats()
     }
 
     /// Number of user packets waiting for sessions.
@@ -382,13 +491,17 @@ mod tests {
     //! The session stage on its own: `[DataHeader][content]` sealed by one node's stage and
     //! opened by another's.
     use super::*;
+    use crate::core::budget::SESSION_BUDGET;
     use pktmesh_crypto_auth::PrivateKey;
     use rand_core::SeedableRng;
 
     fn stage(rng: &mut rand_chacha::ChaCha20Rng, base: u32) -> (SessionStage, PublicKey) {
         let (private, public, _) = PrivateKey::generate(rng);
         let ca = Arc::new(CryptoAuth::new(private));
-        (SessionStage::new(ca, ShardSpec::SINGLE, base), public)
+        (
+            SessionStage::new(ca, ShardSpec::SINGLE, base, Instant::now()),
+            public,
+        )
     }
 
     const CJDHT: &[u8] = b"\x10\x00\x01\x00d1:q2:pne";
@@ -420,7 +533,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert_eq!(buf.data()[..8], 0x13u64.to_be_bytes());
-        match b.open(now, 0x13, &mut buf) {
+        match b.open(now, 0x13, 3, &mut buf) {
             SessionIn::Content {
                 from,
                 source,
@@ -444,7 +557,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(b.seal(now, &mut rng, back, &mut buf));
         assert!(matches!(
-            a.open(now, 0x13, &mut buf),
+            a.open(now, 0x13, 3, &mut buf),
             SessionIn::Content {
                 became_ready: true,
                 ..
@@ -454,12 +567,12 @@ mod tests {
         assert!(a.seal(now, &mut rng, index, &mut buf));
         let data = buf.data().to_vec();
         assert!(matches!(
-            b.open(now, 0x13, &mut buf),
+            b.open(now, 0x13, 3, &mut buf),
             SessionIn::Content { .. }
         ));
         let mut again = PacketBuf::from_slice(&data);
         assert!(matches!(
-            b.open(now, 0x13, &mut again),
+            b.open(now, 0x13, 3, &mut again),
             SessionIn::AuthError {
                 established: true,
                 ..
@@ -486,7 +599,7 @@ mod tests {
         pkt[12..16].copy_from_slice(&77_777u32.to_be_bytes());
         pkt[19] = 9;
         let mut buf = PacketBuf::from_slice(&pkt);
-        assert!(matches!(b.open(now, 0x13, &mut buf), SessionIn::Drop));
+        assert!(matches!(b.open(now, 0x13, 3, &mut buf), SessionIn::Drop));
         // A HELLO whose box was damaged on the way.
         let node = NodeRef {
             key: b_key,
@@ -501,8 +614,127 @@ mod tests {
         damaged[last] ^= 1;
         let mut buf = PacketBuf::from_slice(&damaged);
         assert!(matches!(
-            b.open(now, 0x13, &mut buf),
+            b.open(now, 0x13, 3, &mut buf),
             SessionIn::AuthError { back, .. } if back.bits() == 0x13
         ));
+    }
+
+    /// A forged end-to-end HELLO from `key` (an fc key whose private half nobody has): the
+    /// right header, a box that cannot open.
+    fn forged_hello(key: &PublicKey, rng: &mut rand_chacha::ChaCha20Rng) -> PacketBuf {
+        let mut pkt = [0u8; HEADER_LEN + 120 + 4 + 16];
+        rng.fill_bytes(&mut pkt);
+        pkt[..HEADER_LEN].copy_from_slice(&SwitchHeaderRepr::new(0x13).to_bytes());
+        pkt[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&[0; 4]);
+        // Auth type 0 (none): what end-to-end sessions accept.
+        pkt[HEADER_LEN + 4] = 0;
+        pkt[HEADER_LEN + 40..HEADER_LEN + 72].copy_from_slice(key.as_bytes());
+        PacketBuf::from_slice(&pkt)
+    }
+
+    /// A random key whose address is in fc00::/8 (cheap: no scalar multiplication).
+    fn fc_key(rng: &mut rand_chacha::ChaCha20Rng) -> PublicKey {
+        loop {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            let k = PublicKey::from_bytes(b);
+            if k.is_valid() {
+                return k;
+            }
+        }
+    }
+
+    #[test]
+    fn a_strangers_handshake_makes_a_session_only_once_it_opens() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let (mut b, _) = stage(&mut rng, 5000);
+        // Forged HELLOs are answered with an error, as before, but leave nothing behind.
+        for _ in 0..10 {
+            let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
+            assert!(matches!(
+                b.open(now, 0x13, 3, &mut buf),
+                SessionIn::AuthError {
+                    established: false,
+                    state: 0,
+                    ..
+                }
+            ));
+        }
+        assert!(
+            b.stats().is_empty(),
+            "no session for a handshake that failed"
+        );
+        // A genuine one is admitted, with the first handle.
+        let (mut a, a_key) = stage(&mut rng, 100);
+        let b_node = NodeRef {
+            key: *b.sessions.context().public_key(),
+            path: Label::new(0x13).unwrap(),
+            version: 22,
+        };
+        let index = a.for_message(now, b_node).unwrap();
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, index, &mut buf));
+        assert!(matches!(
+            b.open(now, 0x13, 3, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        let stats = b.stats();
+        assert_eq!((stats.len(), stats[0].key), (1, a_key));
+        assert_eq!((stats[0].handle, stats[0].path), (5000, 0x13));
+        let t = b.table_stats();
+        assert_eq!((t.sessions, t.pending), (1, 1));
+    }
+
+    #[test]
+    fn a_handshake_flood_through_one_peer_is_shed_and_another_peers_handshake_opens() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
+        let (mut b, b_key) = stage(&mut rng, 5000);
+        let per_peer = u64::from(SESSION_BUDGET.per_source.burst);
+        // 2000 forged HELLOs through peer 3 in one instant: its burst is opened (and fails),
+        // the rest is shed unopened.
+        let (mut errors, mut shed) = (0u64, 0u64);
+        for _ in 0..2000 {
+            let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
+            match b.open(now, 0x13, 3, &mut buf) {
+                SessionIn::AuthError { .. } => errors += 1,
+                SessionIn::Shed => shed += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((errors, shed), (per_peer, 2000 - per_peer));
+        let st = b.budget_stats();
+        assert_eq!(
+            (st.allowed, st.shed_source, st.sources),
+            (per_peer, shed, 1)
+        );
+        // A genuine handshake through another peer (interface 5) opens at once.
+        let (mut a, _) = stage(&mut rng, 100);
+        let b_node = NodeRef {
+            key: b_key,
+            path: Label::new(0x15).unwrap(),
+            version: 22,
+        };
+        let index = a.for_message(now, b_node).unwrap();
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, index, &mut buf));
+        assert!(matches!(
+            b.open(now, 0x15, 5, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        // Through peer 3 again after a second: its rate (32/s) let 32 more through.
+        let later = now + Duration::from_secs(1);
+        let opened = (0..100)
+            .filter(|_| {
+                let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
+                matches!(
+                    b.open(later, 0x13, 3, &mut buf),
+                    SessionIn::AuthError { .. }
+                )
+            })
+            .count();
+        assert_eq!(opened as u32, SESSION_BUDGET.per_source.per_second);
+        assert_eq!(b.table_stats().sessions, 1);
     }
 }

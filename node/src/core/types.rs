@@ -12,7 +12,9 @@ use pktmesh_switch::switch_core::SlotError;
 use pktmesh_switch::Label;
 use thiserror::Error;
 
+use super::budget::BudgetStats;
 use crate::pathfinding::NodeRef;
+use crate::sessions::TableStats;
 
 /// Events kept for [`super::Node::poll_event`].
 pub const MAX_EVENTS: usize = 1024;
@@ -140,6 +142,15 @@ pub enum NodeEvent {
         /// The peer.
         key: PublicKey,
     },
+    /// Packets that would have cost an X25519 (handshakes, mostly) were dropped unopened
+    /// because the handshake budget was spent (`docs/node.md`, "Handshake budget"). Reported
+    /// at most once a second, with the counts since the previous report.
+    HandshakesShed {
+        /// Shed by the link stage (HELLOs from unknown addresses, handshakes on peer links).
+        link: u64,
+        /// Shed by the session stage (end-to-end handshakes).
+        end_to_end: u64,
+    },
 }
 
 /// Errors of the node's API.
@@ -262,13 +273,45 @@ pub struct SessionStats {
     pub receive: ReceiveStats,
 }
 
+/// What the handshake budgets of one node core (shard) let through and shed, and what its
+/// session table holds and has let go (`Pktmesh_handshakeStats` sums these over shards).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandshakeStats {
+    /// The link stage's budget (by source IP).
+    pub link: BudgetStats,
+    /// The session stage's budget (by the peer a packet came through).
+    pub end_to_end: BudgetStats,
+    /// The end-to-end session table.
+    pub sessions: TableStats,
+}
+
+impl HandshakeStats {
+    /// The sum of two shards' figures.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            link: self.link.plus(other.link),
+            end_to_end: self.end_to_end.plus(other.end_to_end),
+            sessions: self.sessions.plus(other.sessions),
+        }
+    }
+}
+
 /// Events not yet collected, oldest dropped beyond [`MAX_EVENTS`], and the once-a-second limit
-/// on reports of refused packets.
+/// on reports of refused and shed packets.
 #[derive(Debug, Default)]
 pub(crate) struct EventLog {
     events: VecDeque<NodeEvent>,
     rejections: RateLimit,
     drops: RateLimit,
+    shed: ShedReport,
+}
+
+/// Packets shed by the handshake budgets since the last [`NodeEvent::HandshakesShed`].
+#[derive(Debug, Default)]
+struct ShedReport {
+    last_report: Option<Instant>,
+    link: u64,
+    end_to_end: u64,
 }
 
 /// At most one report a second, counting what it held back.
@@ -329,6 +372,36 @@ impl EventLog {
                 suppressed,
             });
         }
+    }
+
+    /// Counts a packet a handshake budget shed (by the session stage if `end_to_end`, else by
+    /// the link stage) and reports the count if a report is due.
+    pub(crate) fn shed(&mut self, now: Instant, end_to_end: bool) {
+        if end_to_end {
+            self.shed.end_to_end += 1;
+        } else {
+            self.shed.link += 1;
+        }
+        self.report_shed(now);
+    }
+
+    /// Reports packets shed since the last report ([`NodeEvent::HandshakesShed`]), if there
+    /// are any and the last report is at least a second old (also called by the timer, so the
+    /// last of a flood is reported too).
+    pub(crate) fn report_shed(&mut self, now: Instant) {
+        let r = &mut self.shed;
+        let due = r
+            .last_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if !due || r.link + r.end_to_end == 0 {
+            return;
+        }
+        r.last_report = Some(now);
+        let event = NodeEvent::HandshakesShed {
+            link: std::mem::take(&mut r.link),
+            end_to_end: std::mem::take(&mut r.end_to_end),
+        };
+        self.push(event);
     }
 
     /// The oldest event.

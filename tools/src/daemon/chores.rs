@@ -404,5 +404,11 @@ pub(super) fn log_event(e: &NodeEvent) {
             let session = if *end_to_end { "end-to-end" } else { "link" };
             warn!(%key, session, %error, suppressed, "received packets dropped (replayed, too late or undecryptable)")
         }
+        NodeEvent::HandshakesShed { link, end_to_end } => {
+            warn!(
+                link,
+                end_to_end, "handshake budget spent: handshakes shed unopened (a flood?)"
+            )
+        }
     }
 }
