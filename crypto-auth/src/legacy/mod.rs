@@ -23,7 +23,7 @@ pub use header::{
 };
 pub use session::{
     handshake_sender, Opened, Session, State, ESTABLISHED_TIMEOUT, MAX_NONCE, MAX_OVERHEAD,
-    SETUP_TIMEOUT,
+    SETUP_TIMEOUT, USED_TEMP_KEYS,
 };
 
 /// Raw primitives exposed for tests, benchmarks and the capture decoder.

@@ -16,6 +16,18 @@
 //!
 //! One deliberate difference from 22.3: cjdns re-initialises the replay window to the nonce of
 //! a *failed* first data packet; here a packet that fails authentication changes nothing.
+//!
+//! Two rules against replayed and untimely HELLOs (no change to the wire):
+//! * **Used temporary keys are refused.** A HELLO or REPEAT HELLO whose temporary key belongs
+//!   to a handshake this session already completed (the last [`USED_TEMP_KEYS`] of them) fails
+//!   with [`DecryptError::Replay`]; a captured HELLO cannot be played back later.
+//! * **Renewal keeps the established session** (opt-in, [`Session::keep_established`], used
+//!   for link sessions): a HELLO with a new temporary key on an established session starts a
+//!   *pending* handshake beside it. The established session keeps opening the peer's data; we
+//!   answer on whichever of the two the peer's last authenticated packet used (so a peer that
+//!   re-handshakes gets its KEY); the pending handshake replaces the established one only when
+//!   a data packet opens under it, i.e. when the peer proved it holds the new keys. A pending
+//!   handshake silent for [`SETUP_TIMEOUT`] is dropped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +55,30 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
 /// At this nonce the session resets and re-handshakes instead of wrapping.
 pub const MAX_NONCE: u32 = u32::MAX - 0xF;
+/// How many temporary keys of completed handshakes a session remembers to refuse replays.
+pub const USED_TEMP_KEYS: usize = 16;
+
+/// The peer's temporary keys of the handshakes this session completed, newest last (bounded).
+#[derive(Clone, Default)]
+struct UsedTemps {
+    keys: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl UsedTemps {
+    fn insert(&mut self, key: [u8; 32]) {
+        if self.contains(&key) {
+            return;
+        }
+        if self.keys.len() >= USED_TEMP_KEYS {
+            self.keys.pop_front();
+        }
+        self.keys.push_back(key);
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
+}
 
 /// The externally visible state (cjdns `CryptoAuth_State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +125,17 @@ pub struct Session {
     stage: Stage,
     replay: ReplayProtector,
     last_packet: Instant,
+    /// Temporary keys of completed handshakes (replays of their HELLOs are refused).
+    used: UsedTemps,
+    /// [`Session::keep_established`].
+    keep_established: bool,
+    /// A handshake a HELLO started beside the established session (only with
+    /// `keep_established`); never has a pending handshake of its own.
+    pending: Option<Box<Session>>,
+    /// The peer's last authenticated packet opened under `pending`: answer there.
+    prefer_pending: bool,
+    /// Handshakes completed (see [`Session::generation`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -114,6 +161,86 @@ impl Session {
             stage: Stage::Init,
             replay: ReplayProtector::new(),
             last_packet: now,
+            used: UsedTemps::default(),
+            keep_established: false,
+            pending: None,
+            prefer_pending: false,
+            generation: 0,
+        }
+    }
+
+    /// Keep an established session when a HELLO with a new temporary key arrives: the new
+    /// handshake runs beside it and replaces it only once a data packet opens under the new
+    /// keys (see the module documentation). Off by default (cjdns replaces the session at
+    /// once); link sessions turn it on.
+    pub fn keep_established(mut self, keep: bool) -> Self {
+        self.keep_established = keep;
+        self
+    }
+
+    /// How many handshakes this session has completed: it changes when the session becomes
+    /// established, first or again (a renewal that replaced the established session).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether a new handshake is pending beside the established session.
+    pub fn is_renewing(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether `temp` is the peer's temporary key of a handshake this session completed (its
+    /// HELLO would be a replay).
+    pub fn has_used_temp_key(&self, temp: &[u8; 32]) -> bool {
+        self.used.contains(temp)
+            || matches!(&self.stage, Stage::Established(e) if e.theirs() == temp)
+    }
+
+    /// A session for a new handshake beside this one: same context, peer and credentials,
+    /// and it refuses the same used keys (plus the current one).
+    fn pending_for(&self, now: Instant) -> Session {
+        let mut used = self.used.clone();
+        if let Some(t) = self.theirs() {
+            used.insert(*t);
+        }
+        Session {
+            ca: self.ca.clone(),
+            peer: self.peer,
+            require_auth: self.require_auth,
+            auth: self.auth.clone(),
+            stage: Stage::Init,
+            replay: ReplayProtector::new(),
+            last_packet: now,
+            used,
+            keep_established: false,
+            pending: None,
+            prefer_pending: false,
+            generation: self.generation,
+        }
+    }
+
+    /// The pending handshake replaces the session.
+    fn take_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let p = *p;
+            self.stage = p.stage;
+            self.replay = p.replay;
+            self.last_packet = p.last_packet;
+            self.used = p.used;
+            self.generation = p.generation;
+        }
+        self.prefer_pending = false;
+    }
+
+    /// Drops a pending handshake that has been silent for [`SETUP_TIMEOUT`].
+    fn expire_pending(&mut self, now: Instant) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| now.saturating_duration_since(p.last_packet) >= SETUP_TIMEOUT)
+        {
+            self.pending = None;
+            self.prefer_pending = false;
         }
     }
 
@@ -191,6 +318,9 @@ impl Session {
 
     /// The header room [`Session::encrypt`] needs for the next packet.
     pub fn overhead(&self) -> usize {
+        if let Some(p) = self.pending.as_ref().filter(|_| self.prefer_pending) {
+            return p.overhead();
+        }
         match self.stage {
             Stage::Init | Stage::HelloSent(_) | Stage::HelloReceived(_) | Stage::KeySent(_) => {
                 HEADER_LEN
@@ -230,9 +360,12 @@ impl Session {
         }
     }
 
-    /// Forget the handshake (temporary keys, data key); keeps the replay window.
+    /// Forget the handshake (temporary keys, data key, a pending renewal); keeps the replay
+    /// window and the used temporary keys.
     pub fn reset(&mut self) {
         self.stage = Stage::Init;
+        self.pending = None;
+        self.prefer_pending = false;
     }
 
     /// When [`Session::reset_if_timeout`] will next reset the session, if it can: `None` in
@@ -255,6 +388,11 @@ impl Session {
         if silent < SETUP_TIMEOUT || (silent < ESTABLISHED_TIMEOUT && self.is_established()) {
             return;
         }
+        if self.pending.is_some() {
+            // The old session died while a new handshake is under way: carry on with that.
+            self.take_pending();
+            return;
+        }
         self.last_packet = now;
         self.reset();
     }
@@ -268,7 +406,13 @@ impl Session {
         buf: &'a mut [u8],
         headroom: usize,
     ) -> Result<&'a mut [u8], EncryptError> {
+        self.expire_pending(now);
         self.reset_if_timeout(now);
+        if self.prefer_pending {
+            if let Some(p) = self.pending.as_mut() {
+                return p.encrypt(now, rng, buf, headroom);
+            }
+        }
         if self.next_nonce() >= MAX_NONCE {
             self.reset();
         }
@@ -403,11 +547,44 @@ impl Session {
         now: Instant,
         packet: &'a mut [u8],
     ) -> Result<Opened<'a>, DecryptError> {
+        let kind = self.open_in_place(now, packet)?;
+        let start = if kind.is_handshake() {
+            HEADER_LEN
+        } else {
+            DATA_HEADER_LEN
+        };
+        Ok(Opened {
+            kind,
+            payload: packet.get_mut(start..).unwrap_or_default(),
+        })
+    }
+
+    fn open_in_place(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+    ) -> Result<PacketKind, DecryptError> {
+        self.expire_pending(now);
         self.reset_if_timeout(now);
         if packet.len() < DATA_HEADER_LEN {
             return Err(DecryptError::Runt);
         }
         let kind = PacketKind::of(packet).ok_or(DecryptError::Runt)?;
+        let renewal = self.keep_established
+            && self.is_established()
+            && matches!(kind, PacketKind::Hello | PacketKind::RepeatHello);
+        if renewal || self.pending.is_some() {
+            return self.open_renewing(now, kind, packet);
+        }
+        self.open_one(now, kind, packet)
+    }
+
+    fn open_one(
+        &mut self,
+        now: Instant,
+        kind: PacketKind,
+        packet: &mut [u8],
+    ) -> Result<PacketKind, DecryptError> {
         match (kind, self.is_established()) {
             (PacketKind::Data(nonce), _) => self.open_data(now, nonce, packet),
             (PacketKind::Key | PacketKind::RepeatKey, true) => {
@@ -417,12 +594,61 @@ impl Session {
         }
     }
 
-    fn open_data<'a>(
+    /// An established session with `keep_established`: HELLOs and KEYs go to the pending
+    /// handshake (made by the first HELLO), data to the established session first, then to
+    /// the pending one, which replaces the established session when data opens under it.
+    fn open_renewing(
+        &mut self,
+        now: Instant,
+        kind: PacketKind,
+        packet: &mut [u8],
+    ) -> Result<PacketKind, DecryptError> {
+        if let PacketKind::Data(_) = kind {
+            let error = match self.open_one(now, kind, packet) {
+                Ok(k) => {
+                    self.prefer_pending = false;
+                    return Ok(k);
+                }
+                Err(e) => e,
+            };
+            let Some(p) = self.pending.as_mut() else {
+                return Err(error);
+            };
+            // The established session's error is the one that counts when both refuse.
+            p.open_one(now, kind, packet).map_err(|_| error)?;
+            if p.is_established() {
+                self.take_pending();
+            } else {
+                self.prefer_pending = true;
+            }
+            return Ok(kind);
+        }
+        if self.pending.is_none() && matches!(kind, PacketKind::Key | PacketKind::RepeatKey) {
+            return self.open_one(now, kind, packet);
+        }
+        let mut p = match self.pending.take() {
+            Some(p) => p,
+            None => Box::new(self.pending_for(now)),
+        };
+        let result = p.open_one(now, kind, packet);
+        if result.is_ok() || p.stage_is_under_way() {
+            self.prefer_pending |= result.is_ok();
+            self.pending = Some(p);
+        }
+        result
+    }
+
+    /// Whether a handshake has started (anything past INIT).
+    fn stage_is_under_way(&self) -> bool {
+        !matches!(self.stage, Stage::Init)
+    }
+
+    fn open_data(
         &mut self,
         now: Instant,
         nonce: u32,
-        packet: &'a mut [u8],
-    ) -> Result<Opened<'a>, DecryptError> {
+        packet: &mut [u8],
+    ) -> Result<PacketKind, DecryptError> {
         let kind = PacketKind::Data(nonce);
         if let Stage::Established(e) = &mut self.stage {
             e.key_mut()
@@ -432,10 +658,7 @@ impl Session {
                 return Err(DecryptError::Replay);
             }
             self.last_packet = now;
-            return Ok(Opened {
-                kind,
-                payload: packet.get_mut(DATA_HEADER_LEN..).unwrap_or_default(),
-            });
+            return Ok(kind);
         }
         // First data packet: derive the data key from both temporary keys.
         let (key, theirs, next_nonce) = match &self.stage {
@@ -447,6 +670,8 @@ impl Session {
         let mut key = key.ok_or(DecryptError::Decrypt)?;
         let proof = key.open(nonce, packet).ok_or(DecryptError::Decrypt)?;
         self.replay.init(nonce.wrapping_add(1));
+        self.used.insert(theirs);
+        self.generation = self.generation.wrapping_add(1);
         self.stage = Stage::Established(Established::confirm(
             proof,
             theirs,
@@ -454,17 +679,14 @@ impl Session {
             next_nonce.wrapping_add(3),
         ));
         self.last_packet = now;
-        Ok(Opened {
-            kind,
-            payload: packet.get_mut(DATA_HEADER_LEN..).unwrap_or_default(),
-        })
+        Ok(kind)
     }
 
-    fn open_handshake<'a>(
+    fn open_handshake(
         &mut self,
         kind: PacketKind,
-        packet: &'a mut [u8],
-    ) -> Result<Opened<'a>, DecryptError> {
+        packet: &mut [u8],
+    ) -> Result<PacketKind, DecryptError> {
         let header = HandshakeHeader::parse(packet).ok_or(DecryptError::Internal)?;
         if header.public_key != *self.peer.as_bytes() {
             return Err(DecryptError::WrongPermPubkey);
@@ -510,6 +732,10 @@ impl Session {
         }
 
         let known = self.theirs().copied();
+        if is_hello && known != Some(temp) && self.used.contains(&temp) {
+            // The HELLO of a handshake this session completed: a replay.
+            return Err(DecryptError::Replay);
+        }
         let past_key = matches!(
             self.stage,
             Stage::KeyReceived(_) | Stage::Sending(_) | Stage::Established(_)
@@ -538,10 +764,7 @@ impl Session {
                 if reset_replay {
                     self.replay.reset();
                 }
-                Ok(Opened {
-                    kind,
-                    payload: packet.get_mut(HEADER_LEN..).unwrap_or_default(),
-                })
+                Ok(kind)
             }
             Err(e) => Err(e),
         }
@@ -683,5 +906,154 @@ mod tests {
         // The peer accepts the new HELLO on its established session and re-handshakes.
         assert_eq!(b.decrypt(now, &mut hello).unwrap().payload, b"again");
         assert_eq!(b.state(), State::ReceivedHello);
+    }
+
+    /// Two sessions, `b` keeping its established session on renewal; established both ways.
+    fn established_pair(rng: &mut Counter, now: Instant, keep: bool) -> (Session, Session) {
+        let (ka, pa, _) = PrivateKey::generate(rng);
+        let (kb, pb, _) = PrivateKey::generate(rng);
+        let a = Session::new(Arc::new(CryptoAuth::new(ka)), pb, false, now);
+        let b = Session::new(Arc::new(CryptoAuth::new(kb)), pa, false, now).keep_established(keep);
+        let (mut a, mut b) = (a, b);
+        for _ in 0..2 {
+            let mut p = a.encrypt_to_vec(now, rng, b"x").unwrap();
+            b.decrypt(now, &mut p).unwrap();
+            let mut p = b.encrypt_to_vec(now, rng, b"y").unwrap();
+            a.decrypt(now, &mut p).unwrap();
+        }
+        assert!(a.is_established() && b.is_established());
+        (a, b)
+    }
+
+    /// A HELLO on an established session (keep_established) runs beside it: the old session
+    /// keeps opening the peer's data, the answer is a KEY, and the new session replaces the
+    /// old one only when data opens under it.
+    #[test]
+    fn a_hello_does_not_replace_an_established_session_until_the_new_one_is_established() {
+        let mut rng = Counter(11);
+        let now = Instant::now();
+        let (mut a, mut b) = established_pair(&mut rng, now, true);
+        assert_eq!(b.generation(), 1);
+        // Data of the old session, sent before A re-handshakes but delivered afterwards.
+        let mut late = a.encrypt_to_vec(now, &mut rng, b"old").unwrap();
+        a.reset();
+        let mut hello = a.encrypt_to_vec(now, &mut rng, b"hello").unwrap();
+        assert_eq!(PacketKind::of(&hello), Some(PacketKind::Hello));
+        assert_eq!(b.decrypt(now, &mut hello).unwrap().payload, b"hello");
+        assert_eq!(
+            (b.state(), b.is_renewing(), b.generation()),
+            (State::Established, true, 1),
+            "the old session stays"
+        );
+        assert_eq!(b.decrypt(now, &mut late).unwrap().payload, b"old");
+        // The peer last spoke on the old session: B answers there (data, not a KEY) ...
+        let mut reply = b.encrypt_to_vec(now, &mut rng, b"r").unwrap();
+        assert!(matches!(PacketKind::of(&reply), Some(PacketKind::Data(_))));
+        assert!(a.decrypt(now, &mut reply).is_err());
+        // ... until the peer speaks on the new one again (A repeats its HELLO).
+        let mut repeat = a.encrypt_to_vec(now, &mut rng, b"hello again").unwrap();
+        assert_eq!(PacketKind::of(&repeat), Some(PacketKind::RepeatHello));
+        b.decrypt(now, &mut repeat).unwrap();
+        let mut key = b.encrypt_to_vec(now, &mut rng, b"key").unwrap();
+        assert_eq!(PacketKind::of(&key), Some(PacketKind::Key));
+        assert_eq!(a.decrypt(now, &mut key).unwrap().payload, b"key");
+        assert_eq!(b.state(), State::Established);
+        // A's first data packet under the new keys proves it: B switches.
+        let mut data = a.encrypt_to_vec(now, &mut rng, b"new").unwrap();
+        assert_eq!(b.decrypt(now, &mut data).unwrap().payload, b"new");
+        assert_eq!((b.is_renewing(), b.generation()), (false, 2));
+        let mut back = b.encrypt_to_vec(now, &mut rng, b"back").unwrap();
+        assert_eq!(a.decrypt(now, &mut back).unwrap().payload, b"back");
+        assert!(a.is_established());
+        // The old session is gone now.
+        let mut stale = vec![0u8; 0];
+        stale.extend_from_slice(&late);
+        assert!(b.decrypt(now, &mut stale).is_err());
+    }
+
+    /// A HELLO of a completed handshake is refused as a replay, on an established session and
+    /// after renewals, and leaves the session as it was; a pending handshake that never
+    /// completes is dropped after SETUP_TIMEOUT.
+    #[test]
+    fn replayed_hellos_are_refused_and_pending_handshakes_expire() {
+        let mut rng = Counter(12);
+        let now = Instant::now();
+        let (ka, pa, _) = PrivateKey::generate(&mut rng);
+        let (kb, pb, _) = PrivateKey::generate(&mut rng);
+        let mut a = Session::new(Arc::new(CryptoAuth::new(ka)), pb, false, now);
+        let mut b =
+            Session::new(Arc::new(CryptoAuth::new(kb)), pa, false, now).keep_established(true);
+        let first_hello = a.encrypt_to_vec(now, &mut rng, b"x").unwrap();
+        let mut p = first_hello.clone();
+        b.decrypt(now, &mut p).unwrap();
+        let mut p = b.encrypt_to_vec(now, &mut rng, b"y").unwrap();
+        a.decrypt(now, &mut p).unwrap();
+        let mut p = a.encrypt_to_vec(now, &mut rng, b"z").unwrap();
+        b.decrypt(now, &mut p).unwrap();
+        assert!(b.is_established());
+        // The captured HELLO of this very session.
+        let mut replay = first_hello.clone();
+        assert!(b.decrypt(now, &mut replay).is_err());
+        assert!(!b.is_renewing());
+        // A renews (its HELLO, B's KEY, A's data): the first HELLO is still refused.
+        a.reset();
+        let second_hello = a.encrypt_to_vec(now, &mut rng, b"h2").unwrap();
+        b.decrypt(now, &mut second_hello.clone()).unwrap();
+        let mut key = b.encrypt_to_vec(now, &mut rng, b"k").unwrap();
+        a.decrypt(now, &mut key).unwrap();
+        let mut data = a.encrypt_to_vec(now, &mut rng, b"d").unwrap();
+        b.decrypt(now, &mut data).unwrap();
+        assert_eq!(b.generation(), 2);
+        for hello in [&first_hello, &second_hello] {
+            let mut replay = hello.clone();
+            assert_eq!(
+                b.decrypt(now, &mut replay).err(),
+                Some(DecryptError::Replay)
+            );
+            assert!(!b.is_renewing(), "a replay starts nothing");
+        }
+        let mut data = a.encrypt_to_vec(now, &mut rng, b"still").unwrap();
+        assert_eq!(b.decrypt(now, &mut data).unwrap().payload, b"still");
+        // Even without keep_established (cjdns replaces the session on a HELLO), a used key
+        // is refused.
+        let (mut c, mut d) = established_pair(&mut rng, now, false);
+        c.reset();
+        let hello = c.encrypt_to_vec(now, &mut rng, b"h").unwrap();
+        d.decrypt(now, &mut hello.clone()).unwrap();
+        let mut key = d.encrypt_to_vec(now, &mut rng, b"k").unwrap();
+        c.decrypt(now, &mut key).unwrap();
+        let mut data = c.encrypt_to_vec(now, &mut rng, b"d").unwrap();
+        d.decrypt(now, &mut data).unwrap();
+        let generation = d.generation();
+        // (The current handshake's own HELLO: refused as cjdns refuses it.)
+        assert_eq!(
+            d.decrypt(now, &mut hello.clone()).err(),
+            Some(DecryptError::InvalidPacket)
+        );
+        c.reset();
+        let renewed = c.encrypt_to_vec(now, &mut rng, b"h").unwrap();
+        d.decrypt(now, &mut renewed.clone()).unwrap();
+        let mut key = d.encrypt_to_vec(now, &mut rng, b"k").unwrap();
+        c.decrypt(now, &mut key).unwrap();
+        let mut data = c.encrypt_to_vec(now, &mut rng, b"d").unwrap();
+        d.decrypt(now, &mut data).unwrap();
+        assert_eq!(
+            d.decrypt(now, &mut hello.clone()).err(),
+            Some(DecryptError::Replay)
+        );
+        assert!(d.is_established());
+        assert_eq!(d.generation(), generation + 1);
+        // A fresh HELLO that never completes: pending for SETUP_TIMEOUT, then dropped.
+        let (mut e, mut f) = established_pair(&mut rng, now, true);
+        e.reset();
+        let mut hello = e.encrypt_to_vec(now, &mut rng, b"h").unwrap();
+        f.decrypt(now, &mut hello).unwrap();
+        assert!(f.is_renewing());
+        let later = now + SETUP_TIMEOUT;
+        let mut out = f.encrypt_to_vec(later, &mut rng, b"o").unwrap();
+        assert!(!f.is_renewing());
+        assert!(matches!(PacketKind::of(&out), Some(PacketKind::Data(_))));
+        assert!(f.is_established());
+        let _ = e.decrypt(later, &mut out);
     }
 }

@@ -36,6 +36,8 @@ use crate::pathfinding::NodeRef;
 use crate::peers::{Peer, PeerCredentials, KEEPALIVE_MAGIC, PING_INTERVAL};
 use crate::shard::DirectoryView;
 
+mod liveness;
+
 /// What became of a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LinkIn {
@@ -147,7 +149,7 @@ impl LinkStage {
         events: &mut EventLog,
         charged: bool,
     ) -> LinkIn {
-        let (slot, new) = match self.by_link.get(&from) {
+        let (slot, new, generation) = match self.by_link.get(&from) {
             Some(&slot) => {
                 let Some(peer) = self
                     .peers
@@ -162,6 +164,7 @@ impl LinkStage {
                     events.shed(now, false);
                     return LinkIn::Drop;
                 }
+                let generation = peer.session.generation();
                 if let Err(error) = decrypt_in_place(&mut peer.session, now, buf) {
                     peer.bad_packets += 1;
                     let key = peer.key;
@@ -177,7 +180,7 @@ impl LinkStage {
                     }
                     return LinkIn::Drop;
                 }
-                (slot, false)
+                (slot, false, Some(generation))
             }
             None => {
                 if let Some(owner) = view.link_owner_elsewhere(&from) {
@@ -199,11 +202,14 @@ impl LinkStage {
                     return LinkIn::Elsewhere(owner);
                 }
                 match self.accept(now, from, buf, view, events) {
-                    Some(slot) => (slot, true),
+                    Some(slot) => (slot, true, None),
                     None => return LinkIn::Drop,
                 }
             }
         };
+        if let Some(generation) = generation {
+            self.renewed(now, slot, generation, view, events);
+        }
         let Some(peer) = self.peer_mut(slot) else {
             return LinkIn::Drop;
         };
@@ -243,8 +249,10 @@ impl LinkStage {
         if !key.is_valid() || key == self.key {
             return None;
         }
-        let mut session = Session::new(self.ca.clone(), key, true, now);
-        if let Err(error) = decrypt_in_place(&mut session, now, buf) {
+        let mut session = Session::new(self.ca.clone(), key, true, now).keep_established(true);
+        let opened = decrypt_in_place(&mut session, now, buf)
+            .and_then(|()| self.refuse_replayed_hello(&key, &session));
+        if let Err(error) = opened {
             events.rejection(now, |suppressed| NodeEvent::HandshakeRejected {
                 from,
                 error,
@@ -252,18 +260,8 @@ impl LinkStage {
             });
             return None;
         }
-        // A peer that restarted on a new port replaces its old incoming entry.
-        if let Some(old) = self
-            .peers
-            .iter()
-            .flatten()
-            .find(|p| p.key == key && p.is_incoming)
-            .map(|p| p.slot)
-        {
-            if let Some(peer) = self.remove(old, view) {
-                self.departed.push(peer);
-            }
-        }
+        // A peer that restarted on a new port replaces its old incoming entry once the new
+        // session is established (`renewed`), not before: a HELLO alone proves nothing.
         let (slot, label) = view.attach(from, key).ok()?;
         self.insert(Peer::new(
             from, key, session, slot, label, true, None, None, now,
@@ -299,7 +297,7 @@ impl LinkStage {
             return Err(NodeError::DuplicatePeer(link_address));
         }
         let (slot, label) = view.attach(link_address, key).map_err(NodeError::from)?;
-        let mut session = Session::new(self.ca.clone(), key, false, now);
+        let mut session = Session::new(self.ca.clone(), key, false, now).keep_established(true);
         session.set_auth(Some(&credentials.password), credentials.login.as_deref());
         self.insert(Peer::new(
             link_address,
@@ -640,7 +638,7 @@ mod tests {
     use rand_core::SeedableRng;
     use std::time::Duration;
 
-    fn view() -> DirectoryView {
+    pub(super) fn view() -> DirectoryView {
         let switch = SwitchCore::new(EncodingScheme::v358());
         DirectoryView::new(Directory::new(switch), ShardSpec::SINGLE)
     }
@@ -651,7 +649,7 @@ mod tests {
         (LinkStage::new(ca, [7; beacon::PASSWORD_LEN], now), public)
     }
 
-    fn login(password: &[u8]) -> PeerCredentials {
+    pub(super) fn login(password: &[u8]) -> PeerCredentials {
         PeerCredentials {
             password: password.to_vec(),
             login: Some(b"a".to_vec()),
@@ -659,7 +657,8 @@ mod tests {
     }
 
     /// A switch packet for the receiver's router (label 1): what a keepalive looks like.
-    const FOR_ROUTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x44, 0xff, 0xff, 1, 2, 3, 4];
+    pub(super) const FOR_ROUTER: [u8; 16] =
+        [0, 0, 0, 0, 0, 0, 0, 1, 0, 0x44, 0xff, 0xff, 1, 2, 3, 4];
 
     #[test]
     fn a_peers_datagram_opens_to_the_switch_packet_it_carries() {

@@ -578,6 +578,10 @@ impl<P: Pathfinder> Node<P> {
                 self.peer_gone(now, peer);
             }
         }
+        // Peers we connect to: probe the quiet, re-handshake the dead (`link::liveness`).
+        for slot in self.link.liveness_probes(now, &mut self.events) {
+            self.send_keepalive(now, slot);
+        }
         // Ping at most one lazy peer per tick, round robin.
         if let Some(slot) = self.link.next_lazy(now) {
             self.send_keepalive(now, slot);

@@ -142,6 +142,31 @@ pub enum NodeEvent {
         /// The peer.
         key: PublicKey,
     },
+    /// A peer we connect to stopped answering on an established link session (nothing
+    /// authenticated from it for `liveness::DEAD_AFTER` while a keepalive went unanswered):
+    /// the session was reset and a fresh HELLO sent (a peer that restarted has lost its
+    /// keys). Reported at most once a second.
+    PeerSessionDead {
+        /// The peer.
+        key: PublicKey,
+        /// Its link address.
+        address: SocketAddr,
+        /// How long it had been silent, in milliseconds.
+        silent_ms: u64,
+        /// Such reports since the previous one that were not reported.
+        suppressed: u64,
+    },
+    /// A new link handshake with a peer completed and replaced its established session (the
+    /// peer restarted or re-keyed, or our reset session is up again), or replaced its entry
+    /// at an older link address. Reported at most once a second.
+    PeerSessionRenewed {
+        /// The peer.
+        key: PublicKey,
+        /// Its link address.
+        address: SocketAddr,
+        /// Such reports since the previous one that were not reported.
+        suppressed: u64,
+    },
     /// Packets that would have cost an X25519 (handshakes, mostly) were dropped unopened
     /// because the handshake budget was spent (`docs/node.md`, "Handshake budget"). Reported
     /// at most once a second, with the counts since the previous report.
@@ -304,6 +329,7 @@ pub(crate) struct EventLog {
     rejections: RateLimit,
     drops: RateLimit,
     shed: ShedReport,
+    liveness: RateLimit,
 }
 
 /// Packets shed by the handshake budgets since the last [`NodeEvent::HandshakesShed`].
@@ -351,6 +377,14 @@ impl EventLog {
     /// last report), so forged or spoofed packets cannot flood the log.
     pub(crate) fn rejection(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
         if let Some(suppressed) = self.rejections.due(now) {
+            self.push(event(suppressed));
+        }
+    }
+
+    /// Reports a link session reset or renewal ([`NodeEvent::PeerSessionDead`],
+    /// [`NodeEvent::PeerSessionRenewed`]) at most once a second.
+    pub(crate) fn liveness(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
+        if let Some(suppressed) = self.liveness.due(now) {
             self.push(event(suppressed));
         }
     }

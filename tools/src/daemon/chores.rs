@@ -404,6 +404,21 @@ pub(super) fn log_event(e: &NodeEvent) {
             let session = if *end_to_end { "end-to-end" } else { "link" };
             warn!(%key, session, %error, suppressed, "received packets dropped (replayed, too late or undecryptable)")
         }
+        NodeEvent::PeerSessionDead {
+            key,
+            address,
+            silent_ms,
+            suppressed,
+        } => {
+            warn!(peer = %display_link(address), %key, silent_ms, suppressed, "peer stopped answering (restarted?): link session reset, sending a fresh HELLO")
+        }
+        NodeEvent::PeerSessionRenewed {
+            key,
+            address,
+            suppressed,
+        } => {
+            info!(peer = %display_link(address), %key, suppressed, "peer link session renewed: a new handshake completed and replaced the old session")
+        }
         NodeEvent::HandshakesShed { link, end_to_end } => {
             warn!(
                 link,

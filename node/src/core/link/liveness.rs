@@ -1,0 +1,461 @@
+//! Link session liveness and renewal: a peer that restarted (and lost its keys) is noticed
+//! from unanswered keepalives and re-handshaken; a new handshake replaces an established one
+//! only when it completes; a replayed HELLO is refused. Nothing here changes the wire.
+//!
+//! Timings (docs/node.md, "Link session liveness"), for peers we connect to (we hold their
+//! credentials, so we can send a HELLO; incoming peers come back by themselves):
+//! * quiet for [`PROBE_AFTER`] (nothing authenticated from the peer): a keepalive ping, again
+//!   every [`PROBE_TIMEOUT`] while it stays quiet;
+//! * quiet for [`DEAD_AFTER`] with a ping unanswered for [`PROBE_TIMEOUT`]: the session is
+//!   dead; it is reset and a fresh HELLO goes out at once ([`NodeEvent::PeerSessionDead`]);
+//! * while the handshake is incomplete the HELLO is repeated every [`HELLO_RETRY`] for the
+//!   first [`UNRESPONSIVE_AFTER`] of silence (then at the keepalive's pace).
+//!
+//! A responder killed just after its last packet is so declared dead 3.1–4.1 s later (one
+//! keepalive tick of 1.024 s of jitter), and a restarted one has the HELLO within 1 s of its
+//! socket opening.
+
+use std::time::{Duration, Instant};
+
+use pktmesh_crypto_auth::legacy::Session;
+use pktmesh_crypto_auth::{DecryptError, PublicKey};
+
+use super::LinkStage;
+use crate::core::types::{EventLog, NodeEvent};
+use crate::peers::{PING_INTERVAL, UNRESPONSIVE_AFTER};
+use crate::shard::DirectoryView;
+
+/// A peer silent this long gets a liveness ping.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(2048);
+/// A liveness ping unanswered this long counts as lost (and the next one goes out).
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_millis(1024);
+/// A peer silent this long, with a liveness ping lost, has a dead session.
+pub(crate) const DEAD_AFTER: Duration = Duration::from_millis(3072);
+/// While a handshake with a peer we connect to is incomplete, its HELLO repeats this often.
+pub(crate) const HELLO_RETRY: Duration = PING_INTERVAL;
+
+impl LinkStage {
+    /// The keepalive tick's liveness pass: the peers to ping now (an established but quiet
+    /// peer, or one whose handshake is incomplete: the ping goes out as a HELLO). A peer whose
+    /// session is dead is reset first, and reported.
+    pub(crate) fn liveness_probes(&mut self, now: Instant, events: &mut EventLog) -> Vec<u16> {
+        let mut due = Vec::new();
+        for peer in self.peers.iter_mut().flatten() {
+            if peer.credentials.is_none() || peer.incompatible {
+                continue;
+            }
+            let quiet = now.saturating_duration_since(peer.last_message);
+            let ping_age = peer.last_ping.map(|t| now.saturating_duration_since(t));
+            if !peer.session.is_established() {
+                if quiet < UNRESPONSIVE_AFTER && ping_age.is_none_or(|a| a >= HELLO_RETRY) {
+                    due.push(peer.slot);
+                }
+                continue;
+            }
+            // A ping sent since the peer last spoke, unanswered for PROBE_TIMEOUT.
+            let lost = peer.last_ping.is_some_and(|t| t >= peer.last_message)
+                && ping_age.is_some_and(|a| a >= PROBE_TIMEOUT);
+            if quiet >= DEAD_AFTER && lost {
+                peer.session.reset();
+                let (key, address) = (peer.key, peer.link_address);
+                let silent_ms = quiet.as_millis() as u64;
+                events.liveness(now, |suppressed| NodeEvent::PeerSessionDead {
+                    key,
+                    address,
+                    silent_ms,
+                    suppressed,
+                });
+                due.push(peer.slot);
+            } else if quiet >= PROBE_AFTER
+                && (peer.last_ping.is_none_or(|t| t < peer.last_message) || lost)
+            {
+                due.push(peer.slot);
+            }
+        }
+        due
+    }
+
+    /// After a packet from the peer in `slot` opened: if its session completed a handshake
+    /// (`generation` was the session's before), a renewal replaced the established session,
+    /// or a new entry of an incoming peer (that came back on a new port) is now established
+    /// and replaces its older entries, which only now are removed.
+    pub(super) fn renewed(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        generation: u64,
+        view: &mut DirectoryView,
+        events: &mut EventLog,
+    ) {
+        let Some(peer) = self.peer(slot) else {
+            return;
+        };
+        if peer.session.generation() == generation {
+            return;
+        }
+        let (key, address, incoming) = (peer.key, peer.link_address, peer.is_incoming);
+        let older: Vec<u16> = self
+            .peers
+            .iter()
+            .flatten()
+            .filter(|p| incoming && p.is_incoming && p.key == key && p.slot != slot)
+            .map(|p| p.slot)
+            .collect();
+        for old in &older {
+            if let Some(peer) = self.remove(*old, view) {
+                self.departed.push(peer);
+            }
+        }
+        if generation > 0 || !older.is_empty() {
+            events.liveness(now, |suppressed| NodeEvent::PeerSessionRenewed {
+                key,
+                address,
+                suppressed,
+            });
+        }
+    }
+
+    /// A HELLO from a new address opened into `session`: refused when its temporary key is one
+    /// an entry of the same incoming peer already completed a handshake with (a replay).
+    pub(super) fn refuse_replayed_hello(
+        &self,
+        key: &PublicKey,
+        session: &Session,
+    ) -> Result<(), DecryptError> {
+        let Some(temp) = session.peer_temp_public() else {
+            return Ok(());
+        };
+        let replayed = self
+            .peers
+            .iter()
+            .flatten()
+            .any(|p| &p.key == key && p.session.has_used_temp_key(&temp));
+        if replayed {
+            return Err(DecryptError::Replay);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Dead-session detection and renewal with explicit `now`.
+    use super::super::tests::{login, view, FOR_ROUTER};
+    use super::super::{LinkIn, LinkStage};
+    use super::*;
+    use crate::beacon;
+    use crate::packet::PacketBuf;
+    use pktmesh_crypto_auth::legacy::CryptoAuth;
+    use pktmesh_crypto_auth::PrivateKey;
+    use rand_core::SeedableRng;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    fn stage_of(private: PrivateKey, now: Instant) -> LinkStage {
+        let mut s = LinkStage::new(
+            Arc::new(CryptoAuth::new(private)),
+            [7; beacon::PASSWORD_LEN],
+            now,
+        );
+        s.add_user(b"pw", Some(b"a"), None).unwrap();
+        s
+    }
+
+    /// Carries a packet sealed by `from` for `slot` to `to` (from `addr`); what it became.
+    #[allow(clippy::too_many_arguments)]
+    fn carry(
+        rng: &mut rand_chacha::ChaCha20Rng,
+        now: Instant,
+        from: &mut LinkStage,
+        slot: u16,
+        to: &mut LinkStage,
+        addr: SocketAddr,
+        to_view: &mut DirectoryView,
+        events: &mut EventLog,
+    ) -> (LinkIn, Vec<u8>) {
+        let mut buf = PacketBuf::from_slice(&FOR_ROUTER);
+        from.seal(now, rng, slot, &mut buf).unwrap();
+        let sent = buf.data().to_vec();
+        (to.open(now, addr, &mut buf, to_view, events, false), sent)
+    }
+
+    #[test]
+    fn a_silent_peer_is_probed_declared_dead_and_re_handshaken_with_its_restart() {
+        let t0 = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let (a_private, _, _) = PrivateKey::generate(&mut rng);
+        let (b_private, b_key, _) = PrivateKey::generate(&mut rng);
+        let mut a = stage_of(a_private, t0);
+        let mut b = stage_of(b_private.clone(), t0);
+        let (mut va, mut vb) = (view(), view());
+        let mut events = EventLog::default();
+        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        let (to_b, _) = a
+            .connect(t0, b_addr, b_key, login(b"pw"), None, &mut va)
+            .unwrap();
+        // HELLO, KEY, data both ways.
+        let (LinkIn::Opened { slot: to_a, .. }, _) = carry(
+            &mut rng,
+            t0,
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("HELLO")
+        };
+        for _ in 0..2 {
+            carry(
+                &mut rng,
+                t0,
+                &mut b,
+                to_a,
+                &mut a,
+                b_addr,
+                &mut va,
+                &mut events,
+            );
+            carry(
+                &mut rng,
+                t0,
+                &mut a,
+                to_b,
+                &mut b,
+                a_addr,
+                &mut vb,
+                &mut events,
+            );
+        }
+        let peer = |s: &LinkStage, slot| s.peer(slot).unwrap().session.is_established();
+        assert!(peer(&a, to_b) && peer(&b, to_a));
+        a.peer_mut(to_b).unwrap().last_message = t0;
+
+        // B dies at t0. Quiet < PROBE_AFTER: nothing.
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(a.liveness_probes(ms(2000), &mut events).is_empty());
+        // Probed at PROBE_AFTER.
+        assert_eq!(a.liveness_probes(ms(2100), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(2100), to_b, 1);
+        // Unanswered but not yet DEAD_AFTER, and the ping is too recent to be lost.
+        assert!(a.liveness_probes(ms(3000), &mut events).is_empty());
+        assert!(events.pop().is_none());
+        // Quiet DEAD_AFTER with the ping lost for PROBE_TIMEOUT: reset, reported, HELLO now.
+        assert_eq!(a.liveness_probes(ms(3124), &mut events), vec![to_b]);
+        assert!(!peer(&a, to_b));
+        assert!(matches!(
+            events.pop(),
+            Some(NodeEvent::PeerSessionDead { key, silent_ms: 3124, .. }) if key == b_key
+        ));
+        a.keepalive_sent(ms(3124), to_b, 2);
+        // The HELLO is repeated every HELLO_RETRY while B is away.
+        assert!(a.liveness_probes(ms(3500), &mut events).is_empty());
+        assert_eq!(a.liveness_probes(ms(4148), &mut events), vec![to_b]);
+
+        // B restarts (same key, nothing remembered) and gets the next HELLO: up again.
+        let mut b = stage_of(b_private, ms(4000));
+        let mut vb = view();
+        let (LinkIn::Opened { slot: to_a, .. }, _) = carry(
+            &mut rng,
+            ms(4148),
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("the HELLO after the reset opens at the restarted peer")
+        };
+        carry(
+            &mut rng,
+            ms(4149),
+            &mut b,
+            to_a,
+            &mut a,
+            b_addr,
+            &mut va,
+            &mut events,
+        );
+        carry(
+            &mut rng,
+            ms(4150),
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        );
+        carry(
+            &mut rng,
+            ms(4151),
+            &mut b,
+            to_a,
+            &mut a,
+            b_addr,
+            &mut va,
+            &mut events,
+        );
+        assert!(peer(&a, to_b) && peer(&b, to_a));
+        assert!(matches!(
+            events.pop(),
+            Some(NodeEvent::PeerSessionRenewed { key, .. }) if key == b_key
+        ));
+        // Answered again: no more probes until it is quiet again.
+        assert!(a.liveness_probes(ms(5000), &mut events).is_empty());
+        assert!(events.pop().is_none());
+    }
+
+    #[test]
+    fn a_replayed_hello_changes_nothing_and_a_new_port_replaces_the_entry_only_once_established() {
+        let t0 = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
+        let (a_private, a_key, _) = PrivateKey::generate(&mut rng);
+        let (b_private, b_key, _) = PrivateKey::generate(&mut rng);
+        let mut a = stage_of(a_private.clone(), t0);
+        let mut b = stage_of(b_private, t0);
+        let (mut va, mut vb) = (view(), view());
+        let mut events = EventLog::default();
+        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        let (to_b, _) = a
+            .connect(t0, b_addr, b_key, login(b"pw"), None, &mut va)
+            .unwrap();
+        let (LinkIn::Opened { slot: to_a, .. }, hello) = carry(
+            &mut rng,
+            t0,
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("HELLO")
+        };
+        for _ in 0..2 {
+            carry(
+                &mut rng,
+                t0,
+                &mut b,
+                to_a,
+                &mut a,
+                b_addr,
+                &mut va,
+                &mut events,
+            );
+            carry(
+                &mut rng,
+                t0,
+                &mut a,
+                to_b,
+                &mut b,
+                a_addr,
+                &mut vb,
+                &mut events,
+            );
+        }
+        let generation = b.peer(to_a).unwrap().session.generation();
+        assert_eq!(generation, 1);
+        while events.pop().is_some() {}
+        // The captured HELLO, replayed from A's address and from another one.
+        for (i, from) in [a_addr, "10.0.0.9:9".parse().unwrap()]
+            .into_iter()
+            .enumerate()
+        {
+            let at = t0 + Duration::from_secs(2 * i as u64 + 1);
+            let mut buf = PacketBuf::from_slice(&hello);
+            assert_eq!(
+                b.open(at, from, &mut buf, &mut vb, &mut events, false),
+                LinkIn::Drop
+            );
+            assert!(matches!(
+                events.pop(),
+                Some(
+                    NodeEvent::PacketsDropped {
+                        error: DecryptError::Replay,
+                        ..
+                    } | NodeEvent::HandshakeRejected {
+                        error: DecryptError::Replay,
+                        ..
+                    }
+                )
+            ));
+        }
+        let s = &b.peer(to_a).unwrap().session;
+        assert!(s.is_established() && !s.is_renewing());
+        assert_eq!((b.len(), s.generation()), (1, generation));
+        let (_, _) = carry(
+            &mut rng,
+            t0,
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        );
+        assert!(events.pop().is_none(), "A's data still opens");
+
+        // A restarts on a new port: its HELLO makes a second entry; the first stays (and
+        // works) until the new session is established.
+        let t1 = t0 + Duration::from_secs(10);
+        let mut a2 = stage_of(a_private, t1);
+        let mut va2 = view();
+        let a2_addr: SocketAddr = "10.0.0.1:7".parse().unwrap();
+        let (to_b2, _) = a2
+            .connect(t1, b_addr, b_key, login(b"pw"), None, &mut va2)
+            .unwrap();
+        let (LinkIn::Opened { slot: to_a2, .. }, _) = carry(
+            &mut rng,
+            t1,
+            &mut a2,
+            to_b2,
+            &mut b,
+            a2_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("new HELLO")
+        };
+        assert_eq!(b.len(), 2);
+        assert!(matches!(
+            carry(&mut rng, t1, &mut a, to_b, &mut b, a_addr, &mut vb, &mut events).0,
+            LinkIn::Opened { slot, .. } if slot == to_a
+        ));
+        carry(
+            &mut rng,
+            t1,
+            &mut b,
+            to_a2,
+            &mut a2,
+            b_addr,
+            &mut va2,
+            &mut events,
+        );
+        carry(
+            &mut rng,
+            t1,
+            &mut a2,
+            to_b2,
+            &mut b,
+            a2_addr,
+            &mut vb,
+            &mut events,
+        );
+        assert_eq!(
+            b.len(),
+            1,
+            "the old entry goes once the new one is established"
+        );
+        assert_eq!(b.take_departed().map(|p| p.link_address), Some(a_addr));
+        assert!(matches!(
+            events.pop(),
+            Some(NodeEvent::PeerSessionRenewed { key, address, .. })
+                if key == a_key && address == a2_addr
+        ));
+    }
+}
