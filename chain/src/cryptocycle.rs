@@ -10,7 +10,7 @@
 
 use crate::hash::{b2b256, hash_expand, hash_expand_at};
 use curve25519_dalek::edwards::EdwardsPoint;
-use pktmesh_crypto_auth::primitives::{poly1305_padded, ChaCha20, KeyIvInit, StreamCipher};
+use pktmesh_crypto_auth::primitives::{chacha20_xor, poly1305_padded};
 
 /// Size of the CryptoCycle state in bytes.
 pub const STATE_LEN: usize = 2048;
@@ -160,7 +160,7 @@ impl State {
         let mut ks = [0u8; 2304];
         let ks_len = (64 + mlen).div_ceil(256) * 256;
         let ks = &mut ks[..ks_len];
-        ChaCha20::new(&key.into(), &nonce.into()).apply_keystream(ks);
+        chacha20_xor(&key, &nonce, 0, ks);
         let mut poly_key = [0u8; 32];
         poly_key.copy_from_slice(&ks[..32]);
         let xor_message = |msg: &mut [u8]| {

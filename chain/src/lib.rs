@@ -12,10 +12,12 @@
 //! - [`params`]: PKT mainnet constants (block reward, Network Steward share, genesis).
 //!
 //! # One ChaCha20/Poly1305 for packets and mining
-//! CryptoCycle is an AEAD pass over a packet-sized buffer. It takes ChaCha20 and Poly1305 from
-//! `pktmesh_crypto_auth::primitives`, the same module the Noise/CryptoAuth packet path uses, so
-//! packet encryption and mining run the same code (and the same CPU-feature selection). The
-//! RFC 8439 equivalence vectors in the tests pin the two uses to each other.
+//! CryptoCycle is an AEAD pass over a packet-sized buffer. It calls `chacha20_xor` and
+//! `poly1305_padded` of `pktmesh_crypto_auth::primitives`, the functions the Noise session
+//! AEAD calls too, so mining and Noise packet encryption run the same code (and the same
+//! run-time CPU-feature selection). `tests/shared_path.rs` counts the calls of both uses; the
+//! legacy CryptoAuth box (XSalsa20-Poly1305, cjdns' wire format) is a different cipher and has
+//! its own code (`crypto-auth/src/legacy/secretbox.rs`).
 //!
 //! Everything here is deterministic and performs no I/O: parent block hashes, heights and the
 //! announcement set are arguments. Malformed input yields a typed error, never a panic.

@@ -1,13 +1,13 @@
 //! The Noise/WireGuard primitives: BLAKE2s hash, HMAC-BLAKE2s, the HKDF chain, keyed
 //! BLAKE2s-128 MACs, ChaCha20-Poly1305 with a counter nonce and XChaCha20-Poly1305 for cookies.
-//! All from RustCrypto crates; nothing here is a hand-written cipher.
+//! The AEADs are [`crate::primitives`]' (the ChaCha20 and Poly1305 that PacketCrypt mining
+//! uses too); hashes, HMAC and X25519 come from RustCrypto and dalek crates.
 
 use blake2::digest::{FixedOutput, Mac, Update};
 use blake2::{Blake2s256, Blake2sMac, Digest};
-use chacha20poly1305::aead::generic_array::GenericArray;
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305};
 use hmac::SimpleHmac;
+
+use crate::primitives::{self, Aead};
 
 /// BLAKE2s-256 of the concatenation of `parts`.
 pub(crate) fn hash(parts: &[&[u8]]) -> [u8; 32] {
@@ -76,34 +76,18 @@ fn nonce12(counter: u64) -> [u8; 12] {
 }
 
 /// A ChaCha20-Poly1305 key.
-pub(crate) fn aead_key(key: &[u8; 32]) -> ChaCha20Poly1305 {
-    ChaCha20Poly1305::new(GenericArray::from_slice(key))
+pub(crate) fn aead_key(key: &[u8; 32]) -> Aead {
+    Aead::new(key)
 }
 
 /// Encrypt `buf` in place; returns the tag.
-pub(crate) fn seal(cipher: &ChaCha20Poly1305, counter: u64, ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-    match cipher.encrypt_in_place_detached(GenericArray::from_slice(&nonce12(counter)), ad, buf) {
-        Ok(t) => t.into(),
-        Err(_) => [0; 16], // only for > 256 GiB inputs
-    }
+pub(crate) fn seal(cipher: &Aead, counter: u64, ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+    cipher.seal(&nonce12(counter), ad, buf)
 }
 
 /// Verify and decrypt `buf` in place; untouched on failure.
-pub(crate) fn open(
-    cipher: &ChaCha20Poly1305,
-    counter: u64,
-    ad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8; 16],
-) -> bool {
-    cipher
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(&nonce12(counter)),
-            ad,
-            buf,
-            GenericArray::from_slice(tag),
-        )
-        .is_ok()
+pub(crate) fn open(cipher: &Aead, counter: u64, ad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
+    cipher.open(&nonce12(counter), ad, buf, tag)
 }
 
 /// Seal `plain` into `out` (= ciphertext ‖ tag, `plain.len() + 16` bytes) with a one-off key.
@@ -138,13 +122,10 @@ pub(crate) fn open_to(
 
 /// XChaCha20-Poly1305 seal of a cookie (16 bytes) → 32 bytes.
 pub(crate) fn xseal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], cookie: &[u8; 16]) -> [u8; 32] {
-    let c = XChaCha20Poly1305::new(GenericArray::from_slice(key));
     let mut out = [0u8; 32];
     let (ct, tag) = out.split_at_mut(16);
     ct.copy_from_slice(cookie);
-    if let Ok(t) = c.encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, ct) {
-        tag.copy_from_slice(&t);
-    }
+    tag.copy_from_slice(&primitives::xseal(key, nonce, ad, ct));
     out
 }
 
@@ -155,17 +136,11 @@ pub(crate) fn xopen(
     ad: &[u8],
     sealed: &[u8; 32],
 ) -> Option<[u8; 16]> {
-    let c = XChaCha20Poly1305::new(GenericArray::from_slice(key));
     let mut cookie = [0u8; 16];
     cookie.copy_from_slice(&sealed[..16]);
-    c.decrypt_in_place_detached(
-        GenericArray::from_slice(nonce),
-        ad,
-        &mut cookie,
-        GenericArray::from_slice(&sealed[16..]),
-    )
-    .ok()
-    .map(|()| cookie)
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&sealed[16..]);
+    primitives::xopen(key, nonce, ad, &mut cookie, &tag).then_some(cookie)
 }
 
 /// X25519; `None` for an all-zero result.

@@ -6,10 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::ChaCha20Poly1305;
-
 use super::crypto::{aead_key, open, seal};
 use super::NoiseError;
+use crate::primitives::Aead;
 
 /// Header of a data packet on the wire.
 pub const DATA_HEADER: usize = 8;
@@ -70,8 +69,8 @@ impl Window {
 pub struct Transport {
     local_index: u32,
     remote_index: u32,
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: Aead,
+    recv: Aead,
     send_counter: u64,
     window: Window,
     born: Instant,
