@@ -19,6 +19,7 @@
 
 mod admin;
 pub mod agent;
+pub mod beacons;
 mod chores;
 pub mod eth;
 mod interfaces;
@@ -53,13 +54,14 @@ use tracing::{info, warn};
 use self::admin::{current_uid, host_users, Admin};
 use self::chores::MainWorker;
 use self::eth::EthSocket;
-use self::interfaces::{bind_udp, connect, open_eth, BeaconSocket, EthInterface};
+use self::interfaces::{bind_udp_group, connect, open_eth, BeaconSocket, EthInterface, UdpGroup};
 use self::sinks::Links;
 use self::tun::Tun;
 use self::workers::{lock, Handoffs, Shard, ShardNode, StopOnExit, Worker};
 
 /// A peer to connect to: over UDP (`A` is its socket address) or Ethernet (`A` is its MAC).
-#[derive(Debug, Clone)]
+/// `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct PeerSpec<A = SocketAddr> {
     /// Its UDP address or MAC.
     pub address: A,
@@ -73,8 +75,8 @@ pub struct PeerSpec<A = SocketAddr> {
     pub name: Option<String>,
 }
 
-/// A password incoming peers may use.
-#[derive(Debug, Clone)]
+/// A password incoming peers may use. `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct AuthorizedPassword {
     /// The password.
     pub password: String,
@@ -84,8 +86,31 @@ pub struct AuthorizedPassword {
     pub ipv6: Option<Address>,
 }
 
-/// Everything the driver needs to run a node.
-#[derive(Debug, Clone)]
+impl<A: std::fmt::Debug> std::fmt::Debug for PeerSpec<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSpec")
+            .field("address", &self.address)
+            .field("key", &self.key)
+            .field("password", &"<redacted>")
+            .field("login", &self.login)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AuthorizedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizedPassword")
+            .field("password", &"<redacted>")
+            .field("user", &self.user)
+            .field("ipv6", &self.ipv6)
+            .finish()
+    }
+}
+
+/// Everything the driver needs to run a node. `Debug` leaves the admin password out (the
+/// private key's own `Debug` redacts it, and so do the peers' and passwords').
+#[derive(Clone)]
 pub struct DaemonSettings {
     /// The node's private key.
     pub private_key: PrivateKey,
@@ -115,6 +140,27 @@ pub struct DaemonSettings {
     pub eth: Vec<EthSettings>,
     /// Worker threads, each owning a shard of the node (`pktmesh.workers`; 1 to 64).
     pub workers: usize,
+}
+
+impl std::fmt::Debug for DaemonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonSettings")
+            .field("private_key", &self.private_key)
+            .field("udp_binds", &self.udp_binds)
+            .field("peers", &self.peers)
+            .field("authorized", &self.authorized)
+            .field("tun", &self.tun)
+            .field("admin_bind", &self.admin_bind)
+            .field("admin_password", &"<redacted>")
+            .field("beacons", &self.beacons)
+            .field("link_capacities", &self.link_capacities)
+            .field("route_server", &self.route_server)
+            .field("supernode_url", &self.supernode_url)
+            .field("tun_offload", &self.tun_offload)
+            .field("eth", &self.eth)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `ETHInterface` entry.
@@ -253,19 +299,21 @@ pub fn run<P: Pathfinder + Send>(
         );
     }
 
+    // Every start-up conflict is found before anything outside this process changes: the UDP
+    // ports, the admin port, the beacon ports and the Ethernet devices are taken first, and
+    // the TUN device is created only once they all are.
+    //
     // UDP: every worker has a socket on every bind, all on one port (SO_REUSEPORT); the
-    // kernel keeps each peer's datagrams on one of them.
+    // kernel keeps each peer's datagrams on one of them. A port another process holds is an
+    // error that names it ([`interfaces::bind_udp_group`]).
     let mut sockets: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut port_locks = Vec::with_capacity(settings.udp_binds.len());
     for (i, bind) in settings.udp_binds.iter().enumerate() {
-        let first = bind_udp(bind, workers > 1).with_context(|| format!("binding UDP {bind}"))?;
-        // The others join the first on the port it got (the configured one may be 0).
-        let bound = first.local_addr()?;
-        let mut group = vec![first];
-        for _ in 1..workers {
-            group.push(
-                bind_udp(&bound, true).with_context(|| format!("binding UDP {bound} again"))?,
-            );
-        }
+        let UdpGroup {
+            sockets: group,
+            lock,
+        } = bind_udp_group(bind, workers)?;
+        port_locks.push(lock);
         for (w, (list, std_sock)) in sockets.iter_mut().zip(group).enumerate() {
             std_sock.set_nonblocking(true)?;
             // Large buffers ride out bursts between two turns of the loop; the kernel caps
@@ -280,6 +328,54 @@ pub fn run<P: Pathfinder + Send>(
             list.push(sock);
         }
     }
+
+    let admin_socket = match settings.admin_bind {
+        Some(bind) => {
+            let std_sock = StdUdpSocket::bind(bind).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    anyhow::anyhow!(
+                        "admin port {} ({bind}) is already in use by another process",
+                        bind.port()
+                    )
+                } else {
+                    anyhow::Error::new(e).context(format!("binding the admin API to {bind}"))
+                }
+            })?;
+            std_sock.set_nonblocking(true)?;
+            let mut sock = UdpSocket::from_std(std_sock);
+            polls[0]
+                .registry()
+                .register(&mut sock, ADMIN, Interest::READABLE)?;
+            if !bind.ip().is_loopback() {
+                warn!(
+                    bind = %bind,
+                    "the admin API listens beyond loopback: anyone who can reach it and has \
+                     the admin password controls this node (docs/security.md)"
+                );
+            }
+            Some((bind, sock))
+        }
+        None => None,
+    };
+
+    let mut beacons = Vec::new();
+    for (i, b) in settings.beacons.iter().enumerate() {
+        let Some(data) = sockets[0].get(b.udp_index) else {
+            continue;
+        };
+        let data_addr = data.local_addr()?;
+        let mut beacon = BeaconSocket::bind(data_addr, b.clone())?;
+        polls[0].registry().register(
+            &mut beacon.socket,
+            Token(BEACON_BASE - i),
+            Interest::READABLE,
+        )?;
+        info!(bind = %beacon.bind, send = b.send, "beacons on");
+        beacons.push(beacon);
+    }
+    // Ethernet: the first worker reads every interface; the others only send on them. The TUN
+    // device does not exist yet, and "all" takes only Ethernet devices: it cannot be chosen.
+    let eth = open_eth(&settings.eth, settings.tun.as_deref(), &polls[0], shards)?;
 
     // TUN: one queue per worker; the kernel keeps each flow on one queue.
     let tuns = match &settings.tun {
@@ -309,32 +405,6 @@ pub fn run<P: Pathfinder + Send>(
 
     let mut polls = polls.into_iter();
     let main_poll = polls.next().context("no poll for the first worker")?;
-    let mut beacons = Vec::new();
-    for (i, b) in settings.beacons.iter().enumerate() {
-        let Some(data) = sockets[0].get(b.udp_index) else {
-            continue;
-        };
-        let data_addr = data.local_addr()?;
-        let bind = SocketAddr::new(data_addr.ip(), b.port);
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-        sock.set_reuse_address(true)?;
-        sock.set_broadcast(true)?;
-        sock.set_nonblocking(true)?;
-        sock.bind(&bind.into())
-            .with_context(|| format!("binding the beacon socket {bind}"))?;
-        let mut sock = UdpSocket::from_std(sock.into());
-        main_poll
-            .registry()
-            .register(&mut sock, Token(BEACON_BASE - i), Interest::READABLE)?;
-        info!(bind = %bind, send = b.send, "beacons on");
-        beacons.push(BeaconSocket {
-            socket: sock,
-            settings: b.clone(),
-            data_port: data_addr.port(),
-        });
-    }
-    // Ethernet: the first worker reads every interface; the others only send on them.
-    let eth = open_eth(&settings.eth, tun_name.as_deref(), &main_poll, shards)?;
     // What the admin API knows of the host: the interfaces, numbered as cjdns numbers them
     // (UDP, then Ethernet, in order of creation), and the user database.
     let mut host = HostState::new();
@@ -364,25 +434,15 @@ pub fn run<P: Pathfinder + Send>(
     }
     let eth_lists = std::iter::once(eth).chain(senders);
 
-    let admin = match settings.admin_bind {
-        Some(bind) => {
-            let std_sock = StdUdpSocket::bind(bind)
-                .with_context(|| format!("binding the admin API to {bind}"))?;
-            std_sock.set_nonblocking(true)?;
-            let mut sock = UdpSocket::from_std(std_sock);
-            main_poll
-                .registry()
-                .register(&mut sock, ADMIN, Interest::READABLE)?;
-            info!(bind = %bind, "admin API up");
-            Some(Admin {
-                socket: sock,
-                server: AdminServer::new(settings.admin_password.clone()),
-                pings: PendingPings::default(),
-                host,
-            })
+    let admin = admin_socket.map(|(bind, socket)| {
+        info!(bind = %bind, "admin API up");
+        Admin {
+            socket,
+            server: AdminServer::new(settings.admin_password.clone()),
+            pings: PendingPings::default(),
+            host,
         }
-        None => None,
-    };
+    });
     let agent = match &settings.route_server {
         Some(rs) => {
             info!(url = %rs.url, offer = ?rs.offer, "route server agent on");
@@ -485,6 +545,8 @@ pub fn run<P: Pathfinder + Send>(
         }
         result
     })?;
+    // The ports stay ours until the node has stopped.
+    drop(port_locks);
     info!("shutting down");
     Ok(())
 }

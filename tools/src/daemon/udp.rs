@@ -606,7 +606,8 @@ fn get_int_option(
     }
 }
 
-fn set_int_option(
+/// Sets the `int` socket option `level`/`name` of `fd` to `value`.
+pub(crate) fn set_int_option(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
