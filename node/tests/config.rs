@@ -274,7 +274,13 @@ fn genconf_output_is_a_strict_cjdns_shaped_config() {
     assert_eq!(v4.port(), v6.port());
     assert!(v4.port() > 1024);
     assert_eq!(c.admin_bind().to_string(), "127.0.0.1:11234");
-    assert_eq!(c.admin_password(), Some(&b"NONE"[..]));
+    // A random admin password, not cjdns' NONE (which opens the API to every local user).
+    let admin = c.admin_password().expect("an admin password");
+    assert_eq!(admin.len(), 31);
+    assert!(admin
+        .iter()
+        .all(|b| b"0123456789bcdfghjklmnpqrstuvwxyz".contains(b)));
+    assert_ne!(admin, c.authorized_passwords[0].password.as_bytes());
     let pw = c.authorized_passwords[0].password.as_bytes();
     assert_eq!(pw.len(), 31);
     assert!(pw
@@ -305,6 +311,7 @@ fn genconf_output_is_a_strict_cjdns_shaped_config() {
     // Fresh randomness gives a fresh identity.
     let again = load(&genconf(&mut rng));
     assert_ne!(again.config.public_key(), c.public_key());
+    assert_ne!(again.config.admin_password(), c.admin_password());
 }
 
 /// Every key path with the kind of value found there.

@@ -4,10 +4,15 @@
 //! protocol digest): a new key pair, four random passwords (one active for `default-login`,
 //! three commented out), one random port above 1024 for both `0.0.0.0:port` and `[::]:port`,
 //! beaconing on the IPv4 interface (mode 2, port 64512, devices `["all"]`), an Ethernet
-//! interface that is disabled unless asked for, TUN, admin on `127.0.0.1:11234` with password
-//! `NONE`, the usual security steps, `noBackground` 0, `pipe` and `"version": 2`. Comments
-//! explain each block in the same places cjdns puts them, and commented-out examples show
-//! optional settings. The result parses strictly, with our parser and with stock cjdns.
+//! interface that is disabled unless asked for, TUN, admin on `127.0.0.1:11234`, the usual
+//! security steps, `noBackground` 0, `pipe` and `"version": 2`. Comments explain each block in
+//! the same places cjdns puts them, and commented-out examples show optional settings. The
+//! result parses strictly, with our parser and with stock cjdns.
+//!
+//! One value differs on purpose: the admin password. cjdns writes `NONE`, which lets every
+//! local user (every process of the host) call every admin function of a node that usually
+//! runs as root: add peering passwords, connect to peers, read its state. Ours is random, like
+//! the peering passwords; tools read it from `~/.cjdnsadmin` (docs/node.md).
 
 use core::fmt::Write as _;
 
@@ -64,6 +69,7 @@ pub fn genconf<R: RngCore + CryptoRng>(rng: &mut R) -> String {
 /// `cjdroute --genconf [--eth]`.
 pub fn genconf_with<R: RngCore + CryptoRng>(rng: &mut R, options: GenconfOptions) -> String {
     let passwords = [password(rng), password(rng), password(rng), password(rng)];
+    let admin_password = password(rng);
     let port = port(rng);
     let (private, public, address) = PrivateKey::generate(rng);
     let private = private.to_hex();
@@ -116,9 +122,11 @@ pub fn genconf_with<R: RngCore + CryptoRng>(rng: &mut R, options: GenconfOptions
         // Address and port to listen on.
         "bind": "127.0.0.1:11234",
 
-        // Password for the admin API. "NONE" lets local tools work without a
-        // ~/.cjdnsadmin file; change it before exposing the API beyond localhost.
-        "password": "NONE"
+        // Password for the admin API, random: anyone who has it controls this node.
+        // Tools (pktctl, cjdnstool) read it from ~/.cjdnsadmin, which you create:
+        //   {{ "addr": "127.0.0.1", "port": 11234, "password": "<this password>" }}
+        // "NONE" turns authentication off: then every local user has that control.
+        "password": "{admin_password}"
     }},
 
     // Interfaces which carry traffic to and from peers.

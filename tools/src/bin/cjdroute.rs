@@ -1,11 +1,15 @@
 //! `cjdroute`: a pktmesh node, started the way cjdns' own `cjdroute` is.
 //!
-//! - `cjdroute --genconf` prints a new configuration in cjdns' format;
+//! - `cjdroute --genconf` prints a new configuration in cjdns' format (with a random admin
+//!   password; when standard output is a file, that file is made readable by its owner only);
 //! - `cjdroute < cjdroute.conf` or `cjdroute --config FILE` runs a node (`--nobg` accepted for
 //!   compatibility: pktmesh always stays in the foreground and logs to stdout).
 
-use std::io::{IsTerminal, Read};
+use std::fs::Metadata;
+use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -48,8 +52,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.genconf {
         let options = GenconfOptions::with_eth(cli.eth);
-        print!("{}", genconf_with(&mut rand_core::OsRng, options));
-        return ExitCode::SUCCESS;
+        return match write_genconf(&genconf_with(&mut rand_core::OsRng, options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cjdroute: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -67,16 +76,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a generated config to standard output. When that is a regular file (`cjdroute
+/// --genconf > cjdroute.conf`: the shell created it with the umask's mode), the file is made
+/// readable and writable by its owner only first: it holds the private key and passwords.
+fn write_genconf(text: &str) -> Result<()> {
+    let stdout = std::io::stdout();
+    let file = std::fs::File::from(stdout.as_fd().try_clone_to_owned()?);
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .context("making the new config file readable by its owner only")?;
+    }
+    let mut out = stdout.lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A warning when a config file with `meta` is open to other users: it holds the node's
+/// private key, its peering passwords and the admin password.
+fn config_mode_warning(meta: &Metadata, source: &str) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o777;
+    (meta.is_file() && mode & 0o077 != 0).then(|| {
+        format!(
+            "{source} has mode {mode:03o}: other users can read (or change) the private key and \
+             passwords in it; chmod 600 it"
+        )
+    })
+}
+
 fn run(cli: &Cli) -> Result<()> {
     let (text, source) = match &cli.config {
-        Some(path) => (
-            std::fs::read(path).with_context(|| format!("reading {path}"))?,
-            path.clone(),
-        ),
+        Some(path) => {
+            if let Some(w) = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| config_mode_warning(&m, path))
+            {
+                warn!("{w}");
+            }
+            (
+                std::fs::read(path).with_context(|| format!("reading {path}"))?,
+                path.clone(),
+            )
+        }
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 bail!("usage: cjdroute < cjdroute.conf   (or --config FILE, or --genconf)");
+            }
+            // `cjdroute < cjdroute.conf`: standard input is the file itself.
+            if let Some(w) = stdin
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+                .and_then(|m| config_mode_warning(&m, "the config file on standard input"))
+            {
+                warn!("{w}");
             }
             let mut text = Vec::new();
             stdin
@@ -250,6 +305,30 @@ fn peer_spec<A>(address: A, creds: &PeerCredentials) -> PeerSpec<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_open_to_other_users_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("cjdroute-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.conf");
+        std::fs::write(&path, "{}").unwrap();
+        let warning = |mode: u32| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            config_mode_warning(&std::fs::metadata(&path).unwrap(), "c.conf")
+        };
+        assert_eq!(warning(0o600), None);
+        assert_eq!(warning(0o400), None);
+        let w = warning(0o644).expect("world-readable");
+        assert!(w.contains("c.conf") && w.contains("644"), "{w}");
+        assert!(warning(0o640).is_some(), "group-readable");
+        assert!(warning(0o602).is_some(), "world-writable");
+        // Not a regular file (a pipe on standard input, a directory): nothing to say.
+        assert_eq!(
+            config_mode_warning(&std::fs::metadata(&dir).unwrap(), "dir"),
+            None
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn pktmesh(json: &str) -> PktmeshConf {
         let text = genconf_with(&mut rand_core::OsRng, GenconfOptions::default());

@@ -1,6 +1,7 @@
 //! `pktctl peers`, `pktctl sessions`, `pktctl ping`: ask a running node over its admin API.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,35 +13,148 @@ use serde_json::{json, Value as Json};
 
 use crate::Output;
 
-/// Where the node's admin API is.
-#[derive(Debug, Clone, Args)]
+/// Where the node's admin API is, as given on the command line. What is not given comes from
+/// `~/.cjdnsadmin`, as cjdns' tools (cjdnstool, cexec) take it, and failing that from the
+/// defaults of `cjdroute --genconf` ([`AdminTarget::endpoint`]).
+#[derive(Clone, Args)]
 pub struct AdminTarget {
-    /// Admin API address (cjdroute.conf `admin.bind`).
-    #[arg(long, global = true, default_value = "127.0.0.1:11234")]
-    pub admin: SocketAddr,
-    /// Admin password (cjdroute.conf `admin.password`).
-    #[arg(long, global = true, default_value = "NONE")]
-    pub admin_password: String,
+    /// Admin API address (cjdroute.conf `admin.bind`) [default: `addr` and `port` of
+    /// ~/.cjdnsadmin, else 127.0.0.1:11234].
+    #[arg(long, global = true)]
+    pub admin: Option<SocketAddr>,
+    /// Admin password (cjdroute.conf `admin.password`) [default: `password` of
+    /// ~/.cjdnsadmin, else NONE].
+    #[arg(long, global = true)]
+    pub admin_password: Option<String>,
+    /// The admin file to read instead of ~/.cjdnsadmin.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cjdnsadmin: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AdminTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTarget")
+            .field("admin", &self.admin)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cjdnsadmin", &self.cjdnsadmin)
+            .finish()
+    }
+}
+
+/// The admin API address and password to use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where the admin API listens.
+    pub addr: SocketAddr,
+    /// Its password (`NONE`: send requests without authenticating).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The admin API address when nothing says otherwise (`cjdroute --genconf`'s `admin.bind`).
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 11234);
+
+/// `~/.cjdnsadmin`: `{"addr": "127.0.0.1", "port": 11234, "password": "…"}`, every key
+/// optional (other keys, such as cjdcmd's `config`, are ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+struct AdminFile {
+    addr: Option<std::net::IpAddr>,
+    port: Option<u16>,
+    password: Option<String>,
+}
+
+impl AdminTarget {
+    /// The address and password to use: each from the command line if given there, else from
+    /// the admin file (`--cjdnsadmin`, or `~/.cjdnsadmin` when `$HOME` is set and the file
+    /// exists), else 127.0.0.1:11234 and `NONE`. A named file that cannot be read, or an
+    /// admin file that is not valid JSON, is an error.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        let (text, path) = match &self.cjdnsadmin {
+            Some(path) => (
+                Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                Some(path.clone()),
+            ),
+            None => match std::env::var_os("HOME") {
+                Some(home) => {
+                    let path = PathBuf::from(home).join(".cjdnsadmin");
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => (Some(text), Some(path)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("reading {}", path.display()))
+                        }
+                    }
+                }
+                None => (None, None),
+            },
+        };
+        self.endpoint_with(text.as_deref())
+            .with_context(|| match path {
+                Some(p) => format!("admin file {}", p.display()),
+                None => "admin target".to_string(),
+            })
+    }
+
+    /// [`AdminTarget::endpoint`] with the admin file's text given (`None`: no file).
+    pub fn endpoint_with(&self, admin_file: Option<&str>) -> Result<Endpoint> {
+        let file: AdminFile = match admin_file {
+            Some(text) => serde_json::from_str(text).context("not the JSON object expected")?,
+            None => AdminFile::default(),
+        };
+        let addr = self.admin.unwrap_or_else(|| {
+            SocketAddr::new(
+                file.addr.unwrap_or(DEFAULT_ADMIN.ip()),
+                file.port.unwrap_or(DEFAULT_ADMIN.port()),
+            )
+        });
+        let password = self
+            .admin_password
+            .clone()
+            .or(file.password)
+            .unwrap_or_else(|| "NONE".to_string());
+        Ok(Endpoint { addr, password })
+    }
 }
 
 /// Calls `function` with `args` and returns the response dictionary.
 pub fn call(target: &AdminTarget, function: &str, args: Dict, timeout: Duration) -> Result<Dict> {
-    let sock = UdpSocket::bind(if target.admin.is_ipv4() {
+    let target = target.endpoint()?;
+    call_at(&target, function, args, timeout)
+}
+
+/// [`call`] at a resolved endpoint.
+fn call_at(target: &Endpoint, function: &str, args: Dict, timeout: Duration) -> Result<Dict> {
+    let sock = UdpSocket::bind(if target.addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
     })?;
     sock.set_read_timeout(Some(timeout))?;
-    sock.connect(target.admin)?;
+    sock.connect(target.addr)?;
     let mut buf = [0u8; 65536];
     let mut recv = |what: &str| -> Result<Dict> {
-        let n = sock.recv(&mut buf).with_context(|| {
-            format!("no answer from the admin API at {} ({what})", target.admin)
-        })?;
+        let n = sock
+            .recv(&mut buf)
+            .with_context(|| format!("no answer from the admin API at {} ({what})", target.addr))?;
         Ok(client::parse_response(&buf[..n])?.dict)
     };
     let txid = b"pktctl".to_vec();
-    let request = if target.admin_password == "NONE" {
+    let request = if target.password == "NONE" {
         client::request(function, args, &txid)
     } else {
         sock.send(&client::cookie_request(b"cookie"))?;
@@ -49,13 +163,7 @@ pub fn call(target: &AdminTarget, function: &str, args: Dict, timeout: Duration)
             .get_bytes("cookie")
             .ok_or_else(|| anyhow!("admin API sent no cookie"))?
             .to_vec();
-        client::authenticated_request(
-            function,
-            args,
-            target.admin_password.as_bytes(),
-            &cookie,
-            &txid,
-        )
+        client::authenticated_request(function, args, target.password.as_bytes(), &cookie, &txid)
     };
     sock.send(&request)?;
     let d = recv(function)?;
@@ -86,10 +194,11 @@ fn to_json(v: &Value) -> Json {
 
 /// Every page of a paged function, concatenating the list under `key`.
 fn all_pages(target: &AdminTarget, function: &str, key: &str) -> Result<Vec<Value>> {
+    let endpoint = target.endpoint()?;
     let mut out = Vec::new();
     for page in 0..1000 {
-        let d = call(
-            target,
+        let d = call_at(
+            &endpoint,
             function,
             Dict::new().with("page", Value::Int(page)),
             Duration::from_secs(3),
@@ -202,4 +311,79 @@ pub fn ping(target: &AdminTarget, dest: &str, timeout_ms: u64) -> Result<Output>
         ),
         json: to_json(&Value::Dict(d)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(admin: Option<&str>, password: Option<&str>) -> AdminTarget {
+        AdminTarget {
+            admin: admin.map(|a| a.parse().unwrap()),
+            admin_password: password.map(str::to_string),
+            cjdnsadmin: None,
+        }
+    }
+
+    #[test]
+    fn the_admin_file_fills_in_what_the_command_line_leaves_out() {
+        let file = r#"{ "addr": "::1", "port": 11300, "password": "from the file", "config": "/etc/cjdroute.conf" }"#;
+        let e = target(None, None).endpoint_with(Some(file)).unwrap();
+        assert_eq!(e.addr, "[::1]:11300".parse().unwrap());
+        assert_eq!(e.password, "from the file");
+        // The command line wins, key by key.
+        let e = target(Some("127.0.0.1:9"), None)
+            .endpoint_with(Some(file))
+            .unwrap();
+        assert_eq!(
+            (e.addr, e.password.as_str()),
+            ("127.0.0.1:9".parse().unwrap(), "from the file")
+        );
+        let e = target(None, Some("cli")).endpoint_with(Some(file)).unwrap();
+        assert_eq!(e.password, "cli");
+        // Keys the file leaves out take the defaults.
+        let e = target(None, None)
+            .endpoint_with(Some(r#"{"password": "p"}"#))
+            .unwrap();
+        assert_eq!((e.addr, e.password.as_str()), (DEFAULT_ADMIN, "p"));
+    }
+
+    #[test]
+    fn without_a_file_the_genconf_defaults_apply_and_a_bad_file_is_an_error() {
+        let e = target(None, None).endpoint_with(None).unwrap();
+        assert_eq!((e.addr, e.password.as_str()), (DEFAULT_ADMIN, "NONE"));
+        assert!(target(None, None).endpoint_with(Some("not json")).is_err());
+        assert!(target(None, None)
+            .endpoint_with(Some(r#"{"port": "eleven"}"#))
+            .is_err());
+        // The password never shows in Debug output.
+        let t = target(None, Some("hunter2"));
+        assert!(!format!("{t:?}").contains("hunter2"));
+        let e = t.endpoint_with(None).unwrap();
+        assert!(!format!("{e:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_named_admin_file_is_read() {
+        let dir = std::env::temp_dir().join(format!("pktctl-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("admin.json");
+        std::fs::write(
+            &path,
+            r#"{"addr": "127.0.0.1", "port": 4444, "password": "x"}"#,
+        )
+        .unwrap();
+        let t = AdminTarget {
+            cjdnsadmin: Some(path.clone()),
+            ..target(None, None)
+        };
+        let e = t.endpoint().unwrap();
+        assert_eq!((e.addr.port(), e.password.as_str()), (4444, "x"));
+        let missing = AdminTarget {
+            cjdnsadmin: Some(dir.join("missing")),
+            ..target(None, None)
+        };
+        assert!(missing.endpoint().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
