@@ -29,13 +29,22 @@ pub struct NodeKeys {
     pub public: PublicKey,
 }
 
-/// A login (absent for auth type 1) and its password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A login (absent for auth type 1) and its password (left out of `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The login, if the password has one.
     pub login: Option<Vec<u8>>,
     /// The password bytes.
     pub password: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("login", &self.login.as_deref().map(String::from_utf8_lossy))
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Everything the observer knows.
