@@ -329,7 +329,8 @@ pub(crate) struct EventLog {
     rejections: RateLimit,
     drops: RateLimit,
     shed: ShedReport,
-    liveness: RateLimit,
+    dead: RateLimit,
+    renewed: RateLimit,
 }
 
 /// Packets shed by the handshake budgets since the last [`NodeEvent::HandshakesShed`].
@@ -381,10 +382,20 @@ impl EventLog {
         }
     }
 
-    /// Reports a link session reset or renewal ([`NodeEvent::PeerSessionDead`],
-    /// [`NodeEvent::PeerSessionRenewed`]) at most once a second.
-    pub(crate) fn liveness(&mut self, now: Instant, event: impl FnOnce(u64) -> NodeEvent) {
-        if let Some(suppressed) = self.liveness.due(now) {
+    /// Reports a link session reset ([`NodeEvent::PeerSessionDead`]) or, with `renewed`, a
+    /// renewal ([`NodeEvent::PeerSessionRenewed`]), each at most once a second.
+    pub(crate) fn liveness(
+        &mut self,
+        now: Instant,
+        renewed: bool,
+        event: impl FnOnce(u64) -> NodeEvent,
+    ) {
+        let limit = if renewed {
+            &mut self.renewed
+        } else {
+            &mut self.dead
+        };
+        if let Some(suppressed) = limit.due(now) {
             self.push(event(suppressed));
         }
     }

@@ -305,6 +305,40 @@ pub fn wait_ping6(ns: &Netns, target: &str, timeout: Duration) -> bool {
     false
 }
 
+/// Seconds since the Unix epoch, as `ping -D` stamps its lines.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Pings `target` from `ns` every 0.2 s until the first answer (at most `deadline`); the
+/// Unix time of that answer as `ping -D` stamped it, and ping's output.
+pub fn first_answer(ns: &Netns, target: &str, deadline: Duration) -> (Option<f64>, String) {
+    let out = ns.run(
+        "ping",
+        &[
+            "-6",
+            "-D",
+            "-n",
+            "-c",
+            "1",
+            "-i",
+            "0.2",
+            "-w",
+            &deadline.as_secs().to_string(),
+            target,
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let at = text
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .find_map(|l| l.strip_prefix('[')?.split(']').next()?.parse::<f64>().ok());
+    (at, text)
+}
+
 /// A node identity as test configs need it.
 pub struct Identity {
     /// 64 hex digits.

@@ -59,7 +59,7 @@ impl LinkStage {
                 peer.session.reset();
                 let (key, address) = (peer.key, peer.link_address);
                 let silent_ms = quiet.as_millis() as u64;
-                events.liveness(now, |suppressed| NodeEvent::PeerSessionDead {
+                events.liveness(now, false, |suppressed| NodeEvent::PeerSessionDead {
                     key,
                     address,
                     silent_ms,
@@ -107,7 +107,7 @@ impl LinkStage {
             }
         }
         if generation > 0 || !older.is_empty() {
-            events.liveness(now, |suppressed| NodeEvent::PeerSessionRenewed {
+            events.liveness(now, true, |suppressed| NodeEvent::PeerSessionRenewed {
                 key,
                 address,
                 suppressed,
