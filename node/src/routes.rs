@@ -141,7 +141,7 @@ impl LeasedRoutes {
                 break;
             }
             let recent = now.saturating_duration_since(e.last_used) < USE_WINDOW;
-            let stale = e.route.map_or(true, |(_, until)| {
+            let stale = e.route.is_none_or(|(_, until)| {
                 until.saturating_duration_since(now) < self.ttl.saturating_sub(refresh)
             });
             let asked_lately = e
@@ -164,7 +164,7 @@ impl LeasedRoutes {
         let until = now + self.ttl;
         match self.entries.get_mut(&destination) {
             Some(e) => {
-                let changed = e.route.map_or(true, |(l, u)| l != label || now >= u);
+                let changed = e.route.is_none_or(|(l, u)| l != label || now >= u);
                 e.route = Some((label, until));
                 changed
             }
