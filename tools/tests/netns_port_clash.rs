@@ -78,15 +78,24 @@ fn assert_refused(ns: &Netns, dir: &std::path::Path, conf: &str, name: &str, nee
     );
 }
 
-/// A process outside pktmesh that holds UDP `port` in `ns` with `SO_REUSEPORT` set.
-fn reuseport_holder(ns: &Netns, port: u16) -> Child {
+/// A process outside pktmesh that binds UDP `port` in `ns` with `SO_REUSEPORT` set (the
+/// kernel lets it join a group of the same user's sockets), then counts the datagrams it gets
+/// for `seconds` and prints the count.
+fn reuseport_holder(ns: &Netns, port: u16, seconds: u32) -> Child {
     let script = format!(
         "import socket, sys, time\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n\
          s.bind(('0.0.0.0', {port}))\n\
          print('bound', flush=True)\n\
-         time.sleep(60)\n"
+         s.settimeout(0.2)\n\
+         got, end = 0, time.time() + {seconds}\n\
+         while time.time() < end:\n\
+         \x20   try:\n\
+         \x20       s.recv(65536); got += 1\n\
+         \x20   except socket.timeout:\n\
+         \x20       pass\n\
+         print(got, flush=True)\n"
     );
     let mut child = ns
         .cmd("python3")
@@ -94,11 +103,20 @@ fn reuseport_holder(ns: &Netns, port: u16) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    assert_eq!(line.trim(), "bound");
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(stdout, &mut first).unwrap();
+    assert_eq!(&first, b"bound\n");
     child
+}
+
+/// What a [`reuseport_holder`] printed at the end: the datagrams it got.
+fn holder_count(holder: Child) -> u64 {
+    let out = holder.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX)
 }
 
 #[test]
@@ -148,15 +166,21 @@ fn a_second_node_on_a_held_port_exits_naming_it_and_the_first_keeps_working() {
     let conf = config(&identity(), "0.0.0.0:16100", 11234, 2, None, None);
     assert_refused(&na, &dir, &conf, "admin", "admin port 11234");
     // A port held by a program that is not pktmesh, with SO_REUSEPORT.
-    let mut holder = reuseport_holder(&na, 16200);
+    let holder = reuseport_holder(&na, 16200, 1);
     let conf = config(&identity(), "0.0.0.0:16200", 11301, 2, None, None);
     assert_refused(&na, &dir, &conf, "foreign", "UDP port 16200");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let _ = holder_count(holder);
 
-    // The first node kept its port and its peer: every ping is answered.
+    // A program of the same user joins A's port with SO_REUSEPORT while A runs: the kernel
+    // lets it, but A's sockets keep every datagram, and every ping is answered.
+    let intruder = reuseport_holder(&na, 16000, 4);
     let (ok, text) = ping6(&nb, &a.ipv6, 10);
     assert!(ok, "after the clashes: {text}\nA:\n{}", da.log_text());
+    assert_eq!(
+        holder_count(intruder),
+        0,
+        "the late joiner got A's datagrams"
+    );
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use self::eth::EthSocket;
 
 use super::beacons::{accept_beacon, beacon_interfaces, recv_with_info, BeaconInterface, Refused};
-use super::udp::set_int_option;
+use super::udp::{set_int_option, steer_to_first};
 
 use super::workers::{lock, Shard};
 use super::{eth, BeaconSettings, EthSettings, PeerSpec, ETH_BASE, MAX_BATCH};
@@ -156,11 +156,14 @@ pub(super) struct UdpGroup {
 ///    pktmesh node starting at the same moment cannot slip in between 3 and 4;
 /// 3. the exclusive socket is closed;
 /// 4. the group is bound with `SO_REUSEPORT`; from here a later pktmesh node (or stock cjdns,
-///    which binds without `SO_REUSEPORT`) fails at its step 1.
+///    which binds without `SO_REUSEPORT`) fails at its step 1;
+/// 5. a classic BPF program steers every datagram to one of the group's first `count`
+///    sockets, ours ([`steer_to_first`]).
 ///
-/// What is left is a program of the same user that sets `SO_REUSEPORT` itself and binds in
-/// the microseconds between 3 and 4, or at any time after: the kernel lets it in. Such a
-/// program could as well read this process's memory (docs/security.md).
+/// What is left is a program of the same user that sets `SO_REUSEPORT` itself: the kernel lets
+/// it join, but step 5 gives it no datagrams, unless it also replaces the group's BPF program
+/// or binds in the microseconds between 3 and 4. Such a program could as well read this
+/// process's memory (docs/security.md).
 pub(super) fn bind_udp_group(bind: &SocketAddr, count: usize) -> anyhow::Result<UdpGroup> {
     let exclusive = bind_udp(bind, false).map_err(|e| udp_bind_error(bind, e))?;
     if count <= 1 {
@@ -184,6 +187,16 @@ pub(super) fn bind_udp_group(bind: &SocketAddr, count: usize) -> anyhow::Result<
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
         sockets.push(bind_udp(&bound, true).map_err(|e| udp_bind_error(&bound, e))?);
+    }
+    if let Some(first) = sockets.first() {
+        if let Err(e) = steer_to_first(first.as_fd(), count, bound.is_ipv4()) {
+            warn!(
+                bind = %bound,
+                error = %e,
+                "cannot keep the port's datagrams on this node's sockets: a process of the same \
+                 user that joins the port with SO_REUSEPORT would get a share of them"
+            );
+        }
     }
     Ok(UdpGroup {
         sockets,
@@ -330,5 +343,71 @@ impl BeaconSocket {
         }
         *count = 0;
         *last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Datagrams waiting on `s` (non-blocking), counted.
+    fn drain(s: &StdUdpSocket) -> usize {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    /// A group of three on one loopback port: a socket of the same user may still join it
+    /// (the kernel's rule), but every datagram goes to one of the group's own sockets, spread
+    /// by sender; and a second group on the port is refused, naming it.
+    #[test]
+    fn a_socket_that_joins_the_group_later_gets_nothing() {
+        for any in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(group) = bind_udp_group(&any.parse().unwrap(), 3) else {
+                eprintln!("skipped {any}: cannot bind");
+                continue;
+            };
+            let port_addr = group.sockets[0].local_addr().unwrap();
+            let intruder = bind_udp(&port_addr, true).expect("the kernel lets it join");
+            for s in group.sockets.iter().chain([&intruder]) {
+                s.set_nonblocking(true).unwrap();
+            }
+            let err = bind_udp_group(&port_addr, 2)
+                .err()
+                .expect("port held")
+                .to_string();
+            assert!(err.contains(&port_addr.port().to_string()), "{err}");
+            let senders: Vec<StdUdpSocket> = (0..48)
+                .map(|_| StdUdpSocket::bind(SocketAddr::new(port_addr.ip(), 0)).expect("a sender"))
+                .collect();
+            for s in &senders {
+                s.send_to(b"hello", port_addr).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let ours: Vec<usize> = group.sockets.iter().map(drain).collect();
+            assert_eq!(drain(&intruder), 0, "{any}: the late joiner got datagrams");
+            assert_eq!(ours.iter().sum::<usize>(), senders.len(), "{any}: {ours:?}");
+            assert!(
+                ours.iter().filter(|&&n| n > 0).count() >= 2,
+                "{any}: senders spread over the group: {ours:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_worker_binds_exclusively() {
+        let group = bind_udp_group(&"127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        assert!(group.lock.is_none());
+        let port_addr = group.sockets[0].local_addr().unwrap();
+        assert!(
+            bind_udp(&port_addr, true).is_err(),
+            "nobody joins an exclusive socket"
+        );
+        let err = bind_udp_group(&port_addr, 1).err().unwrap().to_string();
+        assert!(err.contains("already in use"), "{err}");
     }
 }

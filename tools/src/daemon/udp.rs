@@ -18,8 +18,10 @@
 //! `quinn-udp` forbids IP fragmentation on its sockets (`IP_PMTUDISC_PROBE`,
 //! `IPV6_DONTFRAG`), which QUIC wants but cjdns does not: a cjdns datagram larger than the
 //! path MTU is fragmented by the kernel, so [`Udp::new`] puts those options back to what the
-//! socket had. Those (`getsockopt`/`setsockopt` of an `int`) and `sendmmsg`, which neither std,
-//! socket2 nor quinn-udp expose, are the only `unsafe` blocks here.
+//! socket had. Those (`getsockopt`/`setsockopt` of an `int`), `sendmmsg`, and the
+//! `SO_ATTACH_REUSEPORT_CBPF` that keeps a port's datagrams on the node's own sockets
+//! ([`steer_to_first`]), which neither std, socket2 nor quinn-udp expose, are the only `unsafe`
+//! blocks here.
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, IoSliceMut};
@@ -601,6 +603,94 @@ fn get_int_option(
     };
     if ret == 0 {
         Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` from `<asm-generic/socket.h>` (every architecture but MIPS,
+/// PA-RISC and SPARC, which pktmesh is not built for).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// One classic BPF instruction.
+fn bpf(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        // The opcode constants are u32 in libc; every one fits the 16-bit field.
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+/// The classic BPF program [`steer_to_first`] attaches: it picks, for a datagram, socket
+/// `hash(source address, source port) % count` of its `SO_REUSEPORT` group. It reads the
+/// source from the IP header (`SKF_NET_OFF`) and the UDP source port right after it, taking
+/// the IPv4 header as 20 bytes and the IPv6 one as 40: a datagram with IP options or IPv6
+/// extension headers hashes on other bytes, which still picks one of the first `count`. A
+/// load out of the packet ends the program with 0: the first socket.
+pub fn steering_program(count: u32, ipv4: bool) -> Vec<libc::sock_filter> {
+    let net = |offset: i32| (libc::SKF_NET_OFF + offset) as u32;
+    let load_word = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let load_half = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
+    let tax = libc::BPF_MISC | libc::BPF_TAX;
+    let xor_x = libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X;
+    let (address_words, port_at): (&[i32], i32) = if ipv4 {
+        (&[12], 20)
+    } else {
+        (&[8, 12, 16, 20], 40)
+    };
+    let mut program = Vec::with_capacity(16);
+    for (i, &at) in address_words.iter().enumerate() {
+        program.push(bpf(load_word, net(at)));
+        if i > 0 {
+            program.push(bpf(xor_x, 0));
+        }
+        program.push(bpf(tax, 0));
+    }
+    program.push(bpf(load_half, net(port_at)));
+    program.push(bpf(xor_x, 0));
+    // Mix, so that neighbouring addresses and ports spread over the sockets.
+    program.push(bpf(
+        libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K,
+        0x9e37_79b1,
+    ));
+    program.push(bpf(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16));
+    program.push(bpf(
+        libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+        count.max(1),
+    ));
+    program.push(bpf(libc::BPF_RET | libc::BPF_A, 0));
+    program
+}
+
+/// Makes the `SO_REUSEPORT` group of the bound socket `fd` deliver every datagram to one of
+/// its first `count` sockets (the node's, bound before anyone else could join), by a hash of
+/// its source ([`steering_program`]). A socket that joins the group later, which the kernel
+/// allows any process of the same user (any process, for root), then receives nothing, unless
+/// it replaces the program itself.
+pub(crate) fn steer_to_first(fd: BorrowedFd<'_>, count: usize, ipv4: bool) -> io::Result<()> {
+    let count = u32::try_from(count).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut program = steering_program(count, ipv4);
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    let len = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: `fd` is an open descriptor for the whole call (borrowed). `prog` is a live local
+    // of exactly `len` bytes whose `filter` points at `program`, `len` instructions that stay
+    // alive (and unmoved) until the call returns; the kernel copies them.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const prog).cast(),
+            len,
+        )
+    };
+    if ret == 0 {
+        Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
