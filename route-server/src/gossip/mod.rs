@@ -36,8 +36,10 @@ pub mod envelope;
 
 use std::collections::BTreeSet;
 
+use pktmesh_lease_engine::sign::{Signer, SigningKey};
 use pktmesh_lease_engine::UnixTime;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::graph::{Graph, Origin};
 use crate::leases::{LeaseBook, ORDER_MAGIC, VNET_MAGIC};
@@ -138,6 +140,47 @@ pub struct Hex32(#[serde(with = "hex32")] pub [u8; 32]);
 /// Bytes in hex on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HexBytes(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
+/// Why a sealed gossip message was refused ([`open_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The envelope: not for us, not from a peer, a bad signature, a stale timestamp.
+    #[error(transparent)]
+    Envelope(#[from] envelope::EnvelopeError),
+    /// The body is not a gossip message.
+    #[error("not a gossip message: {0}")]
+    Decode(String),
+}
+
+/// Opens a sealed gossip message (a `POST /gossip` body, or the answer to one) meant for `me`
+/// from one of `peers` at `now_ms`: the envelope ([`envelope::open`]), then the JSON message
+/// inside. Returns the sender and the message. Never panics.
+pub fn open_message(
+    bytes: &[u8],
+    me: &SigningKey,
+    peers: &[SigningKey],
+    now_ms: u64,
+) -> Result<(SigningKey, GossipMessage), OpenError> {
+    let opened = envelope::open(bytes, me, peers, now_ms)?;
+    let msg = serde_json::from_slice(opened.body).map_err(|e| OpenError::Decode(e.to_string()))?;
+    Ok((opened.from, msg))
+}
+
+/// Seals `msg` from `signer` to `to` at `now_ms` (JSON in an [`envelope`]).
+pub fn seal_message(
+    signer: &Signer,
+    to: &SigningKey,
+    now_ms: u64,
+    msg: &GossipMessage,
+) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(envelope::seal(
+        signer,
+        to,
+        now_ms,
+        &serde_json::to_vec(msg)?,
+    ))
+}
 
 /// What one message did to the receiver (for the driver's counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

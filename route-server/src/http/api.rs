@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use tower_http::timeout::TimeoutLayer;
 
 use super::{now_ms, Counters, HttpLimits, Shared, MAX_BODY};
-use crate::gossip::{self, envelope, GossipMessage, MAX_GOSSIP_BODY};
+use crate::gossip::{self, OpenError, MAX_GOSSIP_BODY};
 use crate::graph::Origin;
-use crate::leases::{BookError, Conflict, Holder, ItemId, LeaseKey, OrderState};
+use crate::leases::{BookError, Conflict, Holder, ItemId, LeaseKey, OrderState, PostError};
 
 /// Default page size.
 pub const DEFAULT_PAGE: usize = 100;
@@ -236,13 +236,6 @@ async fn supernode_query(State(s): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-/// Body of the POST endpoints for signed frames.
-#[derive(Debug, Deserialize)]
-struct FrameBody {
-    /// The signed frame, hex.
-    frame: String,
-}
-
 fn conflict_json(c: &Conflict) -> Value {
     let mut v = match c.holder {
         Holder::Lease((issuer, id)) => {
@@ -276,19 +269,11 @@ fn book_error(e: &BookError) -> Response {
 }
 
 async fn post_frame(State(s): State<Shared>, body: Bytes) -> Response {
-    let Ok(FrameBody { frame }) = serde_json::from_slice::<FrameBody>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be {\"frame\": \"<hex>\"}",
-        );
-    };
-    let Ok(bytes) = hex::decode(frame.trim()) else {
-        return error(StatusCode::BAD_REQUEST, "frame is not hex");
-    };
-    // The signature check needs no lock.
-    let verified = match crate::leases::verify(&bytes) {
+    // The body and the signature are checked before any lock.
+    let verified = match crate::leases::verify_post(&body) {
         Ok(v) => v,
-        Err(e) => return book_error(&e),
+        Err(PostError::Frame(e)) => return book_error(&e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let now = UnixTime(now_ms() / 1000);
     let (result, committed) = {
@@ -492,19 +477,16 @@ async fn gossip_in(State(s): State<Shared>, body: Bytes) -> Response {
     };
     let peers: Vec<SigningKey> = s.gossip.peers.iter().map(|p| p.key).collect();
     let now = now_ms();
-    let opened = match envelope::open(&body, &signer.public(), &peers, now) {
-        Ok(o) => o,
-        Err(e) if e.is_unauthenticated() => {
+    let (from, msg) = match gossip::open_message(&body, &signer.public(), &peers, now) {
+        Ok((from, m)) if !m.is_empty() => (from, m),
+        Err(OpenError::Envelope(e)) if e.is_unauthenticated() => {
             Counters::bump(&c.gossip_unauthenticated);
             return error(StatusCode::UNAUTHORIZED, e);
         }
-        Err(e) => {
+        Err(OpenError::Envelope(e)) => {
             Counters::bump(&c.gossip_forbidden);
             return error(StatusCode::FORBIDDEN, e);
         }
-    };
-    let msg = match serde_json::from_slice::<GossipMessage>(opened.body) {
-        Ok(m) if !m.is_empty() => m,
         _ => {
             Counters::bump(&c.gossip_bad);
             return error(StatusCode::BAD_REQUEST, "not a gossip message");
@@ -522,14 +504,11 @@ async fn gossip_in(State(s): State<Shared>, body: Bytes) -> Response {
     if let Err(e) = committed.await {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
-    match reply {
-        Some(r) => {
-            let Ok(json) = serde_json::to_vec(&r) else {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the reply");
-            };
-            let sealed = envelope::seal(signer, &opened.from, now_ms(), &json);
+    match reply.map(|r| gossip::seal_message(signer, &from, now_ms(), &r)) {
+        Some(Ok(sealed)) => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], sealed).into_response()
         }
+        Some(Err(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the reply"),
         None => StatusCode::NO_CONTENT.into_response(),
     }
 }

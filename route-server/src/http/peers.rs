@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{now_ms, Counters, Shared};
-use crate::gossip::{self, envelope, GossipMessage, MAX_GOSSIP_BODY};
+use crate::gossip::{self, envelope, GossipMessage, OpenError, MAX_GOSSIP_BODY};
 
 /// A route server to gossip with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +134,8 @@ pub async fn gossip_with(app: &Shared, peer: &Peer) -> Result<usize, GossipError
         gossip::summary(rs.graph_mut(), &mut book)
     };
     for sent in 1..=settings.max_messages.max(1) {
-        let body = serde_json::to_vec(&msg).map_err(|e| GossipError::Decode(e.to_string()))?;
-        let sealed = envelope::seal(signer, &peer.key, now_ms(), &body);
+        let sealed = gossip::seal_message(signer, &peer.key, now_ms(), &msg)
+            .map_err(|e| GossipError::Decode(e.to_string()))?;
         let (status, reply) = http_request_timeout(
             peer.addr,
             "POST",
@@ -160,9 +160,12 @@ pub async fn gossip_with(app: &Shared, peer: &Peer) -> Result<usize, GossipError
             }
         }
         let now = now_ms();
-        let opened = envelope::open(&reply, &signer.public(), &[peer.key], now)?;
-        let reply: GossipMessage =
-            serde_json::from_slice(opened.body).map_err(|e| GossipError::Decode(e.to_string()))?;
+        let (_, reply) = gossip::open_message(&reply, &signer.public(), &[peer.key], now).map_err(
+            |e| match e {
+                OpenError::Envelope(e) => GossipError::Envelope(e),
+                e => GossipError::Decode(e.to_string()),
+            },
+        )?;
         let (next, report, committed) = {
             let mut rs = app.graph_mut();
             let mut book = app.book_mut();

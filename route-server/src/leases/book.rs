@@ -10,11 +10,12 @@ use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_lease_engine::sign::SigningKey;
 use pktmesh_lease_engine::wire::{Config, Lease, VirtualSwitchLease};
 use pktmesh_lease_engine::{LeaseId, UnixTime};
+use serde::Deserialize;
 
 use super::frames::{address_of, parse, Parsed};
 use super::{
     Accepted, BookError, BookStats, ItemId, LeaseKey, LeaseState, Links, NoLinks, OrderState,
-    VirtualNetwork, VirtualSwitchState, MAX_CONFIGS_PER_LEASE, MAX_FRAMES_PER_SIGNER,
+    PostError, VirtualNetwork, VirtualSwitchState, MAX_CONFIGS_PER_LEASE, MAX_FRAMES_PER_SIGNER,
     MAX_LEASES_PER_LINK, MAX_NETWORKS_PER_OWNER, MAX_ORDERS_PER_LINK, MAX_PENDING_ORDERS_PER_BUYER,
     MAX_TOMBSTONES, PRUNE_GRACE_SECS,
 };
@@ -96,6 +97,21 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BookError> {
         parsed: parse(bytes)?,
         bytes: bytes.to_vec(),
     })
+}
+
+/// The body of the frame endpoints (`POST /leases`, `/orders`, `/networks`).
+#[derive(Debug, Deserialize)]
+struct PostBody {
+    /// The signed frame, hex.
+    frame: String,
+}
+
+/// Reads a body of the frame endpoints, `{"frame": "<hex>"}`, and [`verify`]s the frame: all
+/// the HTTP driver does before it locks the book. Never panics.
+pub fn verify_post(body: &[u8]) -> Result<Verified, PostError> {
+    let PostBody { frame } = serde_json::from_slice(body).map_err(|_| PostError::NotJson)?;
+    let bytes = hex::decode(frame.trim()).map_err(|_| PostError::NotHex)?;
+    Ok(verify(&bytes)?)
 }
 
 /// The set of signed frames, the state derived from it, and its indexes.

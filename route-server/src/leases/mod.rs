@@ -55,7 +55,7 @@ use pktmesh_lease_engine::{LeaseId, UnixTime};
 use sha2::{Digest, Sha512};
 use thiserror::Error;
 
-pub use book::{verify, Change, LeaseBook, Verified};
+pub use book::{verify, verify_post, Change, LeaseBook, Verified};
 pub use frames::{Order, VirtualNetwork, MAX_VNET_LEASES, ORDER_LEN, ORDER_MAGIC, VNET_MAGIC};
 
 /// How long an expired lease (and its configuration and order) stays in the book before it is
@@ -198,6 +198,21 @@ pub enum BookError {
     /// Releasing or transferring the lease would break the owner's current network.
     #[error("lease {0} is in a current virtual network; change the network first")]
     InNetwork(LeaseId),
+}
+
+/// Why a body of the frame endpoints was refused before the book saw it ([`verify_post`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PostError {
+    /// Not the JSON object `{"frame": "<hex>"}`.
+    #[error("body must be {{\"frame\": \"<hex>\"}}")]
+    NotJson,
+    /// The frame is not hex.
+    #[error("frame is not hex")]
+    NotHex,
+    /// The frame does not parse or its signature does not verify.
+    #[error(transparent)]
+    Frame(#[from] BookError),
 }
 
 /// A bandwidth lease with what configuration made of it.
