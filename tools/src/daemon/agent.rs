@@ -400,6 +400,25 @@ struct FramesReply {
     frames: Vec<String>,
 }
 
+/// Largest route-server answer the agent reads; a longer one is cut there and fails to parse.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// Reads the route server's answer to `GET /orders/pending`: the orders it lists. Never panics.
+pub fn parse_orders_reply(body: &[u8]) -> Result<Vec<PendingOrder>, serde_json::Error> {
+    Ok(serde_json::from_slice::<OrdersReply>(body)?.orders)
+}
+
+/// Reads the route server's answer to `GET /frames`: the lease frames it lists, decoded from
+/// hex (an entry that is not hex is skipped). Never panics.
+pub fn parse_frames_reply(body: &[u8]) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    let reply = serde_json::from_slice::<FramesReply>(body)?;
+    Ok(reply
+        .frames
+        .iter()
+        .filter_map(|f| hex::decode(f.trim()).ok())
+        .collect())
+}
+
 struct Client {
     http: ureq::Agent,
     base: String,
@@ -444,13 +463,20 @@ impl Client {
             .map_err(|e| e.to_string())
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        self.http
+    /// The body of `GET path`, at most [`MAX_REPLY`] bytes of it.
+    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        let reply = self
+            .http
             .get(&format!("{}{path}", self.base))
             .call()
-            .map_err(|e| e.to_string())?
-            .into_json::<T>()
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(reply.into_reader(), MAX_REPLY as u64),
+            &mut body,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(body)
     }
 }
 
@@ -509,10 +535,11 @@ fn run(
         client.note("announce", announced);
 
         if let Some(offer) = settings.offer {
-            let pending =
-                client.get::<OrdersReply>(&format!("/orders/pending?node={me}&limit=1000"));
-            let result = pending.map(|reply| {
-                for order in reply.orders {
+            let pending = client
+                .get(&format!("/orders/pending?node={me}&limit=1000"))
+                .and_then(|body| parse_orders_reply(&body).map_err(|e| e.to_string()));
+            let result = pending.map(|orders| {
+                for order in orders {
                     if fulfilled.contains(&order.id) {
                         continue;
                     }
@@ -540,12 +567,11 @@ fn run(
         }
 
         let fetched = client
-            .get::<FramesReply>(&format!("/frames?node={me}"))
+            .get(&format!("/frames?node={me}"))
+            .and_then(|body| parse_frames_reply(&body).map_err(|e| e.to_string()))
             .map(|reply| {
-                for f in reply.frames {
-                    if let Ok(bytes) = hex::decode(f.trim()) {
-                        let _ = frames.send(bytes);
-                    }
+                for bytes in reply {
+                    let _ = frames.send(bytes);
                 }
             });
         client.note("frames", fetched);
@@ -675,6 +701,28 @@ mod tests {
         let mut not_ours = order(peer.address(), 100, 60);
         not_ours.node = stranger.to_string();
         assert!(lease_for_order(&me, &my_address, &not_ours, &links(), offer, [5; 16]).is_none());
+    }
+
+    #[test]
+    fn route_server_replies_parse_or_fail_without_panic() {
+        let orders = br#"{"orders": [{"id": "aa", "node": "fc00::1", "peer": "fc00::2",
+            "kbps": 5, "start": 1, "end": 2, "buyer": "00"}], "next": null}"#;
+        let parsed = parse_orders_reply(orders).expect("a list of orders");
+        assert_eq!((parsed.len(), parsed[0].kbps), (1, 5));
+        let frames = br#"{"frames": ["0102", " 03 ", "not hex", "0"]}"#;
+        assert_eq!(
+            parse_frames_reply(frames).expect("a list of frames"),
+            vec![vec![1, 2], vec![3]]
+        );
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"[]",
+            b"{\"frames\": [1]}",
+            b"{\"orders\": {}}",
+        ] {
+            assert!(parse_orders_reply(bad).is_err() && parse_frames_reply(bad).is_err());
+        }
     }
 
     #[test]
