@@ -14,6 +14,7 @@
 //! allocated at its cap, entries whose bucket has refilled are swept away, and a new source
 //! finding the table full is refused).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -197,8 +198,12 @@ impl<K: Hash + Eq + Copy> Budget<K> {
 
     fn try_take(&mut self, now: Instant, source: K) -> Result<(), Shed> {
         let per_source = self.spec.per_source;
-        if !self.sources.contains_key(&source) {
-            if self.sources.len() >= self.spec.max_sources {
+        let full = self.sources.len() >= self.spec.max_sources;
+        // One hash for a known source (the flood case).
+        let bucket = match self.sources.entry(source) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) if !full => v.insert(Bucket::full(per_source, now)),
+            Entry::Vacant(_) => {
                 if now < self.next_sweep {
                     return Err(Shed::TableFull);
                 }
@@ -206,11 +211,10 @@ impl<K: Hash + Eq + Copy> Budget<K> {
                 if self.sources.len() >= self.spec.max_sources {
                     return Err(Shed::TableFull);
                 }
+                self.sources
+                    .entry(source)
+                    .or_insert(Bucket::full(per_source, now))
             }
-            self.sources.insert(source, Bucket::full(per_source, now));
-        }
-        let Some(bucket) = self.sources.get_mut(&source) else {
-            return Err(Shed::TableFull);
         };
         bucket.refill(per_source, now);
         if !bucket.has_token() {
@@ -223,6 +227,12 @@ impl<K: Hash + Eq + Copy> Budget<K> {
         bucket.take();
         self.total.take();
         Ok(())
+    }
+
+    /// Counts a packet shed without asking, because its source was refused a moment ago (the
+    /// caller's fast path for floods).
+    pub(crate) fn shed_again(&mut self) {
+        self.stats.shed_source += 1;
     }
 
     /// Forgets sources whose bucket has refilled (a full bucket is what a new source gets, so

@@ -80,7 +80,15 @@ pub(crate) struct LinkStage {
     departed: Vec<Peer>,
     /// What may cost an X25519, by source IP.
     budget: Budget<IpAddr>,
+    /// The unknown link address whose HELLO the budget refused last, and until when all its
+    /// datagrams are shed without asking (a flood's come back to back from one address).
+    recently_shed: Option<(SocketAddr, Instant)>,
 }
+
+/// How long datagrams from an unknown address just refused by the budget are shed without
+/// asking it (well under the per-source refill time, so the rate a source gets does not
+/// change).
+const RECENTLY_SHED: Duration = Duration::from_millis(100);
 
 impl LinkStage {
     /// A stage with no peers; peers that heard our beacon log in with `beacon_password`.
@@ -102,6 +110,7 @@ impl LinkStage {
             keepalive_cursor: 0,
             departed: Vec::new(),
             budget: Budget::new(LINK_BUDGET, now),
+            recently_shed: None,
         };
         if let Err(e) = stage.add_user(&beacon_password, Some(beacon::LOCAL_PEERS_LOGIN), None) {
             unreachable!("a fresh context accepts the beacon password: {e}");
@@ -149,6 +158,17 @@ impl LinkStage {
         events: &mut EventLog,
         charged: bool,
     ) -> LinkIn {
+        // An unknown address whose HELLO the budget refused a moment ago: whatever else it
+        // sends now would be dropped too (it is no peer), so it is, before any lookup.
+        if !charged
+            && self
+                .recently_shed
+                .is_some_and(|(addr, until)| addr == from && now < until)
+        {
+            self.budget.shed_again();
+            events.shed(now, false);
+            return LinkIn::Drop;
+        }
         let (slot, new, generation) = match self.by_link.get(&from) {
             Some(&slot) => {
                 let Some(peer) = self
@@ -195,6 +215,7 @@ impl LinkStage {
                     && budget::hello_costs_x25519(&self.ca, buf.data(), true)
                     && self.budget.allow(now, from.ip()).is_err()
                 {
+                    self.recently_shed = Some((from, now + RECENTLY_SHED));
                     events.shed(now, false);
                     return LinkIn::Drop;
                 }
@@ -297,6 +318,12 @@ impl LinkStage {
             return Err(NodeError::DuplicatePeer(link_address));
         }
         let (slot, label) = view.attach(link_address, key).map_err(NodeError::from)?;
+        if self
+            .recently_shed
+            .is_some_and(|(addr, _)| addr == link_address)
+        {
+            self.recently_shed = None;
+        }
         let mut session = Session::new(self.ca.clone(), key, false, now).keep_established(true);
         session.set_auth(Some(&credentials.password), credentials.login.as_deref());
         self.insert(Peer::new(
@@ -808,12 +835,27 @@ mod tests {
             ),
             "{reports:?}"
         );
+        // From one address, back to back: shed without asking the budget, and counted; half
+        // a second later the source's next token (2 a second) lets one through again.
+        let one = SocketAddr::from(([10, 0, 0, 66], 999));
+        for _ in 0..100 {
+            let mut buf = PacketBuf::from_slice(&hello);
+            let _ = b.open(now, one, &mut buf, &mut vb, &mut events, false);
+        }
+        let later = now + Duration::from_millis(500);
+        let mut buf = PacketBuf::from_slice(&hello);
+        let _ = b.open(later, one, &mut buf, &mut vb, &mut events, false);
+        let st = b.budget_stats();
+        assert_eq!(
+            (st.allowed, st.shed_source),
+            (per_source + 3, 5100 - per_source)
+        );
         // The timer reports the rest a second later.
         events.report_shed(now + Duration::from_secs(1));
         assert_eq!(
             events.pop(),
             Some(NodeEvent::HandshakesShed {
-                link: 5000 - per_source - 1,
+                link: 5100 - per_source - 1,
                 end_to_end: 0
             })
         );

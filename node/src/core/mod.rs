@@ -226,7 +226,8 @@ impl<P: Pathfinder> Node<P> {
                 self.send_to_peer(now, from, to, buf)
             }
             Stage::Router => {
-                let out = self.router_in(now, buf);
+                // An end-to-end handshake was charged to the budget where it arrived.
+                let out = self.router_in(now, buf, true);
                 self.drain_pathfinder(now);
                 out
             }
@@ -295,12 +296,12 @@ impl<P: Pathfinder> Node<P> {
     fn switch_in(&mut self, now: Instant, from: u16, buf: &mut PacketBuf) -> Output {
         self.sync_view();
         match self.switch.forward(&self.view, from, buf) {
-            Switched::Router => self.router_in(now, buf),
+            Switched::Router => self.router_in(now, buf, false),
             Switched::Peer(to) => self.send_to_peer(now, from, to, buf),
             Switched::Elsewhere { owner, to } => handoff(owner, Stage::Forward { from, to }),
             Switched::Error(mut error) => {
                 let out = if from == ROUTER_SLOT {
-                    self.router_in(now, &mut error)
+                    self.router_in(now, &mut error, false)
                 } else {
                     self.seal_for_link(now, from, &mut error)
                 };
@@ -329,8 +330,9 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
-    /// A packet the switch delivered to our router.
-    fn router_in(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
+    /// A packet the switch delivered to our router (`charged`: if it is an end-to-end
+    /// handshake, another shard's budget has counted it).
+    fn router_in(&mut self, now: Instant, buf: &mut PacketBuf, charged: bool) -> Output {
         let Some(label) = buf
             .data()
             .first_chunk::<8>()
@@ -341,7 +343,7 @@ impl<P: Pathfinder> Node<P> {
         let back = label.reverse_bits();
         match be32(buf.data(), HEADER_LEN) {
             Some(0xffff_ffff) => self.control_in(now, back, buf),
-            Some(_) => self.session_in(now, back, buf),
+            Some(_) => self.session_in(now, back, buf, charged),
             None => Output::None,
         }
     }
@@ -375,14 +377,20 @@ impl<P: Pathfinder> Node<P> {
 
     /// An end-to-end packet for our router, opened by the session stage and handed to the
     /// consumer of its content type.
-    fn session_in(&mut self, now: Instant, back: u64, buf: &mut PacketBuf) -> Output {
+    fn session_in(
+        &mut self,
+        now: Instant,
+        back: u64,
+        buf: &mut PacketBuf,
+        charged: bool,
+    ) -> Output {
         // The peer it came through: the first director of the path back.
         let via = self
             .switch
             .scheme()
             .parse_director(back)
             .map_or(u32::MAX, |(iface, _)| iface);
-        let (from, source, became_ready) = match self.sessions.open(now, back, via, buf) {
+        let (from, source, became_ready) = match self.sessions.open(now, back, via, charged, buf) {
             SessionIn::Drop => return Output::None,
             SessionIn::Shed => {
                 self.events.shed(now, true);

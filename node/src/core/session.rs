@@ -120,12 +120,15 @@ impl SessionStage {
 
     /// Opens, in place, an end-to-end packet that reached our router along `back` (the path
     /// back to its sender) through the switch interface `via` (the peer it came from, what the
-    /// handshake budget counts by).
+    /// handshake budget counts by). `charged`: a handshake was counted by the budget of the
+    /// shard that handed it over (a shard counts a handshake for another before the handoff,
+    /// so that each source has one bucket however its keys are spread over shards).
     pub(crate) fn open(
         &mut self,
         now: Instant,
         back: u64,
         via: u32,
+        charged: bool,
         buf: &mut PacketBuf,
     ) -> SessionIn {
         let Ok(back_label) = Label::new(back) else {
@@ -143,6 +146,7 @@ impl SessionStage {
         quoted.copy_from_slice(&data[..HEADER_LEN + 16]);
         let handshake = word <= 3;
         let opened = if handshake {
+            let via = (!charged).then_some(via);
             self.open_handshake(now, back_label, via, &quoted, buf)
         } else {
             let Some(index) = self.sessions.index_of_handle(word) else {
@@ -154,7 +158,15 @@ impl SessionStage {
             if be32(data, HEADER_LEN + 4).is_none_or(|nonce| nonce < 4) {
                 return SessionIn::Drop;
             }
-            self.open_in(now, index, HEADER_LEN + 4, back_label, via, &quoted, buf)
+            self.open_in(
+                now,
+                index,
+                HEADER_LEN + 4,
+                back_label,
+                Some(via),
+                &quoted,
+                buf,
+            )
         };
         let (index, was_ready) = match opened {
             Ok(o) => o,
@@ -185,13 +197,14 @@ impl SessionStage {
     }
 
     /// Opens a handshake packet (`[switch header][CryptoAuth handshake]`) in the sender's
-    /// session, or in a new one admitted to the table once it has opened. The session's index
-    /// and whether it was ready before.
+    /// session, or in a new one admitted to the table once it has opened; one for another
+    /// shard is counted here (by `via`, unless `None`: already counted) and handed over. The
+    /// session's index and whether it was ready before.
     fn open_handshake(
         &mut self,
         now: Instant,
         back: Label,
-        via: u32,
+        via: Option<u32>,
         quoted: &[u8; HEADER_LEN + 16],
         buf: &mut PacketBuf,
     ) -> Result<(usize, bool), SessionIn> {
@@ -206,27 +219,28 @@ impl SessionStage {
         if !key.is_valid() || key == self.key {
             return Err(SessionIn::Drop);
         }
+        let ca_packet = data.get(HEADER_LEN..).unwrap_or_default();
+        // One that cannot open (it names a user end-to-end sessions do not have) fails before
+        // any X25519, and is answered with an error as before.
+        let costly = budget::hello_costs_x25519(self.sessions.context(), ca_packet, false);
         let owner = self.shard.owner_of(&key.address());
         if owner != self.shard.index() {
+            if costly {
+                self.charge(now, via)?;
+            }
             return Err(SessionIn::Elsewhere(owner));
         }
         if let Some(index) = self.sessions.index_of(&key.address()) {
             return self.open_in(now, index, HEADER_LEN, back, via, quoted, buf);
         }
         // A node with no session here: nothing is kept unless its handshake opens.
-        let ca_packet = data.get(HEADER_LEN..).unwrap_or_default();
-        let ca = self.sessions.context();
-        // One that cannot open (it names a user end-to-end sessions do not have) fails before
-        // any X25519, and is answered with an error as before.
-        if budget::hello_costs_x25519(ca, ca_packet, false) {
-            if self.budget.allow(now, via).is_err() {
-                return Err(SessionIn::Shed);
-            }
+        if costly {
+            self.charge(now, via)?;
             if !self.sessions.has_room_for_stranger() {
                 return Err(SessionIn::Drop);
             }
         }
-        let mut session = Session::new(ca.clone(), key, false, now);
+        let mut session = Session::new(self.sessions.context().clone(), key, false, now);
         buf.advance(HEADER_LEN);
         if let Err(error) = decrypt_in_place(&mut session, now, buf) {
             return Err(SessionIn::AuthError {
@@ -245,9 +259,18 @@ impl SessionStage {
         Ok((index, false))
     }
 
+    /// One X25519 for a packet that came through `via` (`None`: already counted), if the
+    /// budget allows it.
+    fn charge(&mut self, now: Instant, via: Option<u32>) -> Result<(), SessionIn> {
+        match via {
+            Some(via) if self.budget.allow(now, via).is_err() => Err(SessionIn::Shed),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens the CryptoAuth packet that starts `skip` bytes into the buffer in session
-    /// `index`, if the budget lets it cost an X25519 where it would. The index and whether the
-    /// session was ready before.
+    /// `index`, if the budget lets it cost an X25519 where it would (`via` as for
+    /// [`SessionStage::charge`]). The index and whether the session was ready before.
     #[allow(clippy::too_many_arguments)]
     fn open_in(
         &mut self,
@@ -255,7 +278,7 @@ impl SessionStage {
         index: usize,
         skip: usize,
         back: Label,
-        via: u32,
+        via: Option<u32>,
         quoted: &[u8; HEADER_LEN + 16],
         buf: &mut PacketBuf,
     ) -> Result<(usize, bool), SessionIn> {
@@ -263,10 +286,12 @@ impl SessionStage {
             return Err(SessionIn::Drop);
         };
         let ca_packet = buf.data().get(skip..).unwrap_or_default();
-        if budget::session_costs_x25519(&sess.session, ca_packet)
-            && self.budget.allow(now, via).is_err()
-        {
-            return Err(SessionIn::Shed);
+        if let Some(via) = via {
+            if budget::session_costs_x25519(&sess.session, ca_packet)
+                && self.budget.allow(now, via).is_err()
+            {
+                return Err(SessionIn::Shed);
+            }
         }
         let was_ready = sess.ready();
         buf.advance(skip);
@@ -533,7 +558,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert_eq!(buf.data()[..8], 0x13u64.to_be_bytes());
-        match b.open(now, 0x13, 3, &mut buf) {
+        match b.open(now, 0x13, 3, false, &mut buf) {
             SessionIn::Content {
                 from,
                 source,
@@ -557,7 +582,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(b.seal(now, &mut rng, back, &mut buf));
         assert!(matches!(
-            a.open(now, 0x13, 3, &mut buf),
+            a.open(now, 0x13, 3, false, &mut buf),
             SessionIn::Content {
                 became_ready: true,
                 ..
@@ -567,12 +592,12 @@ mod tests {
         assert!(a.seal(now, &mut rng, index, &mut buf));
         let data = buf.data().to_vec();
         assert!(matches!(
-            b.open(now, 0x13, 3, &mut buf),
+            b.open(now, 0x13, 3, false, &mut buf),
             SessionIn::Content { .. }
         ));
         let mut again = PacketBuf::from_slice(&data);
         assert!(matches!(
-            b.open(now, 0x13, 3, &mut again),
+            b.open(now, 0x13, 3, false, &mut again),
             SessionIn::AuthError {
                 established: true,
                 ..
@@ -599,7 +624,10 @@ mod tests {
         pkt[12..16].copy_from_slice(&77_777u32.to_be_bytes());
         pkt[19] = 9;
         let mut buf = PacketBuf::from_slice(&pkt);
-        assert!(matches!(b.open(now, 0x13, 3, &mut buf), SessionIn::Drop));
+        assert!(matches!(
+            b.open(now, 0x13, 3, false, &mut buf),
+            SessionIn::Drop
+        ));
         // A HELLO whose box was damaged on the way.
         let node = NodeRef {
             key: b_key,
@@ -614,7 +642,7 @@ mod tests {
         damaged[last] ^= 1;
         let mut buf = PacketBuf::from_slice(&damaged);
         assert!(matches!(
-            b.open(now, 0x13, 3, &mut buf),
+            b.open(now, 0x13, 3, false, &mut buf),
             SessionIn::AuthError { back, .. } if back.bits() == 0x13
         ));
     }
@@ -653,7 +681,7 @@ mod tests {
         for _ in 0..10 {
             let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
             assert!(matches!(
-                b.open(now, 0x13, 3, &mut buf),
+                b.open(now, 0x13, 3, false, &mut buf),
                 SessionIn::AuthError {
                     established: false,
                     state: 0,
@@ -676,7 +704,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert!(matches!(
-            b.open(now, 0x13, 3, &mut buf),
+            b.open(now, 0x13, 3, false, &mut buf),
             SessionIn::Content { .. }
         ));
         let stats = b.stats();
@@ -697,7 +725,7 @@ mod tests {
         let (mut errors, mut shed) = (0u64, 0u64);
         for _ in 0..2000 {
             let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
-            match b.open(now, 0x13, 3, &mut buf) {
+            match b.open(now, 0x13, 3, false, &mut buf) {
                 SessionIn::AuthError { .. } => errors += 1,
                 SessionIn::Shed => shed += 1,
                 other => panic!("{other:?}"),
@@ -720,7 +748,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert!(matches!(
-            b.open(now, 0x15, 5, &mut buf),
+            b.open(now, 0x15, 5, false, &mut buf),
             SessionIn::Content { .. }
         ));
         // Through peer 3 again after a second: its rate (32/s) let 32 more through.
@@ -729,12 +757,54 @@ mod tests {
             .filter(|_| {
                 let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
                 matches!(
-                    b.open(later, 0x13, 3, &mut buf),
+                    b.open(later, 0x13, 3, false, &mut buf),
                     SessionIn::AuthError { .. }
                 )
             })
             .count();
         assert_eq!(opened as u32, SESSION_BUDGET.per_source.per_second);
         assert_eq!(b.table_stats().sessions, 1);
+    }
+
+    #[test]
+    fn a_handshake_for_another_shard_is_counted_once_before_the_handoff() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(15);
+        let (private, _, _) = PrivateKey::generate(&mut rng);
+        let ca = Arc::new(CryptoAuth::new(private));
+        let shard = |i| {
+            let spec = ShardSpec::new(i, 2).unwrap();
+            SessionStage::new(ca.clone(), spec, 100, now)
+        };
+        let (mut s0, mut s1) = (shard(0), shard(1));
+        let burst = u64::from(SESSION_BUDGET.per_source.burst);
+        let mut handed = 0u64;
+        for _ in 0..200 {
+            let key = loop {
+                let k = fc_key(&mut rng);
+                if ShardSpec::new(0, 2).unwrap().owner_of(&k.address()) == 1 {
+                    break k;
+                }
+            };
+            let mut buf = forged_hello(&key, &mut rng);
+            match s0.open(now, 0x13, 3, false, &mut buf) {
+                SessionIn::Elsewhere(1) => {
+                    handed += 1;
+                    // The owner opens it without asking its own budget.
+                    assert!(matches!(
+                        s1.open(now, 0x13, 3, true, &mut buf),
+                        SessionIn::AuthError { .. }
+                    ));
+                }
+                SessionIn::Shed => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            handed, burst,
+            "peer 3's one bucket, in the shard it arrived at"
+        );
+        assert_eq!(s0.budget_stats().allowed, burst);
+        assert_eq!(s1.budget_stats(), BudgetStats::default());
     }
 }
