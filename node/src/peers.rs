@@ -96,6 +96,8 @@ pub struct Peer {
     pub last_ping: Option<Instant>,
     /// Cookie of the outstanding keepalive ping.
     pub ping_cookie: Option<u64>,
+    /// Liveness probes sent since the peer last spoke (`core::link::liveness`).
+    pub probes_unanswered: u8,
     /// Marked by a pong with a version below 20.
     pub incompatible: bool,
     /// Whether the pathfinder has been told about it.
@@ -138,6 +140,7 @@ impl Peer {
             last_message: now,
             last_ping: None,
             ping_cookie: None,
+            probes_unanswered: 0,
             incompatible: false,
             announced: false,
             bytes_in: 0,

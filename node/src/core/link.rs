@@ -237,6 +237,7 @@ impl LinkStage {
         peer.bytes_in += buf.len() as u64;
         if peer.session.is_established() {
             peer.last_message = now;
+            peer.probes_unanswered = 0;
             return LinkIn::Opened {
                 slot,
                 hold: false,

@@ -6,8 +6,10 @@
 //! credentials, so we can send a HELLO; incoming peers come back by themselves):
 //! * quiet for [`PROBE_AFTER`] (nothing authenticated from the peer): a keepalive ping, again
 //!   every [`PROBE_TIMEOUT`] while it stays quiet;
-//! * quiet for [`DEAD_AFTER`] with a ping unanswered for [`PROBE_TIMEOUT`]: the session is
-//!   dead; it is reset and a fresh HELLO goes out at once ([`NodeEvent::PeerSessionDead`]);
+//! * quiet for [`DEAD_AFTER`] with [`PROBES_LOST`] pings in a row unanswered (the last for
+//!   [`PROBE_TIMEOUT`]): the session is dead; it is reset and a fresh HELLO goes out at once
+//!   ([`NodeEvent::PeerSessionDead`]). One lost ping (or one ping the peer ignored) is not
+//!   enough: a live idle peer is never reset for a single missing answer;
 //! * while the handshake is incomplete the HELLO is repeated every [`HELLO_RETRY`] for the
 //!   first [`UNRESPONSIVE_AFTER`] of silence (then at the keepalive's pace).
 //!
@@ -25,12 +27,15 @@ use crate::core::types::{EventLog, NodeEvent};
 use crate::peers::{PING_INTERVAL, UNRESPONSIVE_AFTER};
 use crate::shard::DirectoryView;
 
-/// A peer silent this long gets a liveness ping.
-pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(2048);
+/// A peer silent this long gets a liveness ping (one keepalive tick: two pings fit before
+/// [`DEAD_AFTER`]).
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(1024);
 /// A liveness ping unanswered this long counts as lost (and the next one goes out).
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_millis(1024);
-/// A peer silent this long, with a liveness ping lost, has a dead session.
+/// A peer silent this long, with [`PROBES_LOST`] liveness pings lost, has a dead session.
 pub(crate) const DEAD_AFTER: Duration = Duration::from_millis(3072);
+/// How many liveness pings in a row must go unanswered before a session is declared dead.
+pub(crate) const PROBES_LOST: u8 = 2;
 /// While a handshake with a peer we connect to is incomplete, its HELLO repeats this often.
 pub(crate) const HELLO_RETRY: Duration = PING_INTERVAL;
 
@@ -53,9 +58,13 @@ impl LinkStage {
                 continue;
             }
             // A ping sent since the peer last spoke, unanswered for PROBE_TIMEOUT.
-            let lost = peer.last_ping.is_some_and(|t| t >= peer.last_message)
-                && ping_age.is_some_and(|a| a >= PROBE_TIMEOUT);
-            if quiet >= DEAD_AFTER && lost {
+            let since_spoke = peer.last_ping.is_some_and(|t| t >= peer.last_message);
+            if !since_spoke {
+                peer.probes_unanswered = 0;
+            }
+            let lost = since_spoke && ping_age.is_some_and(|a| a >= PROBE_TIMEOUT);
+            if quiet >= DEAD_AFTER && lost && peer.probes_unanswered >= PROBES_LOST {
+                peer.probes_unanswered = 0;
                 peer.session.reset();
                 let (key, address) = (peer.key, peer.link_address);
                 let silent_ms = quiet.as_millis() as u64;
@@ -69,6 +78,7 @@ impl LinkStage {
             } else if quiet >= PROBE_AFTER
                 && (peer.last_ping.is_none_or(|t| t < peer.last_message) || lost)
             {
+                peer.probes_unanswered = peer.probes_unanswered.saturating_add(1);
                 due.push(peer.slot);
             }
         }
@@ -233,16 +243,52 @@ mod tests {
         assert!(peer(&a, to_b) && peer(&b, to_a));
         a.peer_mut(to_b).unwrap().last_message = t0;
 
-        // B dies at t0. Quiet < PROBE_AFTER: nothing.
         let ms = |n| t0 + Duration::from_millis(n);
-        assert!(a.liveness_probes(ms(2000), &mut events).is_empty());
+        // A live peer that ignores one probe (or whose answer is lost) and then speaks is not
+        // reset: the count of unanswered probes starts again.
+        assert_eq!(a.liveness_probes(ms(1100), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(1100), to_b, 7);
+        assert_eq!(a.liveness_probes(ms(2124), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(2124), to_b, 8);
+        carry(
+            &mut rng,
+            ms(2500),
+            &mut b,
+            to_a,
+            &mut a,
+            b_addr,
+            &mut va,
+            &mut events,
+        );
+        assert_eq!(a.peer(to_b).unwrap().probes_unanswered, 0);
+        assert!(a.liveness_probes(ms(3148), &mut events).is_empty());
+        assert_eq!(a.liveness_probes(ms(3600), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(3600), to_b, 9);
+        assert_eq!(a.liveness_probes(ms(4624), &mut events), vec![to_b]);
+        assert!(
+            peer(&a, to_b),
+            "one unanswered probe is no evidence of a dead peer"
+        );
+        assert!(events.pop().is_none());
+        a.peer_mut(to_b).unwrap().last_message = t0;
+        a.peer_mut(to_b).unwrap().last_ping = None;
+        a.peer_mut(to_b).unwrap().probes_unanswered = 0;
+
+        // B dies at t0. Quiet < PROBE_AFTER: nothing.
+        assert!(a.liveness_probes(ms(1000), &mut events).is_empty());
         // Probed at PROBE_AFTER.
+        assert_eq!(a.liveness_probes(ms(1076), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(1076), to_b, 1);
+        // Unanswered but the ping is too recent to be lost.
+        assert!(a.liveness_probes(ms(2000), &mut events).is_empty());
+        // Lost: probed again; one lost probe is not enough to declare it dead.
         assert_eq!(a.liveness_probes(ms(2100), &mut events), vec![to_b]);
-        a.keepalive_sent(ms(2100), to_b, 1);
-        // Unanswered but not yet DEAD_AFTER, and the ping is too recent to be lost.
+        a.keepalive_sent(ms(2100), to_b, 3);
+        assert!(peer(&a, to_b));
         assert!(a.liveness_probes(ms(3000), &mut events).is_empty());
         assert!(events.pop().is_none());
-        // Quiet DEAD_AFTER with the ping lost for PROBE_TIMEOUT: reset, reported, HELLO now.
+        // Quiet DEAD_AFTER with two pings lost (the last for PROBE_TIMEOUT): reset, reported,
+        // HELLO now.
         assert_eq!(a.liveness_probes(ms(3124), &mut events), vec![to_b]);
         assert!(!peer(&a, to_b));
         assert!(matches!(
