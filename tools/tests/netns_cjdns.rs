@@ -197,6 +197,64 @@ fn pair(pktmesh_initiates: bool) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// pktmesh connects to stock cjdns and both stay idle for 30 s: cjdns' own traffic to an idle
+/// peer is a switch ping every 3 s (its SupernodeHunter; InterfaceController pings a peer only
+/// after 3.072 s of quiet), so the link is often quiet for over a second; pktmesh must not take
+/// that for a dead peer (no "peer stopped answering", no renewed session) and the link still
+/// carries pings both ways afterwards.
+#[test]
+fn an_idle_cjdns_peer_is_never_declared_dead() {
+    let Some(bin) = cjdns_bin() else {
+        return;
+    };
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-interop-idle", &tag);
+    let (np, nc) = netns::two_hosts(&tag, "10.227.0.1/24", "10.227.0.2/24");
+    let (p, c) = (identity(), identity());
+    let pc = config(
+        &p,
+        "10.227.0.1:13001",
+        "unused",
+        &[("10.227.0.2:13002".into(), &c)],
+    );
+    let cc = config(&c, "10.227.0.2:13002", &format!("{tag}c.sock"), &[]);
+    let cjdns = Cjdns::start(&bin, &nc, &write(&dir, "c.conf", &cc), &dir, "c", 13002);
+    let ours = Daemon::start(&np, &write(&dir, "p.conf", &pc), &dir, "p");
+    assert!(
+        wait_ping6(&np, &c.ipv6, Duration::from_secs(40)),
+        "pktmesh cannot ping cjdns\npktmesh log:\n{}\ncjdns log:\n{}",
+        ours.log_text(),
+        cjdns.log_text()
+    );
+    let before = ours.log_text().len();
+    std::thread::sleep(Duration::from_secs(30));
+    let log = ours.log_text();
+    let idle = &log[before..];
+    assert!(
+        !idle.contains("peer stopped answering") && !idle.contains("peer link session renewed"),
+        "pktmesh reset the link session of an idle cjdns peer:\n{idle}\ncjdns log (a 22.3 core \
+         that logs \"Security_setupComplete() not called in time\" really exited):\n{}",
+        cjdns.log_text()
+    );
+    let (ok, text) = ping6(&np, &c.ipv6, 3);
+    assert!(
+        ok,
+        "pktmesh->cjdns after 30 s idle: {text}\npktmesh log:\n{log}"
+    );
+    let (ok, text) = ping6(&nc, &p.ipv6, 3);
+    assert!(
+        ok,
+        "cjdns->pktmesh after 30 s idle: {text}\npktmesh log:\n{log}"
+    );
+    assert!(
+        !ours.log_text().contains("peer stopped answering"),
+        "pktmesh reset the link session:\n{}",
+        ours.log_text()
+    );
+    drop((ours, cjdns));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn pktmesh_connects_to_cjdns() {
     pair(true);
