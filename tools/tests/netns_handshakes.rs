@@ -6,7 +6,9 @@
 //! The attackers are this test binary run again inside a namespace ([`helper_process`], which
 //! does nothing unless `PKTMESH_HS_HELPER` names a job): it crafts its packets with the
 //! workspace's own CryptoAuth sessions and switch headers, and reads the node's
-//! `Pktmesh_handshakeStats` over the admin API.
+//! `Pktmesh_handshakeStats` over the admin API. `PKTMESH_HS_WORKERS=1` runs the nodes on one
+//! worker each (default: one per core), so that the flood and the established peer share the
+//! attacked node's only socket. Measured figures: `docs/perf.md`, "Handshake floods".
 
 mod netns;
 
