@@ -3,11 +3,12 @@
 //! each shard in turn until one refuses it. Time passes between them and the node's timers run.
 //! Nothing panics; what does not parse as a beacon is refused and makes no peer; a beacon
 //! makes at most one peer, in one shard, with the key it carries at the address it names (the
-//! sender's IP and the port it advertises, or the sender's MAC), and none with our own key.
+//! sender's IP and the port it advertises, or the sender's MAC), and none with our own key;
+//! the node never holds more than [`MAX_BEACON_PEERS`] peers made from beacons.
 //!
-//! The input is a sequence of records `[op, a, b, …]`: `op % 3` is 0 for a UDP beacon (the
+//! The input is a sequence of records `[op, a, b, …]`: `op & 3` is 0 for a UDP beacon (the
 //! next 64 bytes, from 10.0.a.b), 1 for an Ethernet body (the next 56 bytes, from MAC
-//! 02:00:00:00:a:b), 2 for `a` tenths of a second passing; when `op & 0x10` is set the
+//! 02:00:00:00:a:b), 2 or 3 for `a` tenths of a second passing; when `op & 0x10` is set the
 //! beacon's key is replaced by one of [`KEYS`] valid keys (selected by `b`), so that many
 //! distinct senders reach the peering code.
 #![no_main]
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
-use pktmesh_node::beacon::{Beacon, BEACON_LEN, BODY_LEN};
+use pktmesh_node::beacon::{Beacon, BEACON_LEN, BODY_LEN, MAX_BEACON_PEERS};
 use pktmesh_node::core::Node;
 use pktmesh_node::dht::{Config, Pathfinder};
 use pktmesh_node::eth::EthLink;
@@ -33,6 +34,7 @@ const KEY_AT: usize = BODY_LEN - 32;
 
 type Core = Node<SharedPathfinder<Pathfinder>>;
 
+/// Public keys whose addresses are in fc00::/8 (any 32 bytes are an X25519 public key).
 fn keys() -> &'static [PublicKey] {
     static K: OnceLock<Vec<PublicKey>> = OnceLock::new();
     K.get_or_init(|| {
@@ -40,7 +42,7 @@ fn keys() -> &'static [PublicKey] {
             .map(|i| {
                 let mut b = [7u8; 32];
                 b[..2].copy_from_slice(&i.to_be_bytes());
-                PrivateKey::from_bytes(b).public_key()
+                PublicKey::from_bytes(b)
             })
             .filter(PublicKey::is_valid)
             .take(KEYS)
@@ -101,14 +103,22 @@ fn dispatch(shards: &mut [Core], now: Instant, from: SocketAddr, bytes: &[u8], u
         }
     }
     assert!(made <= 1, "one beacon made {made} peers");
-    let after: usize = shards.iter().map(|s| s.peer_stats(now).len()).sum();
+    let peers: Vec<_> = shards.iter().flat_map(|s| s.peer_stats(now)).collect();
     assert!(
-        after <= before + made,
+        peers.len() <= before + made,
         "a beacon made a peer it did not report"
     );
     if parsed.is_err() {
-        assert_eq!(after, before, "a malformed beacon changed the peers");
+        assert_eq!(peers.len(), before, "a malformed beacon changed the peers");
     }
+    let from_beacons = peers
+        .iter()
+        .filter(|p| p.user.as_deref() == Some("beacon_peer"))
+        .count();
+    assert!(
+        from_beacons <= MAX_BEACON_PEERS,
+        "{from_beacons} peers from beacons"
+    );
 }
 
 /// Drops what the shards queued (their transmits and log events).
@@ -124,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
     let mut shards = shards(now);
     let mut rest = data;
     while let [op, a, b, tail @ ..] = rest {
-        let kind = op % 3;
+        let kind = op & 3;
         let len = match kind {
             0 => BEACON_LEN,
             1 => BODY_LEN,
