@@ -8,7 +8,8 @@
 //! signed (the issuing node for leases, the claimed signer for configuration); the message
 //! concerns this node; the time span covers `now`; a lease into this node comes from a current
 //! peer that has room left; the signer owns the target, and exactly one lease of that id; the
-//! sequence number is fresh; the result is consistent (no two virtual networks on the same pair
+//! sequence number is fresh (above the lease's last, and above the last its signer had accepted
+//! for that id on any lease, remembered past the lease); the result is consistent (no two virtual networks on the same pair
 //! of interfaces). The rules for applying messages are in the `control` submodule.
 //!
 //! Leases and virtual switches are kept by [`LeaseKey`], (issuer, id): ids are the issuer's to
@@ -230,6 +231,20 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The lease the event is about.
+    pub fn key(&self) -> LeaseKey {
+        match *self {
+            Self::LeaseAdded(k)
+            | Self::VirtualSwitchAdded(k)
+            | Self::AlreadyKnown(k)
+            | Self::ClassesSet(k)
+            | Self::Released(k) => k,
+            Self::Attached { lease, .. } | Self::Transferred { lease, .. } => lease,
+        }
+    }
+}
+
 /// A bandwidth lease with its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
@@ -314,6 +329,26 @@ fn add_tag(port: &mut Vec<(u16, u32)>, tag: u16, slot: u32, conflicts: &mut usiz
     }
 }
 
+/// How long a remembered configuration sequence number is kept after its last use (24 h).
+pub const SEQ_MEMORY_SECS: u64 = 24 * 3600;
+
+/// Most remembered (signer, target id) sequence numbers, per lease the table may hold.
+pub const SEQ_MEMORY_PER_LEASE: usize = 4;
+
+/// The last configuration sequence number a signer had accepted for a target id, whichever
+/// lease of that id it applied to. Configuration replay protection must outlive the lease
+/// record: otherwise a new lease with a reused id (another issuer's copy, made the owner's)
+/// accepts the owner's old signed commands for that id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeqMemory {
+    seq: u64,
+    /// When it was last accepted (wall clock); forgotten [`SEQ_MEMORY_SECS`] after.
+    last_use: UnixTime,
+    /// The issuer of the lease it applied to, so that eviction hits the issuer that made the
+    /// most entries first (a peer churning leases evicts its own entries, not the victims').
+    issuer: SigningKey,
+}
+
 /// The verdict on one packet: its local priority and the traffic-class value to forward it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classified {
@@ -342,6 +377,9 @@ pub struct LeaseEngine {
     local: Vec<u32>,
     active: Vec<Active>,
     conflicts: usize,
+    /// Last accepted configuration sequence number per (signer, target id), kept after the
+    /// lease record is gone (see [`SeqMemory`]).
+    seqs: HashMap<(SigningKey, LeaseId), SeqMemory>,
     /// Tagged packets not honoured (see [`LeaseEngine::forged_tags`]).
     forged_tags: u64,
 }
@@ -371,6 +409,7 @@ impl LeaseEngine {
             local: vec![0; n],
             active: Vec::new(),
             conflicts: 0,
+            seqs: HashMap::new(),
             forged_tags: 0,
         }
     }
@@ -459,6 +498,9 @@ impl LeaseEngine {
                 self.state = before;
                 self.rebuild();
                 return Err(EngineError::PairInUse(lease));
+            }
+            if let (MessageView::Config(c), Ok(event)) = (view, &result) {
+                self.remember_seq(now, c.signer(), event.key(), c.seq());
             }
         }
         result

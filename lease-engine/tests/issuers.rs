@@ -45,6 +45,12 @@ impl World {
         Message::Lease(lease).emit_signed(from).unwrap()
     }
 
+    /// Whether M's traffic towards the holders' out-link is free tier (probed on a copy).
+    fn thief_is_free(&self) -> bool {
+        let mut probe = self.engine.clone();
+        probe.classify(Nanos(1), THIEF_IF, OUT_IF, 100, 0) == Priority::FREE
+    }
+
     fn holder_in_lease(&self, i: usize) -> bool {
         let mut probe = self.engine.clone();
         probe
@@ -104,10 +110,7 @@ fn a_reused_id_from_another_issuer_is_a_separate_lease_and_the_victims_keeps_wor
             network: 100
         })
     );
-    assert_eq!(
-        w.engine.classify(Nanos(1), THIEF_IF, OUT_IF, 100, 0),
-        Priority::FREE
-    );
+    assert!(w.thief_is_free());
     assert!(w.holder_in_lease(0));
 
     // Sent first, a lease with an id the victim's issuer uses next does not block it.
@@ -196,10 +199,7 @@ fn a_target_naming_two_of_the_signers_leases_is_refused() {
     // Denied, not stolen: the virtual switch's in-lease id names two of the owner's leases, so
     // it connects neither; M's traffic stays free tier.
     assert!(!w.holder_in_lease(0));
-    assert_eq!(
-        w.engine.classify(Nanos(1), THIEF_IF, OUT_IF, 100, 0),
-        Priority::FREE
-    );
+    assert!(w.thief_is_free());
     // The owner's other leases still take commands.
     let out = w.out_ids[0];
     let classes = w.config(
@@ -236,10 +236,7 @@ fn an_in_lease_id_naming_two_of_the_owners_leases_connects_neither() {
     w.engine.handle_message(NOW, &give).unwrap();
     // Still the id names two of the owner's leases: the virtual switch connects neither, and
     // M's traffic does not ride the owner's out-lease.
-    assert_eq!(
-        w.engine.classify(Nanos(1), THIEF_IF, OUT_IF, 100, 0),
-        Priority::FREE
-    );
+    assert!(w.thief_is_free());
     assert!(!w.holder_in_lease(0));
     let attach = w.config(0, id, Command::Attach { network: 100 });
     assert!(matches!(
@@ -257,10 +254,7 @@ fn an_in_lease_id_naming_two_of_the_owners_leases_connects_neither() {
         })
     );
     assert!(w.holder_in_lease(0));
-    assert_eq!(
-        w.engine.classify(Nanos(2), THIEF_IF, OUT_IF, 100, 0),
-        Priority::FREE
-    );
+    assert!(w.thief_is_free());
 }
 
 #[test]
@@ -368,5 +362,134 @@ fn one_issuer_cannot_fill_the_table() {
     assert_eq!(
         e.handle_message(NOW, &lease(&node, &q_key, 5)),
         Err(EngineError::TableFull)
+    );
+}
+
+/// Holder 0's in-lease ends while its virtual switch (which lists the id) stays attached.
+fn in_lease_gone(w: &mut World) {
+    let release = w.config(0, w.in_ids[0], Command::Release);
+    assert_eq!(
+        w.engine.handle_message(NOW, &release),
+        Ok(Event::Released(w.in_key(0)))
+    );
+    assert!(!w.holder_in_lease(0));
+}
+
+#[test]
+fn attach_then_transfer_does_not_bring_a_copy_into_the_owners_network() {
+    let mut w = World::new(&[1000]);
+    let m = w.thief();
+    let id = w.in_ids[0];
+    in_lease_gone(&mut w);
+    // M signs the id on its own link, attaches it to holder 0's network with its own key and
+    // hands it to holder 0: the transfer detaches it.
+    let bytes = w.lease_into(&m.node, id, &m.owner, NOW.0 + 3600);
+    w.engine.handle_message(NOW, &bytes).unwrap();
+    let classes = Command::SetClasses {
+        default_class: 7,
+        max_class: 15,
+    };
+    w.engine
+        .handle_message(NOW, &command(&m.owner, id, 1, classes))
+        .unwrap();
+    let attach = command(&m.owner, id, 2, Command::Attach { network: 100 });
+    w.engine.handle_message(NOW, &attach).unwrap();
+    let new_owner = w.owners[0].public();
+    let give = command(&m.owner, id, 3, Command::Transfer { new_owner });
+    let theirs = LeaseKey::new(m.node.public(), id);
+    assert_eq!(
+        w.engine.handle_message(NOW, &give),
+        Ok(Event::Transferred {
+            lease: theirs,
+            new_owner
+        })
+    );
+    let r = &w.engine.snapshot().leases[&theirs];
+    assert_eq!(
+        (r.lease.owner, r.network, r.default_class, r.max_class),
+        (new_owner, 0, 0, 15)
+    );
+    assert!(w.thief_is_free());
+}
+
+#[test]
+fn the_owners_old_attach_does_not_apply_to_a_new_copy_of_the_id() {
+    let mut w = World::new(&[1000]);
+    let m = w.thief();
+    let id = w.in_ids[0];
+    // Holder 0 re-attaches its in-lease; the signed command is public (the route server).
+    let attach = w.config(0, id, Command::Attach { network: 100 });
+    let seq = w.seq;
+    w.engine.handle_message(NOW, &attach).unwrap();
+    in_lease_gone(&mut w);
+    // M signs the id on its own link owned by holder 0 and replays the holder's attach: the
+    // node remembers the holder's last sequence number for the id past the lease.
+    let bytes = w.lease_into(&m.node, id, &w.owners[0], NOW.0 + 30 * 3600);
+    w.engine.handle_message(NOW, &bytes).unwrap();
+    let replayed = EngineError::Replayed {
+        lease: id,
+        seq,
+        last: seq + 1,
+    };
+    rejected(&mut w.engine, &attach, replayed.clone());
+    let r = &w.engine.snapshot().leases[&LeaseKey::new(m.node.public(), id)];
+    assert_eq!((r.network, r.last_seq), (0, None));
+    assert!(w.thief_is_free());
+    // Nor does a later one, while the holder's virtual switch still lists the id.
+    let later = UnixTime(NOW.0 + 3599);
+    assert_eq!(w.engine.handle_message(later, &attach), Err(replayed));
+}
+
+#[test]
+fn the_owner_reattaches_and_transfers_its_leases_as_before() {
+    let mut w = World::new(&[1000, 1000]);
+    let id = w.in_ids[0];
+    // Detach, re-attach, change classes: each above the last.
+    for command in [
+        Command::Attach { network: 0 },
+        Command::Attach { network: 100 },
+        Command::SetClasses {
+            default_class: 2,
+            max_class: 9,
+        },
+    ] {
+        let m = w.config(0, id, command);
+        w.engine.handle_message(NOW, &m).unwrap();
+    }
+    assert!(w.holder_in_lease(0));
+    // A new in-lease that reuses the id after the first is released: the owner configures it
+    // with later sequence numbers (pktctl's default, milliseconds since the epoch, are).
+    in_lease_gone(&mut w);
+    let bytes = w.lease_into(&w.ups[0], LeaseId([0x50; 16]), &w.owners[0], NOW.0 + 3600);
+    w.engine.handle_message(NOW, &bytes).unwrap();
+    let again = w.lease_into(&w.ups[0], id, &w.owners[0], NOW.0 + 1800);
+    assert_eq!(
+        w.engine.handle_message(NOW, &again),
+        Ok(Event::LeaseAdded(w.in_key(0)))
+    );
+    let attach = w.config(0, id, Command::Attach { network: 100 });
+    assert_eq!(
+        w.engine.handle_message(NOW, &attach),
+        Ok(Event::Attached {
+            lease: w.in_key(0),
+            network: 100
+        })
+    );
+    assert!(w.holder_in_lease(0));
+    // Holder 0 hands its out-lease to holder 1, who attaches it to its own network: holder
+    // 1's virtual switch now connects holder 1's in-lease to it.
+    let out = w.out_ids[0];
+    let new_owner = w.owners[1].public();
+    let give = w.config(0, out, Command::Transfer { new_owner });
+    w.engine.handle_message(NOW, &give).unwrap();
+    assert_eq!(w.engine.snapshot().leases[&w.out_key(0)].network, 0);
+    assert!(!w.holder_in_lease(0));
+    let attach = w.config(1, out, Command::Attach { network: 101 });
+    assert_eq!(
+        w.engine.handle_message(NOW, &attach),
+        Ok(Event::Attached {
+            lease: w.out_key(0),
+            network: 101
+        })
     );
 }

@@ -174,7 +174,9 @@ async fn frames_of_a_node_apply_cleanly_to_its_engine() {
             four.default_class,
             four.max_class
         ),
-        (heir.public(), 9, 2, 9)
+        // The transfer reset the old owner's classes (a transfer detaches and resets); the
+        // heir attached it itself.
+        (heir.public(), 9, 0, 15)
     );
     assert_eq!(mine(6).network, 0);
 

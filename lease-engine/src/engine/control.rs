@@ -20,9 +20,14 @@
 //! [`EngineConfig::max_leases`](super::EngineConfig::max_leases) entries), cheap beside the
 //! signature check before it.
 
+use std::collections::{HashMap, HashSet};
+
 use pktmesh_crypto_auth::PublicKey;
 
-use super::{EngineError, Event, LeaseEngine, LeaseKey, LeaseRecord, VirtualSwitchRecord};
+use super::{
+    EngineError, Event, LeaseEngine, LeaseKey, LeaseRecord, SeqMemory, VirtualSwitchRecord,
+    SEQ_MEMORY_PER_LEASE, SEQ_MEMORY_SECS,
+};
 use crate::sign::SigningKey;
 use crate::wire::{Command, Config, Lease, VirtualSwitchLease};
 use crate::{LeaseId, UnixTime};
@@ -59,6 +64,11 @@ struct Configurable<'a> {
     network: &'a mut u64,
     last_seq: &'a mut Option<u64>,
 }
+
+/// Class of unclassed packets on a lease nobody configured (or just transferred).
+const FRESH_DEFAULT_CLASS: u8 = 0;
+/// Highest class on a lease nobody configured (or just transferred).
+const FRESH_MAX_CLASS: u8 = 15;
 
 /// `Expired` unless a span ending at `end` is still running (or yet to start) at `now`.
 fn not_over(lease: LeaseId, end: UnixTime, now: UnixTime) -> Result<(), EngineError> {
@@ -137,8 +147,8 @@ impl LeaseEngine {
             LeaseRecord {
                 lease,
                 network: 0,
-                default_class: 0,
-                max_class: 15,
+                default_class: FRESH_DEFAULT_CLASS,
+                max_class: FRESH_MAX_CLASS,
                 last_seq: None,
             },
         );
@@ -257,7 +267,8 @@ impl LeaseEngine {
                 now: now.0,
             });
         }
-        if let Some(last) = found.last_seq {
+        let remembered = self.remembered_seq(now, c.signer, id);
+        if let Some(last) = found.last_seq.max(remembered) {
             if c.seq <= last {
                 return Err(EngineError::Replayed {
                     lease: id,
@@ -297,14 +308,134 @@ impl LeaseEngine {
                 })
             }
             Command::Transfer { new_owner } => {
+                // A transfer detaches: the new owner attaches the lease itself. Otherwise the
+                // previous owner chooses which of the new owner's networks it joins (a thief
+                // attaches a copy of the owner's in-lease id to the owner's network, then hands
+                // it over).
+                if let Target::Lease(k) = found.target {
+                    let r = self.state.leases.get_mut(&k).ok_or(unknown.clone())?;
+                    r.default_class = FRESH_DEFAULT_CLASS;
+                    r.max_class = FRESH_MAX_CLASS;
+                }
                 let fields = self.configurable(found.target).ok_or(unknown)?;
                 *fields.owner = new_owner;
+                *fields.network = 0;
                 *fields.last_seq = Some(c.seq);
                 Ok(Event::Transferred {
                     lease: key,
                     new_owner,
                 })
             }
+        }
+    }
+
+    /// The last sequence number `signer` had accepted for the target id `id` at any lease of
+    /// that id, unless forgotten (see [`Self::remember_seq`]).
+    fn remembered_seq(&self, now: UnixTime, signer: SigningKey, id: LeaseId) -> Option<u64> {
+        let m = self.seqs.get(&(signer, id))?;
+        let fresh = now.0 < m.last_use.0.saturating_add(SEQ_MEMORY_SECS);
+        (fresh || self.listed(signer, id)).then_some(m.seq)
+    }
+
+    /// Whether a virtual switch owned by `signer` lists `id`.
+    fn listed(&self, signer: SigningKey, id: LeaseId) -> bool {
+        self.state.vswitches.values().any(|v| {
+            v.lease.owner == signer && v.lease.ins.iter().chain(&v.lease.outs).any(|i| *i == id)
+        })
+    }
+
+    /// Records that `signer`'s configuration `seq` of the lease `key` was accepted at `now`.
+    ///
+    /// An entry is forgotten [`SEQ_MEMORY_SECS`] after its last use, unless a virtual switch of
+    /// its signer still lists the id (the case a replay could exploit). The memory holds at
+    /// most [`SEQ_MEMORY_PER_LEASE`] × `max_leases` entries; when it is full, forgotten
+    /// entries go first, then one entry whose signer owns no lease of that id any more
+    /// (preferring ids no virtual switch of the signer lists): the least recently used one of
+    /// the issuer with the most such entries, so that a peer churning leases and transfers to
+    /// fill the memory evicts its own entries first. Entries of leases still held are never
+    /// evicted: there are at most `max_leases` of them, so one can always go.
+    pub(super) fn remember_seq(
+        &mut self,
+        now: UnixTime,
+        signer: SigningKey,
+        key: LeaseKey,
+        seq: u64,
+    ) {
+        let entry = SeqMemory {
+            seq,
+            last_use: now,
+            issuer: key.issuer,
+        };
+        let cap = self
+            .config
+            .max_leases
+            .saturating_mul(SEQ_MEMORY_PER_LEASE)
+            .max(1);
+        if !self.seqs.contains_key(&(signer, key.id)) && self.seqs.len() >= cap {
+            self.evict(now);
+        }
+        self.seqs.insert((signer, key.id), entry);
+    }
+
+    /// Drops the forgotten entries, or else one (see [`Self::remember_seq`]).
+    fn evict(&mut self, now: UnixTime) {
+        // (owner, id) of every lease and virtual switch held now, and of every id a virtual
+        // switch lists.
+        let leases = self.state.leases.iter().map(|(k, r)| (r.lease.owner, k.id));
+        let switches = self
+            .state
+            .vswitches
+            .iter()
+            .map(|(k, r)| (r.lease.owner, k.id));
+        let held: HashSet<(SigningKey, LeaseId)> = leases.chain(switches).collect();
+        let listed: HashSet<(SigningKey, LeaseId)> = self
+            .state
+            .vswitches
+            .values()
+            .flat_map(|v| {
+                let owner = v.lease.owner;
+                v.lease
+                    .ins
+                    .iter()
+                    .chain(&v.lease.outs)
+                    .map(move |id| (owner, *id))
+            })
+            .collect();
+        let before = self.seqs.len();
+        self.seqs.retain(|k, m| {
+            now.0 < m.last_use.0.saturating_add(SEQ_MEMORY_SECS)
+                || held.contains(k)
+                || listed.contains(k)
+        });
+        if self.seqs.len() < before {
+            return;
+        }
+        let gone: Vec<((SigningKey, LeaseId), SeqMemory)> = self
+            .seqs
+            .iter()
+            .filter(|(k, _)| !held.contains(*k))
+            .map(|(k, m)| (*k, *m))
+            .collect();
+        let unlisted: Vec<_> = gone.iter().filter(|(k, _)| !listed.contains(k)).collect();
+        let candidates: Vec<_> = if unlisted.is_empty() {
+            gone.iter().collect()
+        } else {
+            unlisted
+        };
+        let mut per_issuer: HashMap<SigningKey, usize> = HashMap::new();
+        for (_, m) in &candidates {
+            *per_issuer.entry(m.issuer).or_default() += 1;
+        }
+        let Some((&issuer, _)) = per_issuer.iter().max_by_key(|(i, n)| (**n, **i)) else {
+            return;
+        };
+        let oldest = candidates
+            .iter()
+            .filter(|(_, m)| m.issuer == issuer)
+            .min_by_key(|(k, m)| (m.last_use, *k))
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.seqs.remove(&k);
         }
     }
 }

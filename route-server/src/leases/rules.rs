@@ -9,7 +9,9 @@
 //! - **configuration replay** of one lease id: for each lease with that id, its configuration
 //!   frames in (sequence number, frame id) order, each applied when signed by the owner at that
 //!   point with a sequence number above the last (one counter per lease, carried over a
-//!   transfer), as a node's `LeaseEngine` applies them;
+//!   transfer, which also detaches the lease), as a node's `LeaseEngine` applies them (a node
+//!   also refuses a signer's sequence number not above the last it accepted for that id on an
+//!   earlier lease; the book does not model that);
 //! - **networks**: each listed lease resolves to one of the owner's unreleased leases with that
 //!   id, consecutive ones share a node, and one of the listed virtual switches of the owner at
 //!   that node connects the one to the next.
@@ -240,7 +242,12 @@ impl LeaseBook {
                         max_class,
                     } => st.classes = (default_class, max_class),
                     Command::Release => st.released = true,
-                    Command::Transfer { new_owner } => st.owner = new_owner,
+                    Command::Transfer { new_owner } => {
+                        // A transfer detaches, as at a node: the new owner attaches it.
+                        st.owner = new_owner;
+                        st.network = 0;
+                        st.classes = (0, 15);
+                    }
                 }
                 st.seq = *seq;
                 applied.push(*fid);
