@@ -71,7 +71,8 @@ for t in "${targets[@]}"; do
     fi
   else
     echo "$t: FAILED"
-    grep -v '^#[0-9]' "$log" | tail -n 40
+    grep -m 1 -A 2 'panicked at' "$log" || true
+    grep -v '^#[0-9]' "$log" | grep -v '^ *[0-9]*: \|^ *at ' | tail -n 20
     for a in "$work/artifacts/$t"/*; do
       if [ -f "$a" ]; then
         echo "input $(basename "$a") (base64): $(base64 -w0 "$a")"
