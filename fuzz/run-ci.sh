@@ -16,6 +16,9 @@
 set -euo pipefail
 fuzz="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$fuzz"
+# The targets are run from fuzz/target below: a CARGO_TARGET_DIR meant for the workspace must
+# not send the build elsewhere (the binaries run would then be stale or missing).
+unset CARGO_TARGET_DIR
 secs="${1:-6}"
 [ $# -gt 0 ] && shift
 vectors="${PKTMESH_VECTORS:-$fuzz/../../shared/vectors}"
