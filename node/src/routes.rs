@@ -83,15 +83,17 @@ impl LeasedRoutes {
         self.enabled
     }
 
-    /// User traffic for `destination` is being sent. O(1) unless the table is full.
+    /// User traffic for `destination` is being sent: notes it, and returns the route that
+    /// holds for it now, in the same lookup (not counted: see [`Self::count_routed`]). O(1)
+    /// unless the table is full.
     #[inline]
-    pub fn note_use(&mut self, now: Instant, destination: Address) {
+    pub fn note_use(&mut self, now: Instant, destination: Address) -> Option<Label> {
         if !self.enabled {
-            return;
+            return None;
         }
         if let Some(e) = self.entries.get_mut(&destination) {
             e.last_used = now;
-            return;
+            return e.route.filter(|(_, until)| now < *until).map(|(l, _)| l);
         }
         if self.entries.len() >= MAX_ROUTES {
             let oldest = self
@@ -111,20 +113,31 @@ impl LeasedRoutes {
                 asked: None,
             },
         );
+        None
+    }
+
+    /// The route that holds for `destination` now, if any (not counted).
+    #[inline]
+    pub fn route(&self, now: Instant, destination: &Address) -> Option<Label> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let (label, until) = self.entries.get(destination)?.route?;
+        (now < until).then_some(label)
+    }
+
+    /// Counts a packet sent on a route server's label.
+    #[inline]
+    pub fn count_routed(&mut self) {
+        self.used = self.used.wrapping_add(1);
     }
 
     /// The label to send `destination`'s packets on, if the route server gave one that still
     /// holds; counts the packet as sent on it.
     #[inline]
     pub fn label_for(&mut self, now: Instant, destination: &Address) -> Option<Label> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let (label, until) = self.entries.get(destination)?.route?;
-        if now >= until {
-            return None;
-        }
-        self.used = self.used.wrapping_add(1);
+        let label = self.route(now, destination)?;
+        self.count_routed();
         Some(label)
     }
 

@@ -467,11 +467,14 @@ impl<P: Pathfinder> Node<P> {
             link.node_for(&destination)
                 .or_else(|| pathfinder.node_for(&destination))
         };
-        if user {
-            self.routes.note_use(now, destination);
-        }
+        // One lookup notes the destination and gives its route.
+        let route = if user {
+            self.routes.note_use(now, destination)
+        } else {
+            self.routes.route(now, &destination)
+        };
         match self.sessions.prepare(now, destination, known, buf, user) {
-            Prepared::Seal(index) => self.seal_and_send(now, index, destination, buf),
+            Prepared::Seal(index) => self.seal_and_send(now, index, route, buf),
             Prepared::Waiting { search, ping } => {
                 if let Some(node) = ping {
                     self.pathfinder.ping(now, node);
@@ -484,22 +487,23 @@ impl<P: Pathfinder> Node<P> {
         }
     }
 
-    /// Seals `[DataHeader][payload]` in session `index` (with `destination`) and hands it to
-    /// the switch, on the route server's label when our leased traffic has one for it.
+    /// Seals `[DataHeader][payload]` in session `index` and hands it to the switch, on
+    /// `route` (the route server's label for our leased traffic) when there is one.
     fn seal_and_send(
         &mut self,
         now: Instant,
         index: usize,
-        destination: Address,
+        route: Option<Label>,
         buf: &mut PacketBuf,
     ) -> Output {
         if !self.sessions.seal(now, &mut self.rng, index, buf) {
             return Output::None;
         }
-        if let Some(label) = self.routes.label_for(now, &destination) {
+        if let Some(label) = route {
             // The switch header is in front and starts with the label.
             if let Some(l) = buf.data_mut().get_mut(..8) {
                 l.copy_from_slice(&label.bits().to_be_bytes());
+                self.routes.count_routed();
             }
         }
         self.switch_in(now, ROUTER_SLOT, buf)
@@ -534,7 +538,8 @@ impl<P: Pathfinder> Node<P> {
             area[4..4 + n].copy_from_slice(&message[..n]);
         }
         pb.set_read_len(4 + n);
-        let out = self.seal_and_send(now, index, node.key.address(), &mut pb);
+        let route = self.routes.route(now, &node.key.address());
+        let out = self.seal_and_send(now, index, route, &mut pb);
         self.queue(out, &pb);
     }
 
