@@ -13,10 +13,10 @@
 
 mod netns;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use netns::market::{buy, lease, wait_for_offers};
 use netns::{
     identity, link, route_server_bin, tempdir, wait_ping6, wait_until, write, Background, Daemon,
     Identity, Netns,
@@ -24,10 +24,6 @@ use netns::{
 use serde_json::Value;
 
 const NETWORK: &str = "91";
-
-fn pktctl() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pktctl"))
-}
 
 /// A node config: one UDP interface, its peers, the route server every second, leases offered.
 fn config(id: &Identity, connect: &[(&str, &Identity)], route_server: &str) -> String {
@@ -58,22 +54,6 @@ fn config(id: &Identity, connect: &[(&str, &Identity)], route_server: &str) -> S
         private = id.private,
         peers = peers.join(", "),
     )
-}
-
-/// `pktctl lease --server … <args>` in the management namespace; its stdout.
-fn lease(m: &Netns, key_file: Option<&Path>, args: &[&str]) -> String {
-    let mut cmd = m.cmd(pktctl().to_str().unwrap());
-    cmd.args(["lease", "--server", "http://127.0.0.1:8470"]);
-    if let Some(k) = key_file {
-        cmd.arg("--key-file").arg(k);
-    }
-    let out = cmd.args(args).output().expect("run pktctl");
-    assert!(
-        out.status.success(),
-        "pktctl lease {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The name of the device in `ns` that carries `ip` (no prefix).
@@ -225,58 +205,8 @@ fn leased_traffic_follows_the_route_servers_path_and_falls_back_to_the_dht() {
     // The virtual ISP leases the long way and attaches it to its network.
     let isp_key = write(&dir, "isp.key", &identity().private);
     let links = [(id_c, id_r2), (id_r2, id_r3), (id_r3, id_d)];
-    wait_until("offers on the long way", Duration::from_secs(30), || {
-        let offers: Value =
-            serde_json::from_str(&lease(&m, None, &["offers", "--json"])).unwrap_or(Value::Null);
-        links.iter().all(|(a, b)| {
-            offers["offers"].as_array().is_some_and(|list| {
-                list.iter().any(|o| {
-                    o["node"].as_str() == Some(&a.ipv6) && o["peer"].as_str() == Some(&b.ipv6)
-                        || o["from"].as_str() == Some(&a.ipv6) && o["to"].as_str() == Some(&b.ipv6)
-                })
-            })
-        })
-    });
-    let orders: Vec<String> = links
-        .iter()
-        .map(|(a, b)| {
-            lease(
-                &m,
-                Some(&isp_key),
-                &[
-                    "buy",
-                    "--node",
-                    &a.ipv6,
-                    "--peer",
-                    &b.ipv6,
-                    "--kbps",
-                    "2000",
-                    "--seconds",
-                    "1800",
-                ],
-            )
-        })
-        .collect();
-    let mut lease_ids = Vec::new();
-    wait_until(
-        "the nodes to issue the three leases",
-        Duration::from_secs(30),
-        || {
-            let all: Value = serde_json::from_str(&lease(&m, None, &["leases", "--json"]))
-                .unwrap_or(Value::Null);
-            lease_ids = orders
-                .iter()
-                .filter_map(|o| {
-                    all["leases"].as_array()?.iter().find_map(|l| {
-                        (l["order"].as_str() == Some(o.as_str()))
-                            .then(|| l["id"].as_str().map(str::to_string))
-                            .flatten()
-                    })
-                })
-                .collect();
-            lease_ids.len() == 3
-        },
-    );
+    wait_for_offers(&m, &links);
+    let lease_ids = buy(&m, &isp_key, &links, 2000, 1800);
     for id in &lease_ids {
         lease(
             &m,

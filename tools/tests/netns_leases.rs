@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use netns::market::{buy, lease, wait_for_offers};
 use netns::{
     identity, link, route_server_bin, tempdir, wait_ping6, wait_until, write, Background, Daemon,
     Identity, Netns,
@@ -35,10 +36,6 @@ const LEASE_KBPS: u32 = 6_000;
 const CUSTOMER_BPS: &str = "4M";
 const FLOOD_BPS: &str = "50M";
 const NETWORK: &str = "77";
-
-fn pktctl() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pktctl"))
-}
 
 /// A node config: one UDP interface on all addresses, its peers, the route server.
 fn config(
@@ -77,27 +74,6 @@ fn config(
         private = id.private,
         peers = peers.join(", "),
     )
-}
-
-/// `pktctl lease --server … <args>` in the management namespace; its stdout, or a panic
-/// with stderr.
-fn lease(m: &Netns, key_file: Option<&Path>, args: &[&str]) -> String {
-    let mut cmd = m.cmd(pktctl().to_str().unwrap());
-    cmd.args(["lease", "--server", "http://127.0.0.1:8470"]);
-    if let Some(k) = key_file {
-        cmd.arg("--key-file").arg(k);
-    }
-    let out = cmd.args(args).output().expect("run pktctl");
-    assert!(
-        out.status.success(),
-        "pktctl lease {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn leases_json(m: &Netns) -> Value {
-    serde_json::from_str(&lease(m, None, &["leases", "--json"])).expect("leases JSON")
 }
 
 /// One UDP measurement: received bit/s and loss of the customer's flow, measured while F
@@ -442,60 +418,9 @@ fn scenario(workers: u8) {
     let isp = lease(&m, Some(&isp_key), &["whoami"]);
     let isp_signing_key = isp.split_whitespace().next().unwrap().to_string();
     let links = [(id_c, id_r1), (id_r1, id_r2), (id_r2, id_d)];
-    wait_until("offers on the three links", Duration::from_secs(30), || {
-        let offers: Value =
-            serde_json::from_str(&lease(&m, None, &["offers", "--json"])).unwrap_or(Value::Null);
-        links.iter().all(|(a, b)| {
-            offers["offers"].as_array().is_some_and(|list| {
-                list.iter().any(|o| {
-                    o["from"].as_str() == Some(&a.ipv6) && o["to"].as_str() == Some(&b.ipv6)
-                        || o["node"].as_str() == Some(&a.ipv6)
-                            && o["peer"].as_str() == Some(&b.ipv6)
-                })
-            })
-        })
-    });
-    let kbps = LEASE_KBPS.to_string();
-    let orders: Vec<String> = links
-        .iter()
-        .map(|(a, b)| {
-            lease(
-                &m,
-                Some(&isp_key),
-                &[
-                    "buy",
-                    "--node",
-                    &a.ipv6,
-                    "--peer",
-                    &b.ipv6,
-                    "--kbps",
-                    &kbps,
-                    "--seconds",
-                    "1800",
-                ],
-            )
-        })
-        .collect();
+    wait_for_offers(&m, &links);
     // The nodes fulfil the orders themselves (their agents poll the route server).
-    let mut lease_ids = Vec::new();
-    wait_until(
-        "the nodes to issue the three leases",
-        Duration::from_secs(30),
-        || {
-            let all = leases_json(&m);
-            lease_ids = orders
-                .iter()
-                .filter_map(|o| {
-                    all["leases"].as_array()?.iter().find_map(|l| {
-                        (l["order"].as_str() == Some(o.as_str()))
-                            .then(|| l["id"].as_str().map(str::to_string))
-                            .flatten()
-                    })
-                })
-                .collect();
-            lease_ids.len() == 3
-        },
-    );
+    let lease_ids = buy(&m, &isp_key, &links, LEASE_KBPS, 1800);
     // The operators of R1 and R2 sell the ISP a virtual switch joining its leases.
     let vswitch = |conf: &Path, inl: &str, outl: &str| {
         lease(
