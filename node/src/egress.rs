@@ -16,9 +16,11 @@
 //! remembers, per flow, the level of the last packet it queued, and a newcomer of that flow is
 //! queued no higher than that while the flow has packets waiting. Flows still overtake each
 //! other by priority (a lease's traffic goes before free-tier traffic); a flow never overtakes
-//! itself. A flow is the switch packet's label and its next four bytes (the end-to-end
-//! receive handle, or the handshake stage), hashed into [`FLOW_BUCKETS`] buckets: two flows in
-//! one bucket only keep each other's order, which costs priority, never correctness.
+//! itself. A flow is the four bytes after the switch header (the end-to-end receive handle, or
+//! the handshake stage), hashed into [`FLOW_BUCKETS`] buckets: two flows in one bucket only keep
+//! each other's order, which costs priority, never correctness. The label is left out on
+//! purpose: a session whose path changes (the route server's label for leased traffic replacing
+//! the DHT's) keeps its handle, and must not overtake its own packets queued under the old label.
 //!
 //! Links without a capacity have no port and are never queued here (the kernel's socket buffer
 //! is their queue). What lives elsewhere: classification (`pktmesh_lease_engine::LeaseEngine`),
@@ -52,14 +54,10 @@ struct Flow {
     level: u8,
 }
 
-/// The flow bucket of a switch packet: FNV-1a over its label and the 4 bytes after the switch
-/// header (the end-to-end receive handle or handshake stage).
+/// The flow bucket of a switch packet: FNV-1a over the 4 bytes after the switch header (the
+/// end-to-end receive handle or handshake stage), not the label (see the module docs).
 fn flow_bucket(packet: &[u8]) -> u8 {
-    let key = packet
-        .get(..8)
-        .into_iter()
-        .chain(packet.get(12..16))
-        .flatten();
+    let key = packet.get(12..16).into_iter().flatten();
     let hash = key.fold(0x811c_9dc5u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
@@ -388,7 +386,7 @@ mod tests {
         assert_eq!(port.stats().dropped, 12);
     }
 
-    /// A switch packet of flow `flow` (label and handle) with sequence number `seq`.
+    /// A switch packet of flow `flow` (its handle) with sequence number `seq`.
     fn flow_packet(flow: u8, seq: u8) -> Vec<u8> {
         let mut p = vec![0u8; 200];
         p[7] = 0x13;
@@ -437,6 +435,37 @@ mod tests {
         let first_of_2 = order.iter().position(|o| o.0 == 2).unwrap();
         let last_of_1 = order.iter().rposition(|o| o.0 == 1).unwrap();
         assert!(first_of_2 < last_of_1, "{order:?}");
+    }
+
+    #[test]
+    fn a_session_whose_label_changes_does_not_overtake_itself() {
+        let t0 = Instant::now();
+        let mut port = EgressPort::new(1_000, t0);
+        let mut out = PacketBuf::new();
+        while port.admit_now(t0, 1000) {}
+        // Demoted packets under the DHT's label, then in-lease ones under the route server's.
+        for seq in 0..4u8 {
+            port.enqueue(
+                t0,
+                Nanos(0),
+                Priority::new(20).unwrap(),
+                &flow_packet(1, seq),
+            );
+        }
+        for seq in 4..8u8 {
+            let mut p = flow_packet(1, seq);
+            p[7] = 0x15;
+            port.enqueue(t0, Nanos(0), Priority::in_lease(0), &p);
+        }
+        let mut later = t0;
+        let mut seqs = Vec::new();
+        while {
+            later += Duration::from_secs(1);
+            port.dequeue_into(later, Nanos(1), &mut out)
+        } {
+            seqs.push(out.data()[20]);
+        }
+        assert_eq!(seqs, (0..8).collect::<Vec<u8>>());
     }
 
     #[test]
