@@ -27,8 +27,7 @@ fn noise_session(now: Instant) -> (Transport, Transport) {
     let (a, b) = (Arc::new(CryptoAuth::new(ka)), Arc::new(b));
     let params = InitiationParams {
         credentials: Some(Credentials::derive(b"miner", b"pw")),
-        prev_session_index: None,
-        cookie: None,
+        ..Default::default()
     };
     let mut init = [0u8; MAX_INITIATION_LEN];
     let wall = Duration::from_secs(1_800_000_000);

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 use common::TestRng;
 use pktmesh_crypto_auth::legacy::CryptoAuth;
 use pktmesh_crypto_auth::noise::handshake::{MAX_INITIATION_LEN, RESPONSE_LEN};
-use pktmesh_crypto_auth::noise::link::{LinkError, DROP_ALL_AFTER, NOISE_ATTEMPTS, RETRY_AFTER};
+use pktmesh_crypto_auth::noise::link::{
+    LinkAuth, LinkError, DROP_ALL_AFTER, NOISE_ATTEMPTS, RETRY_AFTER,
+};
 use pktmesh_crypto_auth::noise::transport::{DATA_OVERHEAD, REKEY_AFTER_TIME};
 use pktmesh_crypto_auth::noise::{
     is_usable_index, Attach, Credentials, InitiationOutcome, InitiationParams, InitiationSent,
-    KnownSession, Link, LinkEvent, LinkMode, NoiseError, ObservedInitiation, Responder, Transport,
+    KnownSession, Link, LinkEvent, LinkMode, NoiseError, ObservedInitiation, PskEntity, Responder,
+    Transport,
 };
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
 
@@ -52,8 +55,8 @@ fn initiate(
     let mut out = [0u8; MAX_INITIATION_LEN];
     let params = InitiationParams {
         credentials: creds,
-        prev_session_index: None,
         cookie,
+        ..Default::default()
     };
     let (s, n) = InitiationSent::new(&p.a, &p.pb, &params, 0x0100, wall, rng, &mut out).unwrap();
     (s, out[..n].to_vec())
@@ -565,9 +568,8 @@ fn prev_index_of(p: &Pair, init: &[u8]) -> Option<u32> {
 fn initiation_with_prev(rng: &mut TestRng, p: &Pair, prev: Option<u32>) -> Vec<u8> {
     let mut out = [0u8; MAX_INITIATION_LEN];
     let params = InitiationParams {
-        credentials: None,
         prev_session_index: prev,
-        cookie: None,
+        ..Default::default()
     };
     let (_, n) = InitiationSent::new(&p.a, &p.pb, &params, 0x0100, WALL, rng, &mut out).unwrap();
     out[..n].to_vec()
@@ -594,6 +596,7 @@ fn rekey_sends_prev_sess_index_and_attaches_to_the_same_key() {
         session_index: b.session_index(),
         link: SRC,
         peer: b.peer(),
+        credentials: None,
     }];
     let acc = accept(
         r.handle_initiation_in(t, &mut rng, SRC2, &init, &known, true, |at| match at {
@@ -655,6 +658,7 @@ fn prev_sess_index_naming_another_key_is_wrong_perm_pubkey() {
         session_index: 3,
         link: b"10.0.0.3:1",
         peer: pc,
+        credentials: None,
     }];
     // From an unknown link address, PrevSessIndex 3 names C's session: cjdns's rejection.
     let init = initiation_with_prev(&mut rng, &p, Some(3));
@@ -707,11 +711,13 @@ fn wrong_prev_sess_index_from_a_stock_node_never_misattaches() {
             session_index: 3,
             link: b"10.0.0.3:1",
             peer: pc,
+            credentials: None,
         },
         KnownSession {
             session_index: 5,
             link: SRC,
             peer: p.pa,
+            credentials: None,
         },
     ];
     let init = initiation_with_prev(&mut rng, &p, Some(3));
@@ -813,6 +819,7 @@ fn all_keys_dropped_540s_after_the_last_handshake() {
         session_index: b.session_index(),
         link: SRC,
         peer: b.peer(),
+        credentials: None,
     }];
     let acc = accept(
         r.handle_initiation_in(end, &mut rng, SRC, &init, &known, true, |_| {
@@ -858,6 +865,7 @@ fn a_link_that_keeps_rekeying_never_expires() {
             session_index: b.session_index(),
             link: SRC,
             peer: b.peer(),
+            credentials: None,
         }];
         let acc = accept(
             r.handle_initiation_in(t, &mut rng, SRC, &init, &known, true, |_| {
@@ -876,4 +884,175 @@ fn a_link_that_keeps_rekeying_never_expires() {
     }
     // 1200 s after the first handshake, still Noise on both sides.
     assert_eq!((a.mode(), b.mode()), (LinkMode::Noise, LinkMode::Noise));
+}
+
+// --- pktmesh: PktmeshPsk, re-handshakes that wait for data, re-keys from the responder ------
+
+/// A pktmesh initiation: CjdnsVer and PktmeshPsk, no CjdnsPsk.
+fn pktmesh_initiation(rng: &mut TestRng, p: &Pair, wall: Duration) -> (InitiationSent, Vec<u8>) {
+    let mut out = [0u8; MAX_INITIATION_LEN];
+    let params = InitiationParams {
+        credentials: Some(Credentials::derive(b"alice", b"pw")),
+        psk_entity: PskEntity::Pktmesh,
+        ..Default::default()
+    };
+    let (s, n) = InitiationSent::new(&p.a, &p.pb, &params, 0x0100, wall, rng, &mut out).unwrap();
+    (s, out[..n].to_vec())
+}
+
+#[test]
+fn a_pktmesh_initiation_names_its_user_in_pktmesh_psk_only() {
+    let mut rng = TestRng::new(30);
+    let now = Instant::now();
+    let p = pair(&mut rng, &[(b"pw", Some(b"alice"))]);
+    let (sent, init) = pktmesh_initiation(&mut rng, &p, WALL);
+    assert_eq!(
+        init.len(),
+        184,
+        "CjdnsVer 6 + PktmeshPsk 10 bytes, no padding"
+    );
+    let seen = ObservedInitiation::open(&p.b, &init).unwrap();
+    assert_eq!(
+        seen.additional.psk_lookup, None,
+        "no CjdnsPsk: stock 22.3 drops it"
+    );
+    assert!(seen.additional.pktmesh_psk.is_some());
+    let mut r = Responder::new(p.b.clone(), 100);
+    let screened = r.screen(&init).unwrap();
+    assert_eq!(screened.initiator_index(), 0x0100);
+    let acc = accept(
+        r.answer(now, &mut rng, SRC, screened, &[], true, |_| 0x0200)
+            .unwrap(),
+    );
+    assert_eq!(acc.login.as_deref(), Some(&b"alice"[..]));
+    assert_eq!(
+        acc.credentials.as_ref().map(Credentials::lookup),
+        Some(Credentials::derive(b"alice", b"pw").lookup())
+    );
+    sent.complete(&p.a, now, &acc.response).unwrap();
+    // Neither entity: refused while auth is required.
+    let (_, bare) = initiate(&mut rng, &p, None, None, WALL + Duration::from_secs(1));
+    assert_eq!(
+        r.handle_initiation(now, &mut rng, SRC, &bare, 0x200, true)
+            .unwrap_err(),
+        NoiseError::AuthRequired
+    );
+    // Screening changes nothing and costs no X25519: a bad mac1 fails there.
+    let mut bad = init.clone();
+    let m = bad.len();
+    bad[m - 20] ^= 1;
+    assert_eq!(r.screen(&bad).unwrap_err(), NoiseError::BadMac);
+}
+
+#[test]
+fn a_handshake_the_peer_starts_replaces_the_keys_only_once_data_opens_under_it() {
+    let mut rng = TestRng::new(31);
+    let t0 = Instant::now();
+    let (mut a, mut b, mut r, _) = linked(&mut rng, t0);
+    let t = t0 + Duration::from_secs(30);
+    // A starts a re-handshake; B installs it but keeps sending with the keys in use.
+    let wall = WALL + Duration::from_secs(30);
+    let init = a.reconnect(t, wall, &mut rng).unwrap();
+    let acc = accept(
+        r.handle_initiation(t, &mut rng, SRC, &init, 0x301, true)
+            .unwrap(),
+    );
+    let response = acc.response;
+    let generation = b.generation();
+    b.install(*acc, t).unwrap();
+    assert_eq!(b.generation(), generation, "nothing replaced yet");
+    let old = b.encrypt(t, &mut rng, b"still old").unwrap();
+    assert_eq!(
+        a.handle_packet(t, WALL, &mut rng, &old).unwrap(),
+        LinkEvent::Payload(b"still old".to_vec())
+    );
+    // The response never arrives at A (lost, or the initiation was a replay): B keeps working.
+    let d = a.encrypt(t, &mut rng, b"old keys too").unwrap();
+    assert_eq!(
+        b.handle_packet(t, WALL, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"old keys too".to_vec())
+    );
+    assert_eq!(b.generation(), generation);
+    // Once A has the response, its keepalive opens under the new keys at B: they take over.
+    let LinkEvent::Transmit(mut ka) = a.handle_packet(t, wall, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert!(b.open_in_place(t, &mut ka).unwrap().is_empty());
+    assert_eq!(b.generation(), generation + 1);
+    let new = b.encrypt(t, &mut rng, b"new").unwrap();
+    assert_ne!(new[..4], old[..4], "sent under the new keys");
+    assert_eq!(
+        a.handle_packet(t, WALL, &mut rng, &new).unwrap(),
+        LinkEvent::Payload(b"new".to_vec())
+    );
+}
+
+#[test]
+fn the_responder_re_keys_with_the_credentials_it_accepted_and_the_initiator_knows_them() {
+    let mut rng = TestRng::new(32);
+    let t0 = Instant::now();
+    let p = pair(&mut rng, &[(b"pw", Some(b"alice"))]);
+    // A connects with a PktmeshPsk; A itself authorizes nobody.
+    let auth = LinkAuth {
+        password: Some(b"pw"),
+        login: Some(b"alice"),
+        psk_entity: PskEntity::Pktmesh,
+    };
+    let (mut a, first) =
+        Link::initiate(p.a.clone(), p.pb, auth, 0x100, t0, WALL, &mut rng).unwrap();
+    let mut rb = Responder::new(p.b.clone(), 100);
+    let acc = accept(
+        rb.handle_initiation(t0, &mut rng, SRC, &first, 0x300, true)
+            .unwrap(),
+    );
+    let response = acc.response;
+    let mut b = Link::accept(p.b.clone(), *acc, None, None, t0);
+    let LinkEvent::Transmit(ka) = a.handle_packet(t0, WALL, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    b.handle_packet(t0, WALL, &mut rng, &ka).unwrap();
+    // B re-keys (its keys are about to expire); its initiation names the same user.
+    let wall = WALL + Duration::from_secs(60);
+    let t = t0 + Duration::from_secs(60);
+    let init = b.reconnect(t, wall, &mut rng).unwrap();
+    let seen = ObservedInitiation::open(&p.a, &init).unwrap();
+    assert_eq!(
+        seen.additional.pktmesh_psk,
+        Some(*Credentials::derive(b"alice", b"pw").lookup())
+    );
+    // A is not B's user base: only the session's own credentials let it answer.
+    let mut ra = Responder::new(p.a.clone(), 100);
+    assert_eq!(
+        ra.handle_initiation(t, &mut rng, SRC, &init, 0x101, true)
+            .unwrap_err(),
+        NoiseError::UnrecognizedAuth
+    );
+    let creds = a.credentials().cloned();
+    let known = [KnownSession {
+        session_index: a.session_index(),
+        link: SRC,
+        peer: a.peer(),
+        credentials: creds.as_ref(),
+    }];
+    let index = a.next_local_index();
+    let mut ra = Responder::new(p.a.clone(), 100);
+    let acc = accept(
+        ra.handle_initiation_in(t, &mut rng, SRC, &init, &known, true, |_| index)
+            .unwrap(),
+    );
+    assert_eq!(acc.attach, Attach::Existing(a.session_index()));
+    let response = acc.response;
+    a.install(*acc, t).unwrap();
+    let LinkEvent::Transmit(ka) = b.handle_packet(t, wall, &mut rng, &response).unwrap() else {
+        panic!("keepalive expected")
+    };
+    assert_eq!(
+        a.handle_packet(t, wall, &mut rng, &ka).unwrap(),
+        LinkEvent::Nothing
+    );
+    let d = a.encrypt(t, &mut rng, b"both re-keyed").unwrap();
+    assert_eq!(
+        b.handle_packet(t, wall, &mut rng, &d).unwrap(),
+        LinkEvent::Payload(b"both re-keyed".to_vec())
+    );
 }

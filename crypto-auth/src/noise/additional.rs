@@ -5,6 +5,11 @@
 //! 1 CjdnsPsk (8 bytes: `03` ‖ 7 lookup bytes), 2 PrevSessIndex (u32 LE), 3 CjdnsVer (u32 LE);
 //! other types are skipped. cjdns writes `[Padding][CjdnsVer][CjdnsPsk][PrevSessIndex]`,
 //! padded at the front to a multiple of 4 bytes.
+//!
+//! pktmesh adds 0x50 PktmeshPsk: the same 8 bytes as CjdnsPsk under a type stock cjdns 22.3
+//! skips. An initiation that names its user only there is dropped by a stock node (no CjdnsPsk
+//! from an unknown address: `AUTH_REQUIRED`, no reply) and answered by a pktmesh node, which is
+//! how a pktmesh initiator tells the two apart (`docs/node.md`, "Noise on peer links").
 
 use super::crypto::hmac;
 use super::NoiseError;
@@ -14,6 +19,8 @@ const PADDING: u8 = 0;
 const CJDNS_PSK: u8 = 1;
 const PREV_SESS_INDEX: u8 = 2;
 const CJDNS_VER: u8 = 3;
+/// pktmesh's own entity: a CjdnsPsk lookup that stock cjdns does not read.
+const PKTMESH_PSK: u8 = 0x50;
 
 /// The largest additional-data blob this implementation writes or accepts.
 pub const MAX_ADDITIONAL: usize = 64;
@@ -60,6 +67,8 @@ pub struct Additional {
     pub version: Option<u32>,
     /// CjdnsPsk: which user's password the initiator used.
     pub psk_lookup: Option<[u8; 8]>,
+    /// PktmeshPsk: the same lookup in the entity only pktmesh reads.
+    pub pktmesh_psk: Option<[u8; 8]>,
     /// PrevSessIndex: the peer's session index from an earlier handshake (a hint only).
     pub prev_session_index: Option<u32>,
 }
@@ -80,6 +89,9 @@ impl Additional {
         }
         if let Some(l) = &self.psk_lookup {
             put(CJDNS_PSK, l);
+        }
+        if let Some(l) = &self.pktmesh_psk {
+            put(PKTMESH_PSK, l);
         }
         if let Some(i) = self.prev_session_index {
             put(PREV_SESS_INDEX, &i.to_le_bytes());
@@ -111,11 +123,12 @@ impl Additional {
                 (PADDING, _) if value.iter().all(|b| *b == 0) => {}
                 (PADDING, _) => return Err(NoiseError::BadAdditionalData),
                 (CJDNS_PSK, 8) => a.psk_lookup = value.try_into().ok(),
+                (PKTMESH_PSK, 8) => a.pktmesh_psk = value.try_into().ok(),
                 (PREV_SESS_INDEX, 4) => {
                     a.prev_session_index = value.try_into().ok().map(u32::from_le_bytes)
                 }
                 (CJDNS_VER, 4) => a.version = value.try_into().ok().map(u32::from_le_bytes),
-                (CJDNS_PSK | PREV_SESS_INDEX | CJDNS_VER, _) => {
+                (CJDNS_PSK | PREV_SESS_INDEX | CJDNS_VER | PKTMESH_PSK, _) => {
                     return Err(NoiseError::BadAdditionalData)
                 }
                 _ => {}
@@ -123,6 +136,15 @@ impl Additional {
             data = rest.get(len..).unwrap_or_default();
         }
         Ok(a)
+    }
+
+    /// The user lookup the initiator sent, from either entity. Both present and different is
+    /// malformed.
+    pub fn user_lookup(&self) -> Result<Option<[u8; 8]>, NoiseError> {
+        match (self.psk_lookup, self.pktmesh_psk) {
+            (Some(a), Some(b)) if a != b => Err(NoiseError::BadAdditionalData),
+            (a, b) => Ok(a.or(b)),
+        }
     }
 }
 
@@ -156,7 +178,7 @@ mod tests {
         let a = Additional {
             version: Some(22),
             psk_lookup: Some(lookup),
-            prev_session_index: None,
+            ..Default::default()
         };
         let n = a.encode(&mut out);
         assert_eq!(hex::encode(&out[..n]), "03041600000001080301020304050607");
@@ -172,13 +194,37 @@ mod tests {
         assert_eq!(Additional::decode(&out[..n]).unwrap(), a);
         // Pad sizes 3 and 5.
         let a = Additional {
-            version: None,
-            psk_lookup: None,
             prev_session_index: Some(1),
+            ..Default::default()
         };
         let n = a.encode(&mut out);
         assert_eq!(n % 4, 0);
         assert_eq!(Additional::decode(&out[..n]).unwrap(), a);
+    }
+
+    /// What a pktmesh initiator sends: CjdnsVer and PktmeshPsk, 16 bytes, no padding.
+    #[test]
+    fn pktmesh_psk_entity() {
+        let mut out = [0u8; MAX_ADDITIONAL];
+        let lookup = [3, 1, 2, 3, 4, 5, 6, 7];
+        let a = Additional {
+            version: Some(22),
+            pktmesh_psk: Some(lookup),
+            ..Default::default()
+        };
+        let n = a.encode(&mut out);
+        assert_eq!(hex::encode(&out[..n]), "03041600000050080301020304050607");
+        let back = Additional::decode(&out[..n]).unwrap();
+        assert_eq!((back, back.user_lookup()), (a, Ok(Some(lookup))));
+        let both = Additional {
+            psk_lookup: Some([3, 9, 9, 9, 9, 9, 9, 9]),
+            ..a
+        };
+        assert_eq!(both.user_lookup(), Err(NoiseError::BadAdditionalData));
+        assert!(
+            Additional::decode(&[0x50, 4, 1, 2, 3, 4]).is_err(),
+            "8 bytes or nothing"
+        );
     }
 
     #[test]

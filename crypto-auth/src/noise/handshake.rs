@@ -3,9 +3,11 @@
 //! Initiator: [`InitiationSent::new`] writes the initiation; [`InitiationSent::complete`]
 //! checks the response and yields a [`Transport`]; [`InitiationSent::take_cookie`] handles a
 //! cookie reply. Responder: [`Responder::handle_initiation`] (node-global: mac1, cookie and
-//! rate-limit gate before any X25519, timestamp replay check, CjdnsPsk lookup) answers with a
-//! response or a cookie reply; [`Responder::handle_initiation_in`] also places the handshake
-//! among existing sessions by link address, static key and the PrevSessIndex hint.
+//! rate-limit gate before any X25519, timestamp replay check, CjdnsPsk or PktmeshPsk lookup)
+//! answers with a response or a cookie reply; [`Responder::handle_initiation_in`] also places
+//! the handshake among existing sessions by link address, static key and the PrevSessIndex
+//! hint. It is [`Responder::screen`] (what costs no X25519: type, length, mac1) then
+//! [`Responder::answer`], so a caller can spend a handshake budget's token in between.
 //!
 //! Differences from cjdns 22.3, deliberately (§6.3.5): a response is read as WireGuard
 //! defines it (`sender_idx` = the responder's index, `receiver_idx` = ours), and the handshake
@@ -131,11 +133,24 @@ impl std::fmt::Debug for InitiationSent {
     }
 }
 
+/// Which additional-data entity names the initiator's user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PskEntity {
+    /// CjdnsPsk (type 1), what cjdns sends and reads.
+    #[default]
+    Cjdns,
+    /// PktmeshPsk (type 0x50): only pktmesh answers it; a stock cjdns 22.3 node drops the
+    /// initiation as `AUTH_REQUIRED`.
+    Pktmesh,
+}
+
 /// What the initiator puts in its initiation besides the keys.
 #[derive(Debug, Clone, Default)]
 pub struct InitiationParams {
     /// Password credentials (CjdnsPsk) for the peer, if it requires them.
     pub credentials: Option<Credentials>,
+    /// The entity that carries the credentials' lookup.
+    pub psk_entity: PskEntity,
     /// The peer's session index learnt from an earlier handshake (PrevSessIndex).
     pub prev_session_index: Option<u32>,
     /// A cookie from the peer's last cookie reply, if still fresh (gives mac2).
@@ -164,9 +179,11 @@ impl InitiationSent {
         let mut e = [0u8; 32];
         rng.fill_bytes(&mut e);
         let e_pub = public_of(&e);
+        let lookup = params.credentials.as_ref().map(|c| *c.lookup());
         let additional = Additional {
             version: Some(PROTOCOL_VERSION),
-            psk_lookup: params.credentials.as_ref().map(|c| *c.lookup()),
+            psk_lookup: lookup.filter(|_| params.psk_entity == PskEntity::Cjdns),
+            pktmesh_psk: lookup.filter(|_| params.psk_entity == PskEntity::Pktmesh),
             prev_session_index: params.prev_session_index,
         };
         let mut a = [0u8; MAX_ADDITIONAL];
@@ -445,8 +462,11 @@ pub struct Accepted {
     pub peer: PublicKey,
     /// The initiator's additional data.
     pub additional: Additional,
-    /// The login of the user whose CjdnsPsk matched, if any.
+    /// The login of the user whose CjdnsPsk (or PktmeshPsk) matched, if any.
     pub login: Option<Vec<u8>>,
+    /// The credentials the handshake used (the matched user's, or the known session's), if
+    /// any: what this side names in handshakes it starts on the same link.
+    pub credentials: Option<Credentials>,
     /// Whether the handshake belongs to an existing session or starts a new one.
     pub attach: Attach,
     /// The response to send (`FF FF FF FF 02 …`).
@@ -463,6 +483,11 @@ pub struct KnownSession<'a> {
     pub link: &'a [u8],
     /// The peer's permanent key.
     pub peer: PublicKey,
+    /// The credentials of the session's own handshakes (a link we connected with a
+    /// password, or one accepted with a user's): a handshake that attaches to this session
+    /// and names their lookup uses their PSK, whether or not the lookup is one of our users
+    /// (the peer may start a re-key with the password we use to reach it).
+    pub credentials: Option<&'a Credentials>,
 }
 
 /// Where the responder placed an accepted handshake.
@@ -482,24 +507,38 @@ pub enum Attach {
 /// `WRONG_PERM_PUBKEY`. Otherwise PrevSessIndex, as 22.3 uses it: naming a session of the
 /// same key attaches to it (the peer moved to a new address), naming one of another key is
 /// `WRONG_PERM_PUBKEY`, naming none is ignored.
-fn place(
-    sessions: &[KnownSession<'_>],
+fn place<'a>(
+    sessions: &[KnownSession<'a>],
     src: &[u8],
     peer: &PublicKey,
     prev_session_index: Option<u32>,
-) -> Result<Attach, NoiseError> {
+) -> Result<(Attach, Option<&'a Credentials>), NoiseError> {
     if let Some(s) = sessions.iter().find(|s| s.link == src) {
         return if s.peer == *peer {
-            Ok(Attach::Existing(s.session_index))
+            Ok((Attach::Existing(s.session_index), s.credentials))
         } else {
             Err(NoiseError::WrongPermPubkey)
         };
     }
     let named = prev_session_index.and_then(|i| sessions.iter().find(|s| s.session_index == i));
     match named {
-        Some(s) if s.peer == *peer => Ok(Attach::Existing(s.session_index)),
+        Some(s) if s.peer == *peer => Ok((Attach::Existing(s.session_index), s.credentials)),
         Some(_) => Err(NoiseError::WrongPermPubkey),
-        None => Ok(Attach::New),
+        None => Ok((Attach::New, None)),
+    }
+}
+
+/// An initiation that passed [`Responder::screen`]: right type and length, valid mac1.
+#[derive(Debug, Clone, Copy)]
+pub struct Screened<'a> {
+    /// The message without the marker.
+    msg: &'a [u8],
+}
+
+impl Screened<'_> {
+    /// The initiator's index (`sender_idx`), in clear.
+    pub fn initiator_index(&self) -> u32 {
+        u32::from_le_bytes([self.msg[4], self.msg[5], self.msg[6], self.msg[7]])
     }
 }
 
@@ -644,7 +683,8 @@ impl Responder {
     /// (see [`Attach`]): a PrevSessIndex or link address belonging to another permanent key is
     /// [`NoiseError::WrongPermPubkey`] (after the CjdnsPsk checks, before the IP restriction,
     /// as in cjdns 22.3). `local_index` gives the index to use for the chosen placement; it
-    /// must satisfy [`is_usable_index`].
+    /// must satisfy [`is_usable_index`]. The same as [`Responder::screen`] then
+    /// [`Responder::answer`].
     #[allow(clippy::too_many_arguments)]
     pub fn handle_initiation_in<R: RngCore + CryptoRng>(
         &mut self,
@@ -656,6 +696,14 @@ impl Responder {
         require_auth: bool,
         local_index: impl FnOnce(Attach) -> u32,
     ) -> Result<InitiationOutcome, NoiseError> {
+        let screened = self.screen(packet)?;
+        self.answer(now, rng, src, screened, sessions, require_auth, local_index)
+    }
+
+    /// The checks of an initiation (`FF FF FF FF 01 …`) that cost no X25519: its type, its
+    /// length and mac1. Changes nothing; what passes is worth a handshake budget's token
+    /// before [`Responder::answer`] spends X25519s on it.
+    pub fn screen<'a>(&self, packet: &'a [u8]) -> Result<Screened<'a>, NoiseError> {
         let msg = packet
             .strip_prefix(&CONTROL_MARKER)
             .ok_or(NoiseError::NotNoise)?;
@@ -670,10 +718,28 @@ impl Responder {
             return Err(NoiseError::BadAdditionalData);
         }
         let m = msg.len();
-        // The cheap gate first: mac1, then (under load) mac2 / cookie, before any X25519.
         if !mac_matches(&mac(&self.mac1_key, &msg[..m - 32]), &msg[m - 32..m - 16]) {
             return Err(NoiseError::BadMac);
         }
+        Ok(Screened { msg })
+    }
+
+    /// Answer a [`Responder::screen`]ed initiation from `src`: under load (more than the
+    /// per-second limit this second) and without a valid mac2, a cookie reply; otherwise it
+    /// is opened (the X25519s) and checked as [`Responder::handle_initiation_in`] says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        rng: &mut R,
+        src: &[u8],
+        screened: Screened<'_>,
+        sessions: &[KnownSession<'_>],
+        require_auth: bool,
+        local_index: impl FnOnce(Attach) -> u32,
+    ) -> Result<InitiationOutcome, NoiseError> {
+        let msg = screened.msg;
+        let m = msg.len();
         if self.under_load(now) {
             let cookie = self.cookie_for(now, rng, src);
             if !mac_matches(&mac(&cookie, &msg[..m - 16]), &msg[m - 16..]) {
@@ -704,8 +770,16 @@ impl Responder {
         if peer == *self.ca.public_key() {
             return Err(NoiseError::OwnKey);
         }
-        // Authentication.
-        let user = match &additional.psk_lookup {
+        // Authentication: a user of ours, or the credentials of the session the handshake
+        // attaches to.
+        let lookup = additional.user_lookup()?;
+        let placed = place(sessions, src, &peer, additional.prev_session_index);
+        let own = match (&placed, &lookup) {
+            (Ok((_, Some(c))), Some(l)) if c.lookup() == l => Some(*c),
+            _ => None,
+        };
+        let user = match &lookup {
+            _ if own.is_some() => None,
             Some(l) => Some(
                 self.ca
                     .find_noise_user(l)
@@ -714,13 +788,14 @@ impl Responder {
             None if require_auth => return Err(NoiseError::AuthRequired),
             None => None,
         };
-        let attach = place(sessions, src, &peer, additional.prev_session_index)?;
+        let (attach, _) = placed?;
         if let Some(ip) = user.and_then(|u| u.restricted_to()) {
             if ip != peer.address() {
                 return Err(NoiseError::IpRestricted);
             }
         }
-        let psk = user.map_or([0; 32], |u| *u.noise().psk());
+        let credentials = own.or(user.map(|u| u.noise())).cloned();
+        let psk = credentials.as_ref().map_or([0; 32], |c| *c.psk());
         let login = user.map(|u| u.login().to_vec());
         // Replayed initiations carry an old timestamp.
         if self
@@ -770,6 +845,7 @@ impl Responder {
             peer,
             additional,
             login,
+            credentials,
             attach,
             response,
         })))
@@ -802,6 +878,7 @@ mod tests {
             session_index: 1,
             link,
             peer: PublicKey::from_bytes(with_session),
+            credentials: None,
         }];
         r.remember(t0, with_session, [1; 12], &sessions);
         r.remember(t0, key(2), [1; 12], &sessions);
@@ -829,6 +906,7 @@ mod tests {
             session_index: 1,
             link,
             peer: PublicKey::from_bytes(key(0)),
+            credentials: None,
         }];
         for i in 0..MAX_REMEMBERED_KEYS {
             r.remember(

@@ -4,7 +4,15 @@
 //! initiations are retried every [`RETRY_AFTER`] (with mac2 once a cookie reply arrived), and
 //! after [`NOISE_ATTEMPTS`] unanswered attempts of the *first* handshake the link falls back to
 //! a legacy session with the same password and login (what a stock cjdns node always speaks).
-//! [`Link::accept`] wraps a session a [`super::Responder`] accepted.
+//! [`Link::initiate`] starts a Noise-only link (the caller decides about legacy, as the pktmesh
+//! node does, naming its user in the PktmeshPsk entity). [`Link::accept`] wraps a session a
+//! [`super::Responder`] accepted.
+//!
+//! A handshake the peer starts on an established link ([`Link::install`]) does not replace the
+//! keys in use: its keys wait as the *next* pair and become current when a data packet (or
+//! keepalive) opens under them, i.e. when the peer proved it holds them (WireGuard does the
+//! same). Data packets open and seal in place ([`Link::open_in_place`],
+//! [`Link::seal_in_place`]); handshake messages go to [`Link::handle_control`].
 //!
 //! Timers (digest §6.3.4, WireGuard's rules), driven by [`Link::poll_timeout`] and
 //! [`Link::handle_timeout`]: the initiator re-keys when its keys are [`REKEY_AFTER_TIME`] old;
@@ -32,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::handshake::{InitiationParams, InitiationSent, MAX_INITIATION_LEN};
+use super::handshake::{
+    InitiationParams, InitiationSent, PskEntity, CONTROL_MARKER, MAX_INITIATION_LEN,
+};
 use super::transport::{
     Transport, DATA_HEADER, DATA_OVERHEAD, REJECT_AFTER_TIME, REKEY_AFTER_TIME,
 };
@@ -64,6 +74,17 @@ pub enum LinkMode {
     /// Noise keys dropped [`DROP_ALL_AFTER`] after the last handshake; nothing is sent or
     /// received until a fresh handshake completes.
     Expired,
+}
+
+/// How a link authenticates the handshakes it starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkAuth<'a> {
+    /// The password the peer authorized, if it requires one.
+    pub password: Option<&'a [u8]>,
+    /// Our login at the peer, if it uses one.
+    pub login: Option<&'a [u8]>,
+    /// The entity that names the user in our initiations.
+    pub psk_entity: PskEntity,
 }
 
 /// What a packet fed to [`Link::handle_packet`] produced.
@@ -105,10 +126,12 @@ struct Pending {
     cookie: Option<[u8; 16]>,
 }
 
-/// Noise keys: the current pair, the previous one (receive only) and a pending re-key.
+/// Noise keys: the current pair, the previous one (receive only), the pair of a handshake the
+/// peer started (current once data opens under it) and a re-key we started.
 struct NoiseKeys {
     current: Option<Transport>,
     previous: Option<Transport>,
+    next: Option<Transport>,
     pending: Option<Pending>,
     /// Whether we initiated the handshake that made `current` (only then re-key by age).
     ever_established: bool,
@@ -127,6 +150,10 @@ pub struct Link {
     peer: PublicKey,
     password: Option<Vec<u8>>,
     login: Option<Vec<u8>>,
+    /// The PSK and user lookup of this link's handshakes, either direction.
+    credentials: Option<Credentials>,
+    /// Which entity carries the lookup in our initiations.
+    psk_entity: PskEntity,
     local_index: u32,
     /// Handshakes started; the low byte of the index counts them, as cjdns does.
     handshakes: u32,
@@ -141,6 +168,10 @@ pub struct Link {
     last_handshake: Option<Instant>,
     /// The peer's cjdns session index learnt from its last handshake response (PrevSessIndex).
     peer_session_index: Option<u32>,
+    /// How many times the current keys were replaced by a completed handshake.
+    generation: u64,
+    /// Data packets (keepalives included) that opened.
+    received: u64,
 }
 
 impl std::fmt::Debug for Link {
@@ -168,28 +199,39 @@ impl Link {
         wall: Duration,
         rng: &mut R,
     ) -> Result<(Self, Option<Vec<u8>>), NoiseError> {
-        let mut link = Self {
-            password: password.map(<[u8]>::to_vec),
-            login: login.map(<[u8]>::to_vec),
-            state: State::Legacy(Box::new(Session::new(ca.clone(), peer, false, now))),
-            ca,
-            peer,
-            local_index,
-            handshakes: 0,
-            last_sent: None,
-            last_data_recv: None,
-            unanswered_since: None,
-            last_handshake: None,
-            peer_session_index: None,
+        let auth = LinkAuth {
+            password,
+            login,
+            psk_entity: PskEntity::Cjdns,
         };
-        if !prefer_noise {
-            link.fall_back(now);
-            return Ok((link, None));
+        if prefer_noise {
+            let (link, first) = Self::initiate(ca, peer, auth, local_index, now, wall, rng)?;
+            return Ok((link, Some(first)));
         }
+        let mut link = Self::blank(ca, peer, auth, local_index, now);
+        link.fall_back(now);
+        Ok((link, None))
+    }
+
+    /// Start a Noise-only link to `peer` and return it with its first initiation; `local_index`
+    /// is used for every handshake of this link. The link never falls back to legacy by
+    /// itself as long as the caller does not call [`Link::handle_timeout`] before the first
+    /// handshake completes (its retries and the fallback are that call's).
+    pub fn initiate<R: RngCore + CryptoRng>(
+        ca: Arc<CryptoAuth>,
+        peer: PublicKey,
+        auth: LinkAuth<'_>,
+        local_index: u32,
+        now: Instant,
+        wall: Duration,
+        rng: &mut R,
+    ) -> Result<(Self, Vec<u8>), NoiseError> {
+        let mut link = Self::blank(ca, peer, auth, local_index, now);
         let (sent, first) = link.initiation(None, false, wall, rng)?;
         link.state = State::Noise(Box::new(NoiseKeys {
             current: None,
             previous: None,
+            next: None,
             pending: Some(Pending {
                 sent,
                 started: now,
@@ -201,11 +243,45 @@ impl Link {
             expired: false,
         }));
         link.last_sent = Some(now);
-        Ok((link, Some(first)))
+        Ok((link, first))
     }
 
-    /// A link from a handshake our [`super::Responder`] accepted. `credentials` are the
-    /// password and login to use if this side has to start a later handshake.
+    fn blank(
+        ca: Arc<CryptoAuth>,
+        peer: PublicKey,
+        auth: LinkAuth<'_>,
+        local_index: u32,
+        now: Instant,
+    ) -> Self {
+        let LinkAuth {
+            password,
+            login,
+            psk_entity,
+        } = auth;
+        Self {
+            password: password.map(<[u8]>::to_vec),
+            login: login.map(<[u8]>::to_vec),
+            credentials: password.map(|pw| Credentials::derive(login.unwrap_or_default(), pw)),
+            psk_entity,
+            state: State::Legacy(Box::new(Session::new(ca.clone(), peer, false, now))),
+            ca,
+            peer,
+            local_index,
+            handshakes: 0,
+            last_sent: None,
+            last_data_recv: None,
+            unanswered_since: None,
+            last_handshake: None,
+            peer_session_index: None,
+            generation: 0,
+            received: 0,
+        }
+    }
+
+    /// A link from a handshake our [`super::Responder`] accepted. `password` and `login` are
+    /// those to use if this side has to start a later handshake; without them the link uses
+    /// the credentials the handshake was accepted with (the user the initiator named), in the
+    /// entity the initiator named it in.
     pub fn accept(
         ca: Arc<CryptoAuth>,
         accepted: Accepted,
@@ -215,17 +291,28 @@ impl Link {
     ) -> Self {
         let local_index = accepted.transport.local_index();
         let born = accepted.transport.born();
+        let psk_entity = if accepted.additional.pktmesh_psk.is_some() {
+            PskEntity::Pktmesh
+        } else {
+            PskEntity::Cjdns
+        };
+        let credentials = password
+            .map(|pw| Credentials::derive(login.unwrap_or_default(), pw))
+            .or(accepted.credentials);
         Self {
             ca,
             peer: accepted.peer,
             password: password.map(<[u8]>::to_vec),
             login: login.map(<[u8]>::to_vec),
+            credentials,
+            psk_entity,
             local_index,
             // The accepted handshake used the first index of this link.
             handshakes: 1,
             state: State::Noise(Box::new(NoiseKeys {
                 current: Some(accepted.transport),
                 previous: None,
+                next: None,
                 pending: None,
                 ever_established: true,
                 expired: false,
@@ -235,36 +322,90 @@ impl Link {
             unanswered_since: None,
             last_handshake: Some(born),
             peer_session_index: None,
+            generation: 1,
+            received: 0,
         }
     }
 
     /// Install a handshake our [`super::Responder`] accepted from this link's peer (a re-key
-    /// the peer started); the old keys stay usable for receiving.
+    /// or re-handshake the peer started). While the link has keys in use they stay current:
+    /// the new keys wait as the next pair and replace them when a packet opens under them
+    /// (the peer proved it has them); the replaced keys stay usable for receiving. A link
+    /// with no keys takes them at once. A handshake of our own that is in progress goes on.
     pub fn install(&mut self, accepted: Accepted, now: Instant) -> Result<(), NoiseError> {
         if accepted.peer != self.peer {
             return Err(NoiseError::WrongPermPubkey);
         }
         self.last_handshake = Some(accepted.transport.born());
         match &mut self.state {
+            State::Noise(k) if k.current.is_some() && !k.expired => {
+                k.next = Some(accepted.transport);
+            }
             State::Noise(k) => {
-                k.previous = k.current.replace(accepted.transport);
-                k.pending = None;
+                k.current = Some(accepted.transport);
+                k.next = None;
                 k.ever_established = true;
                 k.expired = false;
+                self.generation += 1;
             }
             State::Legacy(_) => {
                 self.state = State::Noise(Box::new(NoiseKeys {
                     current: Some(accepted.transport),
                     previous: None,
+                    next: None,
                     pending: None,
                     ever_established: true,
                     expired: false,
                 }));
+                self.generation += 1;
             }
         }
         self.unanswered_since = None;
         self.last_sent = Some(now);
         Ok(())
+    }
+
+    /// Replace the password and login (a beacon peer that restarted has a new beacon
+    /// password); later handshakes use them.
+    pub fn set_auth(&mut self, password: Option<&[u8]>, login: Option<&[u8]>) {
+        self.password = password.map(<[u8]>::to_vec);
+        self.login = login.map(<[u8]>::to_vec);
+        self.credentials = password.map(|pw| Credentials::derive(login.unwrap_or_default(), pw));
+        if let State::Legacy(s) = &mut self.state {
+            s.set_auth(password, login);
+        }
+    }
+
+    /// The PSK and user lookup of this link's handshakes, if it has a password.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// Whether Noise keys can carry data both ways now (the responder's keys only once the
+    /// initiator's first packet opened).
+    pub fn is_established(&self) -> bool {
+        match &self.state {
+            State::Noise(k) => {
+                !k.expired && k.current.as_ref().is_some_and(Transport::is_confirmed)
+            }
+            State::Legacy(s) => s.is_established(),
+        }
+    }
+
+    /// Whether a handshake we started is waiting for its response.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(&self.state, State::Noise(k) if k.pending.is_some())
+    }
+
+    /// How many handshakes replaced the current keys (a handshake we started and completed,
+    /// or one the peer started, once data opened under it).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Data packets (keepalives included) that opened on this link.
+    pub fn received_packets(&self) -> u64 {
+        self.received
     }
 
     /// The peer (its permanent key).
@@ -312,10 +453,8 @@ impl Link {
         rng: &mut R,
     ) -> Result<(InitiationSent, Vec<u8>), NoiseError> {
         let params = InitiationParams {
-            credentials: self
-                .password
-                .as_deref()
-                .map(|pw| Credentials::derive(self.login.as_deref().unwrap_or_default(), pw)),
+            credentials: self.credentials.clone(),
+            psk_entity: self.psk_entity,
             prev_session_index: self.peer_session_index.filter(|_| hint),
             cookie,
         };
@@ -403,6 +542,7 @@ impl Link {
             // WireGuard's REJECT_AFTER_TIME × 3: zero every key, abandon any handshake.
             k.current = None;
             k.previous = None;
+            k.next = None;
             k.pending = None;
             k.expired = true;
             self.last_handshake = None;
@@ -478,7 +618,8 @@ impl Link {
         Ok(Some(packet))
     }
 
-    /// Feed a packet from the peer.
+    /// Feed a packet from the peer (a copy is opened; see [`Link::open_in_place`] and
+    /// [`Link::handle_control`] for the allocation-free calls).
     pub fn handle_packet<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
@@ -486,67 +627,110 @@ impl Link {
         rng: &mut R,
         packet: &[u8],
     ) -> Result<LinkEvent, LinkError> {
-        let event = match &mut self.state {
-            State::Legacy(s) => {
-                let mut p = packet.to_vec();
-                let o = s.decrypt(now, &mut p)?;
-                LinkEvent::Payload(o.payload.to_vec())
+        if matches!(self.state, State::Noise(_)) && packet.starts_with(&CONTROL_MARKER) {
+            let reply = self.handle_control(now, wall, rng, packet)?;
+            return Ok(reply.map_or(LinkEvent::Nothing, LinkEvent::Transmit));
+        }
+        let mut p = packet.to_vec();
+        let body = self.open_in_place(now, &mut p)?;
+        Ok(if body.is_empty() {
+            LinkEvent::Nothing
+        } else {
+            LinkEvent::Payload(body.to_vec())
+        })
+    }
+
+    /// A handshake message (`FF FF FF FF …`) on a Noise link: the response to our initiation
+    /// (the keys become current; returns the keepalive that confirms them to the peer) or a
+    /// cookie reply (returns the initiation again, with mac2). Initiations the peer starts go
+    /// to a [`super::Responder`], then [`Link::install`].
+    pub fn handle_control<R: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        wall: Duration,
+        rng: &mut R,
+        packet: &[u8],
+    ) -> Result<Option<Vec<u8>>, LinkError> {
+        let State::Noise(k) = &mut self.state else {
+            return Err(NoiseError::UnexpectedMessage.into());
+        };
+        let p = k.pending.as_ref().ok_or(NoiseError::UnexpectedMessage)?;
+        match packet.get(4) {
+            Some(2) => {
+                let mut t = p.sent.complete(&self.ca, now, packet)?;
+                // Confirm the session with an empty keepalive, as WireGuard does.
+                let mut ka = vec![0u8; DATA_OVERHEAD];
+                t.encrypt(now, &mut ka)?;
+                self.peer_session_index = Some(t.remote_index() >> 8);
+                self.last_handshake = Some(now);
+                k.previous = k.current.replace(t);
+                k.pending = None;
+                k.ever_established = true;
+                k.expired = false;
+                self.generation += 1;
+                self.last_sent = Some(now);
+                self.unanswered_since = None;
+                Ok(Some(ka))
             }
-            State::Noise(k) if packet.get(..4) == Some(&[0xff; 4]) => {
-                let p = k.pending.as_ref().ok_or(NoiseError::UnexpectedMessage)?;
-                match packet.get(4) {
-                    Some(2) => {
-                        let mut t = p.sent.complete(&self.ca, now, packet)?;
-                        // Confirm the session with an empty keepalive, as WireGuard does.
-                        let mut ka = vec![0u8; DATA_OVERHEAD];
-                        t.encrypt(now, &mut ka)?;
-                        self.peer_session_index = Some(t.remote_index() >> 8);
-                        self.last_handshake = Some(now);
-                        k.previous = k.current.replace(t);
-                        k.pending = None;
-                        k.ever_established = true;
-                        self.last_sent = Some(now);
-                        LinkEvent::Transmit(ka)
-                    }
-                    Some(3) => {
-                        let c = p.sent.take_cookie(packet)?;
-                        let (attempts, started) = (p.attempts, p.started);
-                        let (sent, out) = self.initiation(Some(c), attempts == 1, wall, rng)?;
-                        if let State::Noise(k) = &mut self.state {
-                            k.pending = Some(Pending {
-                                sent,
-                                started,
-                                last: now,
-                                attempts,
-                                cookie: Some(c),
-                            });
-                        }
-                        self.last_sent = Some(now);
-                        return Ok(LinkEvent::Transmit(out));
-                    }
-                    _ => return Err(NoiseError::UnexpectedMessage.into()),
-                }
+            Some(3) => {
+                let c = p.sent.take_cookie(packet)?;
+                let (attempts, started) = (p.attempts, p.started);
+                Ok(self.start_handshake(now, wall, rng, attempts, Some(c), started)?)
             }
+            _ => Err(NoiseError::UnexpectedMessage.into()),
+        }
+    }
+
+    /// Open a data packet in place: `receiver_idx ‖ counter ‖ ciphertext ‖ tag` on a Noise
+    /// link (the keys whose index it names: current, previous or next; next becomes current),
+    /// a CryptoAuth packet on a legacy one. Returns the payload, a sub-slice of `packet`; an
+    /// empty one is a keepalive. A packet that does not open changes nothing.
+    pub fn open_in_place<'a>(
+        &mut self,
+        now: Instant,
+        packet: &'a mut [u8],
+    ) -> Result<&'a mut [u8], LinkError> {
+        let body = match &mut self.state {
+            State::Legacy(s) => s.decrypt(now, packet)?.payload,
             State::Noise(k) => {
-                let mut p = packet.to_vec();
-                let body = match (&mut k.current, &mut k.previous) {
-                    (Some(c), _) if c.accepts_index(&p) => c.decrypt(now, &mut p)?,
-                    (_, Some(old)) if old.accepts_index(&p) => old.decrypt(now, &mut p)?,
-                    (Some(c), _) => c.decrypt(now, &mut p)?,
-                    (None, _) => return Err(LinkError::NotReady),
+                let promote = k.next.as_ref().is_some_and(|n| n.accepts_index(packet));
+                let body = match (&mut k.current, &mut k.previous, &mut k.next) {
+                    (_, _, Some(n)) if promote => n.decrypt(now, packet)?,
+                    (Some(c), _, _) if c.accepts_index(packet) => c.decrypt(now, packet)?,
+                    (_, Some(old), _) if old.accepts_index(packet) => old.decrypt(now, packet)?,
+                    (Some(c), _, _) => c.decrypt(now, packet)?,
+                    (None, _, _) => return Err(LinkError::NotReady),
                 };
-                if body.is_empty() {
-                    LinkEvent::Nothing
-                } else {
-                    LinkEvent::Payload(body.to_vec())
+                if promote {
+                    // The peer holds the keys of the handshake it started: they take over.
+                    k.previous = k.current.take();
+                    k.current = k.next.take();
+                    k.ever_established = true;
+                    self.generation += 1;
                 }
+                body
             }
         };
+        self.received += 1;
         self.unanswered_since = None;
-        if matches!(event, LinkEvent::Payload(_)) {
+        if !body.is_empty() {
             self.last_data_recv = Some(now);
         }
-        Ok(event)
+        Ok(body)
+    }
+
+    /// Seal a data packet in place on a Noise link: `packet` is [`DATA_HEADER`] free bytes,
+    /// the payload, then [`super::transport::DATA_TAG`] free bytes; the header and tag are
+    /// written. Only Noise keys seal in place ([`LinkError::NotReady`] otherwise; a responder
+    /// waiting for the initiator's first packet gets [`NoiseError::NotConfirmed`]).
+    pub fn seal_in_place(&mut self, now: Instant, packet: &mut [u8]) -> Result<(), LinkError> {
+        let State::Noise(k) = &mut self.state else {
+            return Err(LinkError::NotReady);
+        };
+        let t = k.current.as_mut().ok_or(LinkError::NotReady)?;
+        t.encrypt(now, packet)?;
+        self.note_sent(now);
+        Ok(())
     }
 
     /// Start a fresh Noise handshake on a link whose keys were dropped at [`DROP_ALL_AFTER`]
@@ -566,27 +750,29 @@ impl Link {
             .ok_or(NoiseError::UnexpectedMessage)
     }
 
-    /// Encrypt a payload for the peer.
+    /// Encrypt a payload for the peer (into a new packet; [`Link::seal_in_place`] does not
+    /// allocate).
     pub fn encrypt<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
         rng: &mut R,
         payload: &[u8],
     ) -> Result<Vec<u8>, LinkError> {
-        let out = match &mut self.state {
-            State::Noise(k) => {
-                let t = k.current.as_mut().ok_or(LinkError::NotReady)?;
-                let mut p = vec![0u8; payload.len() + DATA_OVERHEAD];
-                p[DATA_HEADER..DATA_HEADER + payload.len()].copy_from_slice(payload);
-                t.encrypt(now, &mut p)?;
-                p
-            }
-            State::Legacy(s) => s.encrypt_to_vec(now, rng, payload)?,
-        };
+        if let State::Legacy(s) = &mut self.state {
+            let out = s.encrypt_to_vec(now, rng, payload)?;
+            self.note_sent(now);
+            return Ok(out);
+        }
+        let mut p = vec![0u8; payload.len() + DATA_OVERHEAD];
+        p[DATA_HEADER..DATA_HEADER + payload.len()].copy_from_slice(payload);
+        self.seal_in_place(now, &mut p)?;
+        Ok(p)
+    }
+
+    fn note_sent(&mut self, now: Instant) {
         self.last_sent = Some(now);
         if self.unanswered_since.is_none() {
             self.unanswered_since = Some(now);
         }
-        Ok(out)
     }
 }

@@ -21,9 +21,10 @@ pub mod transport;
 pub use additional::{Additional, Credentials};
 pub use handshake::{
     index_for_cjdns_initiator, is_usable_index, Accepted, Attach, InitiationOutcome,
-    InitiationParams, InitiationSent, KnownSession, ObservedInitiation, Responder,
+    InitiationParams, InitiationSent, KnownSession, ObservedInitiation, PskEntity, Responder,
+    Screened,
 };
-pub use link::{Link, LinkEvent, LinkMode};
+pub use link::{Link, LinkAuth, LinkEvent, LinkMode};
 pub use transport::Transport;
 
 use thiserror::Error;
