@@ -15,12 +15,18 @@
 //!   Packet encryption (Noise sessions) and PacketCrypt's CryptoCycle (`pktmesh-chain`) both
 //!   build on it, so the two uses share one implementation and one set of CPU-feature choices.
 //!
+//! - [`cpu`]: which SIMD code the ciphers run, chosen once at run time from the CPU's features,
+//!   so a plain `cargo build --release` runs as fast as a `-C target-cpu=native` one.
+//!
 //! Everything here is sans-IO: no sockets, no clocks, no threads. Time and randomness are
-//! arguments.
-#![forbid(unsafe_code)]
+//! arguments. `unsafe` is denied everywhere but in [`cpu`] (the `#[target_feature]` calls and
+//! AVX2 intrinsics of the run-time dispatch).
+#![deny(unsafe_code)]
 
+pub mod cpu;
 pub mod error;
 pub mod keys;
+mod keystream;
 pub mod legacy;
 pub mod noise;
 pub mod primitives;

@@ -54,6 +54,10 @@ fn assert_switch_ping(payload: &[u8]) {
 
 #[test]
 fn two_node_password() {
+    common::at_every_level(two_node_password_once);
+}
+
+fn two_node_password_once() {
     let dir = common::captures_dir().join("two-node-password");
     let sc = common::load_scenario(&dir);
     let frames = common::read_udp_frames(&dir.join("capture.pcap"));
@@ -158,6 +162,10 @@ fn two_node_password() {
 /// lengths. Every frame we emit must carry the captured stage/nonce word and length.
 #[test]
 fn two_node_password_state_machine_replay() {
+    common::at_every_level(two_node_password_state_machine_replay_once);
+}
+
+fn two_node_password_state_machine_replay_once() {
     let dir = common::captures_dir().join("two-node-password");
     let sc = common::load_scenario(&dir);
     let frames = common::read_udp_frames(&dir.join("capture.pcap"));

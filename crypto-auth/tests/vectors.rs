@@ -11,6 +11,10 @@ use pktmesh_crypto_auth::{PrivateKey, PublicKey};
 /// receiveHelloWithNoAuth: a 132-byte HELLO opens to temp key 847c… and "Hello World\0".
 #[test]
 fn receive_hello_with_no_auth() {
+    common::at_every_level(receive_hello_with_no_auth_once);
+}
+
+fn receive_hello_with_no_auth_once() {
     let packet_hex = concat!(
         "00000000",
         "00ffffffffffffff7fffffff",
@@ -50,6 +54,10 @@ fn hello_with_auth_challenge() {
 /// nothing.
 #[test]
 fn receive_hello_bit_flip() {
+    common::at_every_level(receive_hello_bit_flip_once);
+}
+
+fn receive_hello_bit_flip_once() {
     let ours = PrivateKey::from_bytes(*b"0123456789abcdefghijklmnopqrstuv");
     let mut packet = hex::decode(concat!(
         "00000000",

@@ -3,39 +3,27 @@
 //! Legacy CryptoAuth seals every packet twice (end-to-end session, then the link session) with
 //! XSalsa20-Poly1305, and profiles of a node showed the generic one-block-at-a-time Salsa20 of
 //! the `salsa20` crate as the largest single cost. This module computes the keystream eight
-//! blocks at a time: each of the 16 state words is a `wide::u32x8`, one lane per block, so
-//! every round operation is a vector instruction (AVX2 with native CPU flags, pairs of SSE2
-//! operations on the x86-64 baseline, portable code elsewhere). The compiler alone does not
-//! vectorise this on the baseline (SSE2 has no vector rotate), hence `wide`, which keeps the
-//! `unsafe` intrinsics in that crate. The eight finished blocks are transposed back to
-//! block order as two 8×8 word matrices (`i32x8::transpose`, shuffles with AVX2), and block
-//! 0, which holds the Poly1305 key, is one of the lanes rather than a separate block.
-//! [`SubkeyWindow`] derives the HSalsa20 subkeys of eight consecutive packet counters in one
-//! lane pass. Poly1305 is [`super::poly1305`].
+//! blocks at a time ([`crate::keystream`]): each of the 16 state words is a vector of eight
+//! lanes, one lane per block, so every round operation is a vector instruction, at the level
+//! [`crate::cpu`] picks for the CPU at run time (AVX2, AVX2 with AVX-512VL rotates, or `wide`'s
+//! SSE2 pairs and portable code). Block 0, which holds the Poly1305 key, is one of the lanes
+//! rather than a separate block. [`SubkeyWindow`] derives the HSalsa20 subkeys of eight
+//! consecutive packet counters in one lane pass. Poly1305 is [`super::poly1305`].
 //!
 //! The construction is NaCl's: subkey = HSalsa20(key, nonce[..16]); the Salsa20 stream under
 //! the subkey and nonce[16..] starts at block 0; its first 32 bytes are the Poly1305 key and
 //! the message is XORed with the stream from byte 32 on; the tag is Poly1305 over the
-//! ciphertext. Tests compare it with the `xsalsa20poly1305` crate on random inputs.
+//! ciphertext. Tests compare it with the `xsalsa20poly1305` crate on random inputs, at every
+//! level the CPU runs.
 
 use subtle::ConstantTimeEq;
 
 use super::poly1305::Poly1305;
+use crate::cpu::{self, Kernel, Simd, U32x8};
+use crate::keystream::{Rounds, Stream, LANES, PASS};
 
 /// Salsa20 constants ("expand 32-byte k").
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
-/// Blocks computed together: one `u32x8` lane each.
-const LANES: usize = 8;
-/// Bytes of keystream per Salsa20 block.
-const BLOCK: usize = 64;
-/// Keystream up to this long is computed one block at a time, longer in all lanes at once.
-/// With AVX2 a lane pass (eight blocks) costs less than two scalar blocks; on the SSE2
-/// baseline it costs about three (docs/perf.md).
-const SCALAR_MAX: usize = if cfg!(target_feature = "avx2") {
-    BLOCK
-} else {
-    2 * BLOCK
-};
 
 /// A secretbox key ready for many packets.
 #[derive(Clone)]
@@ -86,11 +74,11 @@ pub(crate) fn seal_with_subkey(
     nonce_tail: &[u8; 8],
     buf: &mut [u8],
 ) -> [u8; 16] {
-    let stream = Stream::new(subkey, nonce_tail);
-    let mut first = [0u8; BLOCK * LANES];
-    stream.first_blocks(buf.len(), &mut first);
-    stream.xor(buf, &first);
-    Poly1305::new(poly_key(&first)).compute(buf)
+    cpu::run(Seal {
+        subkey,
+        nonce_tail,
+        buf,
+    })
 }
 
 /// [`SecretBox::open_detached`] with the subkey already derived.
@@ -100,15 +88,57 @@ pub(crate) fn open_with_subkey(
     buf: &mut [u8],
     tag: &[u8; 16],
 ) -> bool {
-    let stream = Stream::new(subkey, nonce_tail);
-    let mut first = [0u8; BLOCK * LANES];
-    stream.first_blocks(buf.len(), &mut first);
-    let expected = Poly1305::new(poly_key(&first)).compute(buf);
-    if !bool::from(expected.ct_eq(tag)) {
-        return false;
+    cpu::run(Open {
+        subkey,
+        nonce_tail,
+        buf,
+        tag,
+    })
+}
+
+/// The sealing of one box, at each [`cpu`] level.
+struct Seal<'a> {
+    subkey: &'a [u8; 32],
+    nonce_tail: &'a [u8; 8],
+    buf: &'a mut [u8],
+}
+
+impl Kernel for Seal<'_> {
+    type Output = [u8; 16];
+
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) -> [u8; 16] {
+        let stream = salsa20(self.subkey, self.nonce_tail);
+        let mut first = [0u8; PASS];
+        stream.first_blocks(simd, 32 + self.buf.len(), &mut first);
+        stream.xor(simd, self.buf, &first, 32);
+        Poly1305::new(poly_key(&first)).compute(simd, self.buf)
     }
-    stream.xor(buf, &first);
-    true
+}
+
+/// The opening of one box, at each [`cpu`] level.
+struct Open<'a> {
+    subkey: &'a [u8; 32],
+    nonce_tail: &'a [u8; 8],
+    buf: &'a mut [u8],
+    tag: &'a [u8; 16],
+}
+
+impl Kernel for Open<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) -> bool {
+        let stream = salsa20(self.subkey, self.nonce_tail);
+        let mut first = [0u8; PASS];
+        stream.first_blocks(simd, 32 + self.buf.len(), &mut first);
+        let expected = Poly1305::new(poly_key(&first)).compute(simd, self.buf);
+        if !bool::from(expected.ct_eq(self.tag)) {
+            return false;
+        }
+        stream.xor(simd, self.buf, &first, 32);
+        true
+    }
 }
 
 /// The XSalsa20 subkeys of [`LANES`] consecutive packet counters, derived in one lane pass.
@@ -151,7 +181,10 @@ impl SubkeyWindow {
         Self {
             first,
             tail,
-            keys: hsalsa20_lanes(&cipher.key, &inputs),
+            keys: cpu::run(HSalsa20Lanes {
+                key: &cipher.key,
+                inputs: &inputs,
+            }),
         }
     }
 
@@ -174,264 +207,148 @@ impl SubkeyWindow {
 }
 
 /// The Poly1305 key: the first 32 bytes of keystream block 0.
-fn poly_key(first: &[u8; BLOCK * LANES]) -> &[u8; 32] {
+#[inline(always)]
+fn poly_key(first: &[u8; PASS]) -> &[u8; 32] {
     // Always `Some`: the buffer holds eight blocks.
     first.first_chunk::<32>().unwrap_or(&[0; 32])
 }
 
+/// The Salsa20 input block of `key` and `nonce` with the counter (words 8 and 9) at zero, the
+/// counter-less HSalsa20 input when `nonce` is its 16-byte input.
+#[inline(always)]
+fn input_block(key: &[u8; 32], nonce: [u32; 4]) -> [u32; 16] {
+    let k = words::<8>(key);
+    [
+        SIGMA[0], k[0], k[1], k[2], k[3], SIGMA[1], nonce[0], nonce[1], nonce[2], nonce[3],
+        SIGMA[2], k[4], k[5], k[6], k[7], SIGMA[3],
+    ]
+}
+
+/// The Salsa20 stream of one packet: subkey and 8-byte nonce.
+#[inline(always)]
+fn salsa20(subkey: &[u8; 32], tail: &[u8; 8]) -> Stream<Salsa20> {
+    let n = words::<2>(tail);
+    Stream::new(input_block(subkey, [n[0], n[1], 0, 0]))
+}
+
+/// The words of HSalsa20's output in the state: the constants' and the nonce's positions.
+const HSALSA20_OUT: [usize; 8] = [0, 5, 10, 15, 6, 7, 8, 9];
+
 /// HSalsa20(key, input): the XSalsa20 subkey (also `crypto_box_beforenm`'s last step).
 pub(crate) fn hsalsa20(key: &[u8; 32], input: &[u8; 16]) -> [u8; 32] {
-    let k = words(key);
-    let mut n = [0u32; 4];
-    for (w, c) in n.iter_mut().zip(input.chunks_exact(4)) {
-        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    }
-    let mut x = [
-        SIGMA[0], k[0], k[1], k[2], k[3], SIGMA[1], n[0], n[1], n[2], n[3], SIGMA[2], k[4], k[5],
-        k[6], k[7], SIGMA[3],
-    ];
-    for _ in 0..10 {
-        double_round(&mut x);
-    }
+    let mut x = input_block(key, words::<4>(input));
+    Salsa20::rounds(&mut x);
     let mut out = [0u8; 32];
-    for (o, i) in out.chunks_exact_mut(4).zip([0, 5, 10, 15, 6, 7, 8, 9]) {
+    for (o, i) in out.chunks_exact_mut(4).zip(HSALSA20_OUT) {
         o.copy_from_slice(&x[i].to_le_bytes());
     }
     out
 }
 
-/// HSalsa20 of one key and [`LANES`] inputs at once.
-fn hsalsa20_lanes(key: &[u8; 32], inputs: &[[u8; 16]; LANES]) -> [[u8; 32]; LANES] {
-    let k = words(key);
-    let splat = |w: u32| Lanes(wide::u32x8::splat(w));
-    let input_word = |i: usize| {
-        let mut lanes = [0u32; LANES];
-        for (l, input) in lanes.iter_mut().zip(inputs) {
-            *l = u32::from_le_bytes([
-                input[4 * i],
-                input[4 * i + 1],
-                input[4 * i + 2],
-                input[4 * i + 3],
-            ]);
-        }
-        Lanes(wide::u32x8::new(lanes))
-    };
-    let x = rounds_lanes([
-        splat(SIGMA[0]),
-        splat(k[0]),
-        splat(k[1]),
-        splat(k[2]),
-        splat(k[3]),
-        splat(SIGMA[1]),
-        input_word(0),
-        input_word(1),
-        input_word(2),
-        input_word(3),
-        splat(SIGMA[2]),
-        splat(k[4]),
-        splat(k[5]),
-        splat(k[6]),
-        splat(k[7]),
-        splat(SIGMA[3]),
-    ]);
-    let mut out = [[0u8; 32]; LANES];
-    for (slot, w) in [0, 5, 10, 15, 6, 7, 8, 9].into_iter().enumerate() {
-        for (o, v) in out.iter_mut().zip(x[w].0.to_array()) {
-            o[slot * 4..slot * 4 + 4].copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
+/// HSalsa20 of one key and [`LANES`] inputs at once, at each [`cpu`] level.
+struct HSalsa20Lanes<'a> {
+    key: &'a [u8; 32],
+    inputs: &'a [[u8; 16]; LANES],
 }
 
-fn words(key: &[u8; 32]) -> [u32; 8] {
-    let mut k = [0u32; 8];
-    for (w, c) in k.iter_mut().zip(key.chunks_exact(4)) {
-        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    }
-    k
-}
+impl Kernel for HSalsa20Lanes<'_> {
+    type Output = [[u8; 32]; LANES];
 
-/// The Salsa20 stream of one packet: subkey and 8-byte nonce.
-struct Stream {
-    /// The input state with the block counter at zero.
-    state: [u32; 16],
-}
-
-impl Stream {
-    fn new(subkey: &[u8; 32], tail: &[u8; 8]) -> Self {
-        let sub = words(subkey);
-        let n0 = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        let n1 = u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
-        Self {
-            state: [
-                SIGMA[0], sub[0], sub[1], sub[2], sub[3], SIGMA[1], n0, n1, 0, 0, SIGMA[2], sub[4],
-                sub[5], sub[6], sub[7], SIGMA[3],
-            ],
+    #[inline(always)]
+    fn run<S: Simd>(self, simd: S) -> [[u8; 32]; LANES] {
+        let mut x = [simd.splat(0); 16];
+        for (x, w) in x.iter_mut().zip(input_block(self.key, [0; 4])) {
+            *x = simd.splat(w);
         }
-    }
-
-    /// One keystream block (counter `counter`).
-    fn block(&self, counter: u64) -> [u8; BLOCK] {
-        let mut input = self.state;
-        input[8] = counter as u32;
-        input[9] = (counter >> 32) as u32;
-        let mut x = input;
-        for _ in 0..10 {
-            double_round(&mut x);
+        for (i, w) in [6, 7, 8, 9].into_iter().enumerate() {
+            let mut lanes = [0u32; LANES];
+            for (l, input) in lanes.iter_mut().zip(self.inputs) {
+                *l = words::<4>(input)[i];
+            }
+            x[w] = simd.u32x8(lanes);
         }
-        let mut out = [0u8; BLOCK];
-        for ((o, a), b) in out.chunks_exact_mut(4).zip(x).zip(input) {
-            o.copy_from_slice(&a.wrapping_add(b).to_le_bytes());
+        let x = Salsa20::rounds_lanes(x);
+        let mut out = [[0u8; 32]; LANES];
+        for (slot, w) in HSALSA20_OUT.into_iter().enumerate() {
+            for (o, v) in out.iter_mut().zip(x[w].to_array()) {
+                o[slot * 4..slot * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
         }
         out
     }
-
-    /// [`LANES`] consecutive keystream blocks starting at `counter`, into `out`.
-    fn blocks(&self, counter: u64, out: &mut [u8; BLOCK * LANES]) {
-        let mut input = [Lanes(wide::u32x8::ZERO); 16];
-        for (w, lanes) in input.iter_mut().enumerate() {
-            *lanes = Lanes(wide::u32x8::splat(self.state[w]));
-        }
-        let mut lo = [0u32; LANES];
-        let mut hi = [0u32; LANES];
-        for lane in 0..LANES {
-            let c = counter + lane as u64;
-            lo[lane] = c as u32;
-            hi[lane] = (c >> 32) as u32;
-        }
-        input[8] = Lanes(wide::u32x8::new(lo));
-        input[9] = Lanes(wide::u32x8::new(hi));
-        let x = rounds_lanes(input);
-        // Word-major (lane = block) to block-major: transpose words 0–7 and 8–15 of the
-        // eight blocks as two 8×8 matrices (unpack/shuffle instructions with AVX2).
-        let mut sums = [wide::i32x8::ZERO; 16];
-        for (s, (x, i)) in sums.iter_mut().zip(x.iter().zip(&input)) {
-            *s = wide::i32x8::new(x.add(*i).0.to_array().map(|v| v as i32));
-        }
-        let [low, high] = [0, 8].map(|w| {
-            let mut m = [wide::i32x8::ZERO; 8];
-            m.copy_from_slice(&sums[w..w + 8]);
-            wide::i32x8::transpose(m)
-        });
-        for (block, (lo, hi)) in out.chunks_exact_mut(BLOCK).zip(low.iter().zip(&high)) {
-            let words = lo.to_array().into_iter().chain(hi.to_array());
-            for (o, w) in block.chunks_exact_mut(4).zip(words) {
-                o.copy_from_slice(&w.to_le_bytes());
-            }
-        }
-    }
-
-    /// Keystream blocks 0–7 as far as a message of `len` bytes needs them (block 0 always:
-    /// it holds the Poly1305 key), all lanes at once unless [`SCALAR_MAX`] bytes are enough.
-    fn first_blocks(&self, len: usize, out: &mut [u8; BLOCK * LANES]) {
-        if 32 + len > SCALAR_MAX {
-            self.blocks(0, out);
-        } else {
-            for (i, part) in out
-                .chunks_exact_mut(BLOCK)
-                .take(SCALAR_MAX / BLOCK)
-                .enumerate()
-            {
-                part.copy_from_slice(&self.block(i as u64));
-            }
-        }
-    }
-
-    /// XORs `buf` with the stream from byte 32 on; `first` is [`Stream::first_blocks`].
-    fn xor(&self, buf: &mut [u8], first: &[u8; BLOCK * LANES]) {
-        let (head, rest) = buf.split_at_mut(buf.len().min(BLOCK * LANES - 32));
-        xor(head, &first[32..]);
-        let mut counter = LANES as u64;
-        let mut wide = [0u8; BLOCK * LANES];
-        for chunk in rest.chunks_mut(BLOCK * LANES) {
-            if chunk.len() > SCALAR_MAX {
-                self.blocks(counter, &mut wide);
-                xor(chunk, &wide);
-            } else {
-                // Short tails: one block at a time is cheaper than all the lanes.
-                for (i, part) in chunk.chunks_mut(BLOCK).enumerate() {
-                    xor(part, &self.block(counter + i as u64));
-                }
-            }
-            counter += LANES as u64;
-        }
-    }
 }
 
-fn xor(data: &mut [u8], stream: &[u8]) {
-    for (d, s) in data.iter_mut().zip(stream) {
-        *d ^= s;
-    }
-}
-
+/// Little-endian 32-bit words of `bytes`.
 #[inline(always)]
-fn quarter(x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
-    x[b] ^= x[a].wrapping_add(x[d]).rotate_left(7);
-    x[c] ^= x[b].wrapping_add(x[a]).rotate_left(9);
-    x[d] ^= x[c].wrapping_add(x[b]).rotate_left(13);
-    x[a] ^= x[d].wrapping_add(x[c]).rotate_left(18);
-}
-
-/// A column round then a row round.
-#[inline(always)]
-fn double_round(x: &mut [u32; 16]) {
-    quarter(x, 0, 4, 8, 12);
-    quarter(x, 5, 9, 13, 1);
-    quarter(x, 10, 14, 2, 6);
-    quarter(x, 15, 3, 7, 11);
-    quarter(x, 0, 1, 2, 3);
-    quarter(x, 5, 6, 7, 4);
-    quarter(x, 10, 11, 8, 9);
-    quarter(x, 15, 12, 13, 14);
-}
-
-/// One state word of [`LANES`] blocks, as a `wide` vector (AVX2 or SSE2 underneath).
-#[derive(Clone, Copy)]
-struct Lanes(wide::u32x8);
-
-impl Lanes {
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        Self(self.0 + o.0)
+fn words<const N: usize>(bytes: &[u8]) -> [u32; N] {
+    let mut w = [0u32; N];
+    for (w, c) in w.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
+    w
+}
+
+/// The Salsa20 block function (20 rounds).
+pub(crate) struct Salsa20;
+
+impl Rounds for Salsa20 {
+    const COUNTER: usize = 8;
+    const COUNTER_HI: Option<usize> = Some(9);
 
     #[inline(always)]
-    fn xor_rot(self, v: Self, rot: u32) -> Self {
-        Self(self.0 ^ ((v.0 << rot) | (v.0 >> (32 - rot))))
+    fn rounds(x: &mut [u32; 16]) {
+        #[inline(always)]
+        fn quarter(x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
+            x[b] ^= x[a].wrapping_add(x[d]).rotate_left(7);
+            x[c] ^= x[b].wrapping_add(x[a]).rotate_left(9);
+            x[d] ^= x[c].wrapping_add(x[b]).rotate_left(13);
+            x[a] ^= x[d].wrapping_add(x[c]).rotate_left(18);
+        }
+        for _ in 0..10 {
+            quarter(x, 0, 4, 8, 12);
+            quarter(x, 5, 9, 13, 1);
+            quarter(x, 10, 14, 2, 6);
+            quarter(x, 15, 3, 7, 11);
+            quarter(x, 0, 1, 2, 3);
+            quarter(x, 5, 6, 7, 4);
+            quarter(x, 10, 11, 8, 9);
+            quarter(x, 15, 12, 13, 14);
+        }
     }
-}
 
-/// Twenty rounds over [`LANES`] blocks at once, on locals so the state stays in registers.
-#[inline(always)]
-fn rounds_lanes(s: [Lanes; 16]) -> [Lanes; 16] {
-    let [mut x0, mut x1, mut x2, mut x3, mut x4, mut x5, mut x6, mut x7, mut x8, mut x9, mut x10, mut x11, mut x12, mut x13, mut x14, mut x15] =
-        s;
-    macro_rules! qr {
-        ($a:ident, $b:ident, $c:ident, $d:ident) => {
-            $b = $b.xor_rot($a.add($d), 7);
-            $c = $c.xor_rot($b.add($a), 9);
-            $d = $d.xor_rot($c.add($b), 13);
-            $a = $a.xor_rot($d.add($c), 18);
-        };
+    /// On locals, so the state stays in registers.
+    #[inline(always)]
+    fn rounds_lanes<V: U32x8>(s: [V; 16]) -> [V; 16] {
+        let [mut x0, mut x1, mut x2, mut x3, mut x4, mut x5, mut x6, mut x7, mut x8, mut x9, mut x10, mut x11, mut x12, mut x13, mut x14, mut x15] =
+            s;
+        macro_rules! qr {
+            ($a:ident, $b:ident, $c:ident, $d:ident) => {
+                $b = $b.xor($a.add($d).rotl::<7, 25>());
+                $c = $c.xor($b.add($a).rotl::<9, 23>());
+                $d = $d.xor($c.add($b).rotl::<13, 19>());
+                $a = $a.xor($d.add($c).rotl::<18, 14>());
+            };
+        }
+        for _ in 0..10 {
+            qr!(x0, x4, x8, x12);
+            qr!(x5, x9, x13, x1);
+            qr!(x10, x14, x2, x6);
+            qr!(x15, x3, x7, x11);
+            qr!(x0, x1, x2, x3);
+            qr!(x5, x6, x7, x4);
+            qr!(x10, x11, x8, x9);
+            qr!(x15, x12, x13, x14);
+        }
+        [
+            x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
+        ]
     }
-    for _ in 0..10 {
-        qr!(x0, x4, x8, x12);
-        qr!(x5, x9, x13, x1);
-        qr!(x10, x14, x2, x6);
-        qr!(x15, x3, x7, x11);
-        qr!(x0, x1, x2, x3);
-        qr!(x5, x6, x7, x4);
-        qr!(x10, x11, x8, x9);
-        qr!(x15, x12, x13, x14);
-    }
-    [
-        x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
-    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Level;
     use rand_core::{RngCore, SeedableRng};
     use xsalsa20poly1305::aead::generic_array::GenericArray;
     use xsalsa20poly1305::{AeadInPlace, KeyInit as _, XSalsa20Poly1305};
@@ -443,54 +360,91 @@ mod tests {
             .into()
     }
 
+    /// [`SecretBox::seal_detached`] at `level`.
+    fn seal_at(level: Level, key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) -> [u8; 16] {
+        let (subkey, tail) = SecretBox::new(key).split_nonce(nonce);
+        let seal = Seal {
+            subkey: &subkey,
+            nonce_tail: &tail,
+            buf,
+        };
+        cpu::with_level(level, || cpu::run(seal))
+    }
+
+    /// [`SecretBox::open_detached`] at `level`.
+    fn open_at(
+        level: Level,
+        key: &[u8; 32],
+        nonce: &[u8; 24],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        let (subkey, tail) = SecretBox::new(key).split_nonce(nonce);
+        let open = Open {
+            subkey: &subkey,
+            nonce_tail: &tail,
+            buf,
+            tag,
+        };
+        cpu::with_level(level, || cpu::run(open))
+    }
+
     /// Every length from 0 to 1600 bytes (all tail shapes: inside block 0, one to eight
     /// blocks, several lane groups) and random keys and nonces agree with the
-    /// `xsalsa20poly1305` crate, and open what they seal.
+    /// `xsalsa20poly1305` crate, and open what they seal, at every level the CPU runs and
+    /// through the dispatching API.
     #[test]
     fn matches_the_reference_crate() {
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
-        for len in 0..1600usize {
-            let mut key = [0u8; 32];
-            let mut nonce = [0u8; 24];
-            rng.fill_bytes(&mut key);
-            rng.fill_bytes(&mut nonce);
-            let mut plain = vec![0u8; len];
-            rng.fill_bytes(&mut plain);
-            let mut ours = plain.clone();
-            let mut theirs = plain.clone();
-            let b = SecretBox::new(&key);
-            let tag = b.seal_detached(&nonce, &mut ours);
-            assert_eq!(
-                tag,
-                reference_seal(&key, &nonce, &mut theirs),
-                "tag, len {len}"
-            );
-            assert_eq!(ours, theirs, "ciphertext, len {len}");
-            assert!(b.open_detached(&nonce, &mut ours, &tag));
-            assert_eq!(ours, plain);
+        for level in cpu::levels() {
+            let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+            for len in 0..1600usize {
+                let mut key = [0u8; 32];
+                let mut nonce = [0u8; 24];
+                rng.fill_bytes(&mut key);
+                rng.fill_bytes(&mut nonce);
+                let mut plain = vec![0u8; len];
+                rng.fill_bytes(&mut plain);
+                let mut ours = plain.clone();
+                let mut theirs = plain.clone();
+                let tag = seal_at(level, &key, &nonce, &mut ours);
+                let what = format!("{level:?}, len {len}");
+                assert_eq!(
+                    tag,
+                    reference_seal(&key, &nonce, &mut theirs),
+                    "tag, {what}"
+                );
+                assert_eq!(ours, theirs, "ciphertext, {what}");
+                assert!(open_at(level, &key, &nonce, &mut ours, &tag), "{what}");
+                assert_eq!(ours, plain, "{what}");
+                let b = SecretBox::new(&key);
+                assert_eq!(b.seal_detached(&nonce, &mut ours), tag, "{what}");
+                assert!(b.open_detached(&nonce, &mut ours, &tag), "{what}");
+            }
         }
     }
 
     #[test]
     fn wrong_tag_or_bit_flip_is_refused_and_changes_nothing() {
-        let b = SecretBox::new(&[7; 32]);
-        let nonce = [9u8; 24];
-        let mut buf = vec![0x5a; 700];
-        let tag = b.seal_detached(&nonce, &mut buf);
-        let sealed = buf.clone();
-        let mut bad_tag = tag;
-        bad_tag[15] ^= 1;
-        assert!(!b.open_detached(&nonce, &mut buf, &bad_tag));
-        assert_eq!(buf, sealed);
-        buf[600] ^= 0x80;
-        let flipped = buf.clone();
-        assert!(!b.open_detached(&nonce, &mut buf, &tag));
-        assert_eq!(buf, flipped);
-        let mut other_nonce = nonce;
-        other_nonce[23] ^= 1;
-        buf[600] ^= 0x80;
-        assert!(!b.open_detached(&other_nonce, &mut buf, &tag));
-        assert!(b.open_detached(&nonce, &mut buf, &tag));
+        for level in cpu::levels() {
+            let key = [7; 32];
+            let nonce = [9u8; 24];
+            let mut buf = vec![0x5a; 700];
+            let tag = seal_at(level, &key, &nonce, &mut buf);
+            let sealed = buf.clone();
+            let mut bad_tag = tag;
+            bad_tag[15] ^= 1;
+            assert!(!open_at(level, &key, &nonce, &mut buf, &bad_tag));
+            assert_eq!(buf, sealed);
+            buf[600] ^= 0x80;
+            let flipped = buf.clone();
+            assert!(!open_at(level, &key, &nonce, &mut buf, &tag));
+            assert_eq!(buf, flipped);
+            let mut other_nonce = nonce;
+            other_nonce[23] ^= 1;
+            buf[600] ^= 0x80;
+            assert!(!open_at(level, &key, &other_nonce, &mut buf, &tag));
+            assert!(open_at(level, &key, &nonce, &mut buf, &tag));
+        }
     }
 
     /// HSalsa20 agrees with the `salsa20` crate's.
@@ -512,8 +466,9 @@ mod tests {
         }
     }
 
-    /// Subkeys derived eight at a time equal HSalsa20 of each nonce, also across the
-    /// 32-bit wrap of the counter, and the window answers for its eight counters only.
+    /// Subkeys derived eight at a time equal HSalsa20 of each nonce, at every level, also
+    /// across the 32-bit wrap of the counter, and the window answers for its eight counters
+    /// only.
     #[test]
     fn subkey_window_matches_hsalsa20_of_each_nonce() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([6; 32]);
@@ -536,24 +491,57 @@ mod tests {
             }
             assert!(w.get(first.wrapping_add(8)).is_none());
             assert!(w.get(first.wrapping_sub(1)).is_none());
+            let inputs: [[u8; 16]; LANES] = std::array::from_fn(|i| {
+                nonce_of(first.wrapping_add(i as u32))[..16]
+                    .try_into()
+                    .unwrap()
+            });
+            for level in cpu::levels() {
+                let lanes = HSalsa20Lanes {
+                    key: &key,
+                    inputs: &inputs,
+                };
+                let keys = cpu::with_level(level, || cpu::run(lanes));
+                assert_eq!(keys, w.keys, "{level:?}");
+            }
         }
     }
 
-    /// The eight-lane path computes the same blocks as the one-block path, also where the
-    /// block counter carries from word 8 into word 9.
+    /// Eight blocks of one stream through the lanes.
+    struct Blocks<'a> {
+        stream: &'a Stream<Salsa20>,
+        counter: u64,
+    }
+
+    impl Kernel for Blocks<'_> {
+        type Output = [u8; PASS];
+        fn run<S: Simd>(self, simd: S) -> [u8; PASS] {
+            let mut out = [0u8; PASS];
+            self.stream.blocks(simd, self.counter, &mut out);
+            out
+        }
+    }
+
+    /// The eight-lane path computes the same blocks as the one-block path at every level,
+    /// also where the block counter carries from word 8 into word 9.
     #[test]
     fn counter_crosses_a_32_bit_boundary_like_the_reference() {
         // Not reachable by packets (≤ 64 KiB), but the lane counter must carry into word 9.
-        let key = [1u8; 32];
-        let s = Stream::new(&key, &[2; 8]);
-        let mut wide = [0u8; BLOCK * LANES];
+        let s = salsa20(&[1u8; 32], &[2; 8]);
         let start = u64::from(u32::MAX) - 3;
-        s.blocks(start, &mut wide);
-        for lane in 0..LANES {
-            assert_eq!(
-                &wide[lane * BLOCK..(lane + 1) * BLOCK],
-                &s.block(start + lane as u64)[..]
-            );
+        for level in cpu::levels() {
+            let blocks = Blocks {
+                stream: &s,
+                counter: start,
+            };
+            let wide = cpu::with_level(level, || cpu::run(blocks));
+            for lane in 0..LANES {
+                assert_eq!(
+                    &wide[lane * 64..(lane + 1) * 64],
+                    &s.block(start + lane as u64)[..],
+                    "{level:?}, lane {lane}"
+                );
+            }
         }
     }
 }

@@ -4,7 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use pcap_file::pcap::PcapReader;
+use pktmesh_crypto_auth::cpu;
 use pktmesh_crypto_auth::{PrivateKey, PublicKey};
+
+/// Runs `check` once at every SIMD level this CPU has (`cpu::levels`: portable, then AVX2 and
+/// AVX-512 where present), so one build tests every cipher path against the vectors.
+pub fn at_every_level(check: impl Fn()) {
+    for level in cpu::levels() {
+        eprintln!("at {level:?}");
+        cpu::with_level(level, &check);
+    }
+}
 
 /// Root of the capture vectors.
 pub fn captures_dir() -> PathBuf {

@@ -1,13 +1,16 @@
 //! Poly1305 one-time authenticator, radix 2^44 with 64×64→128-bit products (the layout of
-//! Andrew Moon's "poly1305-donna-64"), and where the target has AVX2 a four-lane radix 2^26
-//! path for long messages (`poly1305/avx2.rs`).
+//! Andrew Moon's "poly1305-donna-64"), and where the CPU has AVX2 (chosen at run time,
+//! [`crate::cpu`]) a four-lane radix 2^26 path for long messages (`poly1305/avx2.rs`).
 //!
 //! Why not the `poly1305` crate: on an x86-64 build without `-C target-cpu` flags it picks its
 //! AVX2 backend at run time, whose helpers then cannot be inlined; setting up a key costs about
 //! 1.3 µs there, more than authenticating a whole 1420-byte packet, and legacy CryptoAuth
 //! needs a fresh key for every packet (twice per packet per node). This version costs a few
 //! nanoseconds to key and about 1.5 cycles a byte on any x86-64 or 64-bit ARM build. Tests
-//! compare it with the `poly1305` crate on random and carry-heavy inputs and with RFC 8439.
+//! compare it with the `poly1305` crate on random and carry-heavy inputs and with RFC 8439,
+//! at every level the CPU runs.
+
+use crate::cpu::Simd;
 
 const MASK44: u64 = (1 << 44) - 1;
 const MASK42: u64 = (1 << 42) - 1;
@@ -21,6 +24,7 @@ pub(crate) struct Poly1305 {
     pad: [u64; 2],
 }
 
+#[inline(always)]
 fn le64(b: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[..8]);
@@ -29,6 +33,7 @@ fn le64(b: &[u8]) -> u64 {
 
 impl Poly1305 {
     /// Keys the authenticator (`r` clamped as the algorithm requires).
+    #[inline(always)]
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         let t0 = le64(&key[0..8]);
         let t1 = le64(&key[8..16]);
@@ -74,31 +79,34 @@ impl Poly1305 {
         self.h = [h0, h1, h2];
     }
 
-    /// The tag of `data` (the whole message: Poly1305 pads only its last block).
-    pub(crate) fn compute(mut self, data: &[u8]) -> [u8; 16] {
-        let rest = self.absorb_long_prefix(data);
+    /// The tag of `data` (the whole message: Poly1305 pads only its last block), at the
+    /// level of `simd`.
+    #[inline(always)]
+    pub(crate) fn compute<S: Simd>(mut self, simd: S, data: &[u8]) -> [u8; 16] {
+        let rest = self.absorb_lanes(simd, data);
         self.compute_blocks(rest)
     }
 
-    /// With AVX2: absorbs all but the last few full blocks of a long message four blocks
-    /// at a time ([`avx2::absorb_groups`]) and returns what is left.
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    fn absorb_long_prefix<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
-        let (h, rest) = avx2::absorb_groups(&self.r, data);
-        if let Some(h) = h {
-            self.h = h;
+    /// With AVX2: absorbs all but the last few full blocks of a long message four at a time
+    /// ([`avx2::absorb_groups`]) and returns what is left. Without AVX2 every block goes
+    /// through [`Poly1305::block`]: a portable four-lane version measured 35 % slower than that
+    /// on the SSE2 baseline (docs/perf.md).
+    #[inline(always)]
+    fn absorb_lanes<'d, S: Simd>(&mut self, simd: S, data: &'d [u8]) -> &'d [u8] {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = simd.avx2() {
+            let (h, rest) = avx2::absorb_groups(avx2, &self.r, data);
+            if let Some(h) = h {
+                self.h = h;
+            }
+            return rest;
         }
-        rest
-    }
-
-    /// Without AVX2 every block goes through [`Poly1305::block`]: a portable four-lane
-    /// version measured 35 % slower than that on the SSE2 baseline (docs/perf.md).
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-    fn absorb_long_prefix<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let _ = simd;
         data
     }
 
     /// Absorbs `data` one block at a time (the last one padded) and returns the tag.
+    #[inline(always)]
     fn compute_blocks(mut self, data: &[u8]) -> [u8; 16] {
         let mut blocks = data.chunks_exact(16);
         for b in &mut blocks {
@@ -116,6 +124,7 @@ impl Poly1305 {
         self.finish()
     }
 
+    #[inline(always)]
     fn finish(self) -> [u8; 16] {
         // Two carry passes leave every limb within its width.
         let [mut h0, mut h1, mut h2] = carry(carry(self.h));
@@ -156,6 +165,7 @@ impl Poly1305 {
 }
 
 /// One carry pass from limb 1 round to limb 1 (2^130 ≡ 5).
+#[inline(always)]
 fn carry([mut h0, mut h1, mut h2]: [u64; 3]) -> [u64; 3] {
     let mut c = h1 >> 44;
     h1 &= MASK44;
@@ -169,14 +179,29 @@ fn carry([mut h0, mut h1, mut h2]: [u64; 3]) -> [u64; 3] {
     [h0, h1, h2]
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::{self, Kernel, Level};
     use ::poly1305::universal_hash::KeyInit;
     use rand_core::{RngCore, SeedableRng};
+
+    /// A tag at one level.
+    struct Tag<'a>(&'a [u8; 32], &'a [u8]);
+
+    impl Kernel for Tag<'_> {
+        type Output = [u8; 16];
+        fn run<S: Simd>(self, simd: S) -> [u8; 16] {
+            Poly1305::new(self.0).compute(simd, self.1)
+        }
+    }
+
+    fn tag_at(level: Level, key: &[u8; 32], data: &[u8]) -> [u8; 16] {
+        cpu::with_level(level, || cpu::run(Tag(key, data)))
+    }
 
     fn reference(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
         ::poly1305::Poly1305::new(key.into())
@@ -191,8 +216,10 @@ mod tests {
                 .unwrap()
                 .try_into()
                 .unwrap();
-        let tag = Poly1305::new(&key).compute(b"Cryptographic Forum Research Group");
-        assert_eq!(hex::encode(tag), "a8061dc1305136c6c22b8baf0c0127a9");
+        for level in cpu::levels() {
+            let tag = tag_at(level, &key, b"Cryptographic Forum Research Group");
+            assert_eq!(hex::encode(tag), "a8061dc1305136c6c22b8baf0c0127a9");
+        }
     }
 
     #[test]
@@ -204,7 +231,9 @@ mod tests {
             let mut data = vec![0u8; len];
             rng.fill_bytes(&mut data);
             let expected = reference(&key, &data);
-            assert_eq!(Poly1305::new(&key).compute(&data), expected, "len {len}");
+            for level in cpu::levels() {
+                assert_eq!(tag_at(level, &key, &data), expected, "{level:?}, len {len}");
+            }
             let one_by_one = Poly1305::new(&key).compute_blocks(&data);
             assert_eq!(one_by_one, expected, "len {len}, block by block");
         }
@@ -223,7 +252,9 @@ mod tests {
                     let data = vec![data_byte; len];
                     let expected = reference(&key, &data);
                     let what = format!("key {key_byte:#x} data {data_byte:#x} len {len}");
-                    assert_eq!(Poly1305::new(&key).compute(&data), expected, "{what}");
+                    for level in cpu::levels() {
+                        assert_eq!(tag_at(level, &key, &data), expected, "{level:?}, {what}");
+                    }
                     let one_by_one = Poly1305::new(&key).compute_blocks(&data);
                     assert_eq!(one_by_one, expected, "{what}, block by block");
                 }
@@ -236,11 +267,13 @@ mod tests {
         for j in 0u8..6 {
             let mut data = [0xffu8; 32];
             data[16] = 0xff - j;
-            assert_eq!(
-                Poly1305::new(&key).compute(&data),
-                reference(&key, &data),
-                "j {j}"
-            );
+            for level in cpu::levels() {
+                assert_eq!(
+                    tag_at(level, &key, &data),
+                    reference(&key, &data),
+                    "{level:?}, j {j}"
+                );
+            }
         }
     }
 }
