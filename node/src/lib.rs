@@ -10,7 +10,8 @@
 //! - [`core`]: the node itself: the link, switch, session and upper stages wired together;
 //!   [`pathfinding`]: what it needs from a pathfinder.
 //! - [`peers`], [`sessions`]: the peer table (InterfaceController) and the end-to-end session
-//!   table (SessionManager); [`routes`]: the route server's paths for leased traffic.
+//!   table (SessionManager); [`link_crypto`]: a peer link's legacy or Noise encryption;
+//!   [`routes`]: the route server's paths for leased traffic.
 //! - [`beacon`], [`eth`]: LAN beacons, and the framing and peer naming of Ethernet links.
 //! - [`shard`]: one node split over several workers (who owns which peer and session).
 //! - [`ipv6`]: IPv6 packets to and from cjdns content types; [`packet`]: the reusable buffer.
@@ -28,6 +29,7 @@ pub mod egress;
 pub mod eth;
 pub mod host;
 pub mod ipv6;
+pub mod link_crypto;
 pub mod node_admin;
 pub mod offload;
 pub mod packet;

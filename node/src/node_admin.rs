@@ -377,7 +377,7 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                     .with("lostPackets", count(p.receive.lost_packets))
                     .with("receivedOutOfRange", count(p.receive.received_out_of_range))
                     .with("receivedPackets", count(p.receive.received_packets))
-                    .with("noiseProto", Value::Int(0))
+                    .with("noiseProto", Value::Int(i64::from(p.noise)))
                     .with("ifNum", Value::Int(0));
                 if let Some(u) = &p.user {
                     d.insert("user", Value::from(u.as_str()));

@@ -2,7 +2,8 @@
 //!
 //! Each layer on the way out (end-to-end session, switch header, link session) writes its
 //! header in front of the bytes it was given, and each layer on the way in strips its header
-//! by moving the start forward, so a packet is never copied between layers. The driver
+//! by moving the start forward, so a packet is never copied between layers (a Noise link also
+//! appends its tag behind the packet, [`PacketBuf::push_back`]). The driver
 //! allocates a few of these once and reads datagrams or TUN packets into [`PacketBuf::read_area`].
 
 /// Bytes kept free in front of a freshly read packet: enough for an IPv6-to-UDP trip (inner
@@ -122,6 +123,14 @@ impl PacketBuf {
         Some(&mut self.bytes[start..start + n])
     }
 
+    /// Makes room for `n` bytes after the packet and returns them (whatever they held);
+    /// `None` when the buffer ends first.
+    pub fn push_back(&mut self, n: usize) -> Option<&mut [u8]> {
+        let end = self.end.checked_add(n).filter(|&e| e <= self.bytes.len())?;
+        let old = std::mem::replace(&mut self.end, end);
+        Some(&mut self.bytes[old..end])
+    }
+
     /// Cuts the packet to `len` bytes.
     pub fn truncate(&mut self, len: usize) {
         self.end = self.start + len.min(self.len());
@@ -141,6 +150,10 @@ mod tests {
         b.advance(4);
         assert_eq!(b.data(), b"payload");
         assert!(b.push_front(HEADROOM + 1).is_none());
+        b.push_back(4).unwrap().copy_from_slice(b":tag");
+        assert_eq!(b.data(), b"payload:tag");
+        assert!(b.push_back(MAX_PACKET).is_none(), "no room past the buffer");
+        b.truncate(7);
         b.truncate(3);
         assert_eq!(b.data(), b"pay");
         let (whole, start) = b.with_headroom();

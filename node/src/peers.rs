@@ -1,5 +1,5 @@
-//! Direct peers (cjdns `InterfaceController`): one link session per peer, its switch slot,
-//! liveness and statistics.
+//! Direct peers (cjdns `InterfaceController`): one link session per peer (legacy CryptoAuth or
+//! Noise, [`LinkCrypto`]), its switch slot, liveness and statistics.
 //!
 //! What lives here is per-peer bookkeeping and the keepalive schedule; the packet flow through
 //! peers is in [`crate::core`].
@@ -7,9 +7,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pktmesh_crypto_auth::legacy::{Session, State};
+use pktmesh_crypto_auth::legacy::State;
 use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_switch::Label;
+
+use crate::link_crypto::LinkCrypto;
 
 /// Every tick at most one peer is pinged (`PING_INTERVAL`).
 pub const PING_INTERVAL: Duration = Duration::from_millis(1024);
@@ -77,7 +79,10 @@ pub struct Peer {
     /// Its permanent key.
     pub key: PublicKey,
     /// The link session.
-    pub session: Session,
+    pub crypto: LinkCrypto,
+    /// A re-handshake goes straight to legacy CryptoAuth: the peer answered our legacy HELLO
+    /// while our Noise initiations went unanswered (a stock cjdns node).
+    pub legacy_only: bool,
     /// Its switch slot.
     pub slot: u16,
     /// The label that reaches it from our router.
@@ -119,7 +124,7 @@ impl Peer {
     pub fn new(
         link_address: SocketAddr,
         key: PublicKey,
-        session: Session,
+        crypto: LinkCrypto,
         slot: u16,
         label: Label,
         is_incoming: bool,
@@ -130,7 +135,8 @@ impl Peer {
         Self {
             link_address,
             key,
-            session,
+            crypto,
+            legacy_only: false,
             slot,
             label,
             is_incoming,
@@ -157,7 +163,7 @@ impl Peer {
         } else if now.saturating_duration_since(self.last_message) > UNRESPONSIVE_AFTER {
             PeerState::Unresponsive
         } else {
-            PeerState::Session(self.session.state())
+            PeerState::Session(self.crypto.state())
         }
     }
 

@@ -152,7 +152,8 @@ fn a_line_through_two_sharded_nodes_carries_traffic_both_ways() {
     let mut line = line([1, 2, 2, 1]);
     line.settle();
     let now = line.net.now;
-    // Each peer lives in exactly one shard, the one its address names, and is established.
+    // Each peer lives in exactly one shard, the one its address names, and is established,
+    // over Noise (an initiation that arrived on the other shard was handed over).
     for node in [1, 2] {
         let mut seen = HashSet::new();
         let mut slots = HashSet::new();
@@ -161,6 +162,7 @@ fn a_line_through_two_sharded_nodes_carries_traffic_both_ways() {
             for p in line.net.nodes[e].1.peer_stats(now) {
                 assert!(shard.owns(&p.key.address()), "peer in the wrong shard");
                 assert_eq!(p.state, "ESTABLISHED", "{p:?}");
+                assert!(p.noise, "{p:?}");
                 assert!(seen.insert(p.key), "peer held by two shards");
                 assert!(slots.insert(p.slot), "slot given out twice");
             }

@@ -8,16 +8,24 @@ use std::time::{Duration, Instant};
 
 use common::{icmp_echo, key, EchoPathfinder, Net};
 use pktmesh_node::core::{Node, NodeEvent};
+use pktmesh_node::link_crypto::LinkCryptoMode;
 use pktmesh_node::packet::PacketBuf;
 use pktmesh_node::peers::PeerCredentials;
 use pktmesh_switch::Label;
 
 fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
+    two_nodes_speaking(password_ok, LinkCryptoMode::Noise)
+}
+
+/// Two nodes, A connecting to B, whose links offer `mode`.
+fn two_nodes_speaking(password_ok: bool, mode: LinkCryptoMode) -> Net<EchoPathfinder> {
     let now = Instant::now();
     let a_addr: SocketAddr = "10.0.0.1:1001".parse().unwrap();
     let b_addr: SocketAddr = "10.0.0.2:1002".parse().unwrap();
     let mut a = Node::new(key(1), EchoPathfinder::default(), [11; 32], now);
     let mut b = Node::new(key(2), EchoPathfinder::default(), [22; 32], now);
+    a.set_link_crypto(mode);
+    b.set_link_crypto(mode);
     b.add_authorized_password(b"secret password", Some(b"nodeA"), None)
         .unwrap();
     let password = if password_ok {
@@ -42,7 +50,12 @@ fn two_nodes(password_ok: bool) -> Net<EchoPathfinder> {
 
 /// Two nodes whose link is up (five keepalive rounds).
 fn established() -> Net<EchoPathfinder> {
-    let mut net = two_nodes(true);
+    established_speaking(LinkCryptoMode::Noise)
+}
+
+/// Two nodes whose link, offering `mode`, is up.
+fn established_speaking(mode: LinkCryptoMode) -> Net<EchoPathfinder> {
+    let mut net = two_nodes_speaking(true, mode);
     for _ in 0..5 {
         net.run(1000);
         net.tick(Duration::from_millis(1100));
@@ -116,7 +129,10 @@ fn wrong_password_never_peers() {
     assert!(net.nodes[1].1.peer_stats(now).is_empty(), "B has no peer");
     let mut rejected = 0;
     while let Some(e) = net.nodes[1].1.poll_event() {
-        if matches!(e, NodeEvent::HandshakeRejected { .. }) {
+        if matches!(
+            e,
+            NodeEvent::HandshakeRejected { .. } | NodeEvent::NoiseRejected { .. }
+        ) {
             rejected += 1;
         }
     }
@@ -325,21 +341,31 @@ fn an_ethernet_beacon_peers_two_nodes_addressed_by_mac() {
 
 /// The receive counters are measured, not constants: known traffic from A, then a replayed
 /// datagram, one delivered too late for the replay window and one damaged on the way, each
-/// shows up in B's counters for A, and B reports the drops at most once a second.
+/// shows up in B's counters for A, and B reports the drops at most once a second; on a legacy
+/// link (a 64-nonce window) and on a Noise link (1024 counters).
 #[test]
 fn receive_counters_count_known_traffic_and_drops() {
+    receive_counters(LinkCryptoMode::Legacy, 100);
+    receive_counters(LinkCryptoMode::Noise, 1060);
+}
+
+/// [`receive_counters_count_known_traffic_and_drops`] with `held` datagrams held back: the
+/// first is too late once the last 40 arrived.
+fn receive_counters(mode: LinkCryptoMode, held_count: u16) {
     use pktmesh_node::core::Output;
-    let mut net = established();
+    let mut net = established_speaking(mode);
+    let noise = mode == LinkCryptoMode::Noise;
+    assert_eq!(net.nodes[1].1.peer_stats(net.now)[0].noise, noise);
     let (a, b) = (*net.nodes[0].1.address(), *net.nodes[1].1.address());
     let a_addr = net.nodes[0].0;
     net.send_tun(0, &icmp_echo(&a, &b, 1));
     net.run(1000);
     let before = net.nodes[1].1.peer_stats(net.now)[0].receive;
     assert_eq!((before.duplicates, before.dropped), (0, 0));
-    // 100 datagrams A → B, held back instead of delivered.
+    // Datagrams A → B, held back instead of delivered.
     let now = net.now;
     let mut held = Vec::new();
-    for seq in 2..102u16 {
+    for seq in 2..2 + held_count {
         let mut buf = PacketBuf::from_slice(&icmp_echo(&a, &b, seq));
         match net.nodes[0].1.handle_tun(now, &mut buf) {
             Output::Udp(to) => {
@@ -355,15 +381,16 @@ fn receive_counters_count_known_traffic_and_drops() {
         net.nodes[1].1.handle_udp(now, a_addr, &mut buf)
     };
     // The last 40 in order, then the last one again (a duplicate), then the first (too late:
-    // 60 nonces behind, outside the 64-wide window once the window moved), then a damaged one.
-    for d in &held[60..] {
+    // 60 or 1020 nonces behind, outside the window once the window moved), then a damaged one.
+    let last = held.len() - 1;
+    for d in &held[held.len() - 40..] {
         assert_eq!(deliver(&mut net, d), Output::Tun);
     }
-    assert_eq!(deliver(&mut net, &held[99]), Output::None);
+    assert_eq!(deliver(&mut net, &held[last]), Output::None);
     assert_eq!(deliver(&mut net, &held[0]), Output::None);
     let mut damaged = held[10].clone();
-    let last = damaged.len() - 1;
-    damaged[last] ^= 0x40;
+    let end = damaged.len() - 1;
+    damaged[end] ^= 0x40;
     assert_eq!(deliver(&mut net, &damaged), Output::None);
     let after = net.nodes[1].1.peer_stats(net.now)[0].receive;
     assert_eq!(after.duplicates - before.duplicates, 1, "{after:?}");
@@ -398,7 +425,7 @@ fn receive_counters_count_known_traffic_and_drops() {
     };
     assert_eq!(drops(&mut net), [(false, 0)]);
     net.now += Duration::from_millis(1500);
-    assert_eq!(deliver(&mut net, &held[99]), Output::None);
+    assert_eq!(deliver(&mut net, &held[last]), Output::None);
     assert_eq!(drops(&mut net), [(false, 2)]);
 }
 

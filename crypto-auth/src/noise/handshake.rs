@@ -656,6 +656,13 @@ impl Responder {
         self.timestamps.insert(key, (ts, now));
     }
 
+    /// Use `ca` from now on (the same node key with the users added since), keeping the
+    /// replay memory and the cookie secret.
+    pub fn set_context(&mut self, ca: Arc<CryptoAuth>) {
+        debug_assert_eq!(ca.public_key(), self.ca.public_key(), "same node key");
+        self.ca = ca;
+    }
+
     /// How many static keys the replay check remembers.
     pub fn remembered_keys(&self) -> usize {
         self.timestamps.len()

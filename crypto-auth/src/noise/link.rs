@@ -44,7 +44,7 @@ use super::handshake::{
     InitiationParams, InitiationSent, PskEntity, CONTROL_MARKER, MAX_INITIATION_LEN,
 };
 use super::transport::{
-    Transport, DATA_HEADER, DATA_OVERHEAD, REJECT_AFTER_TIME, REKEY_AFTER_TIME,
+    ReceiveCounts, Transport, DATA_HEADER, DATA_OVERHEAD, REJECT_AFTER_TIME, REKEY_AFTER_TIME,
 };
 use super::{Accepted, Credentials, NoiseError};
 use crate::legacy::{CryptoAuth, Session};
@@ -170,8 +170,6 @@ pub struct Link {
     peer_session_index: Option<u32>,
     /// How many times the current keys were replaced by a completed handshake.
     generation: u64,
-    /// Data packets (keepalives included) that opened.
-    received: u64,
 }
 
 impl std::fmt::Debug for Link {
@@ -274,7 +272,6 @@ impl Link {
             last_handshake: None,
             peer_session_index: None,
             generation: 0,
-            received: 0,
         }
     }
 
@@ -322,8 +319,7 @@ impl Link {
             unanswered_since: None,
             last_handshake: Some(born),
             peer_session_index: None,
-            generation: 1,
-            received: 0,
+            generation: 0,
         }
     }
 
@@ -346,7 +342,6 @@ impl Link {
                 k.next = None;
                 k.ever_established = true;
                 k.expired = false;
-                self.generation += 1;
             }
             State::Legacy(_) => {
                 self.state = State::Noise(Box::new(NoiseKeys {
@@ -357,7 +352,6 @@ impl Link {
                     ever_established: true,
                     expired: false,
                 }));
-                self.generation += 1;
             }
         }
         self.unanswered_since = None;
@@ -397,15 +391,23 @@ impl Link {
         matches!(&self.state, State::Noise(k) if k.pending.is_some())
     }
 
-    /// How many handshakes replaced the current keys (a handshake we started and completed,
-    /// or one the peer started, once data opened under it).
+    /// How many handshakes completed on this link: keys became usable both ways (a response
+    /// to our initiation verified, or the first packet under the keys of a handshake the peer
+    /// started opened).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// Data packets (keepalives included) that opened on this link.
-    pub fn received_packets(&self) -> u64 {
-        self.received
+    /// What the current keys' receiving side counted since their handshake (zero without
+    /// keys).
+    pub fn receive_counts(&self) -> ReceiveCounts {
+        match &self.state {
+            State::Noise(k) => k
+                .current
+                .as_ref()
+                .map_or_else(ReceiveCounts::default, Transport::receive_counts),
+            State::Legacy(_) => ReceiveCounts::default(),
+        }
     }
 
     /// The peer (its permanent key).
@@ -694,24 +696,27 @@ impl Link {
             State::Legacy(s) => s.decrypt(now, packet)?.payload,
             State::Noise(k) => {
                 let promote = k.next.as_ref().is_some_and(|n| n.accepts_index(packet));
-                let body = match (&mut k.current, &mut k.previous, &mut k.next) {
-                    (_, _, Some(n)) if promote => n.decrypt(now, packet)?,
-                    (Some(c), _, _) if c.accepts_index(packet) => c.decrypt(now, packet)?,
-                    (_, Some(old), _) if old.accepts_index(packet) => old.decrypt(now, packet)?,
-                    (Some(c), _, _) => c.decrypt(now, packet)?,
+                let keys = match (&mut k.current, &mut k.previous, &mut k.next) {
+                    (_, _, Some(n)) if promote => n,
+                    (Some(c), _, _) if c.accepts_index(packet) => c,
+                    (_, Some(old), _) if old.accepts_index(packet) => old,
+                    (Some(c), _, _) => c,
                     (None, _, _) => return Err(LinkError::NotReady),
                 };
+                let confirms = !keys.is_confirmed();
+                let body = keys.decrypt(now, packet)?;
                 if promote {
                     // The peer holds the keys of the handshake it started: they take over.
                     k.previous = k.current.take();
                     k.current = k.next.take();
                     k.ever_established = true;
+                }
+                if confirms {
                     self.generation += 1;
                 }
                 body
             }
         };
-        self.received += 1;
         self.unanswered_since = None;
         if !body.is_empty() {
             self.last_data_recv = Some(now);

@@ -57,8 +57,8 @@ pub enum NoiseError {
     /// The additional data is malformed.
     #[error("malformed additional data")]
     BadAdditionalData,
-    /// The CjdnsPsk names no configured user.
-    #[error("unrecognized CjdnsPsk")]
+    /// The CjdnsPsk (or PktmeshPsk) names no configured user.
+    #[error("UNRECOGNIZED_AUTH: the CjdnsPsk or PktmeshPsk names no user")]
     UnrecognizedAuth,
     /// Authentication is required and the initiation has no CjdnsPsk.
     #[error("authentication required")]

@@ -30,12 +30,27 @@ const WINDOW: u64 = 64 * WINDOW_WORDS as u64;
 #[derive(Debug)]
 pub(crate) struct HandshakeVerified(pub(super) ());
 
+/// What a session's receiving side counted since its handshake, as the legacy replay window
+/// counts it ([`crate::replay::ReplayStats`]): only packets that authenticated count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveCounts {
+    /// Packets accepted.
+    pub received: u64,
+    /// Counters that left the window without being seen.
+    pub lost: u64,
+    /// Packets refused because their counter was already seen.
+    pub duplicates: u64,
+    /// Packets refused because their counter was below the window.
+    pub out_of_range: u64,
+}
+
 /// WireGuard-style sliding window of 1024 counters.
 #[derive(Debug, Clone, Default)]
 struct Window {
     /// One past the highest counter seen.
     next: u64,
     bits: [u64; WINDOW_WORDS],
+    counts: ReceiveCounts,
 }
 
 impl Window {
@@ -50,17 +65,35 @@ impl Window {
         self.bits[(bit / 64) as usize] & (1 << (bit % 64)) == 0
     }
 
+    /// Counts a refused counter of an authenticated packet.
+    fn refused(&mut self, c: u64) {
+        if self.next - c > WINDOW {
+            self.counts.out_of_range += 1;
+        } else {
+            self.counts.duplicates += 1;
+        }
+    }
+
     fn mark(&mut self, c: u64) {
         if c >= self.next {
-            let gap = (c - self.next).min(WINDOW);
-            for i in 0..gap {
-                let bit = (self.next + i) % WINDOW;
-                self.bits[(bit / 64) as usize] &= !(1 << (bit % 64));
+            // Slots are reused for counters WINDOW apart: each taken over for [next, c] held a
+            // counter that now leaves the window; unseen, it was lost. Counters skipped beyond
+            // a whole window never entered it.
+            let span = c - self.next + 1;
+            for x in self.next..self.next + span.min(WINDOW) {
+                let bit = x % WINDOW;
+                let word = &mut self.bits[(bit / 64) as usize];
+                if x >= WINDOW && *word & (1 << (bit % 64)) == 0 {
+                    self.counts.lost += 1;
+                }
+                *word &= !(1 << (bit % 64));
             }
+            self.counts.lost += span.saturating_sub(WINDOW);
             self.next = c + 1;
         }
         let bit = c % WINDOW;
         self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        self.counts.received += 1;
     }
 }
 
@@ -147,6 +180,11 @@ impl Transport {
         }
     }
 
+    /// What the receiving side counted since the handshake.
+    pub fn receive_counts(&self) -> ReceiveCounts {
+        self.window.counts
+    }
+
     /// When the keys were made.
     pub fn born(&self) -> Instant {
         self.born
@@ -189,7 +227,8 @@ impl Transport {
     }
 
     /// Open a data packet in place; returns the payload (empty = keepalive). A rejected packet
-    /// changes nothing.
+    /// changes nothing but the counts of refused packets (a replayed or too old counter of a
+    /// packet that authenticated).
     pub fn decrypt<'a>(
         &mut self,
         now: Instant,
@@ -208,15 +247,17 @@ impl Transport {
         let counter = u64::from(u32::from_le_bytes([
             packet[4], packet[5], packet[6], packet[7],
         ]));
-        if !self.window.accepts(counter) {
-            return Err(NoiseError::Replay);
-        }
         let tag_at = packet.len() - DATA_TAG;
         let (rest, tag) = packet.split_at_mut(tag_at);
         let tag: [u8; 16] = tag.try_into().map_err(|_| NoiseError::Truncated)?;
         let body = &mut rest[DATA_HEADER..];
+        // Authenticated first, as the legacy window counts: a forged counter is no replay.
         if !open(&self.recv, counter, &[], body, &tag) {
             return Err(NoiseError::Decrypt);
+        }
+        if !self.window.accepts(counter) {
+            self.window.refused(counter);
+            return Err(NoiseError::Replay);
         }
         self.window.mark(counter);
         self.confirmed = true;
@@ -238,5 +279,11 @@ mod tests {
         }
         assert!(!w.accepts(976), "more than 1024 behind 2000");
         assert!(w.accepts(1999));
+        // Seen 0, 3, 4, 5 before 2000; 977 since. Left the window unseen: 1, 2 and 6..976.
+        assert_eq!(w.counts.received, 6);
+        assert_eq!(w.counts.lost, 2 + (976 - 6 + 1));
+        w.refused(977);
+        w.refused(5);
+        assert_eq!((w.counts.duplicates, w.counts.out_of_range), (1, 1));
     }
 }

@@ -75,6 +75,21 @@ pub struct PktmeshConf {
     /// `workers`: data-path threads, each owning a shard of the node's peers and sessions
     /// (`docs/node.md`). Absent or 0: one per core the process may run on; at most 64.
     pub workers: Option<u8>,
+    /// `linkCrypto`: `"noise"` (the default) negotiates Noise with peers that speak it and
+    /// keeps legacy CryptoAuth for those that do not (stock cjdns); `"legacy"` speaks legacy
+    /// CryptoAuth only and refuses Noise (`docs/node.md`, "Noise on peer links").
+    pub link_crypto: Option<LinkCryptoConf>,
+}
+
+/// `pktmesh.linkCrypto`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LinkCryptoConf {
+    /// Noise where the peer speaks it.
+    Noise,
+    /// Legacy CryptoAuth only.
+    Legacy,
 }
 
 /// `pktmesh.supernode`.

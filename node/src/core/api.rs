@@ -4,7 +4,7 @@
 //! settings to a stage or reads one out.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_lease_engine::{EngineError, Event, LeaseEngine, UnixTime};
@@ -18,6 +18,7 @@ use super::{
 };
 use crate::beacon::{self, Beacon, BeaconError};
 use crate::egress::{LinkCapacities, PortStats};
+use crate::link_crypto::LinkCryptoMode;
 use crate::packet::PacketBuf;
 use crate::peers::PeerCredentials;
 use crate::routes::LeasedRoutes;
@@ -83,8 +84,24 @@ impl<P: Pathfinder> Node<P> {
         added.into_iter().chain(beacon).collect()
     }
 
+    /// Which crypto peer links offer (`pktmesh.linkCrypto`; Noise unless set): with
+    /// [`LinkCryptoMode::Legacy`] peers we connect to get HELLOs only and Noise initiations
+    /// are refused. Peers connected before keep what they have.
+    pub fn set_link_crypto(&mut self, mode: LinkCryptoMode) {
+        self.link.set_link_crypto(mode);
+    }
+
+    /// The wall-clock time at `now`, as the duration since the Unix epoch: our Noise
+    /// initiations carry it (a responder refuses one not newer than the last it accepted from
+    /// our key, so a restarted node must not start from zero). The driver sets it at start.
+    pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.link.set_wall_clock(now, since_epoch);
+    }
+
     /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and
-    /// sends the first packet, a switch ping, which goes out as a HELLO.
+    /// sends the first packet, a switch ping: it starts the negotiation (a Noise initiation
+    /// goes out, and the ping with the first legacy HELLO if the peer does not answer Noise)
+    /// or, with [`LinkCryptoMode::Legacy`], goes out as a HELLO.
     pub fn connect(
         &mut self,
         now: Instant,

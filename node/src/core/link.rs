@@ -1,8 +1,9 @@
-//! The link stage (cjdns' InterfaceController): direct peers and their outer CryptoAuth
-//! sessions, keepalives, beacons and link addresses.
+//! The link stage (cjdns' InterfaceController): direct peers and their outer sessions (legacy
+//! CryptoAuth or Noise, negotiated: [`noise`]), keepalives, beacons and link addresses.
 //!
 //! **Owns:** the peer table (by switch slot and by link address), each peer's link session,
-//! counters and keepalive state, the node's beacon password and the keepalive schedule.
+//! counters and keepalive state, the node's beacon password and the keepalive schedule, the
+//! Noise responder and the handshake messages waiting to be sent.
 //! **Does not own:** the switch slots themselves (taken from and given back to the shard's
 //! [`DirectoryView`]), what happens to a packet after it is opened (the switch stage decides),
 //! or the pathfinder (the [`super::Node`] wiring tells it about peers this stage announces).
@@ -11,16 +12,17 @@
 //! place to the switch packet it carries, with the peer's slot — or sealed in place for a
 //! peer ([`LinkStage::seal`]).
 //!
-//! A datagram that would cost an X25519 (a HELLO naming an authorized user from an unknown
-//! address, a handshake on a peer's link) first asks the stage's [`Budget`], keyed by the
-//! source IP; what it refuses is dropped unopened and counted.
+//! A datagram that would cost an X25519 (a HELLO naming an authorized user or a Noise
+//! initiation from an unknown address, a handshake on a peer's link) first asks the stage's
+//! [`Budget`], keyed by the source IP; what it refuses is dropped unopened and counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session};
+use pktmesh_crypto_auth::noise::handshake::CONTROL_MARKER;
 use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
 use pktmesh_switch::control::LinkAddress;
 use pktmesh_switch::switch_core::SLOT_COUNT;
@@ -28,15 +30,19 @@ use pktmesh_switch::Label;
 use rand_core::{CryptoRng, RngCore};
 
 use super::budget::{self, Budget, BudgetStats, LINK_BUDGET};
-use super::types::{EventLog, NodeError, NodeEvent, PeerStats, ReceiveStats};
+use super::types::{EventLog, NodeError, NodeEvent, PeerStats};
 use super::{be32, offset_in};
 use crate::beacon::{self, Beacon};
+use crate::link_crypto::{LinkCrypto, LinkCryptoMode};
 use crate::packet::PacketBuf;
 use crate::pathfinding::NodeRef;
 use crate::peers::{Peer, PeerCredentials, KEEPALIVE_MAGIC, PING_INTERVAL};
 use crate::shard::DirectoryView;
 
 mod liveness;
+mod noise;
+
+use noise::NoiseSide;
 
 /// What became of a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,18 @@ pub(crate) enum LinkIn {
     Drop,
     /// Another shard owns the peer (or the HELLO's sender): hand the datagram there.
     Elsewhere(u8),
+    /// A Noise handshake message that passed the cheap checks, and the budget where it costs
+    /// X25519s: the wiring hands it to [`LinkStage::noise_handshake`] with the node's
+    /// randomness. `slot`: the peer it came from (`None`: an initiation from a stranger).
+    NoiseHandshake {
+        /// The peer whose link it arrived on.
+        slot: Option<u16>,
+    },
+    /// Taken by the link (a handshake message, a Noise keepalive); nothing for the switch.
+    Control {
+        /// Ping this peer: its link just came up and its version is unknown.
+        ping: Option<u16>,
+    },
     /// Opened: the buffer holds the switch packet; it came from the peer in `slot`.
     Opened {
         /// The peer's slot.
@@ -83,6 +101,11 @@ pub(crate) struct LinkStage {
     /// The unknown link address whose HELLO the budget refused last, and until when all its
     /// datagrams are shed without asking (a flood's come back to back from one address).
     recently_shed: Option<(SocketAddr, Instant)>,
+    /// Noise: the preference, the responder, the wall clock of our initiations.
+    noise: NoiseSide,
+    /// Handshake messages to send (initiations, responses, cookie replies, keepalives),
+    /// taken with [`LinkStage::take_datagram`].
+    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
 /// How long datagrams from an unknown address just refused by the budget are shed without
@@ -91,13 +114,16 @@ pub(crate) struct LinkStage {
 const RECENTLY_SHED: Duration = Duration::from_millis(100);
 
 impl LinkStage {
-    /// A stage with no peers; peers that heard our beacon log in with `beacon_password`.
+    /// A stage with no peers; peers that heard our beacon log in with `beacon_password`. It
+    /// speaks legacy CryptoAuth only until [`LinkStage::set_link_crypto`] turns Noise on
+    /// (the node does, unless configured otherwise).
     pub(crate) fn new(
         ca: Arc<CryptoAuth>,
         beacon_password: [u8; beacon::PASSWORD_LEN],
         now: Instant,
     ) -> Self {
         let key = *ca.public_key();
+        let ca_for_noise = ca.clone();
         let mut peers = Vec::with_capacity(SLOT_COUNT);
         peers.resize_with(SLOT_COUNT, || None);
         let mut stage = Self {
@@ -111,6 +137,8 @@ impl LinkStage {
             departed: Vec::new(),
             budget: Budget::new(LINK_BUDGET, now),
             recently_shed: None,
+            noise: NoiseSide::new(ca_for_noise, now),
+            outbox: VecDeque::new(),
         };
         if let Err(e) = stage.add_user(&beacon_password, Some(beacon::LOCAL_PEERS_LOGIN), None) {
             unreachable!("a fresh context accepts the beacon password: {e}");
@@ -136,7 +164,9 @@ impl LinkStage {
         // Users are added before peers exist; afterwards the sessions share the context.
         Arc::make_mut(&mut self.ca)
             .add_user(password, login, restricted_to)
-            .map_err(|e| NodeError::Password(e.to_string()))
+            .map_err(|e| NodeError::Password(e.to_string()))?;
+        self.noise.set_context(self.ca.clone());
+        Ok(())
     }
 
     /// The link context (its users).
@@ -169,7 +199,11 @@ impl LinkStage {
             events.shed(now, false);
             return LinkIn::Drop;
         }
+        let is_noise_control = buf.data().starts_with(&CONTROL_MARKER);
         let (slot, new, generation) = match self.by_link.get(&from) {
+            Some(&slot) if is_noise_control => {
+                return self.screen_noise(now, from, Some(slot), buf, view, events, charged);
+            }
             Some(&slot) => {
                 let Some(peer) = self
                     .peers
@@ -178,14 +212,14 @@ impl LinkStage {
                 else {
                     return LinkIn::Drop;
                 };
-                if budget::session_costs_x25519(&peer.session, buf.data())
+                if noise::costs_x25519(&peer.crypto, buf.data())
                     && self.budget.allow(now, from.ip()).is_err()
                 {
                     events.shed(now, false);
                     return LinkIn::Drop;
                 }
-                let generation = peer.session.generation();
-                if let Err(error) = decrypt_in_place(&mut peer.session, now, buf) {
+                let generation = peer.crypto.generation();
+                if let Err(error) = noise::open_in_place(peer, now, buf) {
                     peer.bad_packets += 1;
                     let key = peer.key;
                     if matches!(
@@ -195,7 +229,7 @@ impl LinkStage {
                             | DecryptError::HandshakeDecryptFailed
                     ) {
                         events.rejection(now, |_| NodeEvent::PeerAuthFailed { key, error });
-                    } else if peer.session.is_established() {
+                    } else if peer.crypto.is_established() {
                         events.dropped(now, key, false, error);
                     }
                     return LinkIn::Drop;
@@ -205,6 +239,9 @@ impl LinkStage {
             None => {
                 if let Some(owner) = view.link_owner_elsewhere(&from) {
                     return LinkIn::Elsewhere(owner);
+                }
+                if is_noise_control {
+                    return self.screen_noise(now, from, None, buf, view, events, charged);
                 }
                 // Only a HELLO can make a peer, and only one naming an authorized user costs
                 // an X25519: that one asks the budget before anything else is done with it.
@@ -235,9 +272,15 @@ impl LinkStage {
             return LinkIn::Drop;
         };
         peer.bytes_in += buf.len() as u64;
-        if peer.session.is_established() {
+        if peer.crypto.is_established() {
             peer.last_message = now;
             peer.probes_unanswered = 0;
+            if buf.is_empty() {
+                // A Noise keepalive: the link is alive; nothing for the switch.
+                return LinkIn::Control {
+                    ping: noise::ping_if_new(peer, now),
+                };
+            }
             return LinkIn::Opened {
                 slot,
                 hold: false,
@@ -285,8 +328,9 @@ impl LinkStage {
         // A peer that restarted on a new port replaces its old incoming entry once the new
         // session is established (`renewed`), not before: a HELLO alone proves nothing.
         let (slot, label) = view.attach(from, key).ok()?;
+        let crypto = LinkCrypto::Legacy(session);
         self.insert(Peer::new(
-            from, key, session, slot, label, true, None, None, now,
+            from, key, crypto, slot, label, true, None, None, now,
         ));
         Some(slot)
     }
@@ -298,7 +342,9 @@ impl LinkStage {
     }
 
     /// Starts peering with `key` at `link_address` (cjdns `beginConnection`); the caller then
-    /// sends the first keepalive, which goes out as a HELLO.
+    /// sends the first keepalive, which starts the negotiation (a Noise initiation goes out;
+    /// the keepalive itself goes with the first legacy HELLO) or, with
+    /// `pktmesh.linkCrypto: "legacy"`, goes out as a HELLO.
     pub(crate) fn connect(
         &mut self,
         now: Instant,
@@ -325,12 +371,16 @@ impl LinkStage {
         {
             self.recently_shed = None;
         }
-        let mut session = Session::new(self.ca.clone(), key, false, now).keep_established(true);
-        session.set_auth(Some(&credentials.password), credentials.login.as_deref());
+        let crypto = match self.noise.mode() {
+            LinkCryptoMode::Noise => LinkCrypto::Unstarted { renewal: false },
+            LinkCryptoMode::Legacy => {
+                LinkCrypto::Legacy(self.legacy_session(key, &credentials, now))
+            }
+        };
         self.insert(Peer::new(
             link_address,
             key,
-            session,
+            crypto,
             slot,
             label,
             false,
@@ -339,6 +389,18 @@ impl LinkStage {
             now,
         ));
         Ok((slot, label))
+    }
+
+    /// A link session of ours to `key` (we connect to it) with our credentials.
+    fn legacy_session(
+        &self,
+        key: PublicKey,
+        credentials: &PeerCredentials,
+        now: Instant,
+    ) -> Session {
+        let mut session = Session::new(self.ca.clone(), key, false, now).keep_established(true);
+        session.set_auth(Some(&credentials.password), credentials.login.as_deref());
+        session
     }
 
     /// Removes the peer in `slot` and gives its slot back; returns it.
@@ -366,11 +428,10 @@ impl LinkStage {
         buf: &mut PacketBuf,
     ) -> Option<SocketAddr> {
         let peer = self.peer_mut(slot)?;
-        let (whole, start) = buf.with_headroom();
-        let base = whole.as_ptr() as usize;
-        let sealed = peer.session.encrypt(now, rng, whole, start).ok()?;
-        let new_start = offset_in(base, sealed);
-        buf.set_start(new_start);
+        let LinkCrypto::Legacy(session) = &mut peer.crypto else {
+            return self.seal_noise(now, rng, slot, buf);
+        };
+        encrypt_in_place(session, now, rng, buf)?;
         peer.bytes_out += buf.len() as u64;
         Some(peer.link_address)
     }
@@ -381,7 +442,7 @@ impl LinkStage {
     /// and its version known (cjdns never reports a peer of unknown version).
     pub(crate) fn take_announcement(&mut self, slot: u16) -> Option<(NodeRef, SocketAddr)> {
         let peer = self.peer_mut(slot)?;
-        if peer.announced || peer.version == 0 || !peer.session.is_established() {
+        if peer.announced || peer.version == 0 || !peer.crypto.is_established() {
             return None;
         }
         peer.announced = true;
@@ -434,7 +495,7 @@ impl LinkStage {
             return None;
         }
         peer.version = version;
-        if peer.session.is_established() {
+        if peer.crypto.is_established() {
             peer.last_message = now;
         }
         Some((peer.slot, peer.announced && peer.path_to_us.is_none()))
@@ -517,7 +578,7 @@ impl LinkStage {
         if let Some(&slot) = self.by_link.get(&link) {
             if let Some(peer) = self.peer_mut(slot) {
                 if peer.credentials.as_ref() != Some(&credentials) {
-                    peer.session
+                    peer.crypto
                         .set_auth(Some(&credentials.password), credentials.login.as_deref());
                     peer.credentials = Some(credentials);
                 }
@@ -615,11 +676,27 @@ impl LinkStage {
                 user: p.name.clone(),
                 path_to_us: p.path_to_us,
                 slot: p.slot,
-                receive: ReceiveStats::of(&p.session, p.bad_packets),
+                receive: p.crypto.receive_stats(p.bad_packets),
                 capacity_kbps: None,
+                noise: p.crypto.is_noise(),
             })
             .collect()
     }
+}
+
+/// Seals the buffer in place with `session` (a HELLO while the handshake is incomplete).
+fn encrypt_in_place(
+    session: &mut Session,
+    now: Instant,
+    rng: &mut (impl RngCore + CryptoRng),
+    buf: &mut PacketBuf,
+) -> Option<()> {
+    let (whole, start) = buf.with_headroom();
+    let base = whole.as_ptr() as usize;
+    let sealed = session.encrypt(now, rng, whole, start).ok()?;
+    let new_start = offset_in(base, sealed);
+    buf.set_start(new_start);
+    Some(())
 }
 
 /// Opens the packet in `buf` in place with `session`, leaving the buffer on the payload.

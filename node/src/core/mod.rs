@@ -8,7 +8,8 @@
 //!  (peer)       seal     egress     seal
 //! ```
 //!
-//! - `link`: peers, their outer sessions, keepalives, beacons, link addresses;
+//! - `link`: peers, their outer sessions (legacy CryptoAuth or Noise), keepalives, beacons,
+//!   link addresses;
 //! - `switch`: where a packet goes, leases and pacing, control messages;
 //! - `session`: end-to-end sessions and their handles;
 //! - `upper`: consumers by content type (IPv6 to TUN, CJDHT to the pathfinder).
@@ -156,12 +157,14 @@ impl<P: Pathfinder> Node<P> {
             // its own stream (ephemeral keys, nonces, cookies).
             rng.set_stream(u64::from(shard.index()) + 1);
         }
+        // Peers that heard our beacon log in with its password (cjdns does the same).
+        let mut link = LinkStage::new(ca, beacon_password, now);
+        link.set_link_crypto(crate::link_crypto::LinkCryptoMode::Noise);
         Self {
             key,
             address: key.address(),
             view: DirectoryView::new(directory, shard),
-            // Peers that heard our beacon log in with its password (cjdns does the same).
-            link: LinkStage::new(ca, beacon_password, now),
+            link,
             switch: SwitchStage::new(&signer, key, now),
             sessions,
             upper: Upper::default(),
@@ -176,8 +179,11 @@ impl<P: Pathfinder> Node<P> {
 
     // ----- output queues ----------------------------------------------------------------
 
-    /// The next queued control-plane packet.
+    /// The next queued control-plane packet (the link's handshake messages first).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some((to, data)) = self.link.take_datagram() {
+            return Some(Transmit::Udp { to, data });
+        }
         self.transmits.pop_front()
     }
 
@@ -249,15 +255,33 @@ impl<P: Pathfinder> Node<P> {
         buf: &mut PacketBuf,
         charged: bool,
     ) -> Output {
-        let opened = self
+        let mut opened = self
             .link
             .open(now, from, buf, &mut self.view, &mut self.events, charged);
+        if let LinkIn::NoiseHandshake { slot } = opened {
+            opened = self.link.noise_handshake(
+                now,
+                &mut self.rng,
+                from,
+                slot,
+                buf,
+                &mut self.view,
+                &mut self.events,
+            );
+        }
         while let Some(peer) = self.link.take_departed() {
             self.peer_gone(now, peer);
         }
         match opened {
-            LinkIn::Drop => Output::None,
+            LinkIn::Drop | LinkIn::NoiseHandshake { .. } => Output::None,
             LinkIn::Elsewhere(owner) => handoff(owner, Stage::Datagram(from)),
+            LinkIn::Control { ping } => {
+                if let Some(slot) = ping {
+                    self.announce_if_ready(now, slot);
+                    self.send_keepalive(now, slot);
+                }
+                Output::None
+            }
             LinkIn::Opened { slot, hold, ping } => {
                 self.announce_if_ready(now, slot);
                 if ping {
@@ -599,6 +623,8 @@ impl<P: Pathfinder> Node<P> {
         if let Some(slot) = self.link.next_lazy(now) {
             self.send_keepalive(now, slot);
         }
+        // Noise links: WireGuard's re-keys and keepalives.
+        self.link.noise_timers(now, &mut self.rng);
     }
 
     /// A peer left the link stage (its slot is free again): the switch stage and the

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use pktmesh_crypto_auth::noise::NoiseError;
 use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
 use pktmesh_switch::switch_core::SlotError;
 use pktmesh_switch::Label;
@@ -114,6 +115,17 @@ pub enum NodeEvent {
         from: SocketAddr,
         /// Why.
         error: DecryptError,
+        /// Rejections since the previous report that were not reported.
+        suppressed: u64,
+    },
+    /// A Noise handshake message (an initiation from an unknown address or a peer, or a
+    /// response or cookie reply to ours) did not authenticate or was refused. Reported at most
+    /// once a second, with the legacy rejections.
+    NoiseRejected {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Why.
+        error: NoiseError,
         /// Rejections since the previous report that were not reported.
         suppressed: u64,
     },
@@ -243,6 +255,8 @@ pub struct PeerStats {
     pub receive: ReceiveStats,
     /// The link's capacity, kbit/s, if it is paced (`pktmesh.linkCapacityKbps`).
     pub capacity_kbps: Option<u32>,
+    /// Whether the link speaks Noise (else legacy CryptoAuth), `noiseProto` in cjdns' terms.
+    pub noise: bool,
 }
 
 /// What a session's receiving side counted (`InterfaceController_peerStats` and

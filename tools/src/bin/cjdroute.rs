@@ -18,9 +18,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{
-    genconf_with, Beacon, Config, GenconfOptions, LinkCapacityConf, PeerCredentials, PktmeshConf,
+    genconf_with, Beacon, Config, GenconfOptions, LinkCapacityConf, LinkCryptoConf,
+    PeerCredentials, PktmeshConf,
 };
 use pktmesh_node::egress::LinkCapacities;
+use pktmesh_node::link_crypto::LinkCryptoMode;
 use pktmesh_node::shard::MAX_SHARDS;
 use pktmesh_tools::daemon::{
     self, agent, AuthorizedPassword, BeaconSettings, DaemonSettings, EthSettings, PeerSpec,
@@ -260,6 +262,10 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
         tun_offload: config.pktmesh.tun_offload.is_none_or(|v| v != 0),
         eth,
         workers: workers(&config.pktmesh)?,
+        link_crypto: match config.pktmesh.link_crypto {
+            Some(LinkCryptoConf::Legacy) => LinkCryptoMode::Legacy,
+            _ => LinkCryptoMode::Noise,
+        },
     })
 }
 
@@ -337,6 +343,21 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .config
             .pktmesh
+    }
+
+    #[test]
+    fn link_crypto_is_noise_unless_legacy_is_asked_for() {
+        assert_eq!(pktmesh("{}").link_crypto, None);
+        let legacy = pktmesh(r#"{ "linkCrypto": "legacy" }"#).link_crypto;
+        assert_eq!(legacy, Some(LinkCryptoConf::Legacy));
+        let noise = pktmesh(r#"{ "linkCrypto": "noise" }"#).link_crypto;
+        assert_eq!(noise, Some(LinkCryptoConf::Noise));
+        let text = genconf_with(&mut rand_core::OsRng, GenconfOptions::default());
+        let text = text.replacen('{', r#"{ "pktmesh": { "linkCrypto": "wireguard" },"#, 1);
+        let err = Config::load(text.as_bytes(), "test.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linkCrypto"), "{err}");
     }
 
     #[test]

@@ -391,6 +391,13 @@ pub(super) fn log_event(e: &NodeEvent) {
         } => {
             warn!(peer = %from, %error, suppressed, "rejected handshake from unknown peer (wrong password or login?)")
         }
+        NodeEvent::NoiseRejected {
+            from,
+            error,
+            suppressed,
+        } => {
+            warn!(peer = %display_link(from), %error, suppressed, "rejected handshake (Noise; wrong password or login?)")
+        }
         NodeEvent::PeerAuthFailed { key, error } => {
             warn!(%key, %error, "peer authentication failed (wrong password?)")
         }

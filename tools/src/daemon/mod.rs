@@ -36,7 +36,7 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use mio::net::UdpSocket;
@@ -47,6 +47,7 @@ use pktmesh_node::admin::AdminServer;
 use pktmesh_node::core::{Node, Pathfinder};
 use pktmesh_node::egress::LinkCapacities;
 use pktmesh_node::host::{HostState, InterfaceKind};
+use pktmesh_node::link_crypto::LinkCryptoMode;
 use pktmesh_node::node_admin::PendingPings;
 use pktmesh_node::shard::{Directory, ShardSpec, SharedPathfinder, Wake, MAX_SHARDS};
 use tracing::{info, warn};
@@ -140,6 +141,8 @@ pub struct DaemonSettings {
     pub eth: Vec<EthSettings>,
     /// Worker threads, each owning a shard of the node (`pktmesh.workers`; 1 to 64).
     pub workers: usize,
+    /// What peer links speak (`pktmesh.linkCrypto`; Noise where the peer does).
+    pub link_crypto: LinkCryptoMode,
 }
 
 impl std::fmt::Debug for DaemonSettings {
@@ -159,6 +162,7 @@ impl std::fmt::Debug for DaemonSettings {
             .field("tun_offload", &self.tun_offload)
             .field("eth", &self.eth)
             .field("workers", &self.workers)
+            .field("link_crypto", &self.link_crypto)
             .finish_non_exhaustive()
     }
 }
@@ -263,6 +267,11 @@ pub fn run<P: Pathfinder + Send>(
             directory.clone(),
         );
         node.set_link_capacities(settings.link_capacities.clone());
+        node.set_link_crypto(settings.link_crypto);
+        if let Ok(since_epoch) = SystemTime::now().duration_since(UNIX_EPOCH) {
+            // Our Noise initiations carry the wall-clock time (TAI64N).
+            node.set_wall_clock(now, since_epoch);
+        }
         if let Some(class) = forged_traffic_class() {
             warn!(
                 class,

@@ -51,7 +51,7 @@ impl LinkStage {
             }
             let quiet = now.saturating_duration_since(peer.last_message);
             let ping_age = peer.last_ping.map(|t| now.saturating_duration_since(t));
-            if !peer.session.is_established() {
+            if !peer.crypto.is_established() {
                 if quiet < UNRESPONSIVE_AFTER && ping_age.is_none_or(|a| a >= HELLO_RETRY) {
                     due.push(peer.slot);
                 }
@@ -65,7 +65,7 @@ impl LinkStage {
             let lost = since_spoke && ping_age.is_some_and(|a| a >= PROBE_TIMEOUT);
             if quiet >= DEAD_AFTER && lost && peer.probes_unanswered >= PROBES_LOST {
                 peer.probes_unanswered = 0;
-                peer.session.reset();
+                peer.crypto.reset();
                 let (key, address) = (peer.key, peer.link_address);
                 let silent_ms = quiet.as_millis() as u64;
                 events.liveness(now, false, |suppressed| NodeEvent::PeerSessionDead {
@@ -100,7 +100,7 @@ impl LinkStage {
         let Some(peer) = self.peer(slot) else {
             return;
         };
-        if peer.session.generation() == generation {
+        if peer.crypto.generation() == generation {
             return;
         }
         let (key, address, incoming) = (peer.key, peer.link_address, peer.is_incoming);
@@ -139,7 +139,7 @@ impl LinkStage {
             .peers
             .iter()
             .flatten()
-            .any(|p| &p.key == key && p.session.has_used_temp_key(&temp));
+            .any(|p| &p.key == key && p.crypto.has_used_temp_key(&temp));
         if replayed {
             return Err(DecryptError::Replay);
         }
@@ -154,6 +154,7 @@ mod tests {
     use super::super::{LinkIn, LinkStage};
     use super::*;
     use crate::beacon;
+    use crate::link_crypto::LinkCrypto;
     use crate::packet::PacketBuf;
     use pktmesh_crypto_auth::legacy::CryptoAuth;
     use pktmesh_crypto_auth::PrivateKey;
@@ -239,7 +240,7 @@ mod tests {
                 &mut events,
             );
         }
-        let peer = |s: &LinkStage, slot| s.peer(slot).unwrap().session.is_established();
+        let peer = |s: &LinkStage, slot| s.peer(slot).unwrap().crypto.is_established();
         assert!(peer(&a, to_b) && peer(&b, to_a));
         a.peer_mut(to_b).unwrap().last_message = t0;
 
@@ -404,7 +405,7 @@ mod tests {
                 &mut events,
             );
         }
-        let generation = b.peer(to_a).unwrap().session.generation();
+        let generation = b.peer(to_a).unwrap().crypto.generation();
         assert_eq!(generation, 1);
         while events.pop().is_some() {}
         // The captured HELLO, replayed from A's address and from another one.
@@ -431,7 +432,9 @@ mod tests {
                 )
             ));
         }
-        let s = &b.peer(to_a).unwrap().session;
+        let LinkCrypto::Legacy(s) = &b.peer(to_a).unwrap().crypto else {
+            panic!("a legacy link")
+        };
         assert!(s.is_established() && !s.is_renewing());
         assert_eq!((b.len(), s.generation()), (1, generation));
         let (_, _) = carry(
