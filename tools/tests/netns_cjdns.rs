@@ -572,3 +572,113 @@ fn cjdns_announces_to_a_route_server_through_a_pktmesh_supernode() {
     drop((ours, cjdns));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// pktmesh connects to stock cjdns with Noise on (the default) and ends up legacy, with pings
+/// both ways (issue 17). Captured on pktmesh's side, the fact the negotiation rests on: its
+/// first datagram is a Noise initiation that names its user in PktmeshPsk only (the cjdns
+/// node's own key reads it), 22.3 answers no Noise message at all (no CjdnsPsk from an
+/// unknown address: `AUTH_REQUIRED`), and the first thing it sends comes after pktmesh's
+/// legacy HELLO, 1.024 s or more after the initiation. `noiseProto` is 0 on both sides.
+#[test]
+fn pktmesh_connecting_to_cjdns_ends_up_legacy() {
+    use pktmesh_crypto_auth::legacy::CryptoAuth;
+    use pktmesh_crypto_auth::noise::ObservedInitiation;
+    use pktmesh_crypto_auth::PrivateKey;
+    use pktmesh_tools::pktctl::decode::{read_frames, Link};
+
+    let Some(bin) = cjdns_bin() else {
+        return;
+    };
+    let tag = netns::tag();
+    let dir = tempdir("pktmesh-interop-noise", &tag);
+    let (np, nc) = netns::two_hosts(&tag, "10.218.0.1/24", "10.218.0.2/24");
+    let (p, c) = (identity(), identity());
+    let to_cjdns = [("10.218.0.2:13002".to_string(), &c)];
+    let pc = config(&p, "10.218.0.1:13001", "unused", &to_cjdns);
+    let cc = config(&c, "10.218.0.2:13002", &format!("{tag}c.sock"), &[]);
+    let cjdns = Cjdns::start(&bin, &nc, &write(&dir, "c.conf", &cc), &dir, "c", 13002);
+    let pcap = dir.join("p.pcap");
+    let mut capture = np
+        .cmd("tcpdump")
+        .args(["-i", "any", "--immediate-mode", "-U", "-n", "-w"])
+        .arg(&pcap)
+        .arg("udp port 13002")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("tcpdump.err")).unwrap(),
+        ))
+        .spawn()
+        .expect("run tcpdump");
+    std::thread::sleep(Duration::from_secs(1));
+    let ours = Daemon::start(&np, &write(&dir, "p.conf", &pc), &dir, "p");
+    let reached = wait_ping6(&np, &c.ipv6, Duration::from_secs(40));
+    assert!(
+        reached,
+        "pktmesh cannot ping cjdns\npktmesh log:\n{}\ncjdns log:\n{}",
+        ours.log_text(),
+        cjdns.log_text()
+    );
+    let (ok, text) = ping6(&np, &c.ipv6, 3);
+    assert!(ok, "pktmesh->cjdns: {text}");
+    let (ok, text) = ping6(&nc, &p.ipv6, 3);
+    assert!(ok, "cjdns->pktmesh: {text}");
+    for ns in [&np, &nc] {
+        let peers = netns::established_peers(ns, 1, Duration::from_secs(10));
+        assert_eq!(peers[0]["noiseProto"], 0, "{}: {peers:?}", ns.name);
+    }
+    // SIGTERM: tcpdump writes out what it holds.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").arg(capture.id().to_string()).output();
+    let _ = capture.wait();
+    // pktmesh sends what it has for one peer as a UDP GSO batch, which a capture on the sender
+    // sees as one datagram: a batch that starts with an initiation (184 bytes: CjdnsVer and
+    // PktmeshPsk) is cut into 184-byte segments, the last maybe shorter, as the kernel does.
+    const INITIATION_LEN: usize = 184;
+    let mut datagrams: Vec<(u64, bool, Vec<u8>)> = Vec::new();
+    for f in read_frames(&pcap).expect("the capture") {
+        let Link::Udp { src, payload, .. } = f.link else {
+            continue;
+        };
+        let ours = src.port() == 13001;
+        let batch = ours && payload.starts_with(&[0xff, 0xff, 0xff, 0xff, 1]);
+        let size = if batch { INITIATION_LEN } else { payload.len() };
+        for segment in payload.chunks(size.max(1)) {
+            datagrams.push((f.micros, ours, segment.to_vec()));
+        }
+    }
+    let (first_at, _, initiation) = datagrams
+        .iter()
+        .find(|(_, ours, _)| *ours)
+        .expect("pktmesh sent something");
+    assert_eq!(initiation.len(), INITIATION_LEN, "a Noise initiation");
+    let cjdns_key = CryptoAuth::new(PrivateKey::from_hex(&c.private).unwrap());
+    let seen = ObservedInitiation::open(&cjdns_key, initiation).expect("opens with cjdns' key");
+    assert_eq!(seen.additional.psk_lookup, None, "no CjdnsPsk");
+    assert!(
+        seen.additional.pktmesh_psk.is_some(),
+        "the user in PktmeshPsk"
+    );
+    let hello = datagrams
+        .iter()
+        .find(|(_, ours, d)| *ours && d.get(..4) == Some(&[0; 4]))
+        .expect("a legacy HELLO");
+    assert!(
+        hello.0 - first_at >= 1_000_000,
+        "the HELLO waited for the Noise initiation to go unanswered"
+    );
+    let from_cjdns: Vec<&(u64, bool, Vec<u8>)> = datagrams.iter().filter(|d| !d.1).collect();
+    assert!(!from_cjdns.is_empty());
+    assert!(
+        from_cjdns
+            .iter()
+            .all(|(at, _, d)| *at > hello.0 && d.get(..4) != Some(&[0xff; 4])),
+        "cjdns answered nothing before the HELLO and no Noise message at all"
+    );
+    eprintln!(
+        "Noise initiation unanswered; HELLO {:.3} s later; {} datagrams from cjdns after it",
+        (hello.0 - first_at) as f64 / 1e6,
+        from_cjdns.len()
+    );
+    drop((ours, cjdns));
+    let _ = std::fs::remove_dir_all(&dir);
+}

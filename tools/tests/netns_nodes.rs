@@ -1,12 +1,15 @@
-//! pktmesh nodes in network namespaces: peering over UDP with a password, ping through TUN
-//! both ways, a 100 MB TCP transfer, and a wrong password. Needs root (CI runs as root).
+//! pktmesh nodes in network namespaces: peering over UDP with a password (Noise by default,
+//! legacy CryptoAuth when one side asks for it), ping through TUN both ways, a 100 MB TCP
+//! transfer, and a wrong password. Needs root (CI runs as root).
 
 mod netns;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use netns::{identity, link, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns};
+use netns::{
+    established_peers, identity, link, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns,
+};
 
 /// A cjdroute.conf in cjdns' dialect (comments included, as operators write them).
 fn config(
@@ -126,6 +129,16 @@ fn pair_with(tag: &str, password_at_a: &str, extra: &str) -> Pair {
 
 /// [`pair_with`], node B started with environment variables `b_env`.
 fn pair_with_env(tag: &str, password_at_a: &str, extra: &str, b_env: &[(&str, &str)]) -> Pair {
+    pair_of(tag, password_at_a, (extra, extra), b_env)
+}
+
+/// [`pair_with_env`] with its own `extra` for each config, A's first.
+fn pair_of(
+    tag: &str,
+    password_at_a: &str,
+    (extra_a, extra_b): (&str, &str),
+    b_env: &[(&str, &str)],
+) -> Pair {
     let dir = tempdir("pktmesh-netns", tag);
     let (na, nb) = netns::two_hosts(tag, "10.213.0.1/24", "10.213.0.2/24");
     let (a, b) = (identity(), identity());
@@ -134,14 +147,14 @@ fn pair_with_env(tag: &str, password_at_a: &str, extra: &str, b_env: &[(&str, &s
         "10.213.0.2:11002",
         &[("correct horse battery", "nodeA")],
         &[],
-        extra,
+        extra_b,
     );
     let conf_a = config_with(
         &a,
         "10.213.0.1:11001",
         &[],
         &[("10.213.0.2:11002", &b, password_at_a, "nodeA")],
-        extra,
+        extra_a,
     );
     let pb = write(&dir, "b.conf", &conf_b);
     let pa = write(&dir, "a.conf", &conf_a);
@@ -184,10 +197,39 @@ fn two_nodes_ping_both_ways_and_carry_tcp() {
         "B: {}",
         db.log_text()
     );
+    // Two pktmesh nodes speak Noise (issue 17): `noiseProto` 1 on both sides.
+    for ns in [&na, &nb] {
+        let peers = established_peers(ns, 1, Duration::from_secs(10));
+        assert_eq!(peers[0]["noiseProto"], 1, "{}: {peers:?}", ns.name);
+    }
 
     transfer_100_mb(&na, &nb, &b, &dir);
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pktmesh.linkCrypto: "legacy"` on either side: the nodes peer with legacy CryptoAuth
+/// (`noiseProto` 0 on both sides) and ping both ways. With it on B, A's Noise initiation goes
+/// unanswered and A falls back to a HELLO after 1.024 s; with it on A, A sends HELLOs only.
+#[test]
+fn link_crypto_legacy_on_one_side_peers_legacy() {
+    if !netns::available() {
+        return;
+    }
+    let legacy = r#""pktmesh": { "linkCrypto": "legacy" },"#;
+    for (extra_a, extra_b) in [("", legacy), (legacy, "")] {
+        let tag = netns::tag();
+        let (na, nb, da, db, a, b, dir) =
+            pair_of(&tag, "correct horse battery", (extra_a, extra_b), &[]);
+        let what = format!("legacy at {}", if extra_a.is_empty() { "B" } else { "A" });
+        assert_pings_both_ways((&na, &nb), (&a.ipv6, &b.ipv6), (&da, &db), &what);
+        for ns in [&na, &nb] {
+            let peers = established_peers(ns, 1, Duration::from_secs(10));
+            assert_eq!(peers[0]["noiseProto"], 0, "{what}, {}: {peers:?}", ns.name);
+        }
+        drop((da, db));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]

@@ -443,3 +443,33 @@ impl Drop for Background {
         let _ = self.0.wait();
     }
 }
+
+/// `InterfaceController_peerStats` of the node whose admin API is at 127.0.0.1:11234 inside
+/// `ns` (pktmesh, or stock cjdns with the admin password `NONE`), as `pktctl --json peers`
+/// prints it: one object a peer (`lladdr`, `state`, `noiseProto`, `bytesIn`, …).
+pub fn peer_stats(ns: &Netns) -> Vec<serde_json::Value> {
+    let pktctl = env!("CARGO_BIN_EXE_pktctl");
+    let out = ns.run(pktctl, &["--json", "peers"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pktctl peers: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    json["peers"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits (bounded) until the node in `ns` has `count` peers, all `ESTABLISHED`; their stats.
+pub fn established_peers(ns: &Netns, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    let mut stats = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        stats = peer_stats(ns);
+        if stats.len() == count && stats.iter().all(|p| p["state"] == "ESTABLISHED") {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("not {count} established peers in {}: {stats:?}", ns.name);
+}
