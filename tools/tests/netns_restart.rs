@@ -17,9 +17,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netns::{
-    first_answer, identity, ping6, tempdir, unix_now, wait_ping6, write, Daemon, Identity, Netns,
-};
+use netns::restart::restart_loop;
+use netns::{identity, ping6, tempdir, wait_ping6, write, Daemon, Identity, Netns};
 
 const PASSWORD: &str = "restart secret";
 const LOGIN: &str = "nodeA";
@@ -58,47 +57,6 @@ fn config(id: &Identity, bind: &str, authorize: bool, connect: &[(&str, &Identit
         ipv6 = id.ipv6,
         peers = peers.join(", "),
     )
-}
-
-/// A pktmesh node killed with SIGKILL and restarted in its namespace, `restarts` times; each
-/// time the survivor in `na` must ping it within 5 s of its start. Returns the delays.
-#[allow(clippy::too_many_arguments)]
-pub fn restart_loop(
-    na: &Netns,
-    survivor: &Daemon,
-    start: &mut dyn FnMut(usize) -> Daemon,
-    target: &str,
-    restarts: usize,
-) -> Vec<f64> {
-    let mut node = start(0);
-    assert!(
-        wait_ping6(na, target, Duration::from_secs(30)),
-        "first contact\nsurvivor:\n{}\nnode:\n{}",
-        survivor.log_text(),
-        node.log_text()
-    );
-    let mut delays = Vec::new();
-    for round in 1..=restarts {
-        let (ok, text) = ping6(na, target, 3);
-        assert!(ok, "round {round}: before the kill: {text}");
-        let _ = node.child.kill(); // SIGKILL: no goodbye, its keys are lost
-        let _ = node.child.wait();
-        std::thread::sleep(Duration::from_millis(500));
-        let started = unix_now();
-        node = start(round);
-        let (at, text) = first_answer(na, target, Duration::from_secs(20));
-        let delay = at.map(|t| t - started);
-        eprintln!("round {round}: reachable {delay:?} s after the restart");
-        assert!(
-            delay.is_some_and(|d| d <= 5.0),
-            "round {round}: not reachable within 5 s of the restart ({delay:?}): {text}\nsurvivor:\n{}\nrestarted:\n{}",
-            survivor.log_text(),
-            node.log_text()
-        );
-        delays.push(delay.unwrap_or_default());
-    }
-    drop(node);
-    delays
 }
 
 /// `kill -9` and restart of the node that answered the link (`initiator_restarts` false) or

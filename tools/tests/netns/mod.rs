@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod market;
+pub mod restart;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -170,6 +171,8 @@ pub struct Daemon {
     pub child: Child,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    /// When it was started (Unix seconds).
+    pub started: f64,
 }
 
 impl Daemon {
@@ -188,6 +191,7 @@ impl Daemon {
     ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
+        let started = unix_now();
         let child = ns
             .cmd(cjdroute_bin().to_str().unwrap())
             .args(["--nobg", "--config", conf.to_str().unwrap()])
@@ -197,7 +201,11 @@ impl Daemon {
             .stderr(Stdio::from(file))
             .spawn()
             .expect("start cjdroute");
-        Self { child, log }
+        Self {
+            child,
+            log,
+            started,
+        }
     }
 
     /// The log so far.
