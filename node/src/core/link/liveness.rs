@@ -11,7 +11,10 @@
 //!   ([`NodeEvent::PeerSessionDead`]). One lost ping (or one ping the peer ignored) is not
 //!   enough: a live idle peer is never reset for a single missing answer;
 //! * while the handshake is incomplete the HELLO is repeated every [`HELLO_RETRY`] for the
-//!   first [`UNRESPONSIVE_AFTER`] of silence (then at the keepalive's pace).
+//!   first [`UNRESPONSIVE_AFTER`] of silence (then at the keepalive's pace);
+//! * our HELLO answered with a KEY but none of our pings under the new keys (half open: the
+//!   peer died, or restarted again, right after answering): dead after [`PROBES_LOST`] pings,
+//!   each unanswered for [`HELLO_RETRY`], instead of after `SETUP_TIMEOUT` (10 s).
 //!
 //! A responder killed just after its last packet is so declared dead 3.1–4.1 s later (one
 //! keepalive tick of 1.024 s of jitter), and a restarted one has the HELLO within 1 s of its
@@ -19,12 +22,12 @@
 
 use std::time::{Duration, Instant};
 
-use pktmesh_crypto_auth::legacy::Session;
+use pktmesh_crypto_auth::legacy::{Session, State};
 use pktmesh_crypto_auth::{DecryptError, PublicKey};
 
 use super::LinkStage;
 use crate::core::types::{EventLog, NodeEvent};
-use crate::peers::{PING_INTERVAL, UNRESPONSIVE_AFTER};
+use crate::peers::{Peer, PING_INTERVAL, UNRESPONSIVE_AFTER};
 use crate::shard::DirectoryView;
 
 /// A peer silent this long gets a liveness ping (one keepalive tick: two pings fit before
@@ -39,6 +42,21 @@ pub(crate) const PROBES_LOST: u8 = 2;
 /// While a handshake with a peer we connect to is incomplete, its HELLO repeats this often.
 pub(crate) const HELLO_RETRY: Duration = PING_INTERVAL;
 
+/// Resets the link session of `peer`, silent for `quiet`, and reports it
+/// ([`NodeEvent::PeerSessionDead`]); its next packet is a fresh HELLO.
+fn declare_dead(peer: &mut Peer, now: Instant, quiet: Duration, events: &mut EventLog) {
+    peer.probes_unanswered = 0;
+    peer.crypto.reset();
+    let (key, address) = (peer.key, peer.link_address);
+    let silent_ms = quiet.as_millis() as u64;
+    events.liveness(now, false, |suppressed| NodeEvent::PeerSessionDead {
+        key,
+        address,
+        silent_ms,
+        suppressed,
+    });
+}
+
 impl LinkStage {
     /// The keepalive tick's liveness pass: the peers to ping now (an established but quiet
     /// peer, or one whose handshake is incomplete: the ping goes out as a HELLO). A peer whose
@@ -52,7 +70,23 @@ impl LinkStage {
             let quiet = now.saturating_duration_since(peer.last_message);
             let ping_age = peer.last_ping.map(|t| now.saturating_duration_since(t));
             if !peer.crypto.is_established() {
-                if quiet < UNRESPONSIVE_AFTER && ping_age.is_none_or(|a| a >= HELLO_RETRY) {
+                let retry_due = ping_age.is_none_or(|a| a >= HELLO_RETRY);
+                // Our HELLO was answered with a KEY, but nothing we sent under the new keys
+                // since (the pings go out as data): the peer that answered is gone (it crashed
+                // or restarted again right after answering). Left alone, the half-open session
+                // would last until SETUP_TIMEOUT (10 s); it is dead after PROBES_LOST pings.
+                let half_open = peer.crypto.state() == State::ReceivedKey;
+                if !half_open {
+                    peer.probes_unanswered = 0;
+                } else if retry_due && peer.probes_unanswered >= PROBES_LOST {
+                    declare_dead(peer, now, quiet, events);
+                    due.push(peer.slot);
+                    continue;
+                }
+                if retry_due && (quiet < UNRESPONSIVE_AFTER || half_open) {
+                    if half_open {
+                        peer.probes_unanswered = peer.probes_unanswered.saturating_add(1);
+                    }
                     due.push(peer.slot);
                 }
                 continue;
@@ -64,16 +98,7 @@ impl LinkStage {
             }
             let lost = since_spoke && ping_age.is_some_and(|a| a >= PROBE_TIMEOUT);
             if quiet >= DEAD_AFTER && lost && peer.probes_unanswered >= PROBES_LOST {
-                peer.probes_unanswered = 0;
-                peer.crypto.reset();
-                let (key, address) = (peer.key, peer.link_address);
-                let silent_ms = quiet.as_millis() as u64;
-                events.liveness(now, false, |suppressed| NodeEvent::PeerSessionDead {
-                    key,
-                    address,
-                    silent_ms,
-                    suppressed,
-                });
+                declare_dead(peer, now, quiet, events);
                 due.push(peer.slot);
             } else if quiet >= PROBE_AFTER
                 && (peer.last_ping.is_none_or(|t| t < peer.last_message) || lost)
@@ -354,6 +379,108 @@ mod tests {
         // Answered again: no more probes until it is quiet again.
         assert!(a.liveness_probes(ms(5000), &mut events).is_empty());
         assert!(events.pop().is_none());
+    }
+
+    #[test]
+    fn a_half_open_handshake_whose_peer_went_away_is_reset_within_seconds() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(23);
+        let (a_private, _, _) = PrivateKey::generate(&mut rng);
+        let (b_private, b_key, _) = PrivateKey::generate(&mut rng);
+        let mut a = stage_of(a_private, t0);
+        let mut b = stage_of(b_private.clone(), t0);
+        let (mut va, mut vb) = (view(), view());
+        let mut events = EventLog::default();
+        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b_addr: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        let (to_b, _) = a
+            .connect(t0, b_addr, b_key, login(b"pw"), None, &mut va)
+            .unwrap();
+        assert_eq!(a.liveness_probes(t0, &mut events), vec![to_b]);
+        a.keepalive_sent(t0, to_b, 1);
+        // The HELLO reaches B, B's KEY reaches A; then B is gone (a responder that crashed or
+        // restarted right after answering): A's data under the new keys is never answered.
+        let (LinkIn::Opened { slot: to_a, .. }, _) = carry(
+            &mut rng,
+            t0,
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("HELLO")
+        };
+        carry(
+            &mut rng,
+            ms(1),
+            &mut b,
+            to_a,
+            &mut a,
+            b_addr,
+            &mut va,
+            &mut events,
+        );
+        let state = |s: &LinkStage| s.peer(to_b).unwrap().crypto.state();
+        assert_eq!(state(&a), State::ReceivedKey);
+        a.keepalive_sent(ms(2), to_b, 2);
+        // Probed like a quiet established peer, the pings going out as data; two lost.
+        assert!(a.liveness_probes(ms(1000), &mut events).is_empty());
+        assert_eq!(a.liveness_probes(ms(1100), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(1100), to_b, 3);
+        assert_eq!(a.liveness_probes(ms(2124), &mut events), vec![to_b]);
+        a.keepalive_sent(ms(2124), to_b, 4);
+        assert_eq!(state(&a), State::ReceivedKey);
+        assert!(events.pop().is_none());
+        // Reset (not after SETUP_TIMEOUT, 10 s), reported, and a fresh HELLO goes out.
+        assert_eq!(a.liveness_probes(ms(3148), &mut events), vec![to_b]);
+        assert_eq!(state(&a), State::Init);
+        assert!(matches!(
+            events.pop(),
+            Some(NodeEvent::PeerSessionDead { key, .. }) if key == b_key
+        ));
+        a.keepalive_sent(ms(3148), to_b, 5);
+        // The restarted B answers that HELLO: the link is up again.
+        let mut b = stage_of(b_private, ms(3000));
+        let mut vb = view();
+        let (LinkIn::Opened { slot: to_a, .. }, _) = carry(
+            &mut rng,
+            ms(3148),
+            &mut a,
+            to_b,
+            &mut b,
+            a_addr,
+            &mut vb,
+            &mut events,
+        ) else {
+            panic!("the fresh HELLO opens at the restarted peer")
+        };
+        for at in [3149, 3151] {
+            carry(
+                &mut rng,
+                ms(at),
+                &mut b,
+                to_a,
+                &mut a,
+                b_addr,
+                &mut va,
+                &mut events,
+            );
+            carry(
+                &mut rng,
+                ms(at + 1),
+                &mut a,
+                to_b,
+                &mut b,
+                a_addr,
+                &mut vb,
+                &mut events,
+            );
+        }
+        assert!(a.peer(to_b).unwrap().crypto.is_established());
+        assert!(b.peer(to_a).unwrap().crypto.is_established());
     }
 
     #[test]
