@@ -443,7 +443,7 @@ impl<P: Pathfinder> NodeAdmin<'_, '_, P> {
                 .with("duplicates", count(s.receive.duplicates))
                 .with("lostPackets", count(s.receive.lost_packets))
                 .with("receivedOutOfRange", count(s.receive.received_out_of_range))
-                .with("noiseProto", Value::Int(0))
+                .with("noiseProto", Value::Int(i64::from(s.noise)))
                 .with("timeOfLastUsage", Value::Int(0)),
         )
     }

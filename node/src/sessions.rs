@@ -25,6 +25,9 @@ use pktmesh_crypto_auth::{Address, PublicKey};
 use pktmesh_switch::Label;
 use rand_core::RngCore;
 
+pub(crate) mod noise;
+use noise::SessionNoise;
+
 /// The lowest first handle (0–3 are CryptoAuth handshake words).
 pub const MIN_FIRST_HANDLE: u32 = 4;
 /// One more than the highest first handle.
@@ -71,6 +74,8 @@ pub struct InnerSession {
     pub bytes_out: u64,
     /// Packets for this session that did not open (failed decryption, replayed or too old).
     pub bad_packets: u64,
+    /// The Noise upgrade of the session, between pktmesh nodes ([`noise`]).
+    pub(crate) noise: SessionNoise,
 }
 
 impl InnerSession {
@@ -210,6 +215,11 @@ impl SessionManager {
         self.sessions.iter().flatten()
     }
 
+    /// All sessions, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut InnerSession> {
+        self.sessions.iter_mut().flatten()
+    }
+
     /// The session with `key`, created if absent (in a full table, in the place of the oldest
     /// session not set up, or failing that of the least recently active); updates its path and
     /// version when given. For sessions this node needs; a stranger's handshake goes through
@@ -296,6 +306,7 @@ impl SessionManager {
             bytes_in: 0,
             bytes_out: 0,
             bad_packets: 0,
+            noise: SessionNoise::default(),
         });
         self.by_address.insert(address, i);
         Some(i)

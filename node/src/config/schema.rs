@@ -79,6 +79,21 @@ pub struct PktmeshConf {
     /// keeps legacy CryptoAuth for those that do not (stock cjdns); `"legacy"` speaks legacy
     /// CryptoAuth only and refuses Noise (`docs/node.md`, "Noise on peer links").
     pub link_crypto: Option<LinkCryptoConf>,
+    /// `sessionCrypto`: `"noise"` (the default) upgrades end-to-end sessions with pktmesh
+    /// nodes to Noise and keeps legacy CryptoAuth with stock cjdns; `"legacy"` keeps every
+    /// session legacy and drops Noise initiations (`docs/node.md`, "Noise end to end").
+    pub session_crypto: Option<SessionCryptoConf>,
+}
+
+/// `pktmesh.sessionCrypto`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SessionCryptoConf {
+    /// Noise with pktmesh nodes.
+    Noise,
+    /// Legacy CryptoAuth only.
+    Legacy,
 }
 
 /// `pktmesh.linkCrypto`.

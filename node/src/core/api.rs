@@ -96,6 +96,7 @@ impl<P: Pathfinder> Node<P> {
     /// our key, so a restarted node must not start from zero). The driver sets it at start.
     pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
         self.link.set_wall_clock(now, since_epoch);
+        self.sessions.set_wall_clock(now, since_epoch);
     }
 
     /// Starts peering with the node `key` at `link_address` (cjdns `beginConnection`), and
@@ -202,6 +203,13 @@ impl<P: Pathfinder> Node<P> {
             Some(slot) => self.seal_for_link(now, slot, buf),
             None => Output::None,
         }
+    }
+
+    /// Whether end-to-end sessions with pktmesh nodes are upgraded to Noise (the default;
+    /// config `pktmesh.sessionCrypto`, `docs/node.md` "Noise end to end"). Off, every session
+    /// stays legacy CryptoAuth and Noise initiations are dropped.
+    pub fn set_session_noise(&mut self, on: bool) {
+        self.sessions.set_noise(on);
     }
 
     /// Sets the capacity of every peer link (kbit/s); forwarded traffic is then paced at it and

@@ -414,8 +414,15 @@ impl<P: Pathfinder> Node<P> {
             .scheme()
             .parse_director(back)
             .map_or(u32::MAX, |(iface, _)| iface);
-        let (from, source, became_ready) = match self.sessions.open(now, back, via, charged, buf) {
+        let opened = self
+            .sessions
+            .open(now, &mut self.rng, back, via, charged, buf);
+        let (from, source, became_ready) = match opened {
             SessionIn::Drop => return Output::None,
+            SessionIn::Reply(mut reply) => {
+                self.send_from_router(now, &mut reply);
+                return Output::None;
+            }
             SessionIn::Shed => {
                 self.events.shed(now, true);
                 return Output::None;
@@ -600,6 +607,9 @@ impl<P: Pathfinder> Node<P> {
             self.switch.expire_pings(now);
         }
         self.sessions.expire(now);
+        for mut initiation in self.sessions.noise_initiations(now, &mut self.rng) {
+            self.send_from_router(now, &mut initiation);
+        }
         self.link.expire(now);
         self.events.report_shed(now);
         self.routes.expire(now);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pktmesh_crypto_auth::legacy::{handshake_sender, CryptoAuth, Session, State};
+use pktmesh_crypto_auth::noise::{InitiationOutcome, Responder};
 use pktmesh_crypto_auth::{Address, DecryptError, PublicKey};
 use pktmesh_switch::header::{SwitchHeaderRepr, HEADER_LEN};
 use pktmesh_switch::Label;
@@ -32,6 +33,7 @@ use super::{be32, offset_in};
 use crate::packet::PacketBuf;
 use crate::pathfinding::NodeRef;
 use crate::peers::PeerState;
+use crate::sessions::noise::{self, NOISE_MARKER};
 use crate::sessions::{Buffered, SessionManager, TableStats};
 use crate::shard::ShardSpec;
 
@@ -59,6 +61,9 @@ pub(crate) enum SessionIn {
         /// The session's state.
         state: u32,
     },
+    /// A Noise handshake answer (response or the keepalive that confirms new keys): send
+    /// this switch packet from our router.
+    Reply(PacketBuf),
     /// Opened: the buffer holds `[DataHeader][content]` from `from`.
     Content {
         /// The sender, with the path back to it.
@@ -97,7 +102,22 @@ pub(crate) struct SessionStage {
     handle_base: u32,
     /// What may cost an X25519, by the switch interface (peer) a packet came in on.
     budget: Budget<u32>,
+    /// Answers Noise initiations of pktmesh nodes whose legacy session with us is up.
+    responder: Responder,
+    /// Whether sessions are upgraded to Noise (config `sessionCrypto`; off: legacy only, and
+    /// Noise initiations are dropped).
+    noise: bool,
+    /// The wall-clock time at an instant, for the timestamps of our Noise initiations.
+    clock: (Instant, Duration),
+    /// When the sessions are next looked at for initiations to send (at once if never).
+    next_noise_scan: Option<Instant>,
 }
+
+/// Most Noise initiations answered per second without a cookie: the session budget, which
+/// counts before the responder, is what limits them.
+const NOISE_RESPONDER_LIMIT: u32 = u32::MAX;
+/// How often sessions are looked at for Noise initiations to send.
+const NOISE_SCAN_EVERY: Duration = Duration::from_millis(250);
 
 impl SessionStage {
     /// A stage whose sessions use `ca` (no passwords) and whose handles start at the shard's
@@ -110,12 +130,32 @@ impl SessionStage {
     ) -> Self {
         let key = *ca.public_key();
         Self {
+            responder: Responder::new(ca.clone(), NOISE_RESPONDER_LIMIT),
             sessions: SessionManager::new(ca, shard.first_handle(handle_base)),
             key,
             shard,
             handle_base,
             budget: Budget::new(SESSION_BUDGET, now),
+            noise: true,
+            clock: (now, Duration::ZERO),
+            next_noise_scan: None,
         }
+    }
+
+    /// Whether sessions are upgraded to Noise between pktmesh nodes (the default).
+    pub(crate) fn set_noise(&mut self, on: bool) {
+        self.noise = on;
+    }
+
+    /// The wall-clock time (since the Unix epoch) at `now`: our Noise initiations carry it,
+    /// and a responder refuses one not newer than the last it accepted from our key, across
+    /// restarts too.
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.clock = (now, since_epoch);
+    }
+
+    fn wall(&self, now: Instant) -> Duration {
+        self.clock.1 + now.saturating_duration_since(self.clock.0)
     }
 
     /// Opens, in place, an end-to-end packet that reached our router along `back` (the path
@@ -126,6 +166,7 @@ impl SessionStage {
     pub(crate) fn open(
         &mut self,
         now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
         back: u64,
         via: u32,
         charged: bool,
@@ -138,6 +179,12 @@ impl SessionStage {
         let Some(word) = be32(data, HEADER_LEN) else {
             return SessionIn::Drop;
         };
+        if word == NOISE_MARKER {
+            return self.noise_control(now, rng, back_label, (!charged).then_some(via), buf);
+        }
+        if let Some(handle) = noise::data_handle(word) {
+            return self.open_noise(now, handle, back_label, buf);
+        }
         if data.len() < HEADER_LEN + 4 + 20 {
             return SessionIn::Drop;
         }
@@ -309,6 +356,172 @@ impl SessionStage {
         Ok((index, was_ready))
     }
 
+    /// A Noise data packet for the session with receive handle `handle` (`docs/node.md`,
+    /// "Noise end to end"): opened in place to `[DataHeader][content]`; a keepalive only
+    /// confirms the keys. A packet that does not open is dropped (and counted).
+    fn open_noise(
+        &mut self,
+        now: Instant,
+        handle: u32,
+        back: Label,
+        buf: &mut PacketBuf,
+    ) -> SessionIn {
+        let Some(index) = self.sessions.index_of_handle(handle) else {
+            return match self.shard.owner_of_handle(self.handle_base, handle) {
+                Some(owner) if owner != self.shard.index() => SessionIn::Elsewhere(owner),
+                _ => SessionIn::Drop,
+            };
+        };
+        let Some(sess) = self.sessions.get_mut(index) else {
+            return SessionIn::Drop;
+        };
+        buf.advance(HEADER_LEN);
+        match sess.noise.open(now, buf) {
+            Ok(content) => {
+                sess.path = Some(back);
+                sess.last_validated = now;
+                if !content {
+                    return SessionIn::Drop;
+                }
+                sess.bytes_in += buf.len() as u64;
+                SessionIn::Content {
+                    source: sess.address,
+                    from: NodeRef {
+                        key: sess.key,
+                        path: back,
+                        version: sess.version,
+                    },
+                    became_ready: false,
+                }
+            }
+            Err(_) => {
+                sess.bad_packets += 1;
+                SessionIn::Drop
+            }
+        }
+    }
+
+    /// A Noise handshake message (`[marker][sender key][message]`) along `back`: an
+    /// initiation of a node whose legacy session with us is established is answered (the
+    /// X25519s counted by the budget, by `via`, unless `None`: already counted); a response to
+    /// our initiation turns the keys on. Nothing is created for a key without a session.
+    fn noise_control(
+        &mut self,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+        back: Label,
+        via: Option<u32>,
+        buf: &PacketBuf,
+    ) -> SessionIn {
+        let packet = buf.data().get(HEADER_LEN..).unwrap_or_default();
+        let (Some(key), Some(message)) = (
+            noise::control_sender(packet),
+            noise::control_message(packet),
+        ) else {
+            return SessionIn::Drop;
+        };
+        if !self.noise || !key.is_valid() || key == self.key {
+            return SessionIn::Drop;
+        }
+        let kind = noise::message_kind(message);
+        let owner = self.shard.owner_of(&key.address());
+        if owner != self.shard.index() {
+            if kind == Some(1) && self.responder.screen(message).is_ok() {
+                if let Err(shed) = self.charge(now, via) {
+                    return shed;
+                }
+            }
+            return SessionIn::Elsewhere(owner);
+        }
+        let Some(index) = self.sessions.index_of(&key.address()) else {
+            return SessionIn::Drop;
+        };
+        let ca = self.sessions.context().clone();
+        match kind {
+            Some(1) => {
+                let Ok(screened) = self.responder.screen(message) else {
+                    return SessionIn::Drop;
+                };
+                let Some(sess) = self.sessions.get(index) else {
+                    return SessionIn::Drop;
+                };
+                if !sess.session.is_established() {
+                    return SessionIn::Drop;
+                }
+                let (our_index, generation) = (
+                    noise::noise_index(sess.receive_handle),
+                    sess.session.generation(),
+                );
+                if let Err(shed) = self.charge(now, via) {
+                    return shed;
+                }
+                let src = *key.as_bytes();
+                let Ok(InitiationOutcome::Accept(accepted)) =
+                    self.responder
+                        .answer(now, rng, &src, screened, &[], false, |_| our_index)
+                else {
+                    return SessionIn::Drop;
+                };
+                let Some(sess) = self.sessions.get_mut(index) else {
+                    return SessionIn::Drop;
+                };
+                if accepted.peer != key {
+                    return SessionIn::Drop;
+                }
+                let accepted = *accepted;
+                sess.noise.install(accepted.transport, generation);
+                let mut reply = noise::response_packet(&self.key, &accepted.response);
+                with_switch_header(&mut reply, back)
+                    .map_or(SessionIn::Drop, |()| SessionIn::Reply(reply))
+            }
+            Some(2) => {
+                let Some(sess) = self.sessions.get_mut(index) else {
+                    return SessionIn::Drop;
+                };
+                let Ok(mut keepalive) = sess.noise.complete(now, &ca, message) else {
+                    return SessionIn::Drop;
+                };
+                sess.last_validated = now;
+                with_switch_header(&mut keepalive, back)
+                    .map_or(SessionIn::Drop, |()| SessionIn::Reply(keepalive))
+            }
+            _ => SessionIn::Drop,
+        }
+    }
+
+    /// Noise initiations to send now (`docs/node.md`, "Noise end to end"): for sessions we
+    /// started whose legacy handshake is established, once, again after
+    /// [`noise::PROBE_RETRY`] if unanswered, and when the keys want renewing. Looked at every
+    /// [`NOISE_SCAN_EVERY`]; each packet is a switch packet from our router.
+    pub(crate) fn noise_initiations(
+        &mut self,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<PacketBuf> {
+        if !self.noise || self.next_noise_scan.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
+        self.next_noise_scan = Some(now + NOISE_SCAN_EVERY);
+        let wall = self.wall(now);
+        let ca = self.sessions.context().clone();
+        let mut out = Vec::new();
+        for sess in self.sessions.iter_mut() {
+            let Some(path) = sess.path else {
+                continue;
+            };
+            let our_index = noise::noise_index(sess.receive_handle);
+            if let Some(mut p) =
+                sess.noise
+                    .poll_initiation(now, wall, &ca, &sess.session, our_index, rng)
+            {
+                if with_switch_header(&mut p, path).is_some() {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
     /// The session for a packet to `destination`: an existing one, or one made for the node
     /// `known` names (a direct peer or a node the pathfinder knows; asked only when there is no
     /// session); a packet that cannot go yet is kept (user packets wait for a ready session).
@@ -403,6 +616,10 @@ impl SessionStage {
             return false;
         };
         sess.session.reset_if_timeout(now);
+        if sess.noise.seal(now, &sess.session, buf) {
+            sess.bytes_out += buf.len() as u64;
+            return with_switch_header(buf, path).is_some();
+        }
         if !sess.ready() {
             // Handshake packets carry our handle inside, so the peer can address us.
             match buf.push_front(4) {
@@ -502,9 +719,17 @@ impl SessionStage {
                 path: s.path.map_or(0, Label::bits),
                 version: s.version,
                 receive: ReceiveStats::of(&s.session, s.bad_packets),
+                noise: s.noise.is_active(&s.session),
             })
             .collect()
     }
+}
+
+/// Puts a switch header for `path` in front of the buffer.
+fn with_switch_header(buf: &mut PacketBuf, path: Label) -> Option<()> {
+    buf.push_front(HEADER_LEN)?
+        .copy_from_slice(&SwitchHeaderRepr::new(path.bits()).to_bytes());
+    Some(())
 }
 
 fn state_name(s: State) -> &'static str {
@@ -558,7 +783,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert_eq!(buf.data()[..8], 0x13u64.to_be_bytes());
-        match b.open(now, 0x13, 3, false, &mut buf) {
+        match b.open(now, &mut rng, 0x13, 3, false, &mut buf) {
             SessionIn::Content {
                 from,
                 source,
@@ -582,7 +807,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(b.seal(now, &mut rng, back, &mut buf));
         assert!(matches!(
-            a.open(now, 0x13, 3, false, &mut buf),
+            a.open(now, &mut rng, 0x13, 3, false, &mut buf),
             SessionIn::Content {
                 became_ready: true,
                 ..
@@ -592,12 +817,12 @@ mod tests {
         assert!(a.seal(now, &mut rng, index, &mut buf));
         let data = buf.data().to_vec();
         assert!(matches!(
-            b.open(now, 0x13, 3, false, &mut buf),
+            b.open(now, &mut rng, 0x13, 3, false, &mut buf),
             SessionIn::Content { .. }
         ));
         let mut again = PacketBuf::from_slice(&data);
         assert!(matches!(
-            b.open(now, 0x13, 3, false, &mut again),
+            b.open(now, &mut rng, 0x13, 3, false, &mut again),
             SessionIn::AuthError {
                 established: true,
                 ..
@@ -613,6 +838,152 @@ mod tests {
         assert!(r.received_packets >= 1, "{r:?}");
     }
 
+    /// Two stages with an established legacy session, A its initiator: (A, B, A's session
+    /// index at A, B's at B).
+    fn established_pair(
+        rng: &mut rand_chacha::ChaCha20Rng,
+        now: Instant,
+    ) -> (SessionStage, SessionStage, usize, usize) {
+        let (mut a, a_key) = stage(rng, 100);
+        let (mut b, b_key) = stage(rng, 5000);
+        let path = Label::new(0x13).unwrap();
+        let node = |key| NodeRef {
+            key,
+            path,
+            version: 22,
+        };
+        let at_a = a.for_message(now, node(b_key)).unwrap();
+        let at_b = b.for_message(now, node(a_key)).unwrap();
+        // HELLO, KEY, data, data: both sides established.
+        for (from_a, _) in [(true, 0), (false, 1), (true, 2), (false, 3)] {
+            let (tx, rx, index) = if from_a {
+                (&mut a, &mut b, at_a)
+            } else {
+                (&mut b, &mut a, at_b)
+            };
+            let mut buf = PacketBuf::from_slice(CJDHT);
+            assert!(tx.seal(now, rng, index, &mut buf));
+            assert!(matches!(
+                rx.open(now, rng, 0x13, 3, false, &mut buf),
+                SessionIn::Content { .. }
+            ));
+        }
+        assert_eq!(
+            (a.stats()[0].state, b.stats()[0].state),
+            ("ESTABLISHED", "ESTABLISHED")
+        );
+        (a, b, at_a, at_b)
+    }
+
+    /// The first word after the switch header of a sealed packet.
+    fn first_word(buf: &PacketBuf) -> u32 {
+        be32(buf.data(), HEADER_LEN).unwrap()
+    }
+
+    #[test]
+    fn pktmesh_nodes_upgrade_their_session_to_noise() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let (mut a, mut b, at_a, at_b) = established_pair(&mut rng, now);
+        // Only the legacy initiator asks, once.
+        assert!(b.noise_initiations(now, &mut rng).is_empty());
+        let mut initiations = a.noise_initiations(now, &mut rng);
+        assert_eq!(initiations.len(), 1);
+        assert!(a.noise_initiations(now, &mut rng).is_empty());
+        let mut response = match b.open(now, &mut rng, 0x13, 3, false, &mut initiations[0]) {
+            SessionIn::Reply(r) => r,
+            other => panic!("{other:?}"),
+        };
+        // B does not send under the new keys before A's first Noise packet opened.
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(b.seal(now, &mut rng, at_b, &mut buf));
+        assert_eq!(first_word(&buf) & noise::NOISE_HANDLE_BIT, 0);
+        let mut keepalive = match a.open(now, &mut rng, 0x13, 3, false, &mut response) {
+            SessionIn::Reply(k) => k,
+            other => panic!("{other:?}"),
+        };
+        // A seals under Noise at once; B opens it.
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(now, &mut rng, at_a, &mut buf));
+        assert_eq!(
+            first_word(&buf),
+            a.stats()[0].send_handle | noise::NOISE_HANDLE_BIT
+        );
+        let sent = buf.data().to_vec();
+        assert!(matches!(
+            b.open(now, &mut rng, 0x13, 3, false, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        assert_eq!(buf.data(), CJDHT);
+        // A replay does not open, and is counted.
+        let mut again = PacketBuf::from_slice(&sent);
+        assert!(matches!(
+            b.open(now, &mut rng, 0x13, 3, false, &mut again),
+            SessionIn::Drop
+        ));
+        assert_eq!(b.stats()[0].receive.dropped, 1);
+        // The keepalive (already confirmed by the data above) opens to nothing.
+        assert!(matches!(
+            b.open(now, &mut rng, 0x13, 3, false, &mut keepalive),
+            SessionIn::Drop
+        ));
+        // B now sends under Noise too, and A opens it.
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(b.seal(now, &mut rng, at_b, &mut buf));
+        assert_ne!(first_word(&buf) & noise::NOISE_HANDLE_BIT, 0);
+        assert!(matches!(
+            a.open(now, &mut rng, 0x13, 3, false, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        assert_eq!(buf.data(), CJDHT);
+        assert!(a.stats()[0].noise && b.stats()[0].noise);
+    }
+
+    #[test]
+    fn a_node_that_never_answers_keeps_legacy() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
+        let (mut a, mut b, at_a, _) = established_pair(&mut rng, now);
+        // B stands for stock cjdns, which drops the initiation unread.
+        b.set_noise(false);
+        let mut t = now;
+        let mut sent = 0;
+        for _ in 0..10 {
+            for mut i in a.noise_initiations(t, &mut rng) {
+                sent += 1;
+                assert!(matches!(
+                    b.open(t, &mut rng, 0x13, 3, false, &mut i),
+                    SessionIn::Drop
+                ));
+            }
+            t += noise::PROBE_RETRY;
+        }
+        assert_eq!(sent, usize::from(noise::PROBE_ATTEMPTS));
+        let mut buf = PacketBuf::from_slice(CJDHT);
+        assert!(a.seal(t, &mut rng, at_a, &mut buf));
+        assert_eq!(first_word(&buf), a.stats()[0].send_handle);
+        assert!(matches!(
+            b.open(t, &mut rng, 0x13, 3, false, &mut buf),
+            SessionIn::Content { .. }
+        ));
+        assert!(!a.stats()[0].noise && !b.stats()[0].noise);
+    }
+
+    #[test]
+    fn a_noise_initiation_from_a_node_without_a_session_costs_nothing() {
+        let now = Instant::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(23);
+        let (mut a, _, _, _) = established_pair(&mut rng, now);
+        let (mut c, _) = stage(&mut rng, 9000);
+        let mut initiation = a.noise_initiations(now, &mut rng).remove(0);
+        assert!(matches!(
+            c.open(now, &mut rng, 0x13, 3, false, &mut initiation),
+            SessionIn::Drop
+        ));
+        assert!(c.stats().is_empty());
+        assert_eq!(c.budget_stats(), BudgetStats::default());
+    }
+
     #[test]
     fn unknown_handles_are_dropped_and_bad_handshakes_answered_with_an_error() {
         let now = Instant::now();
@@ -625,7 +996,7 @@ mod tests {
         pkt[19] = 9;
         let mut buf = PacketBuf::from_slice(&pkt);
         assert!(matches!(
-            b.open(now, 0x13, 3, false, &mut buf),
+            b.open(now, &mut rng, 0x13, 3, false, &mut buf),
             SessionIn::Drop
         ));
         // A HELLO whose box was damaged on the way.
@@ -642,7 +1013,7 @@ mod tests {
         damaged[last] ^= 1;
         let mut buf = PacketBuf::from_slice(&damaged);
         assert!(matches!(
-            b.open(now, 0x13, 3, false, &mut buf),
+            b.open(now, &mut rng, 0x13, 3, false, &mut buf),
             SessionIn::AuthError { back, .. } if back.bits() == 0x13
         ));
     }
@@ -681,7 +1052,7 @@ mod tests {
         for _ in 0..10 {
             let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
             assert!(matches!(
-                b.open(now, 0x13, 3, false, &mut buf),
+                b.open(now, &mut rng, 0x13, 3, false, &mut buf),
                 SessionIn::AuthError {
                     established: false,
                     state: 0,
@@ -704,7 +1075,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert!(matches!(
-            b.open(now, 0x13, 3, false, &mut buf),
+            b.open(now, &mut rng, 0x13, 3, false, &mut buf),
             SessionIn::Content { .. }
         ));
         let stats = b.stats();
@@ -725,7 +1096,7 @@ mod tests {
         let (mut errors, mut shed) = (0u64, 0u64);
         for _ in 0..2000 {
             let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
-            match b.open(now, 0x13, 3, false, &mut buf) {
+            match b.open(now, &mut rng, 0x13, 3, false, &mut buf) {
                 SessionIn::AuthError { .. } => errors += 1,
                 SessionIn::Shed => shed += 1,
                 other => panic!("{other:?}"),
@@ -748,7 +1119,7 @@ mod tests {
         let mut buf = PacketBuf::from_slice(CJDHT);
         assert!(a.seal(now, &mut rng, index, &mut buf));
         assert!(matches!(
-            b.open(now, 0x15, 5, false, &mut buf),
+            b.open(now, &mut rng, 0x15, 5, false, &mut buf),
             SessionIn::Content { .. }
         ));
         // Through peer 3 again after a second: its rate (32/s) let 32 more through.
@@ -757,7 +1128,7 @@ mod tests {
             .filter(|_| {
                 let mut buf = forged_hello(&fc_key(&mut rng), &mut rng);
                 matches!(
-                    b.open(later, 0x13, 3, false, &mut buf),
+                    b.open(later, &mut rng, 0x13, 3, false, &mut buf),
                     SessionIn::AuthError { .. }
                 )
             })
@@ -787,12 +1158,12 @@ mod tests {
                 }
             };
             let mut buf = forged_hello(&key, &mut rng);
-            match s0.open(now, 0x13, 3, false, &mut buf) {
+            match s0.open(now, &mut rng, 0x13, 3, false, &mut buf) {
                 SessionIn::Elsewhere(1) => {
                     handed += 1;
                     // The owner opens it without asking its own budget.
                     assert!(matches!(
-                        s1.open(now, 0x13, 3, true, &mut buf),
+                        s1.open(now, &mut rng, 0x13, 3, true, &mut buf),
                         SessionIn::AuthError { .. }
                     ));
                 }

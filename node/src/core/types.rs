@@ -310,6 +310,8 @@ pub struct SessionStats {
     pub version: u32,
     /// What the session's receiving side counted.
     pub receive: ReceiveStats,
+    /// Whether the session runs Noise (a pktmesh peer) rather than legacy CryptoAuth.
+    pub noise: bool,
 }
 
 /// What the handshake budgets of one node core (shard) let through and shed, and what its

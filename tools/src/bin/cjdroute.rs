@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pktmesh_node::config::{
     genconf_with, Beacon, Config, GenconfOptions, LinkCapacityConf, LinkCryptoConf,
-    PeerCredentials, PktmeshConf,
+    PeerCredentials, PktmeshConf, SessionCryptoConf,
 };
 use pktmesh_node::egress::LinkCapacities;
 use pktmesh_node::link_crypto::LinkCryptoMode;
@@ -266,6 +266,7 @@ fn settings_from(config: &Config) -> Result<DaemonSettings> {
             Some(LinkCryptoConf::Legacy) => LinkCryptoMode::Legacy,
             _ => LinkCryptoMode::Noise,
         },
+        session_noise: config.pktmesh.session_crypto != Some(SessionCryptoConf::Legacy),
     })
 }
 
@@ -352,6 +353,9 @@ mod tests {
         assert_eq!(legacy, Some(LinkCryptoConf::Legacy));
         let noise = pktmesh(r#"{ "linkCrypto": "noise" }"#).link_crypto;
         assert_eq!(noise, Some(LinkCryptoConf::Noise));
+        assert_eq!(pktmesh("{}").session_crypto, None);
+        let legacy = pktmesh(r#"{ "sessionCrypto": "legacy" }"#).session_crypto;
+        assert_eq!(legacy, Some(SessionCryptoConf::Legacy));
         let text = genconf_with(&mut rand_core::OsRng, GenconfOptions::default());
         let text = text.replacen('{', r#"{ "pktmesh": { "linkCrypto": "wireguard" },"#, 1);
         let err = Config::load(text.as_bytes(), "test.conf")

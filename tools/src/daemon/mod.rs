@@ -143,6 +143,9 @@ pub struct DaemonSettings {
     pub workers: usize,
     /// What peer links speak (`pktmesh.linkCrypto`; Noise where the peer does).
     pub link_crypto: LinkCryptoMode,
+    /// Whether end-to-end sessions with pktmesh nodes are upgraded to Noise
+    /// (`pktmesh.sessionCrypto`; the default).
+    pub session_noise: bool,
 }
 
 impl std::fmt::Debug for DaemonSettings {
@@ -163,6 +166,7 @@ impl std::fmt::Debug for DaemonSettings {
             .field("eth", &self.eth)
             .field("workers", &self.workers)
             .field("link_crypto", &self.link_crypto)
+            .field("session_noise", &self.session_noise)
             .finish_non_exhaustive()
     }
 }
@@ -268,6 +272,7 @@ pub fn run<P: Pathfinder + Send>(
         );
         node.set_link_capacities(settings.link_capacities.clone());
         node.set_link_crypto(settings.link_crypto);
+        node.set_session_noise(settings.session_noise);
         if let Ok(since_epoch) = SystemTime::now().duration_since(UNIX_EPOCH) {
             // Our Noise initiations carry the wall-clock time (TAI64N).
             node.set_wall_clock(now, since_epoch);
