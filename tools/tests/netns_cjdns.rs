@@ -764,6 +764,13 @@ fn pktmesh_connecting_to_cjdns_ends_up_legacy() {
         let peers = netns::established_peers(ns, 1, Duration::from_secs(10));
         assert_eq!(peers[0]["noiseProto"], 0, "{}: {peers:?}", ns.name);
     }
+    // The end-to-end session stays legacy: cjdns drops our Noise initiations unread (both
+    // attempts, 2 s apart, are over after 5 s), and the session keeps working.
+    std::thread::sleep(Duration::from_secs(5));
+    let (ok, text) = ping6(&np, &c.ipv6, 3);
+    assert!(ok, "pktmesh->cjdns after the Noise initiations: {text}");
+    let session = netns::session_with(&np, &c.ipv6);
+    assert_eq!(session["noiseProto"], 0, "{session}");
     // SIGTERM: tcpdump writes out what it holds.
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill").arg(capture.id().to_string()).output();

@@ -204,6 +204,11 @@ fn two_nodes_ping_both_ways_and_carry_tcp() {
     }
 
     transfer_100_mb(&na, &nb, &b, &dir);
+    // ... and their end-to-end session is upgraded to Noise too (`SessionManager_sessionStats`).
+    for (ns, other) in [(&na, &b.ipv6), (&nb, &a.ipv6)] {
+        let session = netns::session_with(ns, other);
+        assert_eq!(session["noiseProto"], 1, "{}: {session}", ns.name);
+    }
     drop((da, db));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -468,6 +468,25 @@ pub fn peer_stats(ns: &Netns) -> Vec<serde_json::Value> {
     json["peers"].as_array().cloned().unwrap_or_default()
 }
 
+/// The end-to-end session with `ipv6` of the node in `ns` (`pktctl --json sessions`).
+pub fn session_with(ns: &Netns, ipv6: &str) -> serde_json::Value {
+    let out = ns.run(env!("CARGO_BIN_EXE_pktctl"), &["--json", "sessions"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pktctl sessions: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let wanted: std::net::Ipv6Addr = ipv6.parse().expect("an IPv6 address");
+    json["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["ip6"].as_str().and_then(|i| i.parse().ok()) == Some(wanted))
+        .cloned()
+        .unwrap_or_else(|| panic!("no session with {ipv6} in {}: {json}", ns.name))
+}
+
 /// Waits (bounded) until the node in `ns` has `count` peers, all `ESTABLISHED`; their stats.
 pub fn established_peers(ns: &Netns, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
     let mut stats = Vec::new();
