@@ -415,8 +415,11 @@ impl LinkStage {
             InitiationOutcome::Accept(accepted) => accepted,
         };
         self.outbox.push_back((from, accepted.response.to_vec()));
+        // A peer with live keys that starts a handshake without naming our session
+        // (PrevSessIndex) lost them: it restarted. A routine re-key names it.
+        let restarted = link.is_established() && accepted.additional.prev_session_index.is_none();
         link.install(*accepted, now)?;
-        if peer.crypto.settle(true) {
+        if peer.crypto.settle(true) || restarted {
             report_renewal(events, now, peer);
         }
         Ok(LinkIn::Control { ping: None })
