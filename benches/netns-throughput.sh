@@ -10,7 +10,9 @@
 # (ETHInterface) instead of UDP. NODE_PIN=0 lets the nodes float over all cores instead of
 # pinning each to one; WORKERS=n sets pktmesh.workers in both configs (default: one worker per
 # core the node may run on, so one when pinned); FLOWS=n runs the TCP test with n parallel
-# streams (iperf3 -P n).
+# streams (iperf3 -P n). CRYPTO=legacy sets pktmesh.linkCrypto and pktmesh.sessionCrypto to
+# "legacy" in both configs (legacy CryptoAuth on the link and end to end, as with stock cjdns);
+# by default two pktmesh nodes speak Noise on both (docs/node.md).
 # LEASES=1 runs the same two nodes with leases configured as an operator would (docs/leases.md
 # §9): a route server (pktmesh-route-server) in a third namespace pmtpR, joined to each node by
 # a veth of its own (10.231.1.0/24 to A, 10.231.2.0/24 to B); both configs with
@@ -51,8 +53,13 @@ PIN_A=""; PIN_B=""
 if [ "${APP_PIN:-0}" = 1 ]; then PIN_A="taskset -c 0"; PIN_B="taskset -c 1"; fi
 NODE_A="taskset -c 0"; NODE_B="taskset -c 1"
 if [ "${NODE_PIN:-1}" = 0 ]; then NODE_A=""; NODE_B=""; fi
-WORKERS_KEY=""
-if [ -n "${WORKERS:-}" ]; then WORKERS_KEY=", \"workers\": $WORKERS"; fi
+EXTRA_KEYS=""
+if [ -n "${WORKERS:-}" ]; then EXTRA_KEYS=", \"workers\": $WORKERS"; fi
+case "${CRYPTO:-noise}" in
+  noise) ;;
+  legacy) EXTRA_KEYS="$EXTRA_KEYS, \"linkCrypto\": \"legacy\", \"sessionCrypto\": \"legacy\"" ;;
+  *) echo "CRYPTO must be noise or legacy" >&2; exit 2 ;;
+esac
 WORK=$(mktemp -d)
 A=pmtpA; B=pmtpB; R=pmtpR
 
@@ -100,7 +107,7 @@ conf() { # private bind connect-json [ETHInterface-json] [route-server-url]
   "admin": { "bind": "127.0.0.1:11234", "password": "NONE" },
   "interfaces": { "UDPInterface": [ { "bind": "$2", "connectTo": { $3 } } ], "ETHInterface": [ $4 ] },
   "router": { "interface": { "type": "TUNInterface" } },
-  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1}$WORKERS_KEY$rs },
+  "pktmesh": { "tunOffload": ${TUN_OFFLOAD:-1}$EXTRA_KEYS$rs },
   "noBackground": 1, "version": 2 }
 EOF
 }
@@ -126,6 +133,16 @@ for i in $(seq 1 100); do
   ip netns exec $A ping -6 -c1 -W1 "$BIP" >/dev/null 2>&1 && break
   sleep 0.2
 done
+
+# What the link and A's end-to-end sessions run (noiseProto 1: Noise), once the session upgrade
+# had time to happen.
+noise_protos() { # pktctl-command list-key
+  ip netns exec $A "$PKTCTL" --json "$1" | python3 -c '
+import json,sys
+print(",".join(str(x["noiseProto"]) for x in json.load(sys.stdin)[sys.argv[1]]))' "$1"
+}
+sleep 1
+echo "crypto ${CRYPTO:-noise}: link noiseProto $(noise_protos peers), sessions noiseProto $(noise_protos sessions)"
 
 wait_for() { # what seconds command...: runs command every 0.5 s until it succeeds
   local what=$1 n=$(($2 * 2)); shift 2
