@@ -7,6 +7,23 @@ use std::time::Instant;
 use pktmesh_crypto_auth::legacy::{CryptoAuth, Session, State};
 use pktmesh_crypto_auth::PrivateKey;
 
+/// XORs `rest` over `valid` (cycling) and, when its last byte is odd, cuts up to 127 bytes
+/// off the end: a valid message with a few bits changed.
+pub fn mutate(valid: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut p = valid.to_vec();
+    for (i, b) in rest.iter().enumerate() {
+        if let Some(x) = p.get_mut(i % valid.len().max(1)) {
+            *x ^= b;
+        }
+    }
+    if let Some(&cut) = rest.last() {
+        if cut & 1 == 1 {
+            p.truncate(p.len().saturating_sub(usize::from(cut >> 1)));
+        }
+    }
+    p
+}
+
 pub struct Rng(pub u64);
 impl rand_core::RngCore for Rng {
     fn next_u32(&mut self) -> u32 {
@@ -37,17 +54,19 @@ pub struct Fixture {
     pub stages: Vec<(Session, Vec<u8>)>,
 }
 
-/// Everything observable about a session that a rejected packet must not change.
-pub fn snapshot(
-    s: &Session,
-) -> (
+/// Everything observable about a session that a rejected packet must not change: its state,
+/// next nonce, both temporary keys, role, and replay counts (received, lost).
+pub type Snapshot = (
     State,
     u32,
     Option<[u8; 32]>,
     Option<[u8; 32]>,
     bool,
     (u32, u32),
-) {
+);
+
+/// The [`Snapshot`] of `s`.
+pub fn snapshot(s: &Session) -> Snapshot {
     (
         s.state(),
         s.next_nonce(),

@@ -7,21 +7,6 @@ use libfuzzer_sys::fuzz_target;
 #[path = "ca_common.rs"]
 mod ca_common;
 
-fn mutate(valid: &[u8], rest: &[u8]) -> Vec<u8> {
-    let mut p = valid.to_vec();
-    for (i, b) in rest.iter().enumerate() {
-        if let Some(x) = p.get_mut(i % valid.len().max(1)) {
-            *x ^= b;
-        }
-    }
-    if let Some(&cut) = rest.last() {
-        if cut & 1 == 1 {
-            p.truncate(p.len().saturating_sub(usize::from(cut >> 1)));
-        }
-    }
-    p
-}
-
 fuzz_target!(|data: &[u8]| {
     let f = ca_common::noise_fixture();
     let Some((&sel, rest)) = data.split_first() else {
@@ -34,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             let p = if raw {
                 rest.to_vec()
             } else {
-                mutate(&f.initiation, rest)
+                ca_common::mutate(&f.initiation, rest)
             };
             let mut r = f.responder.clone();
             let _ = r.handle_initiation(f.t0, &mut rng, b"src", &p, 0x200, true);
@@ -43,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             let p = if raw {
                 rest.to_vec()
             } else {
-                mutate(&f.response, rest)
+                ca_common::mutate(&f.response, rest)
             };
             let _ = f.sent.complete(&f.ca_a, f.t0, &p);
             let _ = f.sent.take_cookie(&p);
@@ -52,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
             let mut p = if raw {
                 rest.to_vec()
             } else {
-                mutate(&f.data, rest)
+                ca_common::mutate(&f.data, rest)
             };
             let mut t = f.transport.clone();
             let before = t.is_confirmed();
