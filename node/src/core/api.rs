@@ -199,10 +199,14 @@ impl<P: Pathfinder> Node<P> {
     /// link-encrypted packet and the answer says where. Call after every batch of input and
     /// when [`Node::poll_timeout`] passes, until it answers [`Output::None`].
     pub fn poll_egress(&mut self, now: Instant, buf: &mut PacketBuf) -> Output {
-        match self.switch.poll_egress(now, buf) {
-            Some(slot) => self.seal_for_link(now, slot, buf),
-            None => Output::None,
+        // A packet whose link cannot send yet (a Noise handshake in progress) is dropped, as
+        // unpaced ones are; the ports' other packets still go.
+        while let Some(slot) = self.switch.poll_egress(now, buf) {
+            if let out @ Output::Udp(_) = self.seal_for_link(now, slot, buf) {
+                return out;
+            }
         }
+        Output::None
     }
 
     /// Whether end-to-end sessions with pktmesh nodes are upgraded to Noise (the default;
