@@ -10,7 +10,9 @@
 
 use crate::hash::{b2b256, hash_expand, hash_expand_at};
 use curve25519_dalek::edwards::EdwardsPoint;
-use pktmesh_crypto_auth::primitives::{chacha20_xor, poly1305_padded};
+use pktmesh_crypto_auth::primitives::{
+    chacha20_xor, chacha20_xor_after_key, poly1305_key_gen, poly1305_padded,
+};
 
 /// Size of the CryptoCycle state in bytes.
 pub const STATE_LEN: usize = 2048;
@@ -155,25 +157,17 @@ impl State {
         lens[..8].copy_from_slice(&(alen as u64).wrapping_sub(azc as u64).to_le_bytes());
         lens[8..].copy_from_slice(&(mlen as u64).wrapping_sub(tzc as u64).to_le_bytes());
 
-        // The whole keystream (block 0 = Poly1305 key, blocks 1.. = message) in whole groups of
-        // four blocks, the SIMD backend's unit, so no single-block pass is wasted.
-        let mut ks = [0u8; 2304];
-        let ks_len = (64 + mlen).div_ceil(256) * 256;
-        let ks = &mut ks[..ks_len];
-        chacha20_xor(&key, &nonce, 0, ks);
-        let mut poly_key = [0u8; 32];
-        poly_key.copy_from_slice(&ks[..32]);
-        let xor_message = |msg: &mut [u8]| {
-            for (m, k) in msg.iter_mut().zip(&ks[64..]) {
-                *m ^= k;
-            }
-        };
+        // Encrypting: one keystream pass gives the Poly1305 key (block 0) and encrypts the
+        // message (block 1 on) in place. Decrypting: the key comes first, for the tag over the
+        // ciphertext, then the message is decrypted from block 1 on.
         let tag = if decrypt {
+            let poly_key = poly1305_key_gen(&key, &nonce);
             let tag = poly1305_padded(&poly_key, &[&self.bytes[HDR_LEN..msg_end], &lens]);
-            xor_message(&mut self.bytes[msg_start..msg_end]);
+            chacha20_xor(&key, &nonce, 1, &mut self.bytes[msg_start..msg_end]);
             tag
         } else {
-            xor_message(&mut self.bytes[msg_start..msg_end]);
+            let poly_key =
+                chacha20_xor_after_key(&key, &nonce, &mut self.bytes[msg_start..msg_end]);
             let zero_from = msg_end - tzc.min(mlen);
             self.bytes[zero_from..msg_end].fill(0);
             poly1305_padded(&poly_key, &[&self.bytes[HDR_LEN..msg_end], &lens])

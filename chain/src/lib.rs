@@ -13,11 +13,13 @@
 //!
 //! # One ChaCha20/Poly1305 for packets and mining
 //! CryptoCycle is an AEAD pass over a packet-sized buffer. It calls `chacha20_xor` and
-//! `poly1305_padded` of `pktmesh_crypto_auth::primitives`, the functions the Noise session
-//! AEAD calls too, so mining and Noise packet encryption run the same code (and the same
-//! run-time CPU-feature selection). `tests/shared_path.rs` counts the calls of both uses; the
-//! legacy CryptoAuth box (XSalsa20-Poly1305, cjdns' wire format) is a different cipher and has
-//! its own code (`crypto-auth/src/legacy/secretbox.rs`).
+//! `poly1305_padded` of `pktmesh_crypto_auth::primitives`, whose ChaCha20 and Poly1305 the
+//! Noise session AEAD runs too, so mining and Noise packet encryption run the same code (and
+//! the same run-time CPU-feature selection, `pktmesh_crypto_auth::cpu`: the vector tests run
+//! at every level the CPU has). `tests/shared_path.rs` counts the calls of both uses; the
+//! legacy CryptoAuth box (XSalsa20-Poly1305, cjdns' wire format) is a different cipher on the
+//! same lanes and the same Poly1305 (`crypto-auth/src/legacy/secretbox.rs`). BLAKE2b
+//! (`blake2b_simd`) picks its AVX2 code at run time by itself.
 //!
 //! Everything here is deterministic and performs no I/O: parent block hashes, heights and the
 //! announcement set are arguments. Malformed input yields a typed error, never a panic.

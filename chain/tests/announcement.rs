@@ -57,6 +57,10 @@ fn real_ann_decodes() {
 
 #[test]
 fn real_ann_validates_with_intermediates() {
+    at_every_level(real_ann_validates_with_intermediates_once);
+}
+
+fn real_ann_validates_with_intermediates_once() {
     let r = real();
     let pcp = r.v["packetcrypt_version_context"].as_u64().unwrap() as u32;
     let c = check_ann(&r.ann, &r.parent, pcp).expect("real announcement must validate");

@@ -193,6 +193,10 @@ fn tree_rebuilt_from_all_64_announcements() {
 
 #[test]
 fn full_validation_accepts() {
+    at_every_level(full_validation_accepts_once);
+}
+
+fn full_validation_accepts_once() {
     let s = synth();
     let ok = validate_block_proof(&s.header, &s.pcp, &s.commit, &s.parents, s.height).unwrap();
     assert_eq!(

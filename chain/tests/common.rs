@@ -3,6 +3,18 @@
 
 use std::path::PathBuf;
 
+use pktmesh_crypto_auth::cpu;
+
+/// Runs `check` once at every SIMD level this CPU has (`cpu::levels`: portable, then AVX2 and
+/// AVX-512 where present), so one build checks every ChaCha20 and Poly1305 path of
+/// CryptoCycle against the vectors.
+pub fn at_every_level(check: impl Fn()) {
+    for level in cpu::levels() {
+        eprintln!("at {level:?}");
+        cpu::with_level(level, &check);
+    }
+}
+
 pub fn vector_path(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),

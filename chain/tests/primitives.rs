@@ -10,6 +10,10 @@ use pktmesh_chain::randhash::{generate, Program};
 
 #[test]
 fn hash_expand_vector() {
+    at_every_level(hash_expand_vector_once);
+}
+
+fn hash_expand_vector_once() {
     let v = &json("primitives.json")["hash_expand"];
     let mut out = [0u8; 64];
     hash_expand(
@@ -22,6 +26,10 @@ fn hash_expand_vector() {
 
 #[test]
 fn cryptocycle_sequence() {
+    at_every_level(cryptocycle_sequence_once);
+}
+
+fn cryptocycle_sequence_once() {
     let v = &json("primitives.json")["cryptocycle_sequence"];
     let seed = arr32(v["seed"].as_str().unwrap());
     let nonce = u64::from_str_radix(v["nonce_u64"].as_str().unwrap(), 16).unwrap();
@@ -67,6 +75,10 @@ fn cryptocycle_sequence() {
 
 #[test]
 fn cryptocycle_is_chacha20_poly1305() {
+    at_every_level(cryptocycle_is_chacha20_poly1305_once);
+}
+
+fn cryptocycle_is_chacha20_poly1305_once() {
     let v = &json("primitives.json")["cryptocycle_rfc7539_equivalence"];
     let default_key = v["key_ascii"].as_str().unwrap().as_bytes().to_vec();
     for case in v["cases"].as_array().unwrap() {
@@ -119,6 +131,10 @@ fn randgen_vector() {
 
 #[test]
 fn mkitem2_vector() {
+    at_every_level(mkitem2_vector_once);
+}
+
+fn mkitem2_vector_once() {
     let v = &json("primitives.json")["mkitem2"];
     let prog = Program::create(&arr32(v["program_seed"].as_str().unwrap())).unwrap();
     let mut item = [0u8; 1024];
@@ -142,6 +158,10 @@ fn mkitem2_vector() {
 
 #[test]
 fn randhash_mkitem2_400() {
+    at_every_level(randhash_mkitem2_400_once);
+}
+
+fn randhash_mkitem2_400_once() {
     let text = read_vector("randhash_mkitem2_400.txt");
     let mut builder = ItemBuilder::new();
     let mut n = 0;

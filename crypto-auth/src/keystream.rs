@@ -1,15 +1,20 @@
-//! The keystream of a 16-word, 20-round ARX block function (Salsa20 for the legacy box),
-//! computed eight blocks at a time.
+//! The keystream of a 16-word, 20-round ARX block function (Salsa20 for the legacy box,
+//! ChaCha20 for Noise and PacketCrypt), computed eight blocks at a time.
 //!
 //! Each of the 16 state words is a [`U32x8`], one lane per block, so every round operation is
 //! one vector instruction at every [`crate::cpu`] level (a pair of SSE2 instructions on the
 //! x86-64 baseline). The finished blocks are transposed back to block order
-//! ([`U32x8::write_blocks`]). Keystream short enough goes one block at a time instead
-//! ([`Simd::SCALAR_MAX`]). An AEAD computes the first eight blocks before anything else
-//! ([`Stream::first_blocks`]) because block 0 holds its Poly1305 key, then XORs the message with
-//! the rest of them and whatever follows ([`Stream::xor`]).
+//! ([`U32x8::transpose_blocks`]) and stay in vectors: the keystream is a [`Keystream`] of 32-byte
+//! vectors that [`xor`] applies to the data. Keystream short enough goes one block at a time
+//! instead ([`Simd::SCALAR_MAX`]). An AEAD computes the first eight blocks before anything
+//! else ([`Stream::first_blocks`]) because block 0 holds its Poly1305 key, then XORs the
+//! message with the rest of them and whatever follows ([`Stream::xor`]).
 //!
-//! Everything here is `#[inline(always)]`: it is compiled into the kernel of each level.
+//! Everything here is `#[inline(always)]`: it is compiled into the kernel of each level. No
+//! byte buffer is zeroed, copied or XORed by loops left to LLVM: at the AVX-512 level, with no
+//! `-C target-cpu` to tune for, LLVM would do those in 512-bit registers, which costs clock
+//! speed and a vector port on Intel CPUs (a native build keeps to 256 bits there); measured,
+//! that made the ChaCha20 kernels 9–13 % slower than a native build (docs/perf.md).
 
 use std::marker::PhantomData;
 
@@ -34,6 +39,9 @@ pub(crate) trait Rounds {
     fn rounds_lanes<V: U32x8>(x: [V; 16]) -> [V; 16];
 }
 
+/// Keystream in block order, 32 bytes a vector: up to eight blocks (two vectors each).
+pub(crate) type Keystream<V> = [V; 2 * LANES];
+
 /// The keystream of one key and nonce under the block function `R`.
 pub(crate) struct Stream<R> {
     /// The input state with the block counter at zero.
@@ -51,9 +59,9 @@ impl<R: Rounds> Stream<R> {
         }
     }
 
-    /// One keystream block.
+    /// One keystream block as two vectors. The rounds run on scalar words.
     #[inline(always)]
-    pub(crate) fn block(&self, counter: u64) -> [u8; BLOCK] {
+    pub(crate) fn block<S: Simd>(&self, simd: S, counter: u64) -> [S::U32x8; 2] {
         let mut input = self.state;
         input[R::COUNTER] = counter as u32;
         if let Some(hi) = R::COUNTER_HI {
@@ -61,16 +69,19 @@ impl<R: Rounds> Stream<R> {
         }
         let mut x = input;
         R::rounds(&mut x);
-        let mut out = [0u8; BLOCK];
-        for ((o, a), b) in out.chunks_exact_mut(4).zip(x).zip(input) {
-            o.copy_from_slice(&a.wrapping_add(b).to_le_bytes());
-        }
-        out
+        let half = |w: usize| {
+            let mut a = [0u32; 8];
+            let mut b = [0u32; 8];
+            a.copy_from_slice(&x[w..w + 8]);
+            b.copy_from_slice(&input[w..w + 8]);
+            simd.u32x8(a).add(simd.u32x8(b))
+        };
+        [half(0), half(8)]
     }
 
-    /// [`LANES`] consecutive keystream blocks starting at `counter`, into `out`.
+    /// [`LANES`] consecutive keystream blocks starting at `counter`.
     #[inline(always)]
-    pub(crate) fn blocks<S: Simd>(&self, simd: S, counter: u64, out: &mut [u8; PASS]) {
+    pub(crate) fn blocks<S: Simd>(&self, simd: S, counter: u64) -> Keystream<S::U32x8> {
         // Loops rather than `array::map`, which LLVM may leave out of line, compiled for the
         // baseline (see `crate::cpu`).
         let mut input = [simd.splat(0); 16];
@@ -92,44 +103,63 @@ impl<R: Rounds> Stream<R> {
         for (x, i) in x.iter_mut().zip(input) {
             *x = x.add(i);
         }
-        U32x8::write_blocks(x, out);
+        U32x8::transpose_blocks(x)
     }
 
     /// Keystream blocks 0–7 as far as the first `len` bytes of the stream need them (block 0
-    /// always), all lanes at once unless [`Simd::SCALAR_MAX`] bytes are enough.
+    /// always; the vectors past them are unspecified), all lanes at once unless
+    /// [`Simd::SCALAR_MAX`] bytes (at most two blocks) are enough.
     #[inline(always)]
-    pub(crate) fn first_blocks<S: Simd>(&self, simd: S, len: usize, out: &mut [u8; PASS]) {
+    pub(crate) fn first_blocks<S: Simd>(&self, simd: S, len: usize) -> Keystream<S::U32x8> {
         if len > S::SCALAR_MAX {
-            self.blocks(simd, 0, out);
-        } else {
-            let blocks = len.div_ceil(BLOCK).max(1);
-            for (i, part) in out.chunks_exact_mut(BLOCK).take(blocks).enumerate() {
-                part.copy_from_slice(&self.block(i as u64));
-            }
+            return self.blocks(simd, 0);
         }
+        let [a, b] = self.block(simd, 0);
+        let [c, d] = if len > BLOCK {
+            self.block(simd, 1)
+        } else {
+            [a, b]
+        };
+        // Filled with copies rather than zeros: LLVM merges stores of constant zeros into
+        // 512-bit ones at the AVX-512 level.
+        [a, b, c, d, a, b, c, d, a, b, c, d, a, b, c, d]
     }
 
-    /// XORs `buf` with the stream from byte `skip` on; `first` is [`Stream::first_blocks`]
-    /// for at least `skip + buf.len()` bytes (or the whole pass).
+    /// XORs `buf` with the stream from byte `skip` (a multiple of 32) on; `first` is
+    /// [`Stream::first_blocks`] for at least `skip + buf.len()` bytes (or the whole pass).
     #[inline(always)]
-    pub(crate) fn xor<S: Simd>(&self, simd: S, buf: &mut [u8], first: &[u8; PASS], skip: usize) {
+    pub(crate) fn xor<S: Simd>(
+        &self,
+        simd: S,
+        buf: &mut [u8],
+        first: &Keystream<S::U32x8>,
+        skip: usize,
+    ) {
         let (head, rest) = buf.split_at_mut(buf.len().min(PASS - skip));
-        xor(head, &first[skip..]);
+        xor(head, &first[skip / 32..]);
         self.xor_from(simd, LANES as u64, rest);
+    }
+
+    /// The sealing half of an AEAD on this stream: XORs `buf` with the stream from byte `skip`
+    /// (32 or 64) on and returns the first 32 bytes of block 0, its Poly1305 key, from the
+    /// same lane pass.
+    #[inline(always)]
+    pub(crate) fn xor_after_key<S: Simd>(&self, simd: S, buf: &mut [u8], skip: usize) -> [u8; 32] {
+        let first = self.first_blocks(simd, skip + buf.len());
+        self.xor(simd, buf, &first, skip);
+        first[0].to_bytes()
     }
 
     /// XORs `buf` with the stream from block `counter` on.
     #[inline(always)]
     pub(crate) fn xor_from<S: Simd>(&self, simd: S, mut counter: u64, buf: &mut [u8]) {
-        let mut pass = [0u8; PASS];
         for chunk in buf.chunks_mut(PASS) {
             if chunk.len() > S::SCALAR_MAX {
-                self.blocks(simd, counter, &mut pass);
-                xor(chunk, &pass);
+                xor(chunk, &self.blocks(simd, counter));
             } else {
                 // Short tails: one block at a time is cheaper than all the lanes.
                 for (i, part) in chunk.chunks_mut(BLOCK).enumerate() {
-                    xor(part, &self.block(counter + i as u64));
+                    xor(part, &self.block(simd, counter + i as u64));
                 }
             }
             counter += LANES as u64;
@@ -137,10 +167,10 @@ impl<R: Rounds> Stream<R> {
     }
 }
 
-/// `data ^= stream` over the length of `data` (`stream` is at least as long).
+/// `data ^= keystream` over the length of `data` (at most 32 bytes a vector).
 #[inline(always)]
-fn xor(data: &mut [u8], stream: &[u8]) {
-    for (d, s) in data.iter_mut().zip(stream) {
-        *d ^= s;
+pub(crate) fn xor<V: U32x8>(data: &mut [u8], keystream: &[V]) {
+    for (d, k) in data.chunks_mut(32).zip(keystream) {
+        k.xor_into(d);
     }
 }

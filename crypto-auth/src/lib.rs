@@ -23,12 +23,14 @@
 //! AVX2 intrinsics of the run-time dispatch).
 #![deny(unsafe_code)]
 
+mod chacha20;
 pub mod cpu;
 pub mod error;
 pub mod keys;
 mod keystream;
 pub mod legacy;
 pub mod noise;
+mod poly1305;
 pub mod primitives;
 pub mod replay;
 pub mod sign;

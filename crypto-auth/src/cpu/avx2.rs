@@ -29,12 +29,13 @@ pub(super) unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
     kernel.run(Avx2(()))
 }
 
-/// Runs `kernel` with the AVX2 code compiled for AVX-512F/VL as well (rotates, 32 registers).
+/// Runs `kernel` with the AVX2 code compiled for AVX-512F/VL/DQ as well (rotates, 64-bit
+/// multiplies, 32 registers).
 ///
 /// # Safety
-/// The CPU must support AVX2, AVX-512F and AVX-512VL.
+/// The CPU must support AVX2, AVX-512F, AVX-512VL and AVX-512DQ.
 #[cfg(has_avx512_target_feature)]
-#[target_feature(enable = "avx2,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
 pub(super) unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
     kernel.run(Avx2(()))
 }
@@ -168,17 +169,37 @@ impl super::U32x8 for U32x8 {
     }
 
     #[inline(always)]
-    fn write_blocks(words: [Self; 16], out: &mut [u8; 512]) {
+    fn to_bytes(self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        store(self.0, &mut b);
+        b
+    }
+
+    /// One register where `data` has all 32 bytes; else byte by byte (a loop LLVM would widen
+    /// to 512-bit registers at the AVX-512 level if it were longer).
+    #[inline(always)]
+    fn xor_into(self, data: &mut [u8]) {
+        match <&mut [u8; 32]>::try_from(&mut *data) {
+            Ok(d) => store(avx2!(_mm256_xor_si256(load(d), self.0)), d),
+            Err(_) => {
+                for (d, k) in data.iter_mut().zip(self.to_bytes()) {
+                    *d ^= k;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn transpose_blocks(words: [Self; 16]) -> [Self; 16] {
         let w = |i: usize| words[i].0;
         let low = transpose([w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7)]);
         let high = transpose([w(8), w(9), w(10), w(11), w(12), w(13), w(14), w(15)]);
-        for (block, (lo, hi)) in out.chunks_exact_mut(64).zip(low.into_iter().zip(high)) {
-            let (a, b) = block.split_at_mut(32);
-            if let (Ok(a), Ok(b)) = (<&mut [u8; 32]>::try_from(a), b.try_into()) {
-                store(lo, a);
-                store(hi, b);
-            }
+        let mut out = [Self(low[0]); 16];
+        for (b, (lo, hi)) in low.into_iter().zip(high).enumerate() {
+            out[2 * b] = Self(lo);
+            out[2 * b + 1] = Self(hi);
         }
+        out
     }
 }
 

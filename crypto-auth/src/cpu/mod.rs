@@ -1,31 +1,35 @@
 //! Which SIMD code runs: chosen once per process at run time, from what the CPU reports.
 //!
-//! The lane-parallel code of this crate (the Salsa20 lanes of the legacy box, the four-lane
-//! Poly1305) is written once, generic over [`Simd`]. Three levels instantiate it:
+//! The lane-parallel code of this crate (the Salsa20 lanes of the legacy box, the ChaCha20
+//! lanes of Noise and PacketCrypt, the four-lane Poly1305 of both) is written once, generic
+//! over `Simd`. Three levels instantiate it:
 //!
 //! * [`Level::Portable`]: `wide` vectors, which are SSE2 on the x86-64 baseline and plain
 //!   arrays (or NEON) elsewhere, and Poly1305 one block at a time. Every CPU runs it.
-//! * [`Level::Avx2`]: 256-bit AVX2 registers ([`avx2`]).
-//! * [`Level::Avx512`]: the same AVX2 code compiled with AVX-512F/VL enabled as well, which
-//!   gives LLVM one-instruction vector rotates (`vprold`) and 32 vector registers; what a
-//!   `-C target-cpu=native` build of the AVX2 code gets on such a CPU. It needs Rust 1.89 to
+//! * [`Level::Avx2`]: 256-bit AVX2 registers (`avx2`).
+//! * [`Level::Avx512`]: the same AVX2 code compiled with AVX-512F/VL/DQ enabled as well, which
+//!   gives LLVM one-instruction vector rotates (`vprold`), 64-bit multiplies and 32 vector
+//!   registers; what a `-C target-cpu=native` build of the AVX2 code gets on such a CPU. The
+//!   vectors stay 256 bits wide (see `crate::keystream` on why). It needs Rust 1.89 to
 //!   compile (`build.rs` probes for it); older compilers stop at [`Level::Avx2`].
 //!
-//! [`level`] detects the CPU once and caches the answer in an atomic. [`run`] hands a
-//! [`Kernel`] (one whole operation: a box sealed, a Poly1305 tag) to a function compiled for
+//! [`level`] detects the CPU once and caches the answer in an atomic. `run` hands a
+//! `Kernel` (one whole operation: a box sealed, a Poly1305 tag) to a function compiled for
 //! that level with `#[target_feature]`, so a plain `cargo build --release` runs the same
 //! instructions a native build would. The operation is the unit of dispatch: one predictable
 //! branch per packet, never one per block. [`with_level`] caps the level for one thread, so
 //! that one build tests (and benchmarks) every path the CPU has.
 //!
 //! Contract for kernel code: everything a kernel calls that touches vectors, or that should
-//! be compiled for the level (loops over the packet), is `#[inline(always)]`. A function that
-//! is not inlined into the `#[target_feature]` entry point is compiled for the x86-64
-//! baseline, where the AVX2 intrinsics cannot be inlined: still correct, but many times slower.
+//! be compiled for the level (loops over the packet), is `#[inline(always)]`, and vectors are
+//! built with loops rather than `array::map` or `array::from_fn`, which LLVM may leave out of
+//! line. A function that is not inlined into the `#[target_feature]` entry point is compiled
+//! for the x86-64 baseline, where the AVX2 intrinsics cannot be inlined: still correct, but
+//! many times slower (check with `objdump -d` that no `core_arch` function is called).
 //!
-//! This module and [`avx2`] hold all of the crate's `unsafe`: calling the `#[target_feature]`
+//! This module and `avx2` hold all of the crate's `unsafe`: calling the `#[target_feature]`
 //! entry points, and the AVX2 intrinsics behind the safe vector types. Both are sound for the
-//! same reason: an AVX2 entry point is called, and an [`avx2::Avx2`] token (without which no
+//! same reason: an AVX2 entry point is called, and an `avx2::Avx2` token (without which no
 //! AVX2 vector can be made) exists, only once the CPU has been seen to support AVX2.
 #![allow(unsafe_code)]
 
@@ -45,7 +49,7 @@ pub enum Level {
     Portable = 1,
     /// x86-64 with AVX2.
     Avx2 = 2,
-    /// x86-64 with AVX2, AVX-512F and AVX-512VL (still 256-bit vectors).
+    /// x86-64 with AVX2, AVX-512F, AVX-512VL and AVX-512DQ (still 256-bit vectors).
     Avx512 = 3,
 }
 
@@ -86,6 +90,7 @@ fn detect() -> Level {
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512dq")
         {
             return Level::Avx512;
         }
@@ -134,9 +139,14 @@ pub(crate) trait U32x8: Copy {
     fn rotl<const L: i32, const R: i32>(self) -> Self;
     /// The eight lanes.
     fn to_array(self) -> [u32; 8];
-    /// Writes eight blocks of sixteen words, given word-major (`words[w]` holds word `w` of
-    /// the eight blocks, one lane each), block after block little-endian into `out`.
-    fn write_blocks(words: [Self; 16], out: &mut [u8; 512]);
+    /// The eight lanes, little-endian.
+    fn to_bytes(self) -> [u8; 32];
+    /// `data ^= ` the lanes' bytes over the length of `data` (at most 32 bytes).
+    fn xor_into(self, data: &mut [u8]);
+    /// Eight blocks of sixteen words given word-major (`words[w]` holds word `w` of the eight
+    /// blocks, one lane each) as block-major vectors: `2b` holds words 0–7 of block `b`,
+    /// `2b + 1` words 8–15.
+    fn transpose_blocks(words: [Self; 16]) -> [Self; 16];
 }
 
 /// The vectors and lane counts of one [`Level`]. Values are zero-sized tokens; the AVX2 one
@@ -144,9 +154,9 @@ pub(crate) trait U32x8: Copy {
 pub(crate) trait Simd: Copy {
     /// Eight 32-bit lanes.
     type U32x8: U32x8;
-    /// Keystream up to this many bytes costs less as single blocks than as one pass of eight
-    /// lanes: with AVX2 a lane pass costs less than two blocks, on the SSE2 baseline about
-    /// three (docs/perf.md).
+    /// Keystream up to this many bytes (at most two blocks) costs less as single blocks than
+    /// as one pass of eight lanes: with AVX2 a lane pass costs less than two blocks, on the
+    /// SSE2 baseline about three (docs/perf.md).
     const SCALAR_MAX: usize;
     /// All lanes `v`.
     fn splat(self, v: u32) -> Self::U32x8;
@@ -204,22 +214,35 @@ impl U32x8 for wide::u32x8 {
     }
 
     #[inline(always)]
-    fn write_blocks(words: [Self; 16], out: &mut [u8; 512]) {
-        // Word-major to block-major: words 0–7 and 8–15 of the eight blocks as two 8×8
-        // matrices, transposed.
-        let [low, high] = [0, 8].map(|w| {
+    fn to_bytes(self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (o, w) in b.chunks_exact_mut(4).zip(self.to_array()) {
+            o.copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    #[inline(always)]
+    fn xor_into(self, data: &mut [u8]) {
+        for (d, k) in data.iter_mut().zip(self.to_bytes()) {
+            *d ^= k;
+        }
+    }
+
+    #[inline(always)]
+    fn transpose_blocks(words: [Self; 16]) -> [Self; 16] {
+        // Words 0–7 and 8–15 of the eight blocks as two 8×8 matrices, transposed.
+        let mut out = [Self::ZERO; 16];
+        for half in 0..2 {
             let mut m = [wide::i32x8::ZERO; 8];
-            for (m, v) in m.iter_mut().zip(&words[w..w + 8]) {
+            for (m, v) in m.iter_mut().zip(&words[8 * half..8 * half + 8]) {
                 *m = wide::i32x8::new(v.to_array().map(|v| v as i32));
             }
-            wide::i32x8::transpose(m)
-        });
-        for (block, (lo, hi)) in out.chunks_exact_mut(64).zip(low.iter().zip(&high)) {
-            let words = lo.to_array().into_iter().chain(hi.to_array());
-            for (o, w) in block.chunks_exact_mut(4).zip(words) {
-                o.copy_from_slice(&w.to_le_bytes());
+            for (b, row) in wide::i32x8::transpose(m).into_iter().enumerate() {
+                out[2 * b + half] = Self::new(row.to_array().map(|v| v as u32));
             }
         }
+        out
     }
 }
 
@@ -239,8 +262,8 @@ pub(crate) fn run<K: Kernel>(kernel: K) -> K::Output {
     match level() {
         Level::Portable => {}
         #[cfg(has_avx512_target_feature)]
-        // SAFETY: `level()` is `Avx512` only if the CPU reported AVX2, AVX-512F and AVX-512VL,
-        // the features `avx2::run_avx512` is compiled for.
+        // SAFETY: `level()` is `Avx512` only if the CPU reported AVX2, AVX-512F, AVX-512VL and
+        // AVX-512DQ, the features `avx2::run_avx512` is compiled for.
         Level::Avx512 => return unsafe { avx2::run_avx512(kernel) },
         // SAFETY: here `level()` is at least `Avx2`, so the CPU reported AVX2, the feature
         // `avx2::run_avx2` is compiled for.

@@ -12,7 +12,6 @@
 mod auth;
 mod crypto;
 mod header;
-mod poly1305;
 mod secretbox;
 mod session;
 mod stages;

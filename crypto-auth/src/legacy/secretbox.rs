@@ -8,7 +8,8 @@
 //! [`crate::cpu`] picks for the CPU at run time (AVX2, AVX2 with AVX-512VL rotates, or `wide`'s
 //! SSE2 pairs and portable code). Block 0, which holds the Poly1305 key, is one of the lanes
 //! rather than a separate block. [`SubkeyWindow`] derives the HSalsa20 subkeys of eight
-//! consecutive packet counters in one lane pass. Poly1305 is [`super::poly1305`].
+//! consecutive packet counters in one lane pass. Poly1305 is [`crate::poly1305`], shared with
+//! the ChaCha20-Poly1305 of [`crate::primitives`].
 //!
 //! The construction is NaCl's: subkey = HSalsa20(key, nonce[..16]); the Salsa20 stream under
 //! the subkey and nonce[16..] starts at block 0; its first 32 bytes are the Poly1305 key and
@@ -18,9 +19,9 @@
 
 use subtle::ConstantTimeEq;
 
-use super::poly1305::Poly1305;
 use crate::cpu::{self, Kernel, Simd, U32x8};
-use crate::keystream::{Rounds, Stream, LANES, PASS};
+use crate::keystream::{Rounds, Stream, LANES};
+use crate::poly1305::Poly1305;
 
 /// Salsa20 constants ("expand 32-byte k").
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
@@ -108,11 +109,8 @@ impl Kernel for Seal<'_> {
 
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) -> [u8; 16] {
-        let stream = salsa20(self.subkey, self.nonce_tail);
-        let mut first = [0u8; PASS];
-        stream.first_blocks(simd, 32 + self.buf.len(), &mut first);
-        stream.xor(simd, self.buf, &first, 32);
-        Poly1305::new(poly_key(&first)).compute(simd, self.buf)
+        let key = salsa20(self.subkey, self.nonce_tail).xor_after_key(simd, self.buf, 32);
+        Poly1305::new(&key).compute(simd, self.buf)
     }
 }
 
@@ -130,9 +128,8 @@ impl Kernel for Open<'_> {
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) -> bool {
         let stream = salsa20(self.subkey, self.nonce_tail);
-        let mut first = [0u8; PASS];
-        stream.first_blocks(simd, 32 + self.buf.len(), &mut first);
-        let expected = Poly1305::new(poly_key(&first)).compute(simd, self.buf);
+        let first = stream.first_blocks(simd, 32 + self.buf.len());
+        let expected = Poly1305::new(&first[0].to_bytes()).compute(simd, self.buf);
         if !bool::from(expected.ct_eq(self.tag)) {
             return false;
         }
@@ -204,13 +201,6 @@ impl SubkeyWindow {
         let key = self.keys.get(counter.wrapping_sub(self.first) as usize)?;
         Some((key, &self.tail))
     }
-}
-
-/// The Poly1305 key: the first 32 bytes of keystream block 0.
-#[inline(always)]
-fn poly_key(first: &[u8; PASS]) -> &[u8; 32] {
-    // Always `Some`: the buffer holds eight blocks.
-    first.first_chunk::<32>().unwrap_or(&[0; 32])
 }
 
 /// The Salsa20 input block of `key` and `nonce` with the counter (words 8 and 9) at zero, the
@@ -514,12 +504,21 @@ mod tests {
     }
 
     impl Kernel for Blocks<'_> {
-        type Output = [u8; PASS];
-        fn run<S: Simd>(self, simd: S) -> [u8; PASS] {
-            let mut out = [0u8; PASS];
-            self.stream.blocks(simd, self.counter, &mut out);
+        type Output = [u8; 512];
+        fn run<S: Simd>(self, simd: S) -> [u8; 512] {
+            let mut out = [0u8; 512];
+            let blocks = self.stream.blocks(simd, self.counter);
+            for (o, v) in out.chunks_exact_mut(32).zip(blocks) {
+                o.copy_from_slice(&v.to_bytes());
+            }
             out
         }
+    }
+
+    /// One block through the scalar path.
+    fn block(stream: &Stream<Salsa20>, counter: u64) -> Vec<u8> {
+        let [lo, hi] = stream.block(cpu::Portable, counter);
+        [lo.to_bytes(), hi.to_bytes()].concat()
     }
 
     /// The eight-lane path computes the same blocks as the one-block path at every level,
@@ -538,7 +537,7 @@ mod tests {
             for lane in 0..LANES {
                 assert_eq!(
                     &wide[lane * 64..(lane + 1) * 64],
-                    &s.block(start + lane as u64)[..],
+                    &block(&s, start + lane as u64)[..],
                     "{level:?}, lane {lane}"
                 );
             }

@@ -72,13 +72,15 @@ fn lane(v: Lanes, i: usize) -> Limbs26 {
     out
 }
 
-/// Absorbs the 64-byte groups at the front of `data` into a fresh accumulator (h = 0)
-/// under `r` (radix 2^44, as the parent keeps it) if there are enough of them to pay for
-/// the powers of r; returns that accumulator, in radix 2^44, and the bytes not absorbed.
+/// Absorbs the 64-byte groups at the front of `data` into the accumulator `h` (radix 2^44,
+/// as the parent keeps it, each limb within its width) under `r` if there are enough of them
+/// to pay for the powers of r; returns the new accumulator, in radix 2^44, and the bytes not
+/// absorbed.
 #[inline(always)]
 pub(super) fn absorb_groups<'d>(
     avx2: Avx2,
     r: &[u64; 3],
+    h: &[u64; 3],
     data: &'d [u8],
 ) -> (Option<[u64; 3]>, &'d [u8]) {
     let groups = data.len() / (16 * LANES);
@@ -86,10 +88,8 @@ pub(super) fn absorb_groups<'d>(
         return (None, data);
     }
     let (head, tail) = data.split_at(groups * 16 * LANES);
-    (
-        Some(to_radix44(lanes_sum(avx2, &powers(avx2, r), head))),
-        tail,
-    )
+    let sum = lanes_sum(avx2, &powers(avx2, r), &from_radix44(h), head);
+    (Some(to_radix44(sum)), tail)
 }
 
 /// r, r², r³, r⁴ in radix 2^26, with two lane multiplications.
@@ -112,17 +112,17 @@ fn powers(avx2: Avx2, r44: &[u64; 3]) -> [Limbs26; 4] {
     [r1, r2, lane(r34, 0), lane(r34, 1)]
 }
 
-/// Poly1305 over `data` (a whole number of 64-byte groups) from h = 0 in radix 2^26,
-/// four blocks at a time: each lane absorbs every fourth block with h ← (h + m)·r⁴,
-/// except that the last step multiplies the lane holding block k of the final group by
-/// r^(4−k), so the sum of the lanes is Σ mᵢ·r^(n−i), the one-block-at-a-time result.
-/// The unpacks that split a group into low and high words leave its blocks in lane
-/// order 0, 2, 1, 3, hence the order of the final powers.
+/// Poly1305 over `data` (a whole number of 64-byte groups) from the accumulator `h0` in
+/// radix 2^26, four blocks at a time: each lane absorbs every fourth block with
+/// h ← (h + m)·r⁴, except that the last step multiplies the lane holding block k of the final
+/// group by r^(4−k), so the sum of the lanes is h0·rⁿ + Σ mᵢ·r^(n−i), the one-block-at-a-time
+/// result (`h0` starts in the lane of block 0). The unpacks that split a group into low and
+/// high words leave its blocks in lane order 0, 2, 1, 3, hence the order of the final powers.
 #[inline(always)]
-fn lanes_sum(avx2: Avx2, [r1, r2, r3, r4]: &[Limbs26; 4], data: &[u8]) -> Limbs26 {
+fn lanes_sum(avx2: Avx2, [r1, r2, r3, r4]: &[Limbs26; 4], h0: &Limbs26, data: &[u8]) -> Limbs26 {
     let step = Multiplier::new(splat_value(avx2, r4));
     let last = Multiplier::new(per_lane(avx2, [r4, r2, r3, r1]));
-    let mut h: Lanes = [avx2.splat64(0); 5];
+    let mut h: Lanes = per_lane(avx2, [h0, &[0; 5], &[0; 5], &[0; 5]]);
     let mut groups = data.chunks_exact(16 * LANES);
     let final_group = groups.next_back();
     for group in groups {
@@ -215,16 +215,15 @@ fn carry26(mut l: Limbs26) -> Limbs26 {
     l
 }
 
+/// Radix 2^44 (limbs within their widths: 44, 44, 42 bits) to radix 2^26.
 #[inline(always)]
-fn from_radix44([r0, r1, r2]: &[u64; 3]) -> Limbs26 {
-    let lo = r0 | (r1 << 44);
-    let hi = (r1 >> 20) | (r2 << 24);
+fn from_radix44([h0, h1, h2]: &[u64; 3]) -> Limbs26 {
     [
-        lo & MASK26,
-        (lo >> 26) & MASK26,
-        ((lo >> 52) | (hi << 12)) & MASK26,
-        (hi >> 14) & MASK26,
-        hi >> 40,
+        h0 & MASK26,
+        ((h0 >> 26) | (h1 << 18)) & MASK26,
+        (h1 >> 8) & MASK26,
+        ((h1 >> 34) | (h2 << 10)) & MASK26,
+        h2 >> 16,
     ]
 }
 

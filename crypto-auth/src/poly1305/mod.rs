@@ -1,11 +1,14 @@
 //! Poly1305 one-time authenticator, radix 2^44 with 64×64→128-bit products (the layout of
 //! Andrew Moon's "poly1305-donna-64"), and where the CPU has AVX2 (chosen at run time,
-//! [`crate::cpu`]) a four-lane radix 2^26 path for long messages (`poly1305/avx2.rs`).
+//! [`crate::cpu`]) a four-lane radix 2^26 path for long messages (`poly1305/avx2.rs`). The one
+//! Poly1305 of the crate: the legacy box's (a whole message, [`Poly1305::compute`]) and the
+//! ChaCha20-Poly1305 of [`crate::primitives`] (zero-padded parts,
+//! [`Poly1305::update_padded`]).
 //!
 //! Why not the `poly1305` crate: on an x86-64 build without `-C target-cpu` flags it picks its
 //! AVX2 backend at run time, whose helpers then cannot be inlined; setting up a key costs about
-//! 1.3 µs there, more than authenticating a whole 1420-byte packet, and legacy CryptoAuth
-//! needs a fresh key for every packet (twice per packet per node). This version costs a few
+//! 1.3 µs there, more than authenticating a whole 1420-byte packet, and both AEADs need a fresh
+//! key for every packet (and PacketCrypt for every CryptoCycle pass). This version costs a few
 //! nanoseconds to key and about 1.5 cycles a byte on any x86-64 or 64-bit ARM build. Tests
 //! compare it with the `poly1305` crate on random and carry-heavy inputs and with RFC 8439,
 //! at every level the CPU runs.
@@ -87,6 +90,19 @@ impl Poly1305 {
         self.compute_blocks(rest)
     }
 
+    /// Absorbs `data` zero-padded to a multiple of 16 bytes (the padding rule of the RFC 8439
+    /// AEAD), at the level of `simd`; [`Poly1305::finish`] gives the tag.
+    #[inline(always)]
+    pub(crate) fn update_padded<S: Simd>(&mut self, simd: S, data: &[u8]) {
+        let rest = self.absorb_lanes(simd, data);
+        let rest = self.absorb_blocks(rest);
+        if !rest.is_empty() {
+            let mut m = [0u8; 16];
+            m[..rest.len()].copy_from_slice(rest);
+            self.block(&m, 1 << 40);
+        }
+    }
+
     /// With AVX2: absorbs all but the last few full blocks of a long message four at a time
     /// ([`avx2::absorb_groups`]) and returns what is left. Without AVX2 every block goes
     /// through [`Poly1305::block`]: a portable four-lane version measured 35 % slower than that
@@ -95,7 +111,7 @@ impl Poly1305 {
     fn absorb_lanes<'d, S: Simd>(&mut self, simd: S, data: &'d [u8]) -> &'d [u8] {
         #[cfg(target_arch = "x86_64")]
         if let Some(avx2) = simd.avx2() {
-            let (h, rest) = avx2::absorb_groups(avx2, &self.r, data);
+            let (h, rest) = avx2::absorb_groups(avx2, &self.r, &carry(carry(self.h)), data);
             if let Some(h) = h {
                 self.h = h;
             }
@@ -105,16 +121,23 @@ impl Poly1305 {
         data
     }
 
-    /// Absorbs `data` one block at a time (the last one padded) and returns the tag.
+    /// Absorbs the full blocks of `data` one at a time and returns the partial block left.
     #[inline(always)]
-    fn compute_blocks(mut self, data: &[u8]) -> [u8; 16] {
+    fn absorb_blocks<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
         let mut blocks = data.chunks_exact(16);
         for b in &mut blocks {
             let mut m = [0u8; 16];
             m.copy_from_slice(b);
             self.block(&m, 1 << 40);
         }
-        let rest = blocks.remainder();
+        blocks.remainder()
+    }
+
+    /// The tag of `data` absorbed one block at a time (the last one padded): the end of
+    /// [`Poly1305::compute`], and all of it in tests that compare the paths.
+    #[inline(always)]
+    fn compute_blocks(mut self, data: &[u8]) -> [u8; 16] {
+        let rest = self.absorb_blocks(data);
         if !rest.is_empty() {
             let mut m = [0u8; 16];
             m[..rest.len()].copy_from_slice(rest);
@@ -124,8 +147,9 @@ impl Poly1305 {
         self.finish()
     }
 
+    /// The tag.
     #[inline(always)]
-    fn finish(self) -> [u8; 16] {
+    pub(crate) fn finish(self) -> [u8; 16] {
         // Two carry passes leave every limb within its width.
         let [mut h0, mut h1, mut h2] = carry(carry(self.h));
         let mut c;
