@@ -118,6 +118,7 @@ fn transpose(r: [__m256i; 8]) -> [__m256i; 8] {
 impl Simd for Avx2 {
     type U32x8 = U32x8;
     const SCALAR_MAX: usize = 64;
+    const INLINE_ROUNDS: bool = true;
 
     #[inline(always)]
     fn splat(self, v: u32) -> U32x8 {

@@ -158,6 +158,9 @@ pub(crate) trait Simd: Copy {
     /// as one pass of eight lanes: with AVX2 a lane pass costs less than two blocks, on the
     /// SSE2 baseline about three (docs/perf.md).
     const SCALAR_MAX: usize;
+    /// Whether the one-block rounds are inlined into the kernel: with AVX LLVM runs them as
+    /// rows of 128-bit vectors; on the baseline they spill there (`crate::keystream`).
+    const INLINE_ROUNDS: bool;
     /// All lanes `v`.
     fn splat(self, v: u32) -> Self::U32x8;
     /// Lane `i` is `v[i]`.
@@ -174,6 +177,7 @@ pub(crate) struct Portable;
 impl Simd for Portable {
     type U32x8 = wide::u32x8;
     const SCALAR_MAX: usize = 128;
+    const INLINE_ROUNDS: bool = false;
 
     #[inline(always)]
     fn splat(self, v: u32) -> wide::u32x8 {
@@ -224,6 +228,17 @@ impl U32x8 for wide::u32x8 {
 
     #[inline(always)]
     fn xor_into(self, data: &mut [u8]) {
+        // A whole vector as one: LLVM leaves a byte loop byte by byte here.
+        if let Ok(d) = <&mut [u8; 32]>::try_from(&mut *data) {
+            let mut w = [0u32; 8];
+            for (w, c) in w.iter_mut().zip(d.chunks_exact(4)) {
+                *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            for (c, x) in d.chunks_exact_mut(4).zip((Self::new(w) ^ self).to_array()) {
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            return;
+        }
         for (d, k) in data.iter_mut().zip(self.to_bytes()) {
             *d ^= k;
         }
@@ -231,15 +246,20 @@ impl U32x8 for wide::u32x8 {
 
     #[inline(always)]
     fn transpose_blocks(words: [Self; 16]) -> [Self; 16] {
-        // Words 0–7 and 8–15 of the eight blocks as two 8×8 matrices, transposed.
+        // Without AVX2 `wide` transposes element by element anyway: gather the words of each
+        // block straight from the lanes.
+        let mut w = [[0u32; 8]; 16];
+        for (w, v) in w.iter_mut().zip(words) {
+            *w = v.to_array();
+        }
         let mut out = [Self::ZERO; 16];
-        for half in 0..2 {
-            let mut m = [wide::i32x8::ZERO; 8];
-            for (m, v) in m.iter_mut().zip(&words[8 * half..8 * half + 8]) {
-                *m = wide::i32x8::new(v.to_array().map(|v| v as i32));
-            }
-            for (b, row) in wide::i32x8::transpose(m).into_iter().enumerate() {
-                out[2 * b + half] = Self::new(row.to_array().map(|v| v as u32));
+        for (b, pair) in out.chunks_exact_mut(2).enumerate() {
+            for (half, v) in pair.iter_mut().enumerate() {
+                let mut block = [0u32; 8];
+                for (o, w) in block.iter_mut().zip(&w[8 * half..8 * half + 8]) {
+                    *o = w[b];
+                }
+                *v = Self::new(block);
             }
         }
         out
