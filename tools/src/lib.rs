@@ -1,8 +1,9 @@
 //! Command-line front ends of pktmesh and the `cjdroute` daemon's driver.
 //!
-//! [`daemon`] is the I/O driver around the sans-IO node core; its `tun` module (Linux ioctls)
-//! and `udp` module (two socket options) are the only code in the workspace that uses
-//! `unsafe`.
+//! [`daemon`] is the I/O driver around the sans-IO node core; its `tun` module (Linux ioctls),
+//! `udp` module (socket options) and `beacons` module (`IP_PKTINFO` messages) are the only code
+//! in this crate that uses `unsafe` (the rest of the workspace has none but crypto-auth's CPU
+//! dispatch, `crypto-auth/src/cpu`).
 //! [`pktctl`] holds the subcommands of the `pktctl` binary (keys, labels, encoding schemes),
 //! each a function from parsed arguments to an [`Output`] that the binary prints as one line
 //! or one JSON object. The binary itself only parses arguments and prints.
