@@ -615,11 +615,14 @@ impl SessionStage {
         let Some(path) = sess.path else {
             return false;
         };
-        sess.session.reset_if_timeout(now);
+        // Noise first: its traffic does not feed the legacy session, whose 60 s silence
+        // timeout must not reset a session that runs under Noise (the Noise keys have their
+        // own limit, after which sealing falls back to legacy and that timeout applies).
         if sess.noise.seal(now, &sess.session, buf) {
             sess.bytes_out += buf.len() as u64;
             return with_switch_header(buf, path).is_some();
         }
+        sess.session.reset_if_timeout(now);
         if !sess.ready() {
             // Handshake packets carry our handle inside, so the peer can address us.
             match buf.push_front(4) {
@@ -937,6 +940,27 @@ mod tests {
         ));
         assert_eq!(buf.data(), CJDHT);
         assert!(a.stats()[0].noise && b.stats()[0].noise);
+        // Past legacy's 60 s silence timeout (no legacy packet since the upgrade), before the
+        // Noise keys' re-key age: both sides still seal under Noise, nothing is reset.
+        let later = now + Duration::from_secs(61);
+        for a_sends in [true, false] {
+            let (tx, rx, index) = if a_sends {
+                (&mut a, &mut b, at_a)
+            } else {
+                (&mut b, &mut a, at_b)
+            };
+            let mut buf = PacketBuf::from_slice(CJDHT);
+            assert!(tx.seal(later, &mut rng, index, &mut buf));
+            assert_ne!(first_word(&buf) & noise::NOISE_HANDLE_BIT, 0);
+            assert!(matches!(
+                rx.open(later, &mut rng, 0x13, 3, false, &mut buf),
+                SessionIn::Content { .. }
+            ));
+        }
+        assert_eq!(
+            (a.stats()[0].state, b.stats()[0].state),
+            ("ESTABLISHED", "ESTABLISHED")
+        );
     }
 
     #[test]
