@@ -134,29 +134,26 @@ impl SessionNoise {
         t.is_confirmed() && now.saturating_duration_since(t.born()) < REJECT_AFTER_TIME
     }
 
-    fn sender_ref(&self, now: Instant, legacy: &Session) -> Option<&Transport> {
-        if !legacy.is_established() || legacy.generation() != self.generation {
+    /// Whether the keys belong to the legacy handshake in force (and that one is up).
+    fn keys_in_force(&self, legacy: &Session) -> bool {
+        legacy.is_established() && legacy.generation() == self.generation
+    }
+
+    /// The keys that seal now: the newest usable of current and previous.
+    fn sender(&mut self, now: Instant, legacy: &Session) -> Option<&mut Transport> {
+        if !self.keys_in_force(legacy) {
             return None;
         }
-        [self.current.as_ref(), self.previous.as_ref()]
+        [self.current.as_mut(), self.previous.as_mut()]
             .into_iter()
             .flatten()
             .find(|t| Self::usable(t, now))
     }
 
     /// Seals `[DataHeader][payload]` in place as a Noise data packet, if the session sends
-    /// under Noise now (see [`SessionNoise::sends`]); `false` leaves the buffer untouched.
+    /// under Noise now; `false` leaves the buffer untouched.
     pub(crate) fn seal(&mut self, now: Instant, legacy: &Session, buf: &mut PacketBuf) -> bool {
-        if self.sender_ref(now, legacy).is_none() {
-            return false;
-        }
-        let current_sends = self.current.as_ref().is_some_and(|t| Self::usable(t, now));
-        let sender = if current_sends {
-            self.current.as_mut()
-        } else {
-            self.previous.as_mut()
-        };
-        let Some(t) = sender else {
+        let Some(t) = self.sender(now, legacy) else {
             return false;
         };
         if buf.headroom() < DATA_HEADER || buf.push_back(DATA_TAG).is_none() {
@@ -184,7 +181,8 @@ impl SessionNoise {
                     result = Ok(body.len());
                     break;
                 }
-                Err(e) if result.is_err() && e != NoiseError::Decrypt => result = Err(e),
+                // Report why it failed (replay, expiry) rather than a bare decrypt failure.
+                Err(e) if e != NoiseError::Decrypt => result = Err(e),
                 Err(_) => {}
             }
         }
